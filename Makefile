@@ -1,0 +1,65 @@
+# foldstack — one entry point for setup, tests, the demo and deploys.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+# torch must be installed as exactly this version before the package: a wider spec
+# lets pip pick the newest CUDA build (several GB).
+TORCH_VERSION ?= 2.13.0
+FOLDSTACK_HOME ?= $(CURDIR)/.foldstack
+export FOLDSTACK_HOME
+
+.PHONY: help setup system-deps venv demo-data demo test test-fast lint render build docs clean
+
+help: ## list targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+setup: system-deps venv demo-data ## install everything (system packages, virtualenv, demo DB and weights)
+
+system-deps: ## Debian packages the steps and tests use
+	bash scripts/install_system_deps.sh
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+
+CHECKOV_VENV ?= .venv-checkov
+CHECKOV_VERSION ?= 3.3.30
+export FOLDSTACK_CHECKOV := $(CURDIR)/$(CHECKOV_VENV)/bin/checkov
+
+venv: $(BIN)/activate
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q "torch==$(TORCH_VERSION)"
+	$(BIN)/pip install -q -e ".[steps,dev]"
+	test -x $(CHECKOV_VENV)/bin/checkov || { $(PYTHON) -m venv $(CHECKOV_VENV) && \
+	  $(CHECKOV_VENV)/bin/pip install -q "checkov==$(CHECKOV_VERSION)"; }
+
+demo-data: ## build the demo sequence DB and tiny random-weight models under $(FOLDSTACK_HOME)
+	$(BIN)/foldstack demo-data --home "$(FOLDSTACK_HOME)"
+
+demo: setup ## set up, then fold the bundled example with both engines locally
+	$(BIN)/foldstack demo --home "$(FOLDSTACK_HOME)"
+
+test: ## the whole offline suite
+	$(BIN)/pytest -q
+
+test-fast: ## the suite without the slow model tests
+	$(BIN)/pytest -q -m "not slow"
+
+lint: ## ruff + bandit
+	$(BIN)/ruff check src lambdas tests scripts bench
+	$(BIN)/bandit -q -c pyproject.toml -r src lambdas
+
+render: ## render statemachines/*/definition.asl.json.j2 into statemachines/rendered/
+	$(BIN)/foldstack render
+
+build: render ## build deterministic Lambda zips into build/lambdas/
+	$(PY) scripts/build_lambdas.py --out build/lambdas
+
+clean:
+	rm -rf build .pytest_cache
+
+-include terraform/terraform.mk

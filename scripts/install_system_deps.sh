@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs the Debian packages foldstack's steps and tests use, only if missing.
+#   hmmer            hmmsearch/hmmbuild for template search (jackhmmer runs via pyhmmer)
+#   mmseqs2          MMseqs2 fast MSA path
+#   kalign           template realignment, as AlphaFold calls it
+#   python-biopython-doc   real PDB/mmCIF entries used as template fixtures
+set -euo pipefail
+PKGS=(hmmer mmseqs2 kalign python-biopython-doc)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then echo "system packages present"; exit 0; fi
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+echo "installing: ${missing[*]}"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

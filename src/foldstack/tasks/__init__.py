@@ -1,0 +1,1 @@
+"""Plain, testable functions behind the Lambda handlers (validate, stage, collect, cleanup)."""

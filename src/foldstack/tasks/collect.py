@@ -1,0 +1,79 @@
+"""Collect Outputs: verify each target's step outputs and publish them with a manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from foldstack import __version__, storage
+from foldstack.core.errors import OutputIntegrityError, OutputsNotReadyError
+from foldstack.core.uris import join_under
+from foldstack.tasks.publish import MANIFEST, Publisher, is_complete
+from foldstack.tasks.settings import TaskSettings
+from foldstack.tasks.stage import run_scratch
+from foldstack.tasks.validate import parse_request
+
+# What each step contributes to the published results, under <run_id>/<target>/.
+PUBLISHED = {
+    "predict": ("", None),  # every output the predict step recorded
+    "msa": ("msa/", ("msa.a3m", "features.json")),  # the alignment and its provenance
+}
+
+
+def _done(run_root: str, step: str, target: str) -> dict[str, Any]:
+    uri = join_under(run_root, step, target, f"{step}.done.json")
+    if not storage.exists(uri):
+        raise OutputsNotReadyError(f"{step} outputs of target {target!r} are not in scratch yet: {uri}")
+    return json.loads(storage.read_bytes(uri))
+
+
+def _verified(run_root: str, step: str, target: str, rel: str, sha256: str) -> bytes:
+    data = storage.read_bytes(join_under(run_root, step, target, rel))
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise OutputIntegrityError(f"{step}/{target}/{rel} does not match the checksum its step recorded")
+    return data
+
+
+def collect_outputs(
+    settings: TaskSettings, run_id: str, raw_request: Mapping[str, Any], targets: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
+    request = parse_request(raw_request)
+    if is_complete(request.output_uri, run_id):
+        manifest = json.loads(storage.read_bytes(join_under(request.output_uri, run_id, MANIFEST)))
+        return {"output": join_under(request.output_uri, run_id), "targets": len(manifest["targets"])}
+    run_root = run_scratch(settings, run_id)
+    steps = ["msa", "predict"] if request.needs_msa else ["predict"]
+    publisher = Publisher(request.output_uri, run_id)
+    entries = []
+    try:
+        for target in targets:
+            tid = target["id"]
+            files: dict[str, dict[str, Any]] = {}
+            provenance: dict[str, Any] = {}
+            for step in steps:
+                done = _done(run_root, step, tid)
+                provenance[step] = {k: done.get(k) for k in ("tool_versions", "timings")}
+                dest, keep = PUBLISHED[step]
+                for rel, sha in sorted(done["outputs"].items()):
+                    if keep is not None and rel not in keep:
+                        continue
+                    data = _verified(run_root, step, tid, rel, sha)
+                    publisher.put(f"{tid}/{dest}{rel}", data)
+                    files[f"{dest}{rel}"] = {"sha256": sha, "size": len(data)}
+            metrics = json.loads(storage.read_bytes(join_under(run_root, "predict", tid, "metrics.json")))
+            entries.append({**dict(target), "files": files, "metrics": metrics, "provenance": provenance})
+        publisher.commit({
+            "schema_version": 1,
+            "run_id": run_id,
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "foldstack_version": __version__,
+            "request": request.model_dump(mode="json"),
+            "targets": entries,
+        })
+    except BaseException:
+        publisher.abort()
+        raise
+    return {"output": publisher.final, "targets": len(entries)}

@@ -1,0 +1,55 @@
+"""Stage Inputs: copy the validated inputs into the run's scratch prefix."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from foldstack import storage
+from foldstack.core.errors import FoldstackError, StagingError
+from foldstack.core.uris import join_under
+from foldstack.tasks.settings import TaskSettings
+from foldstack.tasks.validate import validate_run
+
+
+def run_scratch(settings: TaskSettings, run_id: str) -> str:
+    return join_under(settings.scratch_root, run_id)
+
+
+def _source_name(index: int, uri: str) -> str:
+    base = re.sub(r"[^A-Za-z0-9_.-]", "_", uri.rstrip("/").rsplit("/", 1)[-1]).lstrip(".") or "input"
+    return f"{index:03d}-{base[:100]}"
+
+
+def stage_inputs(
+    settings: TaskSettings, run_id: str, raw_request: Mapping[str, Any], targets: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
+    """Re-validate (inputs may have changed since Validate Input), then write one FASTA
+    per target plus the request and target list. Re-running overwrites identically."""
+    request, records, planned, _ = validate_run(
+        raw_request, allowed_input_prefixes=settings.allowed_input_prefixes,
+        allowed_output_prefixes=settings.allowed_output_prefixes, size_classes=settings.size_classes,
+        limits=settings.limits, run_id=run_id,
+    )
+    expected = {t["id"]: t["sha256"] for t in targets}
+    if expected != {t.id: t.sha256 for t in planned}:
+        raise StagingError("inputs changed between validation and staging; submit the run again")
+    root = run_scratch(settings, run_id)
+    try:
+        for index, item in enumerate(request.inputs):
+            if isinstance(item, str):
+                storage.copy(item, join_under(root, "input", "sources", _source_name(index, item)))
+        for record in records:
+            storage.write_bytes(join_under(root, "input", "targets", f"{record.id}.fasta"),
+                                record.to_fasta().encode())
+        storage.write_bytes(join_under(root, "input", "targets.json"),
+                            json.dumps([t.model_dump() for t in planned], indent=2).encode())
+        storage.write_bytes(join_under(root, "input", "request.json"),
+                            request.model_dump_json(indent=2).encode())
+    except FoldstackError:
+        raise
+    except Exception as exc:  # S3 or filesystem failure: name where, keep the cause
+        raise StagingError(f"could not stage inputs into {root}: {exc}") from exc
+    return {"scratch": root, "staged": len(records)}
