@@ -1,0 +1,134 @@
+"""The rendered fold workflow: no drift, statelint-clean, and our own invariants."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from statelint.linter import Linter
+
+from foldstack.workflows.render import dumps, placeholders, render_all, render_definition, rendered_path, workflows
+
+CLEANUP_STATES = {"CleanupOnFailure", "CleanupAfterSuccess"}
+
+
+def all_states(definition, scope="", inside_map=False):
+    """(name, state, inside_map, scope_states) for every state, recursing into Maps."""
+    for name, state in definition["States"].items():
+        yield name, state, inside_map, definition["States"]
+        inner = state.get("ItemProcessor") or state.get("Iterator")
+        if inner:
+            yield from all_states(inner, f"{scope}{name}/", True)
+
+
+@pytest.fixture(scope="module", params=[wf.name for wf in workflows()])
+def definition(request):
+    wf = next(w for w in workflows() if w.name == request.param)
+    return render_definition(wf)
+
+
+def test_rendered_files_match_templates():
+    drifted = render_all(check=True)
+    assert drifted == [], f"run `make render` and commit: {drifted}"
+
+
+def test_statelint_clean(definition):
+    assert Linter.validate(definition) == []
+
+
+def test_every_next_exists_and_every_state_reachable(definition):
+    def walk(scope):
+        names = set(scope["States"])
+        reachable, todo = set(), [scope["StartAt"]]
+        while todo:
+            n = todo.pop()
+            if n in reachable:
+                continue
+            assert n in names, f"transition to missing state {n}"
+            reachable.add(n)
+            st = scope["States"][n]
+            targets = [st.get("Next"), st.get("Default")]
+            targets += [c["Next"] for c in st.get("Choices", [])] + [c["Next"] for c in st.get("Catch", [])]
+            todo += [t for t in targets if t]
+            inner = st.get("ItemProcessor") or st.get("Iterator")
+            if inner:
+                walk(inner)
+        assert reachable == names, f"unreachable states: {names - reachable}"
+
+    walk(definition)
+
+
+def test_every_top_level_task_and_map_catches_to_cleanup(definition):
+    for name, state, inside_map, _ in all_states(definition):
+        if inside_map or state["Type"] not in ("Task", "Map", "Parallel") or name in CLEANUP_STATES:
+            continue
+        catch_all = [c for c in state.get("Catch", []) if "States.ALL" in c["ErrorEquals"]]
+        assert catch_all, f"{name} has no States.ALL catch"
+        for c in state["Catch"]:
+            assert c["Next"] == "CleanupOnFailure" and c["ResultPath"] == "$.error", name
+
+
+def test_failures_end_in_fail_after_cleanup(definition):
+    states = definition["States"]
+    assert states["CleanupOnFailure"]["Next"] == "RunFailed"
+    assert all(c["Next"] == "RunFailed" for c in states["CleanupOnFailure"]["Catch"])
+    assert states["RunFailed"]["Type"] == "Fail"
+
+
+def test_batch_tasks_have_timeouts_selectors_and_only_throttle_retries(definition):
+    batch = [(n, s) for n, s, _, _ in all_states(definition) if "batch:submitJob" in s.get("Resource", "")]
+    assert batch
+    for name, state in batch:
+        assert state["Resource"].endswith(".sync"), name
+        assert state["TimeoutSeconds"] > 0 and "ResultSelector" in state, name
+        for rule in state.get("Retry", []):
+            assert set(rule["ErrorEquals"]) <= {"Batch.AWSBatchException", "Batch.TooManyRequestsException"}, name
+
+
+def test_lambda_retries_are_transient_only_with_jitter(definition):
+    for name, state, _, _ in all_states(definition):
+        if "lambda:invoke" not in state.get("Resource", ""):
+            continue
+        for rule in state["Retry"]:
+            assert "States.ALL" not in rule["ErrorEquals"] and "States.TaskFailed" not in rule["ErrorEquals"]
+            assert rule["JitterStrategy"] == "FULL", name
+
+
+def test_every_map_is_bounded(definition):
+    maps = [s for _, s, _, _ in all_states(definition) if s["Type"] == "Map"]
+    assert maps and all(0 < m["MaxConcurrency"] <= 1000 for m in maps)
+
+
+def test_no_account_ids_regions_or_jsonata(definition):
+    text = dumps(definition)
+    assert "QueryLanguage" not in text and "{%" not in text
+    import re
+
+    assert not re.search(r"\b\d{12}\b", text), "account id baked into the template"
+    assert not re.search(r"(us|eu|ap|sa|ca|me|af)-[a-z]+-\d", text), "region baked into the template"
+
+
+def test_every_queue_and_job_definition_has_a_placeholder(fold_workflow):
+    text = rendered_path(fold_workflow).read_text()
+    names = placeholders(text)
+    jobs = fold_workflow.jobs
+    for queue in {j.queue for j in jobs.jobs.values() if j.queue} | set(jobs.jobs["predict"].queue_by_size_class.values()):
+        assert f"queue_{queue.replace('-', '_')}_arn" in names
+    for size in jobs.size_classes:
+        assert f"job_definition_predict_{size}_arn" in names
+    assert {"partition", "scratch_mount", "db_mount", "weights_dir", "lambda_validate_input_arn"} <= names
+
+
+def test_size_class_routes_cover_jobs_yaml(definition, fold_workflow):
+    processor = definition["States"]["FoldTargets"]["ItemProcessor"]["States"]
+    routed = {c["StringEquals"] for c in processor["RouteBySizeClass"]["Choices"]}
+    assert routed == set(fold_workflow.jobs.size_classes)
+
+
+def test_jobs_yaml_rejects_retry_rules_without_final_exit(fold_workflow):
+    from foldstack.workflows.specs import JobsFile
+
+    raw = json.loads(fold_workflow.jobs.model_dump_json())
+    raw["jobs"]["msa"]["retry"]["evaluate_on_exit"] = [{"on_status_reason": "Host EC2*", "action": "RETRY"}]
+    with pytest.raises(ValueError, match="must end with"):
+        JobsFile.model_validate(raw)
