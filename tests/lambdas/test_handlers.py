@@ -5,18 +5,17 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-from pathlib import Path
 
 import boto3
 import pytest
 from moto import mock_aws
+from tests.conftest import REPO, files_under
 
 from foldstack import storage
 from foldstack.core.errors import AccessDeniedError, InputValidationError, OutputsNotReadyError, StagingError
 from foldstack.core.fasta import parse_fasta
 from foldstack.core.request import RunRequest
 from foldstack.core.runid import make_run_id
-from tests.conftest import REPO, files_under
 
 SEQ = "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQ"
 
@@ -118,7 +117,8 @@ def test_run_id_must_match_request(local_env):
     fasta = local_env["inputs"] / "a.fasta"
     fasta.write_text(f">a\n{SEQ}\n")
     with pytest.raises(InputValidationError) as info:
-        validate({"run_id": "someone-elses-run", "request": {"inputs": [str(fasta)], "output_uri": str(local_env["outputs"])}})
+        request = {"inputs": [str(fasta)], "output_uri": str(local_env["outputs"])}
+        validate({"run_id": "someone-elses-run", "request": request})
     assert info.value.code == "run_id_mismatch"
 
 
@@ -216,7 +216,8 @@ def test_s3_collect_integrity_failure_publishes_nothing(s3_env):
     s3.put_object(Bucket="lake", Key="inputs/a.fasta", Body=data.encode())
     event = event_for("s3://lake/inputs/a.fasta", "s3://lake/results", data)
     targets = validate(event)["targets"]
-    fake_step_outputs("s3://scratch", event["run_id"], "t1", "predict", {"ranked_0.pdb": b"ATOM\n", "metrics.json": b"{}"})
+    outputs = {"ranked_0.pdb": b"ATOM\n", "metrics.json": b"{}"}
+    fake_step_outputs("s3://scratch", event["run_id"], "t1", "predict", outputs)
     s3.put_object(Bucket="scratch", Key=f"{event['run_id']}/predict/t1/ranked_0.pdb", Body=b"tampered")
     from foldstack.core.errors import OutputIntegrityError
 

@@ -51,14 +51,14 @@ def test_multimer_chains_split_and_checksum_stable():
         (f">a;rm -rf\n{SEQ}\n", "unsafe_id", 1),
         (f">\n{SEQ}\n", "empty_id", 1),
         (f">manifest.json\n{SEQ}\n", "reserved_id", 1),
-        (f">a\nMKT-AYIAKQRQ\n", "gap_character", 1),
-        (f">a\nMKT*AYIAKQRQ\n", "internal_stop", 1),
-        (f">a\nMKT1AYIAKQRQ\n", "digit_in_sequence", 1),
-        (f">a\nMKTUAYIAKQRQ\n", "invalid_residue", 1),
-        (f">a\nMKTA\x00YIAKQRQ\n", "control_character", 2),
-        (f">a\nMKTАYIAKQRQ\n", "non_ascii", 2),  # Cyrillic A homoglyph
+        (">a\nMKT-AYIAKQRQ\n", "gap_character", 1),
+        (">a\nMKT*AYIAKQRQ\n", "internal_stop", 1),
+        (">a\nMKT1AYIAKQRQ\n", "digit_in_sequence", 1),
+        (">a\nMKTUAYIAKQRQ\n", "invalid_residue", 1),
+        (">a\nMKTA\x00YIAKQRQ\n", "control_character", 2),
+        (">a\nMKTАYIAKQRQ\n", "non_ascii", 2),  # Cyrillic A homoglyph
         (f">a\n{SEQ}::{SEQ}\n", "empty_chain", 1),
-        (f">a\nMKT\n", "too_short", 1),
+        (">a\nMKT\n", "too_short", 1),
         (f">a\n{'A' * 2501}\n", "too_long", 1),
     ],
 )

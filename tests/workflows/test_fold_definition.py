@@ -112,7 +112,9 @@ def test_every_queue_and_job_definition_has_a_placeholder(fold_workflow):
     text = rendered_path(fold_workflow).read_text()
     names = placeholders(text)
     jobs = fold_workflow.jobs
-    for queue in {j.queue for j in jobs.jobs.values() if j.queue} | set(jobs.jobs["predict"].queue_by_size_class.values()):
+    queues = {j.queue for j in jobs.jobs.values() if j.queue}
+    queues |= set(jobs.jobs["predict"].queue_by_size_class.values())
+    for queue in queues:
         assert f"queue_{queue.replace('-', '_')}_arn" in names
     for size in jobs.size_classes:
         assert f"job_definition_predict_{size}_arn" in names

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from foldstack.cli import local as _local
+from foldstack.cli import runs as _runs
 from foldstack.cli import step as _step
 from foldstack.cli import weights as _weights
 
@@ -17,6 +18,7 @@ app = typer.Typer(
 app.add_typer(_step.app, name="step", help="Run one workflow step (what a Batch job runs).")
 app.add_typer(_weights.app, name="weights", help="Install model weights (demo or real).")
 _local.register(app)
+_runs.register(app)
 
 
 def main() -> None:

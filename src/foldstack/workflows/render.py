@@ -19,10 +19,11 @@ PLACEHOLDER = re.compile(r"\$\{([a-z0-9_]+)\}")
 
 
 def render_definition(workflow: Workflow) -> dict[str, Any]:
-    env = jinja2.Environment(
+    # HTML autoescaping would corrupt JSON; the output is parsed and re-dumped below instead.
+    env = jinja2.Environment(  # nosec B701
         loader=jinja2.FileSystemLoader(str(workflow.directory)),
         undefined=jinja2.StrictUndefined,
-        autoescape=False,  # noqa: S701 - output is JSON, parsed and re-dumped below
+        autoescape=False,  # noqa: S701
         keep_trailing_newline=True,
     )
     text = env.get_template(workflow.template.name).render(
