@@ -34,6 +34,22 @@ from foldstack.workflows.specs import Workflow, load_workflow
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 
 
+def event_dict(event: Any, target_ids: Sequence[str] = ()) -> dict[str, Any]:
+    """A history event as plain JSON: type, state, target (for Map iterations), error."""
+    path = tuple(event.map_path)
+    target = target_ids[path[0]] if path and path[0] < len(target_ids) else None
+    return {
+        "id": event.id,
+        "type": event.type,
+        "timestamp": event.timestamp.isoformat(),
+        "state": event.state_name,
+        "map_path": list(path),
+        "target": target,
+        "error": event.error,
+        "cause": event.cause,
+    }
+
+
 def default_home() -> Path:
     return Path(os.environ.get("FOLDSTACK_HOME") or Path.home() / ".foldstack").resolve()
 
@@ -99,6 +115,7 @@ class LocalRun:
     run_id: str
     paths: LocalPaths
     request: RunRequest
+    target_ids: tuple[str, ...] = ()
     _execution: Any = field(default=None, repr=False)
 
     @property
@@ -123,7 +140,7 @@ class LocalRun:
 
     def history(self) -> list[dict[str, Any]]:
         if self._execution is not None:
-            return self._execution.history()
+            return [event_dict(e, self.target_ids) for e in self._execution.history()]
         return self.record().get("history", [])
 
 
@@ -164,29 +181,37 @@ class LocalRunner:
         }
 
     def placeholders(self) -> dict[str, str]:
-        from foldstack.local import placeholder_values
+        from foldstack.local import local_values
 
-        return placeholder_values(
+        return local_values(
             self.workflow.directory / "jobs.yaml",
             scratch_mount=str(self.paths.scratch), db_mount=str(self.paths.db),
             weights_dir=str(self.paths.weights),
         )
 
     # -- submission ---------------------------------------------------------------------
-    def prepare(self, request: RunRequest) -> tuple[RunRequest, str]:
-        """Upload local inputs and validate exactly as Validate Input will; write nothing else."""
+    def prepare(self, request: RunRequest) -> tuple[RunRequest, list[str], str]:
+        """Validate exactly as Validate Input will, then copy local inputs under the input
+        prefix. Returns (request as submitted, target ids, run id)."""
         output = str(Path(request.output_uri).expanduser().resolve())
+        local_files = tuple(i for i in request.inputs if isinstance(i, str) and not i.startswith("s3://"))
+        allowed = tuple(str(Path(f.removeprefix("file://")).expanduser().resolve().parent) for f in local_files)
+        validate_run(
+            request.model_copy(update={"output_uri": output}),
+            allowed_input_prefixes=allowed or (str(self.paths.inputs),), allowed_output_prefixes=(output,),
+            size_classes=self.workflow.jobs.size_classes, limits=self.limits,
+        )
         uploaded = upload_inputs(request.inputs, self.paths.inputs)
         request = request.model_copy(update={"inputs": tuple(uploaded), "output_uri": output})
-        _, _, _, run_id = validate_run(
+        _, _, targets, run_id = validate_run(
             request, allowed_input_prefixes=(str(self.paths.inputs),), allowed_output_prefixes=(output,),
             size_classes=self.workflow.jobs.size_classes, limits=self.limits,
         )
-        return request, run_id
+        return request, [t.id for t in targets], run_id
 
     def submit(self, request: RunRequest, *, force: bool = False) -> LocalRun:
-        request, run_id = self.prepare(request)
-        run = LocalRun(run_id, self.paths, request)
+        request, target_ids, run_id = self.prepare(request)
+        run = LocalRun(run_id, self.paths, request, tuple(target_ids))
         with self._lock:
             if run.record_path.exists() and not force:
                 existing = run.record()
@@ -215,7 +240,7 @@ class LocalRunner:
             log_dir=self.paths.run_dir(run.run_id) / "logs",
             wait_scale=self.wait_scale,
             injector=self.injector,
-            on_event=self.on_event,
+            on_event=(lambda e: self.on_event(event_dict(e, run.target_ids))) if self.on_event else None,
         )
         now = datetime.now(UTC).isoformat(timespec="seconds")
         self._write_record(run, run_id=run.run_id, status="RUNNING", started_at=now, pid=os.getpid(),
@@ -226,11 +251,13 @@ class LocalRunner:
         run._execution = execution
 
         def finish() -> None:
-            execution.wait(None)
+            # States.Runtime errors are bugs in the definition, not run failures: they
+            # are recorded on the run (and asserted absent by the tests), never swallowed.
+            execution.wait(None, raise_on_runtime_error=False)
             self._write_record(
-                run, status=execution.status, stopped_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                run, status=execution.status, runtime_errors=execution.runtime_errors, stopped_at=datetime.now(UTC).isoformat(timespec="seconds"),
                 error=execution.error, cause=execution.cause, result=execution.output,
-                history=execution.history(),
+                history=[event_dict(e, run.target_ids) for e in execution.history()],
             )
 
         watcher = threading.Thread(target=finish, name=f"foldstack-run-{run.run_id}", daemon=True)
@@ -247,7 +274,7 @@ class _Joined:
     def wait(self, timeout: float | None) -> None:
         self._watcher.join(timeout)
 
-    def history(self) -> list[dict[str, Any]]:
+    def history(self) -> list[Any]:
         return self._execution.history()
 
     def __getattr__(self, name: str) -> Any:

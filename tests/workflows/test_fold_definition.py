@@ -134,3 +134,12 @@ def test_jobs_yaml_rejects_retry_rules_without_final_exit(fold_workflow):
     raw["jobs"]["msa"]["retry"]["evaluate_on_exit"] = [{"on_status_reason": "Host EC2*", "action": "RETRY"}]
     with pytest.raises(ValueError, match="must end with"):
         JobsFile.model_validate(raw)
+
+
+def test_moto_parser_accepts_the_definition_with_local_values(fold_workflow):
+    from foldstack.local import local_values, substitute
+    from foldstack.local.moto_adapter import parse_definition
+
+    text = rendered_path(fold_workflow).read_text()
+    values = local_values(fold_workflow.directory / "jobs.yaml", scratch_mount="/s", db_mount="/d", weights_dir="/w")
+    parse_definition(substitute(text, values))

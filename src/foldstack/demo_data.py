@@ -1,0 +1,116 @@
+"""Demo data for a machine without internet: a small sequence DB and demo weights.
+
+``build_demo_data(home)`` builds
+
+* ``home/db/demo_uniref/<version>/demo_uniref.fasta`` (+ ``manifest.json``, and
+  ``home/db/demo_uniref/CURRENT``): 2,122 real protein sequences that ship inside the
+  installed ``pyhmmer`` wheel (its ``tests/data/seqs``: a 2,100-protein bacterial
+  proteome, 12 LuxC and 10 PKS I UniProtKB entries), never downloaded; the DB plays
+  AlphaFold's ``uniref90`` role for the jackhmmer search;
+* ``home/weights/{esmfold,alphafold2}/``: tiny random demo weights
+  (:mod:`foldstack.weights.demo`), marked ``DEMO_WEIGHTS``.
+
+It is idempotent: an existing, intact DB version and current demo weights are kept.
+Credits and licences: ``foldstack/data/README.md``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+DB_NAME = "demo_uniref"
+DB_VERSION = "pyhmmer-seqs-1"
+DB_FASTA = f"{DB_NAME}.fasta"
+SOURCE_FILES = ("938293.PRJEB85.HG003687.faa", "LuxC.faa", "PKSI.faa")
+SOURCE = ("pyhmmer (MIT) tests/data/seqs: " + ", ".join(SOURCE_FILES)
+          + "; LuxC/PKSI entries from UniProtKB, the proteome from ENA project PRJEB85 (Prodigal gene calls)")
+LICENSE = "UniProtKB sequences CC BY 4.0 (credit: UniProt Consortium); ENA data: free and unrestricted use"
+
+
+def pyhmmer_seqs_dir() -> Path:
+    import pyhmmer
+
+    path = Path(pyhmmer.__file__).parent / "tests" / "data" / "seqs"
+    missing = [f for f in SOURCE_FILES if not (path / f).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"the installed pyhmmer has no test data ({path} lacks {', '.join(missing)}); "
+            "install pyhmmer from its wheel on PyPI (it ships tests/data)"
+        )
+    return path
+
+
+def _demo_records() -> list[tuple[str, str, str]]:
+    """(id, description, sequence) for every source sequence, stop codons removed."""
+    records = []
+    src = pyhmmer_seqs_dir()
+    for name in SOURCE_FILES:
+        rid, desc, parts = None, "", []
+        for line in (src / name).read_text().splitlines():
+            if line.startswith(">"):
+                if rid is not None:
+                    records.append((rid, desc, "".join(parts).rstrip("*")))
+                rid, _, desc = line[1:].strip().partition(" ")
+                parts = []
+            elif line.strip():
+                parts.append(line.strip())
+        if rid is not None:
+            records.append((rid, desc, "".join(parts).rstrip("*")))
+    return records
+
+
+def build_demo_db(db_root: Path) -> Path:
+    """Build (or keep) the demo DB under `db_root`; return its version directory."""
+    from foldstack.steps.common import BadInputError
+    from foldstack.steps.databases import open_database, write_manifest
+
+    base = db_root / DB_NAME
+    final = base / DB_VERSION
+    if (base / "CURRENT").is_file():
+        try:
+            db = open_database(db_root, DB_NAME, verify=True)
+            if db.version == DB_VERSION:
+                return final
+        except BadInputError:
+            pass
+    base.mkdir(parents=True, exist_ok=True)
+    tmp = base / f".{DB_VERSION}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        with open(tmp / DB_FASTA, "w") as f:
+            for rid, desc, seq in _demo_records():
+                f.write(f">{rid} {desc}".rstrip() + "\n")
+                for i in range(0, len(seq), 60):
+                    f.write(seq[i:i + 60] + "\n")
+        write_manifest(tmp, name=DB_NAME, version=DB_VERSION, role="uniref90", sequences=DB_FASTA,
+                       max_hits=10000, source=SOURCE, license=LICENSE,
+                       extra={"description": "demo sequence DB for foldstack's local demo (not UniRef90)"})
+        if final.exists():
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    current_tmp = base / f".CURRENT.{uuid.uuid4().hex[:8]}"
+    current_tmp.write_text(DB_VERSION + "\n")
+    os.replace(current_tmp, base / "CURRENT")
+    return final
+
+
+def build_demo_data(home: Path | str) -> dict[str, Path]:
+    """Build ``home/db`` (demo DB) and ``home/weights`` (demo weights); idempotent."""
+    from foldstack.weights.demo import write_demo_weights
+
+    home = Path(home)
+    db_root = home / "db"
+    weights = home / "weights"
+    build_demo_db(db_root)
+    write_demo_weights(weights)
+    return {"db": db_root, "weights": weights}
+
+
+def example_fasta() -> Path:
+    """The bundled example FASTA for the demo run."""
+    return Path(__file__).parent / "data" / "examples" / "demo.fasta"

@@ -1,0 +1,328 @@
+"""The step contract, in one place (DESIGN §4).
+
+Every step (`foldstack step <name> ...`) runs through :func:`run_step`:
+
+* the final directory is ``<scratch>/<run_id>/<step>/<target>/``;
+* if it already holds a valid ``<step>.done.json`` (every listed output present with
+  the recorded sha256), the step exits 0 without recomputing (idempotent rerun);
+* otherwise the step writes into a per-attempt temp dir
+  ``<scratch>/<run_id>/<step>/.<target>.attempt-<unique>/``, writes ``<step>.done.json``
+  there last, and renames the whole directory into place, so a retried or concurrent
+  attempt never sees half-written files;
+* a failing attempt removes its temp dir; nothing partial is ever promoted.
+
+Exit codes (what Batch ``evaluateOnExit`` and the local engine read):
+0 ok; 2 bad input (:class:`BadInputError`, never retried); 3 out of memory
+(:class:`OutOfMemoryError`, or anything :func:`is_out_of_memory` recognises: the
+workflow moves the target one size class up); anything else is a crash and raises.
+
+Fault injection for tests: ``FOLDSTACK_INJECT_FAULT=<step>:<target>`` (or
+``<step>:*``; several comma-separated) raises ``RuntimeError("injected fault")``
+right after the attempt dir is created.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from foldstack.core.errors import InputValidationError
+from foldstack.core.fasta import FastaLimits, FastaRecord, parse_fasta, validate_id
+
+FAULT_ENV = "FOLDSTACK_INJECT_FAULT"
+EXIT_OK = 0
+EXIT_BAD_INPUT = 2
+EXIT_OUT_OF_MEMORY = 3
+RUN_ID_MAX = 80
+
+
+class StepError(Exception):
+    """An expected failure with a contract exit code."""
+
+    exit_code = 1
+
+
+class BadInputError(StepError):
+    """Input the step cannot use (missing/invalid FASTA, unknown engine/preset, missing
+    weights or databases). Retrying would not help."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class OutOfMemoryError(StepError):
+    """The target does not fit this machine; the workflow retries a larger size class."""
+
+    exit_code = EXIT_OUT_OF_MEMORY
+
+
+_OOM_MARKERS = ("RESOURCE_EXHAUSTED", "out of memory", "Out of memory", "can't allocate memory")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for MemoryError, torch's OutOfMemoryError and XLA RESOURCE_EXHAUSTED,
+    looking through the exception chain."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, MemoryError | OutOfMemoryError):
+            return True
+        if type(cur).__name__ in {"OutOfMemoryError", "XlaRuntimeError", "JaxRuntimeError"} or isinstance(
+            cur, RuntimeError
+        ):
+            text = str(cur)
+            if type(cur).__name__ == "OutOfMemoryError" or any(m in text for m in _OOM_MARKERS):
+                return True
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
+def log(step: str, target: str, message: str) -> None:
+    """One progress line on stderr (Batch sends it to CloudWatch Logs)."""
+    stamp = _dt.datetime.now(_dt.UTC).strftime("%H:%M:%S")
+    print(f"[{stamp}] foldstack step {step} [{target}] {message}", file=sys.stderr, flush=True)
+
+
+def utcnow() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+@dataclass
+class StepContext:
+    """What a step body gets: where to write, and where to record timings/versions."""
+
+    step: str
+    run_id: str
+    target: str
+    scratch: Path
+    work_dir: Path
+    final_dir: Path
+    timings: dict[str, float] = field(default_factory=dict)
+    tool_versions: dict[str, str] = field(default_factory=dict)
+    inputs: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.scratch / self.run_id
+
+    def log(self, message: str) -> None:
+        log(self.step, self.target, message)
+
+    @contextlib.contextmanager
+    def timer(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - start, 3)
+
+    def record_input(self, path: Path) -> None:
+        """Record an input file's sha256 in done.json (relative to the run dir)."""
+        try:
+            rel = str(path.relative_to(self.run_dir))
+        except ValueError:
+            rel = str(path)
+        self.inputs[rel] = sha256_file(path)
+
+    def read_target(self) -> FastaRecord:
+        """The staged target FASTA: exactly one record (chains joined by ':')."""
+        path = target_fasta_path(self.scratch, self.run_id, self.target)
+        return read_target_fasta(path)
+
+
+def target_fasta_path(scratch: Path, run_id: str, target: str) -> Path:
+    return Path(scratch) / run_id / "input" / "targets" / f"{target}.fasta"
+
+
+def read_target_fasta(path: Path) -> FastaRecord:
+    if not path.is_file():
+        raise BadInputError(
+            f"target FASTA not found: {path} (Stage Inputs writes it; check --run-id, --target, --scratch)"
+        )
+    try:
+        records = parse_fasta(path.read_bytes(), source=str(path), limits=FastaLimits())
+    except InputValidationError as exc:
+        raise BadInputError(f"invalid target FASTA {path}: {exc} ({exc.to_dict()})") from exc
+    if len(records) != 1:
+        raise BadInputError(
+            f"target FASTA {path} holds {len(records)} records; a target is exactly one record "
+            "(join complex chains with ':')"
+        )
+    return records[0]
+
+
+def check_ids(run_id: str, target: str) -> None:
+    """Both become path components: refuse anything that could escape the scratch dir."""
+    if not run_id or len(run_id) > RUN_ID_MAX or not all(c.isalnum() or c in "_-" for c in run_id):
+        raise BadInputError(f"invalid --run-id {run_id!r}: expected 1-80 of [A-Za-z0-9_-]")
+    try:
+        validate_id(target, source="--target", line=0)
+    except InputValidationError as exc:
+        raise BadInputError(f"invalid --target {target!r}: {exc}") from exc
+
+
+def step_dirs(scratch: Path, run_id: str, step: str, target: str) -> tuple[Path, Path]:
+    parent = Path(scratch) / run_id / step
+    return parent, parent / target
+
+
+def done_path(final_dir: Path, step: str) -> Path:
+    return final_dir / f"{step}.done.json"
+
+
+def load_valid_done(final_dir: Path, step: str, run_id: str, target: str) -> dict[str, Any] | None:
+    """The done record if the directory is complete and intact, else None."""
+    path = done_path(final_dir, step)
+    if not path.is_file():
+        return None
+    try:
+        done = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(done, dict) or (done.get("step"), done.get("run_id"), done.get("target")) != (
+        step,
+        run_id,
+        target,
+    ):
+        return None
+    outputs = done.get("outputs")
+    if not isinstance(outputs, dict) or not outputs:
+        return None
+    for rel, digest in outputs.items():
+        f = final_dir / rel
+        if not f.is_file() or sha256_file(f) != digest:
+            return None
+    return done
+
+
+def _fault_requested(step: str, target: str) -> bool:
+    spec = os.environ.get(FAULT_ENV, "")
+    wanted = {s.strip() for s in spec.split(",") if s.strip()}
+    return f"{step}:{target}" in wanted or f"{step}:*" in wanted
+
+
+def _list_outputs(work_dir: Path, exclude: str) -> dict[str, str]:
+    out = {}
+    for f in sorted(work_dir.rglob("*")):
+        if f.is_file() and f.name != exclude:
+            out[str(f.relative_to(work_dir))] = sha256_file(f)
+    return out
+
+
+def run_step(
+    step: str,
+    run_id: str,
+    target: str,
+    scratch: Path | str,
+    body: Callable[[StepContext], None],
+) -> Path:
+    """Run `body` under the step contract; return the final directory.
+
+    Raises StepError subclasses for contract failures (the CLI maps them to exit codes).
+    """
+    check_ids(run_id, target)
+    scratch = Path(scratch)
+    parent, final_dir = step_dirs(scratch, run_id, step, target)
+    if load_valid_done(final_dir, step, run_id, target) is not None:
+        log(step, target, f"already done: {final_dir} (valid {step}.done.json); nothing to do")
+        return final_dir
+
+    parent.mkdir(parents=True, exist_ok=True)
+    unique = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+    work_dir = parent / f".{target}.attempt-{unique}"
+    work_dir.mkdir()
+    ctx = StepContext(step=step, run_id=run_id, target=target, scratch=scratch, work_dir=work_dir,
+                      final_dir=final_dir)
+    started_at = utcnow()
+    t0 = time.perf_counter()
+    log(step, target, f"attempt dir {work_dir}")
+    try:
+        if _fault_requested(step, target):
+            raise RuntimeError("injected fault")
+        body(ctx)
+        ctx.timings["total"] = round(time.perf_counter() - t0, 3)
+        done_name = done_path(work_dir, step).name
+        done = {
+            "step": step,
+            "run_id": run_id,
+            "target": target,
+            "outputs": _list_outputs(work_dir, exclude=done_name),
+            "inputs": ctx.inputs,
+            "tool_versions": ctx.tool_versions,
+            "timings": ctx.timings,
+            "started_at": started_at,
+            "finished_at": utcnow(),
+        }
+        write_json(work_dir / done_name, done)
+        _promote(work_dir, final_dir, step, run_id, target)
+    except BaseException:
+        shutil.rmtree(work_dir, ignore_errors=True)
+        raise
+    log(step, target, f"done in {ctx.timings['total']:.1f}s: {final_dir}")
+    return final_dir
+
+
+def _promote(work_dir: Path, final_dir: Path, step: str, run_id: str, target: str) -> None:
+    """Rename the attempt dir into place. A stale, invalid final dir is moved aside first;
+    if another attempt won the race with a valid result, ours is discarded."""
+    if final_dir.exists():
+        if load_valid_done(final_dir, step, run_id, target) is not None:
+            log(step, target, "another attempt finished first; discarding this one")
+            shutil.rmtree(work_dir, ignore_errors=True)
+            return
+        stale = final_dir.with_name(f".{target}.stale-{uuid.uuid4().hex[:12]}")
+        os.rename(final_dir, stale)
+        shutil.rmtree(stale, ignore_errors=True)
+    try:
+        os.rename(work_dir, final_dir)
+    except OSError:
+        if load_valid_done(final_dir, step, run_id, target) is not None:
+            shutil.rmtree(work_dir, ignore_errors=True)
+            return
+        raise
+
+
+def exit_code_for(exc: BaseException) -> int | None:
+    """The contract exit code for an exception, or None if it is a crash."""
+    if isinstance(exc, StepError):
+        return exc.exit_code
+    if is_out_of_memory(exc):
+        return EXIT_OUT_OF_MEMORY
+    return None
+
+
+def run_cli(step: str, target: str, fn: Callable[[], Any]) -> int:
+    """Call `fn` and map contract failures to exit codes; crashes propagate."""
+    try:
+        fn()
+    except Exception as exc:  # noqa: BLE001 - mapped or re-raised below
+        code = exit_code_for(exc)
+        if code is None:
+            raise
+        kind = {EXIT_BAD_INPUT: "bad input", EXIT_OUT_OF_MEMORY: "out of memory"}.get(code, "error")
+        log(step, target, f"FAILED ({kind}, exit {code}): {exc}")
+        return code
+    return EXIT_OK

@@ -1,0 +1,83 @@
+"""The features file: the MSA → Predict hand-off (DESIGN §4).
+
+``features.npz`` holds the AlphaFold2 feature dict exactly as AlphaFold's data pipeline
+builds it, except that object arrays of bytes (``domain_name``, ``sequence``,
+``msa_species_identifiers``, ``template_domain_names``, ``template_sequence``) are
+stored as fixed-width bytes (``dtype="S"``), so the file always loads with
+``np.load(path, allow_pickle=False)``. Nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+FEATURES_NPZ = "features.npz"
+
+
+def empty_template_features(sequence: str) -> dict[str, np.ndarray]:
+    """Template features for "no templates".
+
+    One all-masked placeholder template (ColabFold's convention), so models 1/2 (which
+    embed templates) and models 3-5 (which ignore them) both accept the dict; with every
+    atom mask zero it contributes nothing.
+    """
+    from alphafold.common import residue_constants
+
+    n = len(sequence)
+    gaps = "-" * n
+    aatype = residue_constants.sequence_to_onehot(gaps, residue_constants.HHBLITS_AA_TO_ID)
+    return {
+        "template_aatype": np.asarray(aatype, np.float32)[None],
+        "template_all_atom_masks": np.zeros((1, n, 37), np.float32),
+        "template_all_atom_positions": np.zeros((1, n, 37, 3), np.float32),
+        "template_domain_names": np.array([b"none"], dtype="S"),
+        "template_sequence": np.array([gaps.encode()], dtype="S"),
+        "template_sum_probs": np.zeros((1, 1), np.float32),
+    }
+
+
+def build_monomer_features(sequence: str, description: str, msas: Sequence) -> dict[str, np.ndarray]:
+    """AlphaFold's own feature functions: sequence + MSA (+ empty templates)."""
+    from alphafold.data import pipeline
+
+    feats = {
+        **pipeline.make_sequence_features(sequence=sequence, description=description, num_res=len(sequence)),
+        **pipeline.make_msa_features(list(msas)),
+        **empty_template_features(sequence),
+    }
+    return to_storable(feats)
+
+
+def to_storable(features: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Object arrays of bytes/str → fixed-width bytes; everything else unchanged."""
+    out = {}
+    for key, value in features.items():
+        arr = np.asarray(value)
+        if arr.dtype == object:
+            items = [v.encode("utf-8") if isinstance(v, str) else bytes(v) for v in arr.reshape(-1)]
+            arr = np.array(items, dtype="S").reshape(arr.shape) if items else np.zeros(arr.shape, dtype="S1")
+        out[key] = arr
+    return out
+
+
+def save_features(path: Path, features: Mapping[str, np.ndarray]) -> None:
+    storable = to_storable(features)
+    for key, arr in storable.items():
+        if arr.dtype == object:  # pragma: no cover - to_storable guarantees this
+            raise TypeError(f"feature {key} would need pickle")
+    with open(path, "wb") as f:
+        np.savez_compressed(f, **storable)
+
+
+def load_features(path: Path) -> dict[str, np.ndarray]:
+    """Load a features file; never unpickles (object arrays raise ValueError)."""
+    with np.load(path, allow_pickle=False) as data:
+        return {key: data[key] for key in data.files}
+
+
+def summarize(features: Mapping[str, np.ndarray]) -> dict[str, object]:
+    """Shapes and dtypes for features.json."""
+    return {k: {"shape": list(np.shape(v)), "dtype": str(np.asarray(v).dtype)} for k, v in features.items()}

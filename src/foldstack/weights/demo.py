@@ -1,0 +1,196 @@
+"""Tiny random-weight demo models, written in the on-disk formats the real loaders read.
+
+* ESMFold: a shrunken ``EsmConfig`` (``is_folding_model=True``) → ``EsmForProteinFolding``
+  with random weights → ``save_pretrained`` (safetensors) + ``EsmTokenizer`` vocab.
+  The predict step loads it with ``from_pretrained`` exactly as it loads facebook/esmfold_v1.
+* AlphaFold2: AlphaFold's ``model_5_ptm`` config with fewer blocks (widths are hard-coded
+  in places, so only block counts shrink), parameter shapes from a JAX trace
+  (``jax.eval_shape``, no compile), random values, saved as ``params_model_5_ptm.npz``
+  in AlphaFold's flat ``"<scope>//<name>"`` format (unfused triangle projections, as in
+  DeepMind's files), plus ``config_overrides.json``.
+
+Both get a ``DEMO_WEIGHTS`` marker. Structures from these models are NOT meaningful.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from foldstack.weights.layout import AF2_OVERRIDES, DEMO_MARKER, DEMO_WARNING, ENGINES
+
+DEMO_VERSION = 1
+AF2_DEMO_MODEL = "model_5_ptm"
+AF2_DEMO_OVERRIDES: dict[str, Any] = {
+    "model.embeddings_and_evoformer.evoformer_num_block": 1,
+    "model.embeddings_and_evoformer.extra_msa_stack_num_block": 1,
+    "model.heads.structure_module.num_layer": 2,
+    "model.num_recycle": 0,
+    "data.common.num_recycle": 0,
+    "data.common.max_extra_msa": 16,
+    "data.eval.max_msa_clusters": 16,
+}
+
+ESMFOLD_DEMO_CONFIG: dict[str, Any] = {
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "max_position_embeddings": 1026,
+    "position_embedding_type": "rotary",
+    "emb_layer_norm_before": False,
+    "token_dropout": True,
+    "esmfold_config": {
+        "fp16_esm": False,
+        "lddt_head_hid_dim": 16,
+        "trunk": {
+            "num_blocks": 1,
+            "sequence_state_dim": 32,
+            "pairwise_state_dim": 16,
+            "sequence_head_width": 16,
+            "pairwise_head_width": 8,
+            "max_recycles": 1,
+            "structure_module": {
+                "sequence_dim": 32,
+                "pairwise_dim": 16,
+                "ipa_dim": 8,
+                "resnet_dim": 16,
+                "num_heads_ipa": 2,
+                "num_qk_points": 2,
+                "num_v_points": 2,
+                "num_blocks": 2,
+            },
+        },
+    },
+}
+
+
+def _marker_text(engine: str, details: dict[str, Any]) -> str:
+    return json.dumps({"engine": engine, "demo_version": DEMO_VERSION, "warning": DEMO_WARNING, **details},
+                      indent=2, sort_keys=True) + "\n"
+
+
+def _is_current(path: Path) -> bool:
+    try:
+        return json.loads((path / DEMO_MARKER).read_text()).get("demo_version") == DEMO_VERSION
+    except (OSError, ValueError):
+        return False
+
+
+def _install(tmp: Path, final: Path) -> None:
+    """Replace `final` by `tmp` (same parent) so a reader never sees a half-written dir."""
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
+        os.rename(final, old)
+        shutil.rmtree(old, ignore_errors=True)
+    os.rename(tmp, final)
+
+
+def write_esmfold_demo(dest: Path, seed: int = 0, config: dict[str, Any] | None = None) -> Path:
+    """Write a tiny random ESMFold to `dest` (a HF save_pretrained dir)."""
+    import torch
+    from transformers import EsmConfig, EsmForProteinFolding, EsmTokenizer
+    from transformers.models.esm.configuration_esm import get_default_vocab_list
+
+    vocab = list(get_default_vocab_list())
+    cfg = EsmConfig(
+        vocab_size=len(vocab),
+        pad_token_id=vocab.index("<pad>"),
+        mask_token_id=vocab.index("<mask>"),
+        is_folding_model=True,
+        vocab_list=vocab,
+        **(config or ESMFOLD_DEMO_CONFIG),
+    )
+    torch.manual_seed(seed)
+    model = EsmForProteinFolding(cfg).eval()
+    with torch.no_grad():  # zero-initialised heads give a flat, degenerate structure: add noise
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    dest.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(dest, safe_serialization=True)
+    vocab_file = dest / "vocab.txt"
+    vocab_file.write_text("\n".join(vocab) + "\n")
+    EsmTokenizer(vocab_file=str(vocab_file)).save_pretrained(dest)
+    return dest
+
+
+def af2_random_params(model_name: str, overrides: dict[str, Any], seed: int = 0) -> dict[str, np.ndarray]:
+    """Random parameters for an AlphaFold model, flat AlphaFold npz layout (unfused)."""
+    import jax
+    from alphafold.model import model as af_model
+    from alphafold.model import utils
+
+    from foldstack.steps.alphafold2 import dummy_features, model_config
+
+    cfg = model_config(model_name, overrides)
+    runner = af_model.RunModel(cfg)
+    multimer = cfg.model.global_config.multimer_mode
+    feat = runner.process_features(dummy_features(multimer=multimer), random_seed=0)
+    if multimer:  # this fork's multimer init path needs the recycling state given explicitly
+        n = feat["aatype"].shape[0]
+        feat = {**feat, "prev": {"prev_msa_first_row": np.zeros([n, 256], np.float16),
+                                 "prev_pair": np.zeros([n, n, 128], np.float16),
+                                 "prev_pos": np.zeros([n, 37, 3], np.float16)}}
+    shapes = jax.eval_shape(runner.init, jax.random.PRNGKey(0), feat)  # a trace, no XLA compile
+    rng = np.random.default_rng(seed)
+    flat: dict[str, np.ndarray] = {}
+    for scope, params in shapes.items():
+        for name, spec in params.items():
+            shape = tuple(spec.shape)
+            if name == "scale":
+                arr = np.ones(shape, np.float32)
+            elif name in ("offset", "bias"):
+                arr = rng.normal(0.0, 0.02, shape).astype(np.float32)
+            else:
+                fan_in = shape[0] if len(shape) > 1 else max(1, shape[0] if shape else 1)
+                std = 1.0 / np.sqrt(fan_in)
+                if "structure_module" in scope:
+                    std *= 0.1  # keeps random backbone updates small: a compact, chain-like model
+                arr = rng.normal(0.0, std, shape).astype(np.float32)
+            flat[f"{scope}//{name}"] = arr
+    unfused = utils.flat_params_to_haiku(flat, fuse=False, to_jnp=False)
+    return {f"{scope}//{name}": np.asarray(a) for scope, d in unfused.items() for name, a in d.items()}
+
+
+def write_alphafold2_demo(dest: Path, seed: int = 0, model_name: str = AF2_DEMO_MODEL,
+                          overrides: dict[str, Any] | None = None) -> Path:
+    overrides = dict(AF2_DEMO_OVERRIDES if overrides is None else overrides)
+    params = af2_random_params(model_name, overrides, seed=seed)
+    dest.mkdir(parents=True, exist_ok=True)
+    with open(dest / f"params_{model_name}.npz", "wb") as f:
+        np.savez(f, **params)
+    (dest / AF2_OVERRIDES).write_text(json.dumps(overrides, indent=2, sort_keys=True) + "\n")
+    return dest
+
+
+def write_demo_weights(weights: Path | str, engines: tuple[str, ...] = ENGINES, *, force: bool = False) -> Path:
+    """Write demo weights for `engines` under `weights/<engine>/`; idempotent."""
+    weights = Path(weights)
+    weights.mkdir(parents=True, exist_ok=True)
+    for engine in engines:
+        final = weights / engine
+        if not force and final.exists() and _is_current(final):
+            continue
+        if final.exists() and not (final / DEMO_MARKER).exists():
+            raise FileExistsError(f"{final} holds non-demo weights; refusing to overwrite them with demo weights")
+        tmp = weights / f".{engine}.tmp-{uuid.uuid4().hex[:8]}"
+        try:
+            if engine == "esmfold":
+                write_esmfold_demo(tmp)
+                details = {"config": ESMFOLD_DEMO_CONFIG}
+            elif engine == "alphafold2":
+                write_alphafold2_demo(tmp)
+                details = {"model": AF2_DEMO_MODEL, "overrides": AF2_DEMO_OVERRIDES}
+            else:
+                raise ValueError(f"unknown engine {engine!r}")
+            (tmp / DEMO_MARKER).write_text(_marker_text(engine, details))
+            _install(tmp, final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return weights
