@@ -44,3 +44,13 @@ def local_env(tmp_path, monkeypatch, size_classes):
 
 def files_under(path: Path) -> list[Path]:
     return sorted(p for p in Path(path).rglob("*") if p.is_file() or p.is_symlink())
+
+
+@pytest.fixture(scope="session")
+def demo_home(tmp_path_factory) -> Path:
+    """A FOLDSTACK_HOME with the demo database and random-weight models (built once)."""
+    from foldstack.demo_data import build_demo_data
+
+    path = tmp_path_factory.mktemp("demo-home")
+    build_demo_data(path)
+    return path

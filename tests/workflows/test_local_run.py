@@ -15,13 +15,9 @@ from tests.conftest import files_under
 SEQ = "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQAPILSRVGDGTQDNLSGAEKAVQVKVKALPDAQ"
 
 
-@pytest.fixture(scope="module")
-def home(tmp_path_factory):
-    from foldstack.demo_data import build_demo_data
-
-    path = tmp_path_factory.mktemp("home")
-    build_demo_data(path)
-    return path
+@pytest.fixture
+def home(demo_home):
+    return demo_home
 
 
 def write_fasta(path, text):

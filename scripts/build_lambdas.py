@@ -1,0 +1,151 @@
+#!/usr/bin/env python3
+"""Build deterministic Lambda zips: build/lambdas/<name>.zip per lambdas/<name>/handler.py.
+
+Each zip holds ``handler.py`` at the root plus the parts of the ``foldstack`` package a
+Lambda needs (``PACKAGE_PARTS``). Entries are sorted, timestamps fixed and permissions
+normalised, so the same sources always give byte-identical zips (and Terraform's
+``source_code_hash`` changes only when code does). Terraform consumes these files; it
+never builds them.
+
+Third-party dependencies (``LAYER_REQUIREMENTS``: pydantic …; boto3 is in the runtime)
+go into a separate layer zip with ``--deps`` (needs a package index):
+
+    python scripts/build_lambdas.py --out build/lambdas
+    python scripts/build_lambdas.py --out build/lambdas --deps --platform manylinux2014_aarch64
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+LAMBDAS_DIR = REPO / "lambdas"
+PACKAGE_DIR = REPO / "src" / "foldstack"
+
+# Parts of src/foldstack that go into every Lambda zip (pure Python only), relative to
+# the package. Missing optional parts are skipped.
+PACKAGE_PARTS = [
+    "__init__.py",
+    "py.typed",
+    "core",
+    "storage.py",
+    "storage",
+    "tasks",
+    "lambda_support.py",
+    "lambda_support",
+]
+
+# Installed into the dependency layer (python/ prefix) by --deps. boto3 ships with the runtime.
+LAYER_REQUIREMENTS = ["pydantic>=2.6,<3"]
+
+FIXED_DATE = (1980, 1, 1, 0, 0, 0)  # earliest date a zip can hold
+SKIP_DIRS = {"__pycache__", ".mypy_cache", ".pytest_cache"}
+SKIP_SUFFIXES = {".pyc", ".pyo", ".so", ".pyd"}
+
+
+def _walk(root: Path, arc_root: str) -> list[tuple[str, Path]]:
+    """(archive name, file) pairs under root, without caches or native code."""
+    if root.is_file():
+        return [(arc_root, root)]
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS)
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            if path.suffix in SKIP_SUFFIXES:
+                continue
+            out.append((f"{arc_root}/{path.relative_to(root).as_posix()}", path))
+    return out
+
+
+def write_zip(entries: list[tuple[str, Path]], dest: Path) -> str:
+    """Write entries deterministically; return the sha256 of the zip."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_suffix(".zip.tmp")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+        for arcname, path in sorted(entries, key=lambda e: e[0]):
+            info = zipfile.ZipInfo(arcname, date_time=FIXED_DATE)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o100644 << 16  # regular file, rw-r--r--
+            info.create_system = 3  # unix, so the attributes above are honoured
+            zf.writestr(info, path.read_bytes())
+    tmp.replace(dest)
+    return hashlib.sha256(dest.read_bytes()).hexdigest()
+
+
+def package_entries() -> list[tuple[str, Path]]:
+    entries: list[tuple[str, Path]] = []
+    for part in PACKAGE_PARTS:
+        path = PACKAGE_DIR / part
+        if path.exists():
+            entries += _walk(path, f"foldstack/{part}")
+    if not entries:
+        raise SystemExit(f"no foldstack package parts found under {PACKAGE_DIR}")
+    return entries
+
+
+def handler_names() -> list[str]:
+    return sorted(p.parent.name for p in LAMBDAS_DIR.glob("*/handler.py"))
+
+
+def build(out: Path, names: list[str] | None = None) -> dict[str, str]:
+    names = names or handler_names()
+    if not names:
+        raise SystemExit(f"no lambdas/<name>/handler.py under {LAMBDAS_DIR}")
+    common = package_entries()
+    hashes = {}
+    for name in names:
+        handler = LAMBDAS_DIR / name / "handler.py"
+        if not handler.is_file():
+            raise SystemExit(f"missing {handler}")
+        extra = [(f"{p.relative_to(handler.parent).as_posix()}", p)
+                 for p in sorted(handler.parent.glob("*.py")) if p.name != "handler.py"]
+        hashes[name] = write_zip([("handler.py", handler), *extra, *common], out / f"{name}.zip")
+    return hashes
+
+
+def build_layer(out: Path, platform: str, python_version: str) -> str:
+    """pip-install LAYER_REQUIREMENTS for the Lambda platform into python/ and zip them."""
+    with tempfile.TemporaryDirectory() as tmp:
+        target = Path(tmp) / "python"
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "--no-compile", "--only-binary=:all:",
+             "--platform", platform, "--python-version", python_version, "--implementation", "cp",
+             "--target", str(target), *LAYER_REQUIREMENTS],
+            check=True,
+        )
+        entries = []
+        for dirpath, dirnames, filenames in os.walk(target):
+            dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS)
+            for name in sorted(filenames):
+                path = Path(dirpath) / name
+                if path.suffix != ".pyc":
+                    entries.append((f"python/{path.relative_to(target).as_posix()}", path))
+        return write_zip(entries, out / "layer-deps.zip")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=REPO / "build" / "lambdas")
+    parser.add_argument("names", nargs="*", help="handlers to build (default: every lambdas/<name>/)")
+    parser.add_argument("--deps", action="store_true", help="also build layer-deps.zip (needs a package index)")
+    parser.add_argument("--platform", default="manylinux2014_aarch64",
+                        help="wheel platform of the layer (arm64 functions)")
+    parser.add_argument("--python-version", default="3.12")
+    args = parser.parse_args(argv)
+    for name, digest in build(args.out, args.names or None).items():
+        print(f"{args.out / (name + '.zip')}  sha256={digest}")
+    if args.deps:
+        print(f"{args.out / 'layer-deps.zip'}  sha256={build_layer(args.out, args.platform, args.python_version)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+mock_provider "aws" {
+  source          = "../../tests/mocks"
+  override_during = plan
+}
+
+variables {
+  name_prefix          = "foldstack-dev"
+  job_spec_files       = { fold = "../../../statemachines/fold/jobs.yaml" }
+  subnets              = { "eu-west-1a" = { subnet_id = "subnet-0aaaaaaaaaaaaaaa1" }, "eu-west-1b" = { subnet_id = "subnet-0bbbbbbbbbbbbbbb1" } }
+  security_group_ids   = ["sg-0c0c0c0c0c0c0c0c0"]
+  service_role_arn     = "arn:aws:iam::111111111111:role/foldstack-dev-batch-service"
+  instance_profile_arn = "arn:aws:iam::111111111111:instance-profile/foldstack-dev-batch-instance"
+  job_role_arns = {
+    msa     = "arn:aws:iam::111111111111:role/foldstack-dev-job-msa"
+    predict = "arn:aws:iam::111111111111:role/foldstack-dev-job-predict"
+  }
+  repository_urls = {
+    msa     = "111111111111.dkr.ecr.eu-west-1.amazonaws.com/foldstack-dev/msa"
+    predict = "111111111111.dkr.ecr.eu-west-1.amazonaws.com/foldstack-dev/predict"
+  }
+  image_tag   = "0123456789abcdef0123456789abcdef01234567"
+  kms_key_arn = "arn:aws:kms:eu-west-1:111111111111:key/0b6f7c8e-1111-4d2b-9a44-123456789abc"
+  file_systems = {
+    "eu-west-1a" = {
+      database = { dns_name = "fs-0aaa.fsx.eu-west-1.amazonaws.com", mount_name = "dbaaaaaa" }
+      scratch  = { dns_name = "fs-0bbb.fsx.eu-west-1.amazonaws.com", mount_name = "scaaaaaa" }
+    }
+    "eu-west-1b" = {
+      database = { dns_name = "fs-0ccc.fsx.eu-west-1.amazonaws.com", mount_name = "dbbbbbbb" }
+      scratch  = { dns_name = "fs-0ddd.fsx.eu-west-1.amazonaws.com", mount_name = "scbbbbbb" }
+    }
+  }
+}
+
+run "a_job_definition_for_every_jobs_yaml_entry" {
+  command = plan
+
+  assert {
+    condition = toset([for d in aws_batch_job_definition.this : d.name]) == toset(flatten([
+      for wf, path in var.job_spec_files : [
+        for job, j in yamldecode(file(path)).jobs :
+        can(j.size_classes) ? [for c in keys(j.size_classes) : "foldstack-dev-${wf}-${job}-${c}"] : ["foldstack-dev-${wf}-${job}"]
+      ]
+    ]))
+    error_message = "Every job (per size class) of every jobs.yaml needs a job definition."
+  }
+
+  assert {
+    condition = alltrue(flatten([
+      for wf, path in var.job_spec_files : [
+        for job, j in yamldecode(file(path)).jobs : [
+          for k, d in aws_batch_job_definition.this : [
+            one(d.timeout).attempt_duration_seconds == j.timeout_seconds,
+            one(d.retry_strategy).attempts == j.retry.attempts,
+            d.parameters == tomap({ for p, v in j.parameters : p => tostring(v) }),
+            jsondecode(d.container_properties).command == j.command,
+          ] if startswith(k, "${wf}/${job}")
+        ]
+      ]
+    ]))
+    error_message = "Timeouts, retry attempts, parameters and commands come from jobs.yaml."
+  }
+
+  assert {
+    condition = [for r in jsondecode(aws_batch_job_definition.this["fold/predict_medium"].container_properties).resourceRequirements : "${r.type}=${r.value}"] == [
+    "VCPU=8", "MEMORY=60000", "GPU=1"]
+    error_message = "Size-class resources come from jobs.yaml."
+  }
+}
+
+run "evaluate_on_exit_retries_only_host_loss" {
+  command = plan
+
+  assert {
+    condition = alltrue([for d in aws_batch_job_definition.this :
+      length(one(d.retry_strategy).evaluate_on_exit) <= 5 &&
+      one(d.retry_strategy).evaluate_on_exit[0].on_status_reason == "Host EC2*" &&
+      lower(one(d.retry_strategy).evaluate_on_exit[0].action) == "retry" &&
+      lower(one(d.retry_strategy).evaluate_on_exit[length(one(d.retry_strategy).evaluate_on_exit) - 1].action) == "exit" &&
+      one(d.retry_strategy).evaluate_on_exit[length(one(d.retry_strategy).evaluate_on_exit) - 1].on_exit_code == "*"
+    ])
+    error_message = "Every job definition retries Spot/host loss and exits on everything else (last rule EXIT on *)."
+  }
+
+  assert {
+    condition = alltrue([for d in aws_batch_job_definition.this : alltrue([
+      for r in one(d.retry_strategy).evaluate_on_exit : lower(r.action) == "exit" || (r.on_exit_code == null)
+    ])])
+    error_message = "No rule may retry on an exit code (bad input and OOM must not be retried)."
+  }
+}
+
+run "containers_are_locked_down" {
+  command = plan
+
+  assert {
+    condition = alltrue([for d in aws_batch_job_definition.this :
+      jsondecode(d.container_properties).readonlyRootFilesystem &&
+      !startswith(jsondecode(d.container_properties).user, "0") &&
+      !jsondecode(d.container_properties).privileged &&
+      jsondecode(d.container_properties).logConfiguration.logDriver == "awslogs" &&
+      contains(values(var.job_role_arns), jsondecode(d.container_properties).jobRoleArn) &&
+      jsondecode(d.container_properties).jobRoleArn != var.instance_profile_arn
+    ])
+    error_message = "Non-root, read-only root FS, awslogs, a job role of its own."
+  }
+
+  assert {
+    condition = alltrue([for d in aws_batch_job_definition.this :
+    anytrue([for m in jsondecode(d.container_properties).mountPoints : m.containerPath == "/fsx/db" && m.readOnly])])
+    error_message = "The database cache is mounted read-only in every job."
+  }
+
+  assert {
+    condition     = endswith(jsondecode(aws_batch_job_definition.this["fold/msa"].container_properties).image, "/foldstack-dev/msa:${var.image_tag}")
+    error_message = "Images come from our ECR with the given tag."
+  }
+}
+
+run "launch_templates_and_compute_environments" {
+  command = plan
+
+  assert {
+    condition = alltrue([for lt in aws_launch_template.this :
+      one(lt.metadata_options).http_tokens == "required" && one(lt.metadata_options).http_put_response_hop_limit == 1 &&
+    one(one(lt.block_device_mappings).ebs).encrypted == "true"]) && length(aws_launch_template.this) == 2
+    error_message = "Launch templates require IMDSv2 with hop limit 1 and encrypt the root volume."
+  }
+
+  assert {
+    condition = alltrue([for ce in aws_batch_compute_environment.this :
+    can(tonumber(one(one(ce.compute_resources).launch_template).version))])
+    error_message = "Compute environments pin a numeric launch-template version (never $Latest/$Default)."
+  }
+
+  assert {
+    condition = alltrue([for k, ce in aws_batch_compute_environment.this :
+    startswith(ce.compute_environment_name_prefix, "foldstack-dev-${k}-")])
+    error_message = "CEs use name_prefix so they can be replaced (create_before_destroy) without breaking queues."
+  }
+
+  assert {
+    condition = one(aws_batch_compute_environment.this["cpu-spot"].compute_resources).allocation_strategy == "SPOT_PRICE_CAPACITY_OPTIMIZED" && one(aws_batch_compute_environment.this["cpu-spot"].compute_resources).type == "SPOT" && length(
+    one(aws_batch_compute_environment.this["cpu-spot"].compute_resources).instance_type) >= 3
+    error_message = "The CPU Spot CE uses SPOT_PRICE_CAPACITY_OPTIMIZED over several families."
+  }
+
+  assert {
+    condition = alltrue([for k in ["gpu-small", "gpu-medium", "gpu-large"] :
+      one(aws_batch_compute_environment.this[k].compute_resources).allocation_strategy == "BEST_FIT_PROGRESSIVE" &&
+    one(one(aws_batch_compute_environment.this[k].compute_resources).ec2_configuration).image_type == "ECS_AL2023_NVIDIA"])
+    error_message = "GPU CEs: BEST_FIT_PROGRESSIVE on the NVIDIA AL2023 image."
+  }
+
+  assert {
+    condition     = one(aws_batch_compute_environment.this["gpu-small"].compute_resources).instance_type == toset(["g5.xlarge", "g6.xlarge"])
+    error_message = "GPU instance types come from the jobs.yaml size class."
+  }
+
+  assert {
+    condition     = length(aws_batch_job_queue.this) == length(yamldecode(file(var.job_spec_files.fold)).queues)
+    error_message = "One queue per jobs.yaml queue."
+  }
+
+  assert {
+    condition = alltrue([for lt in aws_launch_template.this : strcontains(base64decode(lt.user_data), "fs-0ccc.fsx.eu-west-1.amazonaws.com@tcp:/dbbbbbbb") &&
+    strcontains(base64decode(lt.user_data), "meta-data/placement/availability-zone")])
+    error_message = "User data mounts the file systems of the instance's own AZ."
+  }
+}

@@ -1,0 +1,64 @@
+variable "environment" {
+  description = "Environment name; parameters live under /foldstack/<environment>/."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{0,15}$", var.environment))
+    error_message = "environment must be 1-16 lowercase letters, digits or hyphens."
+  }
+}
+
+variable "state_machine_arn" {
+  description = "ARN of the fold state machine."
+  type        = string
+}
+
+variable "input_prefix" {
+  description = "s3:// prefix the client uploads local input files to."
+  type        = string
+}
+
+variable "allowed_input_prefixes" {
+  description = "s3:// prefixes inputs may come from."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.allowed_input_prefixes) > 0 && alltrue([for p in var.allowed_input_prefixes : startswith(p, "s3://") && !strcontains(p, ",")])
+    error_message = "allowed_input_prefixes must be non-empty s3:// URIs without commas."
+  }
+}
+
+variable "output_prefix" {
+  description = "Default s3:// output URI for runs that do not name one."
+  type        = string
+
+  validation {
+    condition     = startswith(var.output_prefix, "s3://")
+    error_message = "output_prefix must be an s3:// URI."
+  }
+}
+
+variable "scratch_bucket" {
+  description = "Name of the scratch bucket."
+  type        = string
+}
+
+variable "region" {
+  description = "Region of the stack (clients connect there)."
+  type        = string
+}
+
+variable "log_group_batch" {
+  description = "CloudWatch log group of the Batch jobs."
+  type        = string
+}
+
+variable "queues" {
+  description = "Batch job queue ARN by logical queue name (cpu-spot, gpu-small, …)."
+  type        = map(string)
+}
+
+variable "msa_cache_uri" {
+  description = "s3:// URI of the MSA cache root."
+  type        = string
+}

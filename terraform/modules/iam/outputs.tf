@@ -1,0 +1,34 @@
+output "batch_service_role_arn" {
+  description = "Role AWS Batch uses to manage compute environments."
+  value       = aws_iam_role.batch_service.arn
+}
+
+output "instance_role_arn" {
+  description = "Role of the Batch compute instances (ECS agent)."
+  value       = aws_iam_role.instance.arn
+}
+
+output "instance_profile_arn" {
+  description = "Instance profile of the Batch compute instances."
+  value       = aws_iam_instance_profile.instance.arn
+}
+
+output "job_role_arns" {
+  description = "Job role ARN by step name (distinct from the instance role)."
+  value       = { for k, r in aws_iam_role.job : k => r.arn }
+}
+
+output "lambda_role_arns" {
+  description = "Lambda execution role ARN by function logical name."
+  value       = { for k, r in aws_iam_role.lambda : k => r.arn }
+}
+
+output "state_machine_role_arn" {
+  description = "Role the state machine runs as."
+  value       = aws_iam_role.state_machine.arn
+}
+
+output "state_machine_policy" {
+  description = "The state-machine role's policy document (JSON), for review and tests."
+  value       = jsonencode(local.state_machine_policy)
+}

@@ -1,0 +1,18 @@
+output "alarm_topic_arn" {
+  description = "SNS topic every alarm notifies."
+  value       = aws_sns_topic.alarms.arn
+}
+
+output "alarm_arns" {
+  description = "Alarm ARNs by name."
+  value = merge(
+    { for k, a in aws_cloudwatch_metric_alarm.executions_failed : a.alarm_name => a.arn },
+    { (aws_cloudwatch_metric_alarm.batch_failed.alarm_name) = aws_cloudwatch_metric_alarm.batch_failed.arn },
+    { for k, a in aws_cloudwatch_metric_alarm.lambda_errors : a.alarm_name => a.arn },
+  )
+}
+
+output "dashboard_name" {
+  description = "CloudWatch dashboard name."
+  value       = aws_cloudwatch_dashboard.this.dashboard_name
+}

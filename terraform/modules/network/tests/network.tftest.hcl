@@ -1,0 +1,58 @@
+mock_provider "aws" {
+  source          = "../../tests/mocks"
+  override_during = plan
+}
+
+variables {
+  name_prefix = "foldstack-dev"
+  vpc_id      = "vpc-0123456789abcdef0"
+  subnets = {
+    "eu-west-1a" = { subnet_id = "subnet-0aaaaaaaaaaaaaaa1", route_table_id = "rtb-0aaaaaaaaaaaaaaa1" }
+    "eu-west-1b" = { subnet_id = "subnet-0bbbbbbbbbbbbbbb1", route_table_id = "rtb-0bbbbbbbbbbbbbbb1" }
+  }
+}
+
+run "lustre_only_from_compute" {
+  command = plan
+
+  override_resource {
+    target          = aws_security_group.compute
+    values          = { id = "sg-0c0c0c0c0c0c0c0c0" }
+    override_during = plan
+  }
+  override_resource {
+    target          = aws_security_group.fsx
+    values          = { id = "sg-0f0f0f0f0f0f0f0f0" }
+    override_during = plan
+  }
+
+  assert {
+    condition = alltrue([for r in aws_vpc_security_group_ingress_rule.fsx_from_compute : r.referenced_security_group_id == "sg-0c0c0c0c0c0c0c0c0"]) && alltrue([
+    for r in aws_vpc_security_group_ingress_rule.fsx_from_self : r.referenced_security_group_id == "sg-0f0f0f0f0f0f0f0f0"])
+    error_message = "FSx accepts Lustre only from the compute SG (and itself)."
+  }
+
+  assert {
+    condition     = toset([for r in aws_vpc_security_group_ingress_rule.fsx_from_compute : "${r.from_port}-${r.to_port}"]) == toset(["988-988", "1018-1023"])
+    error_message = "Lustre ports are 988 and 1018-1023."
+  }
+}
+
+run "no_internet_route_needed" {
+  command = plan
+
+  assert {
+    condition     = length(setsubtract(["ecr.api", "ecr.dkr", "logs", "ecs", "sts", "states", "batch", "kms"], keys(aws_vpc_endpoint.interface))) == 0
+    error_message = "Interface endpoints for ECR, logs, ECS, STS, Step Functions, Batch and KMS are required."
+  }
+
+  assert {
+    condition     = aws_vpc_endpoint.s3[0].vpc_endpoint_type == "Gateway" && toset(aws_vpc_endpoint.s3[0].route_table_ids) == toset(["rtb-0aaaaaaaaaaaaaaa1", "rtb-0bbbbbbbbbbbbbbb1"])
+    error_message = "The S3 gateway endpoint serves every private route table."
+  }
+
+  assert {
+    condition     = alltrue([for e in aws_vpc_endpoint.interface : e.private_dns_enabled && length(e.subnet_ids) == 2])
+    error_message = "Interface endpoints use private DNS in every subnet."
+  }
+}

@@ -1,0 +1,39 @@
+variable "name_prefix" {
+  description = "Prefix for security group names, e.g. foldstack-dev."
+  type        = string
+}
+
+variable "vpc_id" {
+  description = "Id of the existing VPC the stack runs in."
+  type        = string
+
+  validation {
+    condition     = can(regex("^vpc-[0-9a-f]{8,17}$", var.vpc_id))
+    error_message = "vpc_id must look like vpc-0123456789abcdef0."
+  }
+}
+
+variable "subnets" {
+  description = "Existing private subnets keyed by Availability Zone name (one per AZ in use), with the route table that serves each (for the S3 gateway endpoint)."
+  type = map(object({
+    subnet_id      = string
+    route_table_id = string
+  }))
+
+  validation {
+    condition     = length(var.subnets) >= 1 && alltrue([for az, s in var.subnets : can(regex("^[a-z]{2}(-[a-z]+)+-[0-9][a-z]$", az)) && startswith(s.subnet_id, "subnet-") && startswith(s.route_table_id, "rtb-")])
+    error_message = "subnets must be keyed by AZ name (e.g. eu-west-1a) with subnet-… and rtb-… ids."
+  }
+}
+
+variable "interface_endpoints" {
+  description = "Interface VPC endpoint services (the part after com.amazonaws.<region>.) so compute needs no internet route."
+  type        = set(string)
+  default     = ["ecr.api", "ecr.dkr", "logs", "ecs", "ecs-agent", "ecs-telemetry", "sts", "states", "batch", "kms"]
+}
+
+variable "create_s3_gateway_endpoint" {
+  description = "Create the S3 gateway endpoint (set false when the VPC already has one on these route tables)."
+  type        = bool
+  default     = true
+}

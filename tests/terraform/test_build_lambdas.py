@@ -1,0 +1,32 @@
+"""scripts/build_lambdas.py: deterministic zips with the handler and the foldstack core."""
+
+from __future__ import annotations
+
+import importlib.util
+import zipfile
+
+from .conftest import REPO
+
+
+def _builder():
+    spec = importlib.util.spec_from_file_location("build_lambdas", REPO / "scripts" / "build_lambdas.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_zips_are_deterministic_and_complete(tmp_path):
+    builder = _builder()
+    first = builder.build(tmp_path / "a")
+    second = builder.build(tmp_path / "b")
+    assert first == second, "same sources must give byte-identical zips"
+    assert set(first) >= {"validate_input", "stage_inputs", "collect_outputs", "cleanup"}
+    with zipfile.ZipFile(tmp_path / "a" / "cleanup.zip") as zf:
+        names = zf.namelist()
+        assert names == sorted(names)
+        assert "handler.py" in names and "foldstack/__init__.py" in names
+        assert any(n.startswith("foldstack/core/") for n in names)
+        assert not any(n.endswith(".pyc") or "__pycache__" in n for n in names)
+        assert {i.date_time for i in zf.infolist()} == {builder.FIXED_DATE}
+        # Only the Lambda-side parts of the package, never the heavy step/local code.
+        assert not any(n.startswith(("foldstack/steps/", "foldstack/local/", "foldstack/cli/")) for n in names)
