@@ -1,0 +1,24 @@
+"""The foldstack SDK: submit, watch and fetch runs from a notebook or a script.
+
+    from foldstack.client import Client
+
+    client = Client("prod")                      # configuration from SSM /foldstack/prod/
+    run = client.submit("proteins.fasta", engine="esmfold")
+    run.wait(progress=True)
+    run.download("results/"); run.metrics()
+
+`Client.local()` runs the same workflow on this machine with the same API.
+"""
+
+from foldstack.client.aws import AwsApi, RetryPolicy
+from foldstack.client.client import Client, parse_since
+from foldstack.client.config import ClientConfig
+from foldstack.client.errors import AwsError, RunNotCompleteError, RunNotFoundError
+from foldstack.client.history import StepState
+from foldstack.client.ratelimit import FakeClock, RateLimiter
+from foldstack.client.run import OutputFile, Rows, Run, RunSet
+
+__all__ = [
+    "AwsApi", "AwsError", "Client", "ClientConfig", "FakeClock", "OutputFile", "RateLimiter", "RetryPolicy",
+    "Rows", "Run", "RunNotCompleteError", "RunNotFoundError", "RunSet", "StepState", "parse_since",
+]

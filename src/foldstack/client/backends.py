@@ -1,0 +1,382 @@
+"""Where runs actually go: the deployed environment (`CloudBackend`, boto3 through
+`AwsApi`) or this machine (`LocalBackend`, the local engine through `LocalRunner`).
+`Run`/`Client` only talk to this small interface, so both modes share one API."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from foldstack.client.aws import AwsApi, error_details
+from foldstack.client.config import ClientConfig
+from foldstack.client.errors import RunNotFoundError
+from foldstack.core.errors import InputValidationError
+from foldstack.core.request import InlineRecord, RunRequest
+from foldstack.core.targets import Target
+from foldstack.core.uris import join_under, parse_uri
+from foldstack.tasks.validate import validate_run
+
+TERMINAL = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})
+INLINE_LIMIT = 100_000  # bytes of inline records kept in the execution input (256 KB state limit)
+
+
+@dataclass
+class ExecutionInfo:
+    run_id: str
+    status: str
+    start: datetime | None = None
+    stop: datetime | None = None
+    error: str | None = None
+    cause: str | None = None
+    request: dict[str, Any] | None = None
+    output: Any = None
+    arn: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id, "status": self.status,
+            "start": self.start.isoformat() if self.start else None,
+            "stop": self.stop.isoformat() if self.stop else None,
+            "error": self.error, "cause": self.cause,
+        }
+
+
+@dataclass
+class Prepared:
+    request: RunRequest
+    run_id: str
+    targets: list[Target]
+    uploads: dict[str, bytes] = field(default_factory=dict)  # URI -> content, written by `upload`
+
+
+class Backend(Protocol):
+    name: str
+
+    def default_output(self) -> str: ...
+    def prepare(self, request: RunRequest, *, inline_as_file: bool = False) -> Prepared: ...
+    def upload(self, prepared: Prepared) -> None: ...
+    def start(self, prepared: Prepared) -> bool: ...  # True if the run already existed
+    def describe(self, run_id: str) -> ExecutionInfo: ...
+    def history(self, run_id: str) -> list[dict[str, Any]]: ...
+    def stop(self, run_id: str, cause: str) -> None: ...
+    def list_runs(self, status: str | None, since: datetime | None) -> Iterator[ExecutionInfo]: ...
+    def log_lines(self, run_id: str, job_id: str) -> list[str]: ...
+    def read(self, uri: str) -> bytes | None: ...
+    def download(self, uri: str, path: Path) -> None: ...
+
+
+def fasta_of(records: list[InlineRecord]) -> bytes:
+    return "".join(f">{r.id}\n{r.sequence}\n" for r in records).encode()
+
+
+def content_uri(prefix: str, data: bytes, name: str) -> str:
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in name).lstrip(".") or "input.fasta"
+    return join_under(prefix, hashlib.sha256(data).hexdigest()[:16], safe[:120])
+
+
+# --------------------------------------------------------------------------- cloud
+
+
+class CloudBackend:
+    def __init__(self, api: AwsApi, config: ClientConfig) -> None:
+        self.api, self.config, self.name = api, config, config.env
+        self.page_size = 1000  # ListExecutions maxResults (the API's maximum)
+        self._history_cache: dict[str, list[dict[str, Any]]] = {}
+
+    def default_output(self) -> str:
+        return self.config.output_prefix
+
+    # -- submission
+    def prepare(self, request: RunRequest, *, inline_as_file: bool = False) -> Prepared:
+        """Map local files to their upload URIs and validate exactly as Validate Input
+        will; nothing is written. Local bytes are served to the validator from memory."""
+        limits = self.config.fasta_limits
+        uploads: dict[str, bytes] = {}
+        inputs: list[str | InlineRecord] = []
+        inline = [i for i in request.inputs if isinstance(i, InlineRecord)]
+        big_inline = bool(inline) and (inline_as_file or len(fasta_of(inline)) > INLINE_LIMIT)
+        for item in request.inputs:
+            if isinstance(item, InlineRecord):
+                if not big_inline:
+                    inputs.append(item)
+                continue
+            if item.startswith("s3://"):
+                inputs.append(item)
+                continue
+            path = Path(item.removeprefix("file://")).expanduser()
+            if not path.is_file():
+                raise InputValidationError(f"input file {str(path)!r} does not exist", code="missing_input",
+                                           source=str(path))
+            if path.stat().st_size > limits.max_bytes:
+                raise InputValidationError(
+                    f"file is {path.stat().st_size} bytes; the maximum is {limits.max_bytes}",
+                    code="too_large", source=str(path), hint="split it into several requests",
+                )
+            data = path.read_bytes()
+            uri = content_uri(self.config.input_prefix, data, path.name)
+            uploads[uri] = data
+            inputs.append(uri)
+        if big_inline:
+            data = fasta_of(inline)
+            uri = content_uri(self.config.input_prefix, data, "inline.fasta")
+            uploads[uri] = data
+            inputs.append(uri)
+        request = request.model_copy(update={"inputs": tuple(inputs)})
+
+        def reader(uri: str, max_bytes: int) -> bytes:
+            if uri in uploads:
+                return uploads[uri]
+            u = parse_uri(uri)
+            body = self.api.call("s3", "get_object", Bucket=u.bucket, Key=u.key, Range=f"bytes=0-{max_bytes}")
+            data = body["Body"].read()
+            if len(data) > max_bytes:
+                raise InputValidationError(f"file is larger than {max_bytes} bytes", code="too_large", source=uri)
+            return data
+
+        request, _records, targets, run_id = validate_run(
+            request, allowed_input_prefixes=self.config.allowed_input_prefixes,
+            allowed_output_prefixes=self.config.output_prefixes, size_classes=self.config.size_classes,
+            limits=limits, reader=reader,
+        )
+        return Prepared(request, run_id, targets, uploads)
+
+    def upload(self, prepared: Prepared) -> None:
+        for uri, data in prepared.uploads.items():  # content-addressed: re-uploading is harmless
+            u = parse_uri(uri)
+            self.api.call("s3", "put_object", Bucket=u.bucket, Key=u.key, Body=data,
+                          ContentType="text/x-fasta",
+                          Metadata={"sha256": hashlib.sha256(data).hexdigest()})
+
+    def start(self, prepared: Prepared) -> bool:
+        from botocore.exceptions import ClientError
+
+        body = json.dumps({"run_id": prepared.run_id, "request": prepared.request.model_dump(mode="json")},
+                          sort_keys=True, separators=(",", ":"))
+        try:
+            self.api.call("stepfunctions", "start_execution", allow=("ExecutionAlreadyExists",),
+                          stateMachineArn=self.config.state_machine_arn, name=prepared.run_id, input=body)
+        except ClientError:  # same run id: the run exists; return it (idempotent submit)
+            return True
+        return False
+
+    # -- inspection
+    def describe(self, run_id: str) -> ExecutionInfo:
+        from botocore.exceptions import ClientError
+
+        try:
+            d = self.api.call("stepfunctions", "describe_execution", allow=("ExecutionDoesNotExist",),
+                              executionArn=self.config.execution_arn(run_id))
+        except ClientError as exc:
+            raise RunNotFoundError(f"no run {run_id!r} in environment {self.name!r}: {error_details(exc)[1]}",
+                                   run_id=run_id) from None
+        data = _loads(d.get("input"))
+        return ExecutionInfo(
+            run_id=run_id, status=d["status"], start=d.get("startDate"), stop=d.get("stopDate"),
+            error=d.get("error"), cause=d.get("cause"),
+            request=data.get("request") if isinstance(data, Mapping) else None,
+            output=_loads(d.get("output")), arn=d.get("executionArn"),
+        )
+
+    def history(self, run_id: str) -> list[dict[str, Any]]:
+        if run_id in self._history_cache:
+            return self._history_cache[run_id]
+        events = list(self.api.paginate(
+            "stepfunctions", "get_execution_history", "events",
+            executionArn=self.config.execution_arn(run_id), maxResults=1000, includeExecutionData=True,
+        ))
+        if events and events[-1].get("type", "").startswith("Execution") and \
+                events[-1]["type"] != "ExecutionStarted":
+            self._history_cache[run_id] = events  # terminal: history can no longer change
+        return events
+
+    def stop(self, run_id: str, cause: str) -> None:
+        self.api.call("stepfunctions", "stop_execution", executionArn=self.config.execution_arn(run_id),
+                      error="Cancelled", cause=cause[:32768])
+
+    def list_runs(self, status: str | None, since: datetime | None) -> Iterator[ExecutionInfo]:
+        params: dict[str, Any] = {"stateMachineArn": self.config.state_machine_arn, "maxResults": self.page_size}
+        if status:
+            params["statusFilter"] = status
+        for e in self.api.paginate("stepfunctions", "list_executions", "executions", **params):
+            start = e.get("startDate")
+            if since is not None and start is not None and _aware(start) < _aware(since):
+                return  # newest first: everything after this is older
+            yield ExecutionInfo(run_id=e["name"], status=e["status"], start=start, stop=e.get("stopDate"),
+                                arn=e.get("executionArn"))
+
+    def log_lines(self, run_id: str, job_id: str) -> list[str]:
+        jobs = self.api.call("batch", "describe_jobs", jobs=[job_id]).get("jobs", [])
+        if not jobs:
+            raise RunNotFoundError(f"Batch job {job_id} not found (Batch keeps finished jobs ~7 days)")
+        job = jobs[0]
+        streams = [a.get("container", {}).get("logStreamName") for a in job.get("attempts", [])]
+        streams.append(job.get("container", {}).get("logStreamName"))
+        lines: list[str] = []
+        for stream in dict.fromkeys(s for s in streams if s):
+            lines.append(f"==> {stream} <==")
+            for ev in self.api.paginate("logs", "get_log_events", "events", cursor_in="nextToken",
+                                        cursor_out="nextForwardToken", logGroupName=self.config.log_group_batch,
+                                        logStreamName=stream, startFromHead=True):
+                lines.append(ev.get("message", "").rstrip("\n"))
+        return lines
+
+    # -- storage
+    def read(self, uri: str) -> bytes | None:
+        from botocore.exceptions import ClientError
+
+        u = parse_uri(uri)
+        try:
+            return self.api.call("s3", "get_object", allow=("NoSuchKey", "404"), Bucket=u.bucket,
+                                 Key=u.key)["Body"].read()
+        except ClientError:
+            return None
+
+    def download(self, uri: str, path: Path) -> None:
+        u = parse_uri(uri)
+        body = self.api.call("s3", "get_object", Bucket=u.bucket, Key=u.key)["Body"]
+        _write_stream(path, iter(lambda: body.read(1 << 20), b""))
+
+
+# --------------------------------------------------------------------------- local
+
+
+class LocalBackend:
+    """Local mode: the same Run API over `LocalRunner` (runs in this process's engine;
+    runs recorded under FOLDSTACK_HOME are visible to later processes)."""
+
+    name = "local"
+
+    def __init__(self, runner: Any, output: str | None = None) -> None:
+        self.runner = runner
+        self._output = output
+        self._runs: dict[str, Any] = {}
+
+    def default_output(self) -> str:
+        return self._output or str(Path.cwd() / "foldstack-results")
+
+    def prepare(self, request: RunRequest, *, inline_as_file: bool = False) -> Prepared:
+        prepared = self.runner.prepare(request)  # (request, [target ids,] run id)
+        return Prepared(prepared[0], prepared[-1], [])
+
+    def upload(self, prepared: Prepared) -> None:
+        return None  # LocalRunner.prepare copied the inputs under <home>/inputs already
+
+    def start(self, prepared: Prepared) -> bool:
+        existed = self.runner.paths.run_dir(prepared.run_id).joinpath("run.json").exists()
+        run = self.runner.submit(prepared.request)
+        self._runs[run.run_id] = run
+        return existed and getattr(run, "_execution", None) is None
+
+    def _record(self, run_id: str) -> dict[str, Any]:
+        path = self.runner.paths.run_dir(run_id) / "run.json"
+        if not path.exists():
+            raise RunNotFoundError(f"no local run {run_id!r} under {self.runner.paths.home}", run_id=run_id)
+        return json.loads(path.read_text())
+
+    def describe(self, run_id: str) -> ExecutionInfo:
+        rec = self._record(run_id)
+        status = rec.get("status", "RUNNING")
+        execution = getattr(self._runs.get(run_id), "_execution", None)
+        if execution is not None and status not in TERMINAL:
+            status = getattr(execution, "status", status)
+            if status in TERMINAL:  # the recording thread is about to write the record
+                execution.wait(5)
+                rec = self._record(run_id)
+        return ExecutionInfo(
+            run_id=run_id, status=status, start=_dt(rec.get("started_at")), stop=_dt(rec.get("stopped_at")),
+            error=rec.get("error"), cause=rec.get("cause"), request=rec.get("request"), output=rec.get("result"),
+        )
+
+    def history(self, run_id: str) -> list[dict[str, Any]]:
+        from foldstack.client.history import from_engine
+
+        run = self._runs.get(run_id)
+        execution = getattr(run, "_execution", None)
+        if execution is not None:
+            return from_engine(execution.history())
+        recorded = self._record(run_id).get("history") or []
+        return from_engine(e for e in recorded if isinstance(e, Mapping))
+
+    def stop(self, run_id: str, cause: str) -> None:
+        execution = getattr(self._runs.get(run_id), "_execution", None)
+        if execution is None:
+            rec = self._record(run_id)
+            if rec.get("status") in TERMINAL:
+                return
+            raise RunNotFoundError(f"local run {run_id!r} runs in another process (pid {rec.get('pid')}); "
+                                   "stop it there")
+        execution.stop(error="Cancelled", cause=cause)
+
+    def list_runs(self, status: str | None, since: datetime | None) -> Iterator[ExecutionInfo]:
+        root = self.runner.paths.runs
+        infos = []
+        for path in sorted(root.glob("*/run.json")):
+            info = self.describe(path.parent.name)
+            if status and info.status != status:
+                continue
+            if since and info.start and _aware(info.start) < _aware(since):
+                continue
+            infos.append(info)
+        yield from sorted(infos, key=lambda i: i.start or datetime.min, reverse=True)
+
+    def log_lines(self, run_id: str, job_id: str) -> list[str]:
+        logs = self.runner.paths.run_dir(run_id) / "logs"
+        files = sorted(logs.glob(f"*{job_id}*.log")) if logs.is_dir() else []
+        if not files:
+            raise RunNotFoundError(f"no local log for job {job_id} under {logs}")
+        lines: list[str] = []
+        for f in files:
+            lines.append(f"==> {f.name} <==")
+            lines.extend(f.read_text(errors="replace").splitlines())
+        return lines
+
+    def read(self, uri: str) -> bytes | None:
+        path = Path(parse_uri(uri).key)
+        return path.read_bytes() if path.is_file() else None
+
+    def download(self, uri: str, path: Path) -> None:
+        src = Path(parse_uri(uri).key)
+        with src.open("rb") as fh:
+            _write_stream(path, iter(lambda: fh.read(1 << 20), b""))
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _write_stream(path: Path, chunks: Iterator[bytes] | Callable[[], Iterator[bytes]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.part")
+    with tmp.open("wb") as fh:
+        for chunk in chunks:  # type: ignore[union-attr]
+            fh.write(chunk)
+    os.replace(tmp, path)
+
+
+def _loads(text: Any) -> Any:
+    if not isinstance(text, str):
+        return text
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return None
+
+
+def _dt(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    try:
+        return datetime.fromisoformat(str(value)) if value else None
+    except ValueError:
+        return None
+
+
+def _aware(value: datetime) -> datetime:
+    from datetime import UTC
+
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

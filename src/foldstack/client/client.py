@@ -1,0 +1,256 @@
+"""`Client`: submit, find and fetch foldstack runs, on AWS or on this machine.
+
+    from foldstack.client import Client
+    run = Client("prod").submit("proteins.fasta", engine="esmfold")
+    run.wait(progress=True); run.download("results/")
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from foldstack.client.aws import AwsApi, RetryPolicy
+from foldstack.client.backends import CloudBackend, LocalBackend, Prepared
+from foldstack.client.config import ClientConfig, discover
+from foldstack.client.ratelimit import RateLimiter
+from foldstack.client.run import Run, RunSet, _CountBar
+from foldstack.core.errors import InputValidationError
+from foldstack.core.fasta import FastaLimits, FastaRecord, check_unique, normalise_chains, parse_fasta, validate_id
+from foldstack.core.request import InlineRecord, RunRequest
+from foldstack.tasks.validate import parse_request
+
+InputLike = str | Path | InlineRecord | FastaRecord | dict | tuple
+
+
+def _as_inputs(inputs: InputLike | Iterable[InputLike]) -> list[str | InlineRecord]:
+    single_pair = (isinstance(inputs, tuple) and len(inputs) == 2 and all(isinstance(x, str) for x in inputs)
+                   and not str(inputs[1]).endswith((".fasta", ".fa", ".faa")))  # ("id", "SEQUENCE")
+    if single_pair or isinstance(inputs, str | Path | InlineRecord | FastaRecord | dict):
+        inputs = [inputs]
+    out: list[str | InlineRecord] = []
+    for item in inputs:
+        if isinstance(item, Path):
+            out.append(str(item))
+        elif isinstance(item, str | InlineRecord):
+            out.append(item)
+        elif isinstance(item, FastaRecord):
+            out.append(InlineRecord(id=item.id, sequence=item.sequence))
+        elif isinstance(item, dict):
+            out.append(InlineRecord(id=str(item["id"]), sequence=str(item["sequence"])))
+        elif isinstance(item, tuple) and len(item) == 2:
+            out.append(InlineRecord(id=str(item[0]), sequence=str(item[1])))
+        else:
+            raise InputValidationError(f"cannot use {item!r} as an input", code="invalid_request",
+                                       hint="give FASTA paths/URIs, records, {'id','sequence'} dicts or (id, seq)")
+    return out
+
+
+def parse_since(value: datetime | timedelta | str | None, *, now: datetime | None = None) -> datetime | None:
+    """A datetime, a timedelta back from now, or text: ISO-8601 or '30m' / '6h' / '7d'."""
+    if value is None or isinstance(value, datetime):
+        return value
+    now = now or datetime.now(UTC)
+    if isinstance(value, timedelta):
+        return now - value
+    text = value.strip()
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    if text[-1:] in units and text[:-1].isdigit():
+        return now - timedelta(seconds=int(text[:-1]) * units[text[-1]])
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise InputValidationError(f"--since {value!r}: use ISO-8601 or e.g. 30m, 6h, 7d",
+                                   code="invalid_request") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+class Client:
+    """One foldstack environment (`Client("prod")`) or local mode (`Client.local()`)."""
+
+    def __init__(
+        self,
+        env: str = "prod",
+        *,
+        session: Any = None,
+        region: str | None = None,
+        config: ClientConfig | None = None,
+        rate_limit: int = 40,
+        retry: RetryPolicy | None = None,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], None] | None = None,
+        poll_interval: float = 10.0,
+        ssm_prefix: str = "/foldstack",
+        api: AwsApi | None = None,
+    ) -> None:
+        self.env = env
+        self._clock = clock or time.monotonic
+        self._sleep = sleep or time.sleep
+        self.poll_interval = poll_interval
+        if api is None:
+            limiter = RateLimiter(rate_limit, clock=self._clock, sleep=self._sleep)
+            api = AwsApi(session, region=region, limiter=limiter, retry=retry, sleep=self._sleep)
+        self.config = config or discover(api, env, prefix=ssm_prefix)
+        self.api = api.with_region(self.config.region) if api.region != self.config.region else api
+        self._backend: Any = CloudBackend(self.api, self.config)
+
+    @classmethod
+    def local(
+        cls,
+        home: str | Path | None = None,
+        *,
+        output: str | Path | None = None,
+        wait_scale: float = 0.0,
+        job_env: dict[str, str] | None = None,
+        limits: FastaLimits | None = None,
+        runner: Any = None,
+        poll_interval: float = 0.2,
+    ) -> Client:
+        """Local mode: the same workflow on the local engine, the same Run API."""
+        if runner is None:
+            from foldstack.localmode import LocalRunner
+
+            runner = LocalRunner(Path(home) if home else None, wait_scale=wait_scale, job_env=job_env,
+                                 limits=limits)
+        self = cls.__new__(cls)
+        self.env, self.config, self.api = "local", None, None
+        self._clock, self._sleep, self.poll_interval = time.monotonic, time.sleep, poll_interval
+        self._backend = LocalBackend(runner, str(output) if output else None)
+        return self
+
+    def __repr__(self) -> str:
+        return f"Client(env={self.env!r})"
+
+    @property
+    def is_local(self) -> bool:
+        return isinstance(self._backend, LocalBackend)
+
+    @property
+    def limits(self) -> FastaLimits:
+        if self.config is not None:
+            return self.config.fasta_limits
+        return getattr(self._backend.runner, "limits", FastaLimits())
+
+    # -- submission
+    def request(self, inputs: InputLike | Iterable[InputLike], *, engine: str = "alphafold2",
+                output: str | None = None, **options: Any) -> RunRequest:
+        """The run request `submit` would send (validated as a model, inputs not read)."""
+        raw = {"inputs": _as_inputs(inputs), "output_uri": str(output or self._backend.default_output()),
+               "engine": engine, **{k: v for k, v in options.items() if v is not None}}
+        return parse_request(raw)
+
+    def submit(self, inputs: InputLike | Iterable[InputLike], *, engine: str = "alphafold2",
+               output: str | None = None, preset: str = "monomer", msa_tool: str | None = None,
+               reuse_msa: bool = True, owner: str | None = None, tags: dict[str, str] | None = None) -> Run:
+        """Validate locally (the Lambda's own checks), upload local files, start the run.
+
+        Submitting the same request again returns the existing run (`run.existed`)."""
+        request = self.request(inputs, engine=engine, output=output, preset=preset, msa_tool=msa_tool,
+                               reuse_msa=reuse_msa, owner=owner, tags=tags or None)
+        prepared = self._backend.prepare(request)
+        return self._launch(prepared)
+
+    def _launch(self, prepared: Prepared) -> Run:
+        self._backend.upload(prepared)
+        existed = self._backend.start(prepared)
+        return Run(self, prepared.run_id, request=prepared.request.model_dump(mode="json"), existed=existed)
+
+    def submit_many(
+        self,
+        items: InputLike | Iterable[InputLike],
+        *,
+        per_run: int = 100,
+        max_concurrency: int = 4,
+        progress: bool = True,
+        engine: str = "alphafold2",
+        output: str | None = None,
+        **options: Any,
+    ) -> RunSet:
+        """Thousands of sequences -> runs of `per_run` targets each.
+
+        Every record is parsed and checked first (ids unique across the campaign); then
+        each batch is validated like `submit`, uploaded as one FASTA and started, at most
+        `max_concurrency` at once and never faster than the client's rate limit. The same
+        items in the same order give the same run ids, so re-running after an
+        interruption starts only what is missing."""
+        if per_run < 1 or max_concurrency < 1:
+            raise ValueError("per_run and max_concurrency must be >= 1")
+        records = self._records(items)
+        chunks = [records[i:i + per_run] for i in range(0, len(records), per_run)]
+        prepared = [
+            self._backend.prepare(
+                self.request([InlineRecord(id=r.id, sequence=r.sequence) for r in chunk], engine=engine,
+                             output=output, **options),
+                inline_as_file=True,
+            )
+            for chunk in chunks
+        ]
+        bar = _CountBar("sequences submitted", len(records)) if progress else None
+        try:
+            def launch(item: tuple[Prepared, int]) -> Run:
+                run = self._launch(item[0])
+                if bar is not None:
+                    bar.advance(item[1])
+                return run
+
+            with ThreadPoolExecutor(max_workers=max_concurrency) as pool:
+                runs = list(pool.map(launch, [(p, len(c)) for p, c in zip(prepared, chunks, strict=True)]))
+        finally:
+            if bar is not None:
+                bar.close()
+        return RunSet(self, runs)
+
+    def _records(self, items: InputLike | Iterable[InputLike]) -> list[FastaRecord]:
+        limits = self.limits
+        records: list[FastaRecord] = []
+        for index, item in enumerate(_as_inputs(items)):
+            if isinstance(item, InlineRecord):
+                source = f"records[{index}]"
+                rid = validate_id(item.id, source=source, line=1)
+                chains = normalise_chains("".join(item.sequence.split()), record_id=rid, source=source, line=1,
+                                          limits=limits)
+                records.append(FastaRecord(id=rid, chains=chains, source=source, line=1))
+            elif item.startswith("s3://"):
+                data = self._backend.read(item)
+                if data is None:
+                    raise InputValidationError(f"{item} does not exist", code="missing_input", source=item)
+                records.extend(parse_fasta(data, source=item, limits=limits.model_copy(
+                    update={"max_records": 10**9, "max_bytes": 2**40})))
+            else:
+                path = Path(item.removeprefix("file://")).expanduser()
+                if not path.is_file():
+                    raise InputValidationError(f"input file {str(path)!r} does not exist", code="missing_input",
+                                               source=str(path))
+                # a campaign file may hold more records than one run allows; each batch is checked again
+                records.extend(parse_fasta(path.read_bytes(), source=str(path), limits=limits.model_copy(
+                    update={"max_records": 10**9, "max_bytes": 2**40})))
+        if not records:
+            raise InputValidationError("no sequences given", code="empty_input")
+        check_unique(records)
+        return records
+
+    # -- finding runs
+    def run(self, run_id: str) -> Run:
+        """A handle on an existing run (nothing is fetched until you ask)."""
+        return Run(self, run_id)
+
+    def runs(self, status: str | None = None, since: datetime | timedelta | str | None = None) -> list[Run]:
+        """Every run of this environment (newest first), following every page."""
+        start = parse_since(since)
+        status = status.upper() if status else None
+        return [Run(self, info.run_id, info=info) for info in self._backend.list_runs(status, start)]
+
+    def doctor(self, **kwargs: Any) -> Any:
+        from foldstack.client.doctor import run_checks
+
+        if self.config is None:
+            raise InputValidationError("doctor checks a deployed environment, not local mode", code="invalid_request")
+        return run_checks(self.api, self.config, **kwargs)
+
+
+__all__ = ["Client", "Run", "RunSet", "parse_since"]
+

@@ -1,0 +1,253 @@
+"""`foldstack doctor`: will this environment hold a big campaign? Checks the real limits at
+scale before anything is submitted, and says how to fix each problem.
+
+  batch-queues      every configured job queue and its compute environments ENABLED/VALID
+  ec2-vcpu-quota    per instance family (G/VT, P, Standard) and purchase option (on-demand,
+                    Spot): the EC2 vCPU quota against the sum of the CEs' max vCPUs
+  subnet-ips        free IP addresses in the CEs' subnets against the most instances the
+                    CEs can launch (max vCPUs / smallest instance's vCPUs)
+  batch-quotas      Batch compute environment and job queue counts against their quotas
+  sfn-quota         running executions against Step Functions' open-executions quota
+  ecr-images        every job definition's image exists in ECR
+  database          the sequence database prefix (`db_uri`) is populated
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from foldstack.client.aws import AwsApi
+from foldstack.client.config import ClientConfig
+from foldstack.client.errors import AwsError
+from foldstack.core.uris import parse_uri
+
+PASS, WARN, FAIL = "pass", "warn", "fail"
+
+# EC2 vCPU quotas (Service Quotas, service code "ec2") by family group and purchase option.
+EC2_QUOTAS = {
+    ("standard", "on_demand"): ("L-1216C47A", "Running On-Demand Standard (A, C, D, H, I, M, R, T, Z) instances"),
+    ("g", "on_demand"): ("L-DB2E81BA", "Running On-Demand G and VT instances"),
+    ("p", "on_demand"): ("L-417A185B", "Running On-Demand P instances"),
+    ("standard", "spot"): ("L-34B43A08", "All Standard (A, C, D, H, I, M, R, T, Z) Spot Instance Requests"),
+    ("g", "spot"): ("L-3819A6DF", "All G and VT Spot Instance Requests"),
+    ("p", "spot"): ("L-7212CCBC", "All P Spot Instance Requests"),
+}
+_ECR = re.compile(r"^(?P<registry>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?/"
+                  r"(?P<repo>[^:@]+)(?::(?P<tag>[^@]+))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?$")
+DEFAULT_MIN_VCPUS = 2  # when the smallest instance of a CE cannot be determined
+
+
+@dataclass
+class Check:
+    name: str
+    status: str  # pass | warn | fail
+    detail: str
+    fix: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def family_group(instance_type: str) -> str:
+    first = instance_type.strip().lower()[:1]
+    return first if first in ("g", "p") else ("g" if instance_type.lower().startswith("vt") else "standard")
+
+
+def _ratio(have: float, need: float) -> str:
+    return PASS if have >= need else (WARN if have >= need / 2 else FAIL)
+
+
+class Doctor:
+    def __init__(self, api: AwsApi, config: ClientConfig) -> None:
+        self.api, self.config = api, config
+        self.queues: list[dict[str, Any]] = []
+        self.ces: list[dict[str, Any]] = []
+
+    def guarded(self, name: str, fn: Callable[[], list[Check]]) -> list[Check]:
+        try:
+            return fn()
+        except AwsError as exc:
+            return [Check(name, WARN if exc.code != "aws_access_denied" else FAIL,
+                          f"could not check: {exc}",
+                          f"allow {exc.operation} for the caller, then run doctor again")]
+
+    # -- Batch
+    def batch_queues(self) -> list[Check]:
+        arns = list(self.config.queues.values())
+        self.queues = self.api.call("batch", "describe_job_queues", jobQueues=arns).get("jobQueues", [])
+        found = {q["jobQueueArn"] for q in self.queues} | {q["jobQueueName"] for q in self.queues}
+        problems = [f"queue {a} not found" for a in arns if a not in found and a.rsplit("/", 1)[-1] not in found]
+        ce_arns = sorted({o["computeEnvironment"] for q in self.queues for o in q.get("computeEnvironmentOrder", [])})
+        for q in self.queues:
+            if q.get("state") != "ENABLED" or q.get("status") != "VALID":
+                problems.append(f"queue {q['jobQueueName']} is {q.get('state')}/{q.get('status')}")
+        if ce_arns:
+            self.ces = self.api.call("batch", "describe_compute_environments",
+                                     computeEnvironments=ce_arns).get("computeEnvironments", [])
+        for ce in self.ces:
+            if ce.get("state") != "ENABLED" or ce.get("status") != "VALID":
+                problems.append(f"compute environment {ce['computeEnvironmentName']} is "
+                                f"{ce.get('state')}/{ce.get('status')}: {ce.get('statusReason', '')}".rstrip(": "))
+        if problems:
+            return [Check("batch-queues", FAIL, "; ".join(problems),
+                          "terraform apply the batch module; an INVALID CE's statusReason says why")]
+        return [Check("batch-queues", PASS, f"{len(self.queues)} queues, {len(self.ces)} compute environments "
+                      "enabled and valid")]
+
+    def _min_vcpus(self, types: list[str]) -> int:
+        concrete = [t for t in types if "." in t]
+        if not concrete:
+            return DEFAULT_MIN_VCPUS
+        found = self.api.call("ec2", "describe_instance_types", InstanceTypes=concrete).get("InstanceTypes", [])
+        values = [t["VCpuInfo"]["DefaultVCpus"] for t in found if "VCpuInfo" in t]
+        return min(values) if values else DEFAULT_MIN_VCPUS
+
+    def ec2_vcpu_quota(self) -> list[Check]:
+        need: dict[tuple[str, str], int] = {}
+        for ce in self.ces:
+            res = ce.get("computeResources") or {}
+            purchase = "spot" if res.get("type") in ("SPOT", "FARGATE_SPOT") else "on_demand"
+            groups = {family_group(t) for t in res.get("instanceTypes", ["optimal"])}
+            for group in groups:  # a mixed CE may use its whole max in any of its families
+                need[(group, purchase)] = need.get((group, purchase), 0) + int(res.get("maxvCpus", 0))
+        checks = []
+        for key, vcpus in sorted(need.items()):
+            code, label = EC2_QUOTAS[key]
+            quota = self.api.call("service-quotas", "get_service_quota", ServiceCode="ec2",
+                                  QuotaCode=code)["Quota"]["Value"]
+            status = _ratio(quota, vcpus)
+            checks.append(Check(
+                f"ec2-vcpu-quota {key[0]}/{key[1]}", status,
+                f"{label}: quota {quota:g} vCPUs, compute environments may use {vcpus}",
+                "" if status == PASS else
+                f"aws service-quotas request-service-quota-increase --service-code ec2 --quota-code {code} "
+                f"--desired-value {vcpus} (or lower the CEs' max_vcpus)",
+            ))
+        return checks or [Check("ec2-vcpu-quota", WARN, "no compute environments found", "check `queues` in SSM")]
+
+    def subnet_ips(self) -> list[Check]:
+        subnets = sorted({s for ce in self.ces for s in (ce.get("computeResources") or {}).get("subnets", [])})
+        if not subnets:
+            return [Check("subnet-ips", WARN, "compute environments list no subnets", "")]
+        instances = 0
+        for ce in self.ces:
+            res = ce.get("computeResources") or {}
+            instances += math.ceil(int(res.get("maxvCpus", 0)) / self._min_vcpus(res.get("instanceTypes", [])))
+        free = sum(int(s.get("AvailableIpAddressCount", 0)) for s in
+                   self.api.call("ec2", "describe_subnets", SubnetIds=subnets).get("Subnets", []))
+        status = _ratio(free, instances)
+        return [Check("subnet-ips", status,
+                      f"{free} free IP addresses in {len(subnets)} subnets; the CEs can launch up to {instances} "
+                      "instances (one IP each)",
+                      "" if status == PASS else "add subnets (or larger ones) to the CEs, or lower max_vcpus")]
+
+    def _quotas(self, service: str) -> list[dict[str, Any]]:
+        return list(self.api.paginate("service-quotas", "list_service_quotas", "Quotas", cursor_in="NextToken",
+                                      cursor_out="NextToken", ServiceCode=service))
+
+    def batch_quotas(self) -> list[Check]:
+        quotas = self._quotas("batch")
+        checks = []
+        for words, op, key in (("compute environment", "describe_compute_environments", "computeEnvironments"),
+                               ("job queue", "describe_job_queues", "jobQueues")):
+            quota = next((q for q in quotas if words in q.get("QuotaName", "").lower()), None)
+            if quota is None:
+                checks.append(Check(f"batch-quota {words}s", WARN, "quota not listed by Service Quotas", ""))
+                continue
+            used = sum(1 for _ in self.api.paginate("batch", op, key))
+            status = PASS if used < 0.8 * quota["Value"] else (WARN if used < quota["Value"] else FAIL)
+            checks.append(Check(f"batch-quota {words}s", status, f"{used} of {quota['Value']:g} in this Region",
+                                "" if status == PASS else f"request an increase of '{quota['QuotaName']}'"))
+        return checks
+
+    def sfn_quota(self) -> list[Check]:
+        quota = next((q for q in self._quotas("states") if "open executions" in q.get("QuotaName", "").lower()), None)
+        running = sum(1 for _ in self.api.paginate("stepfunctions", "list_executions", "executions",
+                                                   stateMachineArn=self.config.state_machine_arn,
+                                                   statusFilter="RUNNING", maxResults=1000))
+        if quota is None:
+            return [Check("sfn-quota", WARN, f"{running} running; open-executions quota not listed", "")]
+        status = PASS if running < 0.8 * quota["Value"] else (WARN if running < quota["Value"] else FAIL)
+        return [Check("sfn-quota", status, f"{running} running executions of {quota['Value']:g} allowed",
+                      "" if status == PASS else "let runs finish, or use larger runs (per_run) in submit_many")]
+
+    # -- images and data
+    def ecr_images(self) -> list[Check]:
+        definition = json.loads(self.api.call("stepfunctions", "describe_state_machine",
+                                              stateMachineArn=self.config.state_machine_arn)["definition"])
+        job_defs = sorted(set(_find_values(definition, "JobDefinition")))
+        if not job_defs:
+            return [Check("ecr-images", PASS, "the workflow runs no Batch jobs")]
+        found = self.api.call("batch", "describe_job_definitions", jobDefinitions=job_defs).get("jobDefinitions", [])
+        images = sorted({d.get("containerProperties", {}).get("image", "") for d in found} - {""})
+        problems, ok = [], 0
+        for image in images:
+            m = _ECR.match(image)
+            if not m:
+                problems.append(f"{image}: not an ECR image (cannot check)")
+                continue
+            image_id = {"imageDigest": m["digest"]} if m["digest"] else {"imageTag": m["tag"] or "latest"}
+            try:
+                self.api.with_region(m["region"]).call(
+                    "ecr", "describe_images", registryId=m["registry"], repositoryName=m["repo"], imageIds=[image_id])
+                ok += 1
+            except AwsError as exc:
+                if exc.aws_code not in ("ImageNotFoundException", "RepositoryNotFoundException"):
+                    raise
+                problems.append(f"{image}: {exc.aws_code}")
+        missing = [d for d in job_defs if not any(d in (j.get("jobDefinitionArn"), j.get("jobDefinitionName"))
+                                                  for j in found)]
+        problems += [f"job definition {d} not found" for d in missing]
+        if problems:
+            return [Check("ecr-images", FAIL, "; ".join(problems),
+                          "build and push the images (make build-images / the images workflow), then apply")]
+        return [Check("ecr-images", PASS, f"{ok} images of {len(job_defs)} job definitions exist in ECR")]
+
+    def database(self) -> list[Check]:
+        if not self.config.db_uri:
+            return [Check("database", WARN, "db_uri is not published in SSM", "publish /foldstack/<env>/db_uri")]
+        u = parse_uri(self.config.db_uri)
+        page = self.api.call("s3", "list_objects_v2", Bucket=u.bucket, Prefix=u.key.rstrip("/") + "/", MaxKeys=1)
+        if page.get("KeyCount", 0) == 0:
+            return [Check("database", FAIL, f"{self.config.db_uri} is empty",
+                          "load the sequence databases (scripts/db refresh) before folding with MSAs")]
+        return [Check("database", PASS, f"{self.config.db_uri} is populated")]
+
+    def run(self) -> list[Check]:
+        checks: list[Check] = []
+        for name, fn in (("batch-queues", self.batch_queues), ("ec2-vcpu-quota", self.ec2_vcpu_quota),
+                         ("subnet-ips", self.subnet_ips), ("batch-quotas", self.batch_quotas),
+                         ("sfn-quota", self.sfn_quota), ("ecr-images", self.ecr_images),
+                         ("database", self.database)):
+            checks.extend(self.guarded(name, fn))
+        return checks
+
+
+def _find_values(node: Any, key: str) -> list[str]:
+    if isinstance(node, dict):
+        found = [v for k, v in node.items() if k == key and isinstance(v, str)]
+        for v in node.values():
+            found += _find_values(v, key)
+        return found
+    if isinstance(node, list):
+        return [x for item in node for x in _find_values(item, key)]
+    return []
+
+
+def run_checks(api: AwsApi, config: ClientConfig) -> list[Check]:
+    return Doctor(api, config).run()
+
+
+def render(checks: list[Check], env: str) -> Any:
+    from rich.table import Table
+
+    colours = {PASS: "green", WARN: "yellow", FAIL: "red"}
+    table = Table("check", "result", "detail", "how to fix", title=f"foldstack doctor: {env}", show_lines=True)
+    for c in checks:
+        table.add_row(c.name, f"[{colours[c.status]}]{c.status.upper()}[/]", c.detail, c.fix)
+    return table

@@ -1,0 +1,39 @@
+"""Errors the client raises besides the core ones (InputValidationError, AccessDeniedError,
+ConfigurationError are re-used from `foldstack.core.errors`)."""
+
+from __future__ import annotations
+
+from foldstack.core.errors import FoldstackError
+
+ACCESS_DENIED_CODES = frozenset({
+    "AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "AuthorizationError",
+    "UnrecognizedClientException", "InvalidClientTokenId", "ExpiredToken", "ExpiredTokenException",
+})
+
+
+class AwsError(FoldstackError):
+    """An AWS call failed with an error that is not worth retrying (or retries ran out).
+
+    The message is AWS's own, prefixed by the operation; `aws_code` is the AWS error code.
+    """
+
+    code = "aws_error"
+
+    def __init__(self, message: str, *, aws_code: str, operation: str, status: int | None = None,
+                 attempts: int = 1) -> None:
+        super().__init__(
+            message,
+            code="aws_access_denied" if aws_code in ACCESS_DENIED_CODES else "aws_error",
+            aws_code=aws_code, operation=operation, status=status, attempts=attempts,
+        )
+        self.aws_code, self.operation, self.status, self.attempts = aws_code, operation, status, attempts
+
+
+class RunNotFoundError(FoldstackError):
+    code = "run_not_found"
+
+
+class RunNotCompleteError(FoldstackError):
+    """Outputs were asked for before the run's manifest exists."""
+
+    code = "run_not_complete"

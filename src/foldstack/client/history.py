@@ -1,0 +1,217 @@
+"""Per-step state of a run from its Step Functions execution history.
+
+Works on AWS-shaped history events (GetExecutionHistory: `id`, `previousEventId`,
+`type`, `<kind>EventDetails`). Events inside a Map iteration are attributed to it by
+following `previousEventId` back to its `MapIterationStarted`; local-engine events carry
+their Map path directly (`_map_path`). The iteration's target is read from the input of
+its first state (the Map's ItemSelector puts the target there).
+
+Step names follow the ASL: `Msa` -> step `msa`; `Predict_<size class>` -> step
+`predict` on that size class. Batch job ids come from TaskSubmitted/TaskSucceeded
+outputs and TaskFailed causes (`JobId`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+_JOB_ID = re.compile(r'"JobId"\s*:\s*"([^"]+)"')
+
+
+@dataclass
+class StepState:
+    step: str  # msa | predict | validateinput | ... (lower-case state family)
+    state: str  # the ASL state name, e.g. Predict_small
+    target: str | None = None  # None for run-level states (ValidateInput, CollectOutputs, ...)
+    size_class: str | None = None
+    status: str = "RUNNING"  # RUNNING | SUCCEEDED | FAILED | TIMED_OUT | ABORTED
+    job_id: str | None = None
+    attempts: int = 0  # task attempts Step Functions made (Batch retries are inside one)
+    started: datetime | None = None
+    stopped: datetime | None = None
+    error: str | None = None
+    cause: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for k in ("started", "stopped"):
+            d[k] = d[k].isoformat() if d[k] else None
+        return d
+
+
+@dataclass
+class Progress:
+    steps: list[StepState] = field(default_factory=list)
+    current_state: str | None = None  # last top-level state entered
+
+    def for_target(self, target: str) -> list[StepState]:
+        return [s for s in self.steps if s.target == target]
+
+    def find(self, step: str, target: str | None) -> StepState | None:
+        """The latest attempt record of `step` ("msa", "predict", or a state name) for `target`."""
+        key = step.lower()
+        found = [s for s in self.steps if (s.step == key or s.state.lower() == key) and s.target == target]
+        return found[-1] if found else None
+
+    def targets(self) -> dict[str, StepState]:
+        """Each target's most recent step."""
+        latest: dict[str, StepState] = {}
+        for s in self.steps:
+            if s.target is not None:
+                latest[s.target] = s
+        return latest
+
+    def counts(self) -> dict[str, int]:
+        """'<step> <status>' -> number of targets there now (for progress displays)."""
+        out: dict[str, int] = {}
+        for s in self.targets().values():
+            key = f"{s.step} {s.status.lower()}"
+            out[key] = out.get(key, 0) + 1
+        return out
+
+
+def details_key(event_type: str) -> str:
+    if event_type.endswith("StateEntered"):
+        return "stateEnteredEventDetails"
+    if event_type.endswith("StateExited"):
+        return "stateExitedEventDetails"
+    return event_type[0].lower() + event_type[1:] + "EventDetails"
+
+
+def details_of(event: Mapping[str, Any]) -> dict[str, Any]:
+    return dict(event.get(details_key(str(event.get("type", "")))) or {})
+
+
+def from_engine(events: Iterable[Any]) -> list[dict[str, Any]]:
+    """Local-engine HistoryEvents (objects or dicts) -> AWS-shaped events (+ `_map_path`)."""
+    out = []
+    for e in events:
+        get = (lambda k, e=e: e.get(k)) if isinstance(e, Mapping) else (lambda k, e=e: getattr(e, k, None))
+        etype = str(get("type"))
+        details = get("details")
+        if details is None and isinstance(e, Mapping):  # a run record's summary of an event
+            details = {k: v for k, v in (("error", e.get("error")), ("cause", e.get("cause"))) if v}
+            if e.get("state") and "State" in etype:
+                details["name"] = e["state"]
+        event = {
+            "id": get("id"), "previousEventId": get("previous_id"), "type": etype,
+            "timestamp": get("timestamp"), details_key(etype): dict(details or {}),
+        }
+        if isinstance(e, Mapping) and e.get("target"):
+            event["_target"] = e["target"]
+        path = get("map_path")
+        if path is not None:
+            event["_map_path"] = tuple(path)
+        out.append(event)
+    return out
+
+
+def _json(text: Any) -> Any:
+    if not isinstance(text, str):
+        return text
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, ValueError):
+        return None
+
+
+def _job_id(text: Any) -> str | None:
+    data = _json(text)
+    if isinstance(data, Mapping):
+        for key in ("JobId", "jobId", "job_id"):
+            if isinstance(data.get(key), str):
+                return data[key]
+    if isinstance(text, str):
+        m = _JOB_ID.search(text)
+        return m.group(1) if m else None
+    return None
+
+
+def _step_of(state: str) -> tuple[str, str | None]:
+    family, _, rest = state.partition("_")
+    return family.lower(), (rest or None)
+
+
+def parse(events: Iterable[Mapping[str, Any]]) -> Progress:
+    ordered = sorted(events, key=lambda e: int(e.get("id") or 0))
+    iteration: dict[int, tuple[str, int] | None] = {}
+    target_of: dict[tuple[str, int], tuple[str, str | None]] = {}
+    validated: list[dict[str, Any]] = []
+    open_steps: dict[tuple[tuple[str, int] | None, str], StepState] = {}
+    progress = Progress()
+
+    for ev in ordered:
+        eid, etype = int(ev.get("id") or 0), str(ev.get("type", ""))
+        d = details_of(ev)
+        ts = ev.get("timestamp") if isinstance(ev.get("timestamp"), datetime) else None
+        # -- which Map iteration this event belongs to
+        if "_map_path" in ev:
+            path = ev["_map_path"]
+            key = ("map", int(path[0])) if path and not etype.startswith(("MapState", "MapRun")) else None
+        elif etype.startswith("MapIteration"):
+            key = (str(d.get("name", "")), int(d.get("index", -1)))
+        elif etype.startswith(("MapState", "MapRun", "Execution")):
+            key = None
+        else:
+            key = iteration.get(int(ev.get("previousEventId") or 0))
+        if key is not None and key[0] != "map":
+            key = ("map", key[1])
+        iteration[eid] = key
+        if key is not None and ev.get("_target") and key not in target_of:
+            target_of[key] = (str(ev["_target"]), None)
+
+        if etype.endswith("StateEntered"):
+            name = str(d.get("name", ""))
+            if key is None:
+                progress.current_state = name
+            elif key not in target_of:
+                item = _json(d.get("input"))
+                target = item.get("target") if isinstance(item, Mapping) else None
+                if isinstance(target, Mapping) and "id" in target:
+                    target_of[key] = (str(target["id"]), target.get("size_class"))
+                elif 0 <= key[1] < len(validated):
+                    t = validated[key[1]]
+                    target_of[key] = (str(t.get("id")), t.get("size_class"))
+            if etype == "TaskStateEntered":
+                step, size = _step_of(name)
+                tgt = target_of.get(key, (None, None)) if key else (None, None)
+                st = StepState(step=step, state=name, target=tgt[0], size_class=size or tgt[1], started=ts)
+                open_steps[(key, name)] = st
+                progress.steps.append(st)
+            continue
+        if etype == "TaskStateExited":
+            name = str(d.get("name", ""))
+            st = open_steps.pop((key, name), None)
+            if name == "ValidateInput":
+                out = _json(d.get("output"))
+                if isinstance(out, Mapping):
+                    validated = list((out.get("validated") or {}).get("targets") or [])
+            if st is not None and st.status == "RUNNING":
+                st.status, st.stopped = "SUCCEEDED", ts
+            continue
+        # -- task events: attach to the open step of this iteration
+        candidates = [s for (k, _n), s in open_steps.items() if k == key]
+        if not candidates:
+            continue
+        st = candidates[-1]
+        if etype == "TaskScheduled":
+            st.attempts += 1
+            st.status, st.error, st.cause = "RUNNING", None, None
+        elif etype == "TaskSubmitted":
+            st.job_id = _job_id(d.get("output")) or st.job_id
+        elif etype == "TaskSucceeded":
+            st.job_id = _job_id(d.get("output")) or st.job_id
+            st.status, st.stopped = "SUCCEEDED", ts
+        elif etype in ("TaskFailed", "TaskTimedOut", "TaskAborted", "TaskStartFailed", "TaskSubmitFailed"):
+            st.job_id = _job_id(d.get("cause")) or st.job_id
+            st.status = {"TaskTimedOut": "TIMED_OUT", "TaskAborted": "ABORTED"}.get(etype, "FAILED")
+            st.error, st.cause, st.stopped = d.get("error"), d.get("cause"), ts
+    for st in open_steps.values():  # still open when the execution ended
+        if any(e.get("type") == "ExecutionAborted" for e in ordered) and st.status == "RUNNING":
+            st.status = "ABORTED"
+    return progress

@@ -1,0 +1,122 @@
+"""The cloud commands through typer's runner, against the offline deployment of tests/client."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from tests.client.conftest import SEQ
+from typer.testing import CliRunner
+
+from foldstack.cli import app, runs
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def cli(deployed, monkeypatch):
+    monkeypatch.setattr(runs, "make_client", lambda env, home=None: deployed.client())
+
+    def invoke(*args):
+        result = runner.invoke(app, [*args, "--env", "test"])
+        return result.exit_code, result.stdout
+
+    return invoke
+
+
+def fasta(tmp_path, text):
+    path = tmp_path / "in.fasta"
+    path.write_text(text)
+    return str(path)
+
+
+def test_submit_wait_status_results_list_json(cli, tmp_path):
+    path = fasta(tmp_path, f">t1\n{SEQ}\n>t2\n{SEQ[::-1]}\n")
+    code, text = cli("submit", path, "--engine", "esmfold", "--tag", "project=x", "--json")
+    assert code == 0, text
+    submitted = json.loads(text)
+    assert set(submitted) >= {"run_id", "status", "existing", "output_uri", "start", "stop", "error", "cause"}
+    run_id = submitted["run_id"]
+    assert submitted["existing"] is False and submitted["output_uri"].endswith(run_id)
+
+    code, text = cli("wait", run_id, "--timeout", "60", "--json")
+    assert code == 0, text
+    waited = json.loads(text)
+    assert waited["status"] == "SUCCEEDED"
+    assert {(s["step"], s["target"]) for s in waited["steps"] if s["target"]} == {("predict", "t1"),
+                                                                                ("predict", "t2")}
+    assert all(s["job_id"] for s in waited["steps"] if s["target"])
+
+    code, text = cli("status", run_id, "--json")
+    assert code == 0 and json.loads(text)["status"] == "SUCCEEDED"
+    code, text = cli("status", run_id)
+    assert code == 0 and "SUCCEEDED" in text and "predict" in text
+
+    code, text = cli("results", run_id, "--dir", str(tmp_path / "dl"), "--json")
+    assert code == 0, text
+    results = json.loads(text)
+    assert {"manifest.json", "t1/ranked_0.pdb"} <= set(results["files"])
+    assert [m["id"] for m in results["metrics"]] == ["t1", "t2"]
+    assert (tmp_path / "dl" / run_id / "t2" / "ranked_0.pdb").exists()
+
+    code, text = cli("submit", path, "--engine", "esmfold", "--json")
+    assert code == 0 and json.loads(text)["existing"] is True and json.loads(text)["run_id"] == run_id
+
+    code, text = cli("list", "--json")
+    listed = json.loads(text)
+    assert code == 0 and listed["count"] == 1 and listed["runs"][0]["run_id"] == run_id
+    code, text = cli("list", "--status", "FAILED", "--json")
+    assert json.loads(text) == {"count": 0, "runs": []}
+
+    code, text = cli("config", "show", "--json")
+    assert code == 0 and json.loads(text)["output_prefix"] == "s3://fs-results/runs"
+
+
+def test_exit_codes_distinguish_failed_runs_from_usage_errors(cli, tmp_path):
+    code, text = cli("submit", fasta(tmp_path, ">x\nMKT1AYIAKQRQISFV\n"), "--engine", "esmfold", "--json")
+    assert code == 2 and json.loads(text)["code"] == "digit_in_sequence"
+    code, text = cli("submit", "s3://elsewhere/x.fasta", "--json")
+    assert code == 2 and json.loads(text)["error"] == "AccessDeniedError"
+    code, text = cli("submit", fasta(tmp_path, f">ok\n{SEQ}\n"), "--tag", "novalue", "--json")
+    assert code == 2
+    code, text = cli("status", "no-such-run", "--json")
+    assert code == 2 and json.loads(text)["code"] == "run_not_found"
+
+    code, text = cli("submit", fasta(tmp_path, f">boom1\n{SEQ}\n"), "--engine", "esmfold", "--wait", "--json")
+    assert code == 1 and json.loads(text)["status"] == "FAILED"
+    run_id = json.loads(text)["run_id"]
+    code, text = cli("results", run_id, "--json")
+    assert code == 3 and json.loads(text)["code"] == "run_not_complete"
+
+
+def test_wait_timeout_then_cancel(cli, tmp_path):
+    code, text = cli("submit", fasta(tmp_path, f">slow1\n{SEQ}\n"), "--engine", "esmfold", "--json")
+    run_id = json.loads(text)["run_id"]
+    code, text = cli("wait", run_id, "--timeout", "0.2", "--json")
+    assert code == 3 and json.loads(text)["status"] == "RUNNING"
+    code, text = cli("cancel", run_id, "--json")
+    assert code == 0 and json.loads(text)["status"] in ("ABORTED", "FAILED")  # see test_cancelled_run_is_aborted
+
+
+def test_missing_configuration_is_a_usage_error(aws):
+    result = runner.invoke(app, ["config", "show", "--env", "nowhere", "--json"])
+    assert result.exit_code == 2
+    error = json.loads(result.stdout)
+    assert error["error"] == "ConfigurationError" and "state_machine_arn" in error["missing"]
+
+
+def test_doctor_table_json_and_exit_code(monkeypatch):
+    from foldstack.client.doctor import Check
+
+    class FakeClient:
+        def doctor(self):
+            return [Check("ecr-images", "pass", "2 images"), Check("subnet-ips", "fail", "10 free", "add subnets")]
+
+    monkeypatch.setattr(runs, "make_client", lambda env, home=None: FakeClient())
+    result = runner.invoke(app, ["doctor", "--env", "prod", "--json"])
+    assert result.exit_code == 1
+    assert json.loads(result.stdout) == {"env": "prod", "ok": False, "checks": [
+        {"name": "ecr-images", "status": "pass", "detail": "2 images", "fix": ""},
+        {"name": "subnet-ips", "status": "fail", "detail": "10 free", "fix": "add subnets"}]}
+    result = runner.invoke(app, ["doctor", "--env", "prod"])
+    assert result.exit_code == 1 and "FAIL" in result.stdout and "add subnets" in result.stdout

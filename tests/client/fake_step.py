@@ -1,0 +1,44 @@
+"""A stand-in for `foldstack step msa|predict` (what a Batch job runs), for client tests:
+writes the step's outputs and done-file the way the real steps do, in milliseconds.
+
+A target whose id starts with `slow` sleeps (to be cancelled); `boom` fails predict."""
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+
+parser = argparse.ArgumentParser()
+parser.add_argument("step")
+for opt in ("--run-id", "--target", "--scratch", "--db", "--msa-tool", "--cache", "--weights", "--engine",
+            "--preset"):
+    parser.add_argument(opt, default="")
+args = parser.parse_args()
+print(f"fake {args.step} for target {args.target} of run {args.run_id}", flush=True)
+if args.target.startswith("slow"):
+    time.sleep(60)
+if args.step == "predict" and args.target.startswith("boom"):
+    print("out of luck", file=sys.stderr, flush=True)
+    sys.exit(1)
+
+base = os.path.join(args.scratch, args.run_id, args.step, args.target)
+if args.step == "msa":
+    files = {"msa.a3m": b">q\nMKT\n", "features.json": b'{"tool": "fake"}'}
+else:
+    plddt = 40.0 + len(args.target)
+    files = {
+        "ranked_0.pdb": f"REMARK fake structure of {args.target}\nEND\n".encode(),
+        "metrics.json": json.dumps({"mean_plddt": plddt, "engine": args.engine}).encode(),
+    }
+outputs = {}
+for rel, data in files.items():
+    path = os.path.join(base, rel)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as fh:
+        fh.write(data)
+    outputs[rel] = hashlib.sha256(data).hexdigest()
+with open(os.path.join(base, f"{args.step}.done.json"), "w") as fh:
+    json.dump({"step": args.step, "outputs": outputs, "tool_versions": {"fake": "1"}, "timings": {}}, fh)
+print("done", flush=True)
