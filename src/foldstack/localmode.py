@@ -25,8 +25,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from foldstack import storage
 from foldstack.core.fasta import FastaLimits
 from foldstack.core.request import InlineRecord, RunRequest
+from foldstack.core.uris import parse_uri
 from foldstack.tasks.validate import validate_run
 from foldstack.workflows.render import dumps, render_definition
 from foldstack.workflows.specs import Workflow, load_workflow
@@ -100,10 +102,12 @@ def upload_inputs(inputs: Sequence[str | InlineRecord], dest: Path) -> list[str 
 
             raise InputValidationError(f"input file {str(src)!r} does not exist", code="missing_input")
         data = src.read_bytes()
-        target = dest / hashlib.sha256(data).hexdigest()[:16] / src.name
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
+        digest = hashlib.sha256(data).hexdigest()
+        target = dest / digest[:16] / src.name
+        # Content-addressed: reuse a copy only if it is complete (written atomically, and
+        # its checksum still matches).
+        if not target.is_file() or hashlib.sha256(target.read_bytes()).hexdigest() != digest:
+            storage.write_bytes(str(target), data)
         out.append(str(target))
     return out
 
@@ -193,7 +197,8 @@ class LocalRunner:
     def prepare(self, request: RunRequest) -> tuple[RunRequest, list[str], str]:
         """Validate exactly as Validate Input will, then copy local inputs under the input
         prefix. Returns (request as submitted, target ids, run id)."""
-        output = str(Path(request.output_uri).expanduser().resolve())
+        raw = request.output_uri
+        output = str(Path(parse_uri(raw if raw.startswith("file://") else os.path.expanduser(raw)).key).resolve())
         local_files = tuple(i for i in request.inputs if isinstance(i, str) and not i.startswith("s3://"))
         allowed = tuple(str(Path(f.removeprefix("file://")).expanduser().resolve().parent) for f in local_files)
         validate_run(
@@ -255,8 +260,13 @@ class LocalRunner:
             # are recorded on the run (and asserted absent by the tests), never swallowed.
             execution.wait(None, raise_on_runtime_error=False)
             self._write_record(
-                run, status=execution.status, runtime_errors=execution.runtime_errors, stopped_at=datetime.now(UTC).isoformat(timespec="seconds"),
-                error=execution.error, cause=execution.cause, result=execution.output,
+                run,
+                status=execution.status,
+                runtime_errors=execution.runtime_errors,
+                stopped_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                error=execution.error,
+                cause=execution.cause,
+                result=execution.output,
                 history=[event_dict(e, run.target_ids) for e in execution.history()],
             )
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from foldstack.core.errors import InputValidationError
-from foldstack.core.uris import StorageURI, parse_uri
+from foldstack.core.uris import StorageURI, join_under, parse_uri
 
 MULTIPART_THRESHOLD = 5 * 1024**3  # S3 CopyObject's single-request limit
 
@@ -42,6 +42,22 @@ def reset_clients() -> None:
     _s3.cache_clear()
 
 
+def safe_join(base: str, *parts: str) -> str:
+    """`join_under`, and for local paths also refuse any symbolic link between `base` and
+    the result: scratch is shared, and a planted link must not redirect reads or writes."""
+    uri = join_under(base, *parts)
+    u = parse_uri(uri)
+    if u.is_s3:
+        return uri
+    root = os.path.realpath(parse_uri(base).key)
+    current = Path(root)
+    for part in "/".join(parts).split("/"):
+        current = current / part
+        if current.is_symlink():
+            raise InputValidationError(f"refusing to follow a symbolic link: {current}", code="unsafe_uri")
+    return str(Path(root, *"/".join(parts).split("/")))
+
+
 def _require_prefix(u: StorageURI, what: str) -> None:
     if (u.is_s3 and not u.key.strip("/")) or (not u.is_s3 and u.key in ("/", "")):
         raise InputValidationError(f"refusing to {what} a bucket or filesystem root: {u}", code="unsafe_uri")
@@ -50,8 +66,15 @@ def _require_prefix(u: StorageURI, what: str) -> None:
 def read_bytes(uri: str, *, max_bytes: int | None = None) -> bytes:
     u = parse_uri(uri)
     if u.is_s3:
+        from botocore.exceptions import ClientError
+
         extra = {"Range": f"bytes=0-{max_bytes}"} if max_bytes is not None else {}
-        return _s3().get_object(Bucket=u.bucket, Key=u.key, **extra)["Body"].read()
+        try:
+            return _s3().get_object(Bucket=u.bucket, Key=u.key, **extra)["Body"].read()
+        except ClientError as exc:
+            if extra and exc.response.get("Error", {}).get("Code") == "InvalidRange":
+                return b""  # a Range on an empty object: the object is empty
+            raise
     with open(u.key, "rb") as fh:
         return fh.read(max_bytes + 1 if max_bytes is not None else -1)
 

@@ -246,26 +246,17 @@ def _inline(rid: str, seq: str) -> FastaRecord:
     SEQ.replace("S", "\u017f", 1),  # long s: .upper() -> 'S'
     "\ufb00" + SEQ,  # 'ff' ligature: .upper() -> 'FF'
 ], ids=["dotless-i", "long-s", "ff-ligature"])
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: inline sequences skip the file path's character check; str.upper() folds these "
-    "non-ASCII homoglyphs into valid residues, so they are accepted (a file is rejected: non_ascii)"))
 def test_inline_homoglyphs_are_rejected(seq):
     with pytest.raises(InputValidationError):
         _inline("h", seq)
 
 
 @pytest.mark.parametrize("ch", ["\x1c", "\x1d", "\x1e", "\x1f", "\x85", "\u2028", "\u3000", "\x0b", "\x0c"])
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: inline sequences are cleaned with str.split(), which treats these control/Unicode "
-    "separators as whitespace and silently drops them (a file is rejected: control_character)"))
 def test_inline_control_characters_are_rejected(ch):
     with pytest.raises(InputValidationError):
         _inline("c", SEQ[:10] + ch + SEQ[10:])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: ID_PATTERN ends in '$', which also matches before a trailing newline, so validate_id "
-    "accepts 'abc\\n' (inline ids and step --target)"))
 def test_inline_id_with_trailing_newline_is_rejected():
     with pytest.raises(InputValidationError):
         _inline("abc\n", SEQ)

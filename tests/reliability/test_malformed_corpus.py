@@ -157,10 +157,6 @@ def _s3_params():
         if "s3" not in c.get("backends", ["s3"]):
             continue
         marks = []
-        if c["kind"] == "fasta" and (CORPUS / c["file"]).stat().st_size == 0:
-            marks.append(pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-                "BUG: storage.read_bytes sends Range: bytes=0-N; S3 answers 416 InvalidRange for a 0-byte object, "
-                "so an empty FASTA on S3 fails with an untyped botocore ClientError instead of empty_input")))
         out.append(pytest.param(c, id=case_id(c), marks=marks))
     return out
 
@@ -298,9 +294,6 @@ def test_workflow_rejects_before_any_job(engine_home, tmp_path):
 WORKFLOW_CAUSES: list[tuple[str, str]] = []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: the stable error code never reaches the execution: Lambda's error cause carries only "
-    "errorType (the class) and errorMessage (str(exc)), and str(exc) omits `code`"))
 def test_workflow_failure_cause_carries_the_stable_code(engine_home, tmp_path):
     if not WORKFLOW_CAUSES:
         test_workflow_rejects_before_any_job(engine_home, tmp_path)

@@ -59,9 +59,6 @@ def test_whatever_join_under_accepts_stays_under_its_base(parts):
         assert ".." not in key.split("/") and "\\" not in key and "\x00" not in key
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (minor, no escape): join_under accepts an empty segment ('a//b') in S3 keys, which parse_uri "
-    "then refuses, so the failure surfaces later as unsafe_uri from storage instead of at join time"))
 def test_join_under_and_parse_uri_agree_on_empty_segments():
     with pytest.raises(InputValidationError):
         join_under("s3://scratch/run-1", "a//b")
@@ -240,7 +237,6 @@ SYMLINK_BUG = ("BUG: collect reads step outputs with storage.read_bytes, which f
                "planted in scratch publishes a file from outside the run's scratch dir")
 
 
-@pytest.mark.xfail(strict=True, reason=SYMLINK_BUG)
 @pytest.mark.parametrize("planted", ["output_file", "metrics", "done_file", "target_dir"])
 def test_collect_never_publishes_through_a_symlink(staged, planted):
     """Each planted link leads to content marked TOPSECRET (outside) or 'other run'."""
@@ -281,9 +277,9 @@ STAGE_BUG = ("BUG: stage writes through symlinks that already exist in the run's
 
 
 @pytest.mark.parametrize("planted", [
-    pytest.param("run_dir", marks=pytest.mark.xfail(strict=True, reason=STAGE_BUG)),
-    pytest.param("input_dir", marks=pytest.mark.xfail(strict=True, reason=STAGE_BUG)),
-    pytest.param("targets_dir", marks=pytest.mark.xfail(strict=True, reason=STAGE_BUG)),
+    "run_dir",
+    "input_dir",
+    "targets_dir",
     "target_file",  # a link at the file itself is replaced (write to temp + rename), never followed
 ])
 def test_stage_never_writes_through_a_symlink(local_env, tmp_path, planted):
@@ -340,9 +336,6 @@ def test_cleanup_with_a_malformed_run_id_touches_nothing(staged, run_id):
     assert {k: snapshot(s[k]) for k in ("scratch", "outputs", "outside", "inputs")} == before
 
 
-@pytest.mark.xfail(strict=True, raises=InputValidationError, reason=(
-    "BUG: RUN_ID_PATTERN ends in '$' and matches 'abc\\n', so cleanup builds a path from it and "
-    "raises unsafe_uri instead of returning its no-op result"))
 def test_cleanup_with_a_trailing_newline_run_id_is_a_no_op(staged):
     result = cleanup({"run_id": f"{staged['run_id']}\n", "failed": True})
     assert result["scratch_deleted"] == 0

@@ -6,11 +6,11 @@ import json
 
 import gemmi
 import pytest
+from tests.conftest import files_under
 
 from foldstack.core.errors import InputValidationError
 from foldstack.core.request import RunRequest
 from foldstack.localmode import LocalRunner
-from tests.conftest import files_under
 
 SEQ = "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQAPILSRVGDGTQDNLSGAEKAVQVKVKALPDAQ"
 

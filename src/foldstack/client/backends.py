@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from foldstack.client.aws import AwsApi, error_details
 from foldstack.client.config import ClientConfig
-from foldstack.client.errors import RunNotFoundError
+from foldstack.client.errors import AwsError, RunNotFoundError
 from foldstack.core.errors import InputValidationError
 from foldstack.core.request import InlineRecord, RunRequest
 from foldstack.core.targets import Target
@@ -133,7 +133,12 @@ class CloudBackend:
             if uri in uploads:
                 return uploads[uri]
             u = parse_uri(uri)
-            body = self.api.call("s3", "get_object", Bucket=u.bucket, Key=u.key, Range=f"bytes=0-{max_bytes}")
+            try:
+                body = self.api.call("s3", "get_object", Bucket=u.bucket, Key=u.key, Range=f"bytes=0-{max_bytes}")
+            except AwsError as exc:
+                if exc.aws_code == "InvalidRange":
+                    return b""  # a Range on an empty object: the object is empty
+                raise
             data = body["Body"].read()
             if len(data) > max_bytes:
                 raise InputValidationError(f"file is larger than {max_bytes} bytes", code="too_large", source=uri)

@@ -17,8 +17,17 @@ class FoldstackError(Exception):
             self.code = code
         self.details = {k: v for k, v in details.items() if v is not None}
 
+    def __str__(self) -> str:
+        # The code leads the message so it survives transports that keep only the text
+        # (a Lambda error's errorMessage, a Step Functions cause).
+        return f"[{self.code}] {super().__str__()}"
+
+    @property
+    def message(self) -> str:
+        return super().__str__()
+
     def to_dict(self) -> dict[str, Any]:
-        return {"error": type(self).__name__, "code": self.code, "message": str(self), **self.details}
+        return {"error": type(self).__name__, "code": self.code, "message": self.message, **self.details}
 
 
 class InputValidationError(FoldstackError):

@@ -85,7 +85,7 @@ def validate_id(record_id: str, *, source: str, line: int) -> str:
             "header has no id", code="empty_id", source=source, line=line,
             hint="write the id right after '>', e.g. '>P69905 Hemoglobin alpha'",
         )
-    if not ID_PATTERN.match(record_id):
+    if not ID_PATTERN.fullmatch(record_id):
         raise InputValidationError(
             f"id {record_id!r} is not allowed", code="unsafe_id", source=source, line=line,
             hint="ids are 1-64 characters of letters, digits, '.', '_' and '-', starting with a "
@@ -173,7 +173,7 @@ def _decode(data: bytes, source: str, limits: FastaLimits) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def _check_characters(line_text: str, *, source: str, line: int) -> None:
+def check_characters(line_text: str, *, source: str, line: int) -> None:
     for ch in line_text:
         if ch.isascii() and ch.isprintable():
             continue
@@ -211,7 +211,7 @@ def parse_fasta(
         records.append(FastaRecord(id=rid, chains=chains, description=desc, source=source, line=hline))
 
     for lineno, raw_line in enumerate(text.split("\n"), start=1):
-        _check_characters(raw_line, source=source, line=lineno)
+        check_characters(raw_line, source=source, line=lineno)
         stripped = raw_line.strip()
         if not stripped:
             continue

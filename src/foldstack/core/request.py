@@ -41,7 +41,7 @@ class RunRequest(BaseModel):
     @field_validator("owner")
     @classmethod
     def _owner(cls, v: str | None) -> str | None:
-        if v is not None and not _OWNER.match(v):
+        if v is not None and not _OWNER.fullmatch(v):
             raise ValueError("owner must be 1-64 of letters, digits, '_', '.', '@', '-'")
         return v
 
@@ -49,7 +49,7 @@ class RunRequest(BaseModel):
     @classmethod
     def _tags(cls, v: dict[str, str]) -> dict[str, str]:
         for key, value in v.items():
-            if not _TAG_KEY.match(key) or len(value) > 256:
+            if not _TAG_KEY.fullmatch(key) or len(value) > 256:
                 raise ValueError(f"tag {key!r}: keys are 1-128 safe characters, values at most 256")
         return v
 

@@ -44,5 +44,5 @@ def make_run_id(request: RunRequest, records: Sequence[FastaRecord]) -> str:
     first = min(records, key=lambda r: r.id).id if records else "run"
     label = request.owner or first
     run_id = f"{_slug(label)}-{len(records)}-{digest}"
-    assert RUN_ID_PATTERN.match(run_id), run_id
+    assert RUN_ID_PATTERN.fullmatch(run_id), run_id
     return run_id

@@ -65,8 +65,9 @@ def join_under(base: str, *parts: str) -> str:
     """Join relative parts under `base`, refusing anything that would leave it."""
     root = parse_uri(base)
     for part in parts:
-        if not part or part.startswith("/"):
-            raise InputValidationError(f"path part {part!r} is empty or absolute", code="unsafe_uri")
+        if not part or part.startswith("/") or "//" in part:
+            raise InputValidationError(f"path part {part!r} is empty, absolute or has an empty segment",
+                                       code="unsafe_uri")
         _check_segments(part, part)
     rel = "/".join(p.strip("/") for p in parts)
     if root.is_s3:

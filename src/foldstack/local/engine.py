@@ -286,7 +286,7 @@ class LocalEngine:
         """StartExecution. Same name + same input while RUNNING returns that execution;
         otherwise a reused name raises ExecutionAlreadyExists (``.execution`` is the
         existing one), as Step Functions does for Standard workflows."""
-        if not EXECUTION_NAME.match(name or ""):
+        if not EXECUTION_NAME.fullmatch(name or ""):
             raise ValueError(f"execution name {name!r} must be 1-80 of [A-Za-z0-9_-]")
         input_value = {} if input is None else json.loads(json.dumps(input))
         with self._lock:

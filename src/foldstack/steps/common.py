@@ -176,7 +176,7 @@ def read_target_fasta(path: Path) -> FastaRecord:
 
 def check_ids(run_id: str, target: str) -> None:
     """Both become path components: refuse anything that could escape the scratch dir."""
-    if not run_id or len(run_id) > RUN_ID_MAX or not all(c.isalnum() or c in "_-" for c in run_id):
+    if not run_id or len(run_id) > RUN_ID_MAX or not all((c.isascii() and c.isalnum()) or c in "_-" for c in run_id):
         raise BadInputError(f"invalid --run-id {run_id!r}: expected 1-80 of [A-Za-z0-9_-]")
     try:
         validate_id(target, source="--target", line=0)

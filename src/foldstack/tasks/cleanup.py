@@ -8,10 +8,9 @@ from typing import Any
 from foldstack import storage
 from foldstack.core.errors import FoldstackError
 from foldstack.core.runid import RUN_ID_PATTERN
-from foldstack.core.uris import require_under
+from foldstack.core.uris import join_under, require_under
 from foldstack.tasks.publish import remove_partial
 from foldstack.tasks.settings import TaskSettings
-from foldstack.tasks.stage import run_scratch
 from foldstack.tasks.validate import parse_request
 
 
@@ -19,10 +18,11 @@ def cleanup(
     settings: TaskSettings, run_id: str, raw_request: Mapping[str, Any] | None, *, failed: bool
 ) -> dict[str, Any]:
     """Safe to run twice, and on a run whose request never validated."""
-    if not isinstance(run_id, str) or not RUN_ID_PATTERN.match(run_id):
+    if not isinstance(run_id, str) or not RUN_ID_PATTERN.fullmatch(run_id):
         # Nothing can have been written for a malformed id; never build a path from it.
         return {"run_id": None, "scratch_deleted": 0, "partial_outputs_deleted": 0}
-    scratch_deleted = storage.delete_prefix(run_scratch(settings, run_id))
+    # join_under, not safe_join: a run dir that is a symbolic link is removed as a link.
+    scratch_deleted = storage.delete_prefix(join_under(settings.scratch_root, run_id))
     partial = 0
     if failed and raw_request is not None:
         try:

@@ -10,7 +10,6 @@ from typing import Any
 
 from foldstack import __version__, storage
 from foldstack.core.errors import OutputIntegrityError, OutputsNotReadyError
-from foldstack.core.uris import join_under
 from foldstack.tasks.publish import MANIFEST, Publisher, is_complete
 from foldstack.tasks.settings import TaskSettings
 from foldstack.tasks.stage import run_scratch
@@ -24,14 +23,14 @@ PUBLISHED = {
 
 
 def _done(run_root: str, step: str, target: str) -> dict[str, Any]:
-    uri = join_under(run_root, step, target, f"{step}.done.json")
+    uri = storage.safe_join(run_root, step, target, f"{step}.done.json")
     if not storage.exists(uri):
         raise OutputsNotReadyError(f"{step} outputs of target {target!r} are not in scratch yet: {uri}")
     return json.loads(storage.read_bytes(uri))
 
 
 def _verified(run_root: str, step: str, target: str, rel: str, sha256: str) -> bytes:
-    data = storage.read_bytes(join_under(run_root, step, target, rel))
+    data = storage.read_bytes(storage.safe_join(run_root, step, target, rel))
     if hashlib.sha256(data).hexdigest() != sha256:
         raise OutputIntegrityError(f"{step}/{target}/{rel} does not match the checksum its step recorded")
     return data
@@ -42,8 +41,8 @@ def collect_outputs(
 ) -> dict[str, Any]:
     request = parse_request(raw_request)
     if is_complete(request.output_uri, run_id):
-        manifest = json.loads(storage.read_bytes(join_under(request.output_uri, run_id, MANIFEST)))
-        return {"output": join_under(request.output_uri, run_id), "targets": len(manifest["targets"])}
+        manifest = json.loads(storage.read_bytes(storage.safe_join(request.output_uri, run_id, MANIFEST)))
+        return {"output": storage.safe_join(request.output_uri, run_id), "targets": len(manifest["targets"])}
     run_root = run_scratch(settings, run_id)
     steps = ["msa", "predict"] if request.needs_msa else ["predict"]
     publisher = Publisher(request.output_uri, run_id)
@@ -63,7 +62,7 @@ def collect_outputs(
                     data = _verified(run_root, step, tid, rel, sha)
                     publisher.put(f"{tid}/{dest}{rel}", data)
                     files[f"{dest}{rel}"] = {"sha256": sha, "size": len(data)}
-            metrics = json.loads(storage.read_bytes(join_under(run_root, "predict", tid, "metrics.json")))
+            metrics = json.loads(storage.read_bytes(storage.safe_join(run_root, "predict", tid, "metrics.json")))
             entries.append({**dict(target), "files": files, "metrics": metrics, "provenance": provenance})
         publisher.commit({
             "schema_version": 1,

@@ -9,13 +9,12 @@ from typing import Any
 
 from foldstack import storage
 from foldstack.core.errors import FoldstackError, StagingError
-from foldstack.core.uris import join_under
 from foldstack.tasks.settings import TaskSettings
 from foldstack.tasks.validate import validate_run
 
 
 def run_scratch(settings: TaskSettings, run_id: str) -> str:
-    return join_under(settings.scratch_root, run_id)
+    return storage.safe_join(settings.scratch_root, run_id)
 
 
 def _source_name(index: int, uri: str) -> str:
@@ -40,13 +39,13 @@ def stage_inputs(
     try:
         for index, item in enumerate(request.inputs):
             if isinstance(item, str):
-                storage.copy(item, join_under(root, "input", "sources", _source_name(index, item)))
+                storage.copy(item, storage.safe_join(root, "input", "sources", _source_name(index, item)))
         for record in records:
-            storage.write_bytes(join_under(root, "input", "targets", f"{record.id}.fasta"),
+            storage.write_bytes(storage.safe_join(root, "input", "targets", f"{record.id}.fasta"),
                                 record.to_fasta().encode())
-        storage.write_bytes(join_under(root, "input", "targets.json"),
+        storage.write_bytes(storage.safe_join(root, "input", "targets.json"),
                             json.dumps([t.model_dump() for t in planned], indent=2).encode())
-        storage.write_bytes(join_under(root, "input", "request.json"),
+        storage.write_bytes(storage.safe_join(root, "input", "request.json"),
                             request.model_dump_json(indent=2).encode())
     except FoldstackError:
         raise

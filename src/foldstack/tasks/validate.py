@@ -9,7 +9,14 @@ from pydantic import ValidationError
 
 from foldstack import storage
 from foldstack.core.errors import InputValidationError
-from foldstack.core.fasta import FastaLimits, FastaRecord, check_unique, normalise_chains, parse_fasta
+from foldstack.core.fasta import (
+    FastaLimits,
+    FastaRecord,
+    check_characters,
+    check_unique,
+    normalise_chains,
+    parse_fasta,
+)
 from foldstack.core.fasta import validate_id as check_id
 from foldstack.core.request import InlineRecord, RunRequest
 from foldstack.core.runid import RUN_ID_PATTERN, make_run_id
@@ -33,8 +40,10 @@ def parse_request(raw: Mapping[str, Any] | RunRequest) -> RunRequest:
 
 def _inline_record(rec: InlineRecord, index: int, limits: FastaLimits) -> FastaRecord:
     source = f"inputs[{index}]"
+    check_characters(rec.id, source=source, line=1)
+    check_characters(rec.sequence, source=source, line=1)
     rid = check_id(rec.id, source=source, line=1)
-    raw = "".join(rec.sequence.split())
+    raw = rec.sequence.replace(" ", "").replace("\t", "").replace("\r", "").replace("\n", "")
     chains = normalise_chains(raw, record_id=rid, source=source, line=1, limits=limits)
     return FastaRecord(id=rid, chains=chains, source=source, line=1)
 
@@ -96,7 +105,7 @@ def validate_run(
     targets = plan_targets(records, request, size_classes)
     expected = make_run_id(request, records)
     if run_id is not None and run_id != expected:
-        if not RUN_ID_PATTERN.match(run_id):
+        if not RUN_ID_PATTERN.fullmatch(run_id):
             raise InputValidationError(f"run id {run_id!r} is malformed", code="run_id_mismatch")
         raise InputValidationError(
             f"run id {run_id!r} does not match the request (expected {expected!r})",
