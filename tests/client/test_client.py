@@ -121,8 +121,6 @@ def test_cancel_stops_a_running_run(deployed):
     assert client.api.calls["stepfunctions:stop_execution"] == 1
 
 
-@pytest.mark.xfail(strict=True, reason="local engine: StopExecution during a .sync Batch task ends in "
-                   "States.Runtime (FAILED) instead of ABORTED; remove this marker when fixed")
 def test_cancelled_run_is_aborted(deployed):
     _client, run, status = _cancel_slow_run(deployed)
     assert status == "ABORTED"

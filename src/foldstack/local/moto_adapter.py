@@ -854,6 +854,7 @@ class MotoRun:
         self._done = threading.Event()
         self._result = RunResult(status="RUNNING")
         self._runtime_errors: list[str] = []
+        self._stop_requested: tuple[str | None, str | None] | None = None  # (error, cause) of StopExecution
         self._lock = threading.Lock()
         self._event_manager = _HookedEventManager(self)
         self.env = Environment(
@@ -897,9 +898,12 @@ class MotoRun:
             self.parsed.program.eval(self.env)
             result = self._reflect()
         except Exception as err:  # engine bug: never leave an execution RUNNING
-            LOG.exception("local execution %s crashed", self.name)
-            self._note_runtime_error(f"{type(err).__name__}: {err}\n{traceback.format_exc()}")
-            result = RunResult(status="FAILED", error=_STATES_RUNTIME, cause=str(err))
+            if self._stop_requested is not None:
+                result = self._reflect()  # see _note_runtime_error
+            else:
+                LOG.exception("local execution %s crashed", self.name)
+                self._note_runtime_error(f"{type(err).__name__}: {err}\n{traceback.format_exc()}")
+                result = RunResult(status="FAILED", error=_STATES_RUNTIME, cause=str(err))
         with self._lock:
             if self._runtime_errors:
                 result = RunResult(status="FAILED", error=_STATES_RUNTIME, cause=self._runtime_errors[0])
@@ -913,6 +917,10 @@ class MotoRun:
         self._done.set()
 
     def _reflect(self) -> RunResult:
+        if self._stop_requested is not None:
+            # A stop wins over whatever moto's unwinding of in-flight states recorded.
+            error, cause = self._stop_requested
+            return RunResult(status="ABORTED", error=error, cause=cause)
         state = self.env.program_state()
         if isinstance(state, ProgramEnded):
             return RunResult(status="SUCCEEDED", output=self.env.states.get_input())
@@ -926,6 +934,10 @@ class MotoRun:
         return RunResult(status="FAILED", error=_STATES_RUNTIME, cause=f"unexpected program state {state!r}")
 
     def _note_runtime_error(self, cause: str) -> None:
+        if self._stop_requested is not None:
+            # After StopExecution a task still in flight ends without output and moto's
+            # follow-up evaluation fails on it; that is the stop, not a definition bug.
+            return
         with self._lock:
             self._runtime_errors.append(cause or "States.Runtime")
         # Fail the whole execution (also from inside a Map that tolerates failures).
@@ -946,6 +958,9 @@ class MotoRun:
                 LOG.exception("on_event callback failed")
 
     def stop(self, error: str | None = None, cause: str | None = None) -> None:
+        with self._lock:
+            if self._result.status == "RUNNING":
+                self._stop_requested = (error, cause)
         self.env.set_stop(stop_date=datetime.datetime.now(tz=datetime.UTC), cause=cause, error=error)
 
     def join(self, timeout: float | None = None) -> bool:
