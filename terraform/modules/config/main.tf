@@ -12,6 +12,10 @@ locals {
     log_group_batch        = { type = "String", value = var.log_group_batch, description = "CloudWatch log group of the Batch jobs" }
     queues                 = { type = "String", value = jsonencode(var.queues), description = "JSON map: logical queue name -> job queue ARN" }
     msa_cache_uri          = { type = "String", value = var.msa_cache_uri, description = "s3:// URI of the MSA cache root" }
+    # What the client's local validation needs to give the same verdict as Validate Input.
+    allowed_output_prefixes = { type = "StringList", value = join(",", var.allowed_output_prefixes), description = "s3:// prefixes outputs may go to (comma-separated)" }
+    size_classes            = { type = "String", value = jsonencode(var.size_classes), description = "JSON: GPU size classes (jobs.yaml size_classes)" }
+    db_uri                  = { type = "String", value = var.db_uri, description = "s3:// prefix of the sequence databases and weights" }
   }
 }
 

@@ -62,3 +62,27 @@ variable "msa_cache_uri" {
   description = "s3:// URI of the MSA cache root."
   type        = string
 }
+
+variable "allowed_output_prefixes" {
+  description = "s3:// prefixes outputs may be written to (what the Validate Input Lambda allows)."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.allowed_output_prefixes) > 0 && alltrue([for p in var.allowed_output_prefixes : startswith(p, "s3://") && !strcontains(p, ",")])
+    error_message = "allowed_output_prefixes must be non-empty s3:// URIs without commas."
+  }
+}
+
+variable "size_classes" {
+  description = "GPU size classes of the client's workflow, as in its jobs.yaml."
+  type = map(object({
+    max_residues   = number
+    max_chains     = number
+    gpu_memory_gib = optional(number)
+  }))
+}
+
+variable "db_uri" {
+  description = "s3:// prefix of the sequence databases and model weights (checked by `foldstack doctor`)."
+  type        = string
+}

@@ -91,6 +91,7 @@ module "lambdas" {
     FOLDSTACK_ALLOWED_INPUT_PREFIXES  = join(",", module.storage.allowed_input_prefixes)
     FOLDSTACK_ALLOWED_OUTPUT_PREFIXES = join(",", module.storage.allowed_output_prefixes)
     FOLDSTACK_CACHE_ROOT              = module.storage.cache_root_uri
+    FOLDSTACK_SIZE_CLASSES            = jsonencode(local.specs[var.client_workflow].size_classes)
     FOLDSTACK_LOG_LEVEL               = var.lambda_log_level
   }
 }
@@ -179,14 +180,17 @@ module "monitoring" {
 module "config" {
   source = "../config"
 
-  environment            = var.environment
-  state_machine_arn      = module.workflow[var.client_workflow].state_machine_arn
-  input_prefix           = module.storage.upload_uri
-  allowed_input_prefixes = module.storage.allowed_input_prefixes
-  output_prefix          = module.storage.data_lake_locations[var.default_output_location].uri
-  scratch_bucket         = module.storage.scratch_bucket
-  region                 = data.aws_region.current.name
-  log_group_batch        = module.batch.log_group_name
-  queues                 = module.batch.job_queue_arns
-  msa_cache_uri          = module.storage.cache_root_uri
+  environment             = var.environment
+  state_machine_arn       = module.workflow[var.client_workflow].state_machine_arn
+  input_prefix            = module.storage.upload_uri
+  allowed_input_prefixes  = module.storage.allowed_input_prefixes
+  output_prefix           = module.storage.data_lake_locations[var.default_output_location].uri
+  scratch_bucket          = module.storage.scratch_bucket
+  region                  = data.aws_region.current.name
+  log_group_batch         = module.batch.log_group_name
+  queues                  = module.batch.job_queue_arns
+  msa_cache_uri           = module.storage.cache_root_uri
+  allowed_output_prefixes = module.storage.allowed_output_prefixes
+  size_classes            = local.specs[var.client_workflow].size_classes
+  db_uri                  = "s3://${module.storage.database_bucket}/${module.storage.database_prefix}"
 }

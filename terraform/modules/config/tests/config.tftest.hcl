@@ -16,7 +16,10 @@ variables {
     "cpu-spot"  = "arn:aws:batch:eu-west-1:111111111111:job-queue/foldstack-dev-cpu-spot"
     "gpu-small" = "arn:aws:batch:eu-west-1:111111111111:job-queue/foldstack-dev-gpu-small"
   }
-  msa_cache_uri = "s3://foldstack-dev-database-111111111111-eu-west-1/cache"
+  msa_cache_uri           = "s3://foldstack-dev-database-111111111111-eu-west-1/cache"
+  allowed_output_prefixes = ["s3://example-datalake-dev/structures/"]
+  size_classes            = { small = { max_residues = 400, max_chains = 4, gpu_memory_gib = 24 } }
+  db_uri                  = "s3://foldstack-dev-database-111111111111-eu-west-1/databases"
 }
 
 run "publishes_every_value_the_client_reads" {
@@ -25,7 +28,8 @@ run "publishes_every_value_the_client_reads" {
   assert {
     condition = toset([for p in aws_ssm_parameter.this : p.name]) == toset([
       for n in ["state_machine_arn", "input_prefix", "allowed_input_prefixes", "output_prefix", "scratch_bucket",
-      "region", "log_group_batch", "queues", "msa_cache_uri"] : "/foldstack/dev/${n}"
+        "region", "log_group_batch", "queues", "msa_cache_uri", "allowed_output_prefixes", "size_classes",
+      "db_uri"] : "/foldstack/dev/${n}"
     ])
     error_message = "SSM parameters must be exactly the names the client reads, under /foldstack/dev/."
   }
@@ -43,6 +47,11 @@ run "publishes_every_value_the_client_reads" {
   assert {
     condition     = tomap(jsondecode(aws_ssm_parameter.this["queues"].value)) == var.queues
     error_message = "queues must be a JSON map of logical name to ARN."
+  }
+
+  assert {
+    condition     = jsondecode(aws_ssm_parameter.this["size_classes"].value).small.max_residues == 400
+    error_message = "size_classes must be the workflow's size classes as JSON."
   }
 
   assert {

@@ -31,9 +31,14 @@ run "composes_the_whole_stack" {
   assert {
     condition = toset(keys(module.config.parameter_names)) == toset([
       "state_machine_arn", "input_prefix", "allowed_input_prefixes", "output_prefix", "scratch_bucket",
-      "region", "log_group_batch", "queues", "msa_cache_uri",
+      "region", "log_group_batch", "queues", "msa_cache_uri", "allowed_output_prefixes", "size_classes", "db_uri",
     ]) && alltrue([for n in values(module.config.parameter_names) : startswith(n, "/foldstack/dev/")])
     error_message = "The client's SSM parameters are published under /foldstack/dev/."
+  }
+
+  assert {
+    condition     = jsondecode(module.lambdas.functions_environment[0].FOLDSTACK_SIZE_CLASSES).small.max_residues > 0
+    error_message = "The Lambdas get the workflow's size classes (TaskSettings requires FOLDSTACK_SIZE_CLASSES)."
   }
 
   assert {
@@ -53,7 +58,8 @@ run "composes_the_whole_stack" {
 
   assert {
     condition = toset(keys(one(module.lambdas.functions_environment))) == toset([
-      "FOLDSTACK_SCRATCH_ROOT", "FOLDSTACK_ALLOWED_INPUT_PREFIXES", "FOLDSTACK_ALLOWED_OUTPUT_PREFIXES", "FOLDSTACK_CACHE_ROOT", "FOLDSTACK_LOG_LEVEL",
+      "FOLDSTACK_SCRATCH_ROOT", "FOLDSTACK_ALLOWED_INPUT_PREFIXES", "FOLDSTACK_ALLOWED_OUTPUT_PREFIXES", "FOLDSTACK_CACHE_ROOT", "FOLDSTACK_SIZE_CLASSES",
+      "FOLDSTACK_LOG_LEVEL",
     ])
     error_message = "Lambdas get the FOLDSTACK_* environment."
   }
