@@ -13,7 +13,7 @@ TORCH_VERSION ?= 2.13.0
 FOLDSTACK_HOME ?= $(CURDIR)/.foldstack
 export FOLDSTACK_HOME
 
-.PHONY: help setup system-deps venv demo-data demo test test-fast lint render build docs clean
+.PHONY: help setup system-deps venv demo-data demo test test-fast soak lint render build clean
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -43,11 +43,14 @@ demo-data: ## build the demo sequence DB and tiny random-weight models under $(F
 demo: setup ## set up, then fold the bundled example with both engines locally
 	$(BIN)/foldstack demo --home "$(FOLDSTACK_HOME)"
 
-test: ## the whole offline suite
-	$(BIN)/pytest -q
+test: ## the whole offline suite (the 1,000-run soak is `make soak`)
+	$(BIN)/pytest -q -m "not soak"
+
+soak: ## the full fault-injected soak (slow; run by hand)
+	$(BIN)/pytest -q -m soak -s
 
 test-fast: ## the suite without the slow model tests
-	$(BIN)/pytest -q -m "not slow"
+	$(BIN)/pytest -q -m "not slow and not soak"
 
 lint: ## ruff + bandit
 	$(BIN)/ruff check src lambdas tests scripts bench

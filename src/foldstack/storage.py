@@ -101,11 +101,14 @@ def exists(uri: str) -> bool:
     return True
 
 
-def write_bytes(uri: str, data: bytes, *, content_type: str = "application/octet-stream") -> None:
-    """Atomic: readers see the old object or the new one, never a partial file."""
+def write_bytes(
+    uri: str, data: bytes, *, content_type: str = "application/octet-stream", metadata: dict[str, str] | None = None
+) -> None:
+    """Atomic: readers see the old object or the new one, never a partial file.
+    `metadata` (S3 only) becomes x-amz-meta-* headers, e.g. FSx POSIX ownership."""
     u = parse_uri(uri)
     if u.is_s3:
-        _s3().put_object(Bucket=u.bucket, Key=u.key, Body=data, ContentType=content_type)
+        _s3().put_object(Bucket=u.bucket, Key=u.key, Body=data, ContentType=content_type, Metadata=metadata or {})
         return
     path = Path(u.key)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -121,14 +124,26 @@ def write_bytes(uri: str, data: bytes, *, content_type: str = "application/octet
         raise
 
 
-def copy(src: str, dst: str) -> None:
-    """Copy one object/file. S3→S3 is server-side; S3↔local streams; local→local copies."""
+def make_directory(uri: str, *, metadata: dict[str, str] | None = None) -> None:
+    """A directory: locally mkdir; on S3 a `key/` marker object, which FSx for Lustre
+    imports as a directory with the POSIX metadata it carries."""
+    u = parse_uri(uri)
+    if u.is_s3:
+        _s3().put_object(Bucket=u.bucket, Key=u.key.rstrip("/") + "/", Body=b"", Metadata=metadata or {})
+    else:
+        Path(u.key).mkdir(parents=True, exist_ok=True)
+
+
+def copy(src: str, dst: str, *, metadata: dict[str, str] | None = None) -> None:
+    """Copy one object/file. S3→S3 is server-side; S3↔local streams; local→local copies.
+    `metadata` (S3 destinations only) replaces the object's x-amz-meta-* headers."""
     s, d = parse_uri(src), parse_uri(dst)
+    extra = {"Metadata": metadata, "MetadataDirective": "REPLACE"} if metadata else None
     if s.is_s3 and d.is_s3:
         from boto3.s3.transfer import TransferConfig
 
         _s3().copy(
-            {"Bucket": s.bucket, "Key": s.key}, d.bucket, d.key,
+            {"Bucket": s.bucket, "Key": s.key}, d.bucket, d.key, ExtraArgs=extra,
             Config=TransferConfig(multipart_threshold=MULTIPART_THRESHOLD),
         )
     elif s.is_s3:
@@ -138,7 +153,7 @@ def copy(src: str, dst: str) -> None:
         _s3().download_file(s.bucket, s.key, str(tmp))
         os.replace(tmp, path)
     elif d.is_s3:
-        _s3().upload_file(s.key, d.bucket, d.key)
+        _s3().upload_file(s.key, d.bucket, d.key, ExtraArgs={"Metadata": metadata} if metadata else None)
     else:
         if os.path.islink(s.key):
             raise InputValidationError(f"refusing to copy a symbolic link: {src}", code="unsafe_uri")

@@ -224,3 +224,29 @@ def test_s3_collect_integrity_failure_publishes_nothing(s3_env):
     with pytest.raises(OutputIntegrityError):
         collect({**event, "targets": targets})
     assert [k for k in keys(s3, "lake") if k.startswith("results/")] == []
+
+
+def test_s3_staging_sets_fsx_posix_ownership_for_the_job_user(s3_env, monkeypatch):
+    """FSx imports x-amz-meta-file-* as POSIX metadata: jobs (uid 1000) must own their dirs."""
+    s3 = s3_env
+    monkeypatch.setenv("FOLDSTACK_SCRATCH_OWNER", "1000:1000")
+    data = f">t1\n{SEQ}\n"
+    s3.put_object(Bucket="lake", Key="inputs/a.fasta", Body=data.encode())
+    event = event_for("s3://lake/inputs/a.fasta", "s3://lake/results", data)
+    run_id = event["run_id"]
+    stage({**event, "targets": validate(event)["targets"]})
+    for key in (f"{run_id}/", f"{run_id}/msa/", f"{run_id}/predict/", f"{run_id}/input/targets/"):
+        meta = s3.head_object(Bucket="scratch", Key=key)["Metadata"]
+        assert meta == {"file-owner": "1000", "file-group": "1000", "file-permissions": "0040775"}, key
+    for key in (f"{run_id}/input/targets/t1.fasta", f"{run_id}/input/sources/000-a.fasta"):
+        assert s3.head_object(Bucket="scratch", Key=key)["Metadata"]["file-permissions"] == "0100664"
+    cleanup({"run_id": run_id, "failed": False})
+    assert keys(s3, "scratch") == []  # directory markers go too
+
+
+def test_scratch_owner_must_not_be_root(local_env, monkeypatch):
+    from foldstack.core.errors import ConfigurationError
+
+    monkeypatch.setenv("FOLDSTACK_SCRATCH_OWNER", "0:0")
+    with pytest.raises(ConfigurationError, match="non-root"):
+        validate({"run_id": "x", "request": {}})

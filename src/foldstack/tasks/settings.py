@@ -24,6 +24,8 @@ class TaskSettings(BaseModel):
     FOLDSTACK_SIZE_CLASSES              JSON: jobs.yaml `size_classes`
     FOLDSTACK_CACHE_ROOT                optional MSA cache root
     FOLDSTACK_LIMITS                    optional JSON overriding FastaLimits
+    FOLDSTACK_SCRATCH_OWNER             optional uid:gid the Batch jobs run as; staged S3
+                                        objects carry it as FSx POSIX metadata
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -34,6 +36,7 @@ class TaskSettings(BaseModel):
     size_classes: dict[str, SizeClass] = Field(min_length=1)
     cache_root: str | None = None
     limits: FastaLimits = FastaLimits()
+    scratch_owner: tuple[int, int] | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> TaskSettings:
@@ -57,6 +60,16 @@ class TaskSettings(BaseModel):
                 size_classes=json.loads(env[PREFIX + "SIZE_CLASSES"]),
                 cache_root=env.get(PREFIX + "CACHE_ROOT") or None,
                 limits=FastaLimits(**json.loads(env.get(PREFIX + "LIMITS") or "{}")),
+                scratch_owner=_owner(env.get(PREFIX + "SCRATCH_OWNER")),
             )
-        except (ValidationError, json.JSONDecodeError) as exc:
+        except (ValidationError, json.JSONDecodeError, ValueError) as exc:
             raise ConfigurationError(f"invalid foldstack task configuration: {exc}") from None
+
+
+def _owner(value: str | None) -> tuple[int, int] | None:
+    if not value:
+        return None
+    uid, sep, gid = value.partition(":")
+    if not sep or not uid.isdigit() or not gid.isdigit() or int(uid) == 0:
+        raise ValueError(f"FOLDSTACK_SCRATCH_OWNER must be a non-root uid:gid, got {value!r}")
+    return int(uid), int(gid)

@@ -8,9 +8,12 @@ locals {
   images         = toset(flatten([for s in values(local.specs) : [for j in values(s.jobs) : j.image]]))
   job_names      = toset(flatten([for s in values(local.specs) : keys(s.jobs)]))
 
-  scratch_mount = "/fsx/scratch"
-  db_mount      = "/fsx/db"
-  weights_dir   = "/fsx/db/weights"
+  # uid:gid of the step images' user (containers/*/Dockerfile): Batch runs jobs as it, and
+  # Stage Inputs gives the run's scratch directories to it through FSx POSIX metadata.
+  container_user = "1000:1000"
+  scratch_mount  = "/fsx/scratch"
+  db_mount       = "/fsx/db"
+  weights_dir    = "/fsx/db/weights"
 
   # What each handler needs; sizes are overridable per environment.
   lambda_defaults = {
@@ -92,6 +95,7 @@ module "lambdas" {
     FOLDSTACK_ALLOWED_OUTPUT_PREFIXES = join(",", module.storage.allowed_output_prefixes)
     FOLDSTACK_CACHE_ROOT              = module.storage.cache_root_uri
     FOLDSTACK_SIZE_CLASSES            = jsonencode(local.specs[var.client_workflow].size_classes)
+    FOLDSTACK_SCRATCH_OWNER           = local.container_user
     FOLDSTACK_LOG_LEVEL               = var.lambda_log_level
   }
 }
@@ -144,6 +148,7 @@ module "batch" {
   scratch_mount        = local.scratch_mount
   db_mount             = local.db_mount
   log_retention_days   = var.log_retention_days
+  container_user       = local.container_user
 }
 
 module "workflow" {

@@ -58,7 +58,7 @@ run "composes_the_whole_stack" {
 
   assert {
     condition = toset(keys(one(module.lambdas.functions_environment))) == toset([
-      "FOLDSTACK_SCRATCH_ROOT", "FOLDSTACK_ALLOWED_INPUT_PREFIXES", "FOLDSTACK_ALLOWED_OUTPUT_PREFIXES", "FOLDSTACK_CACHE_ROOT", "FOLDSTACK_SIZE_CLASSES",
+      "FOLDSTACK_SCRATCH_ROOT", "FOLDSTACK_ALLOWED_INPUT_PREFIXES", "FOLDSTACK_ALLOWED_OUTPUT_PREFIXES", "FOLDSTACK_CACHE_ROOT", "FOLDSTACK_SIZE_CLASSES", "FOLDSTACK_SCRATCH_OWNER",
       "FOLDSTACK_LOG_LEVEL",
     ])
     error_message = "Lambdas get the FOLDSTACK_* environment."
