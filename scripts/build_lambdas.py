@@ -38,12 +38,17 @@ PACKAGE_PARTS = [
     "storage.py",
     "storage",
     "tasks",
-    "lambda_support.py",
-    "lambda_support",
+    "workflows/__init__.py",
+    "workflows/specs.py",  # jobs.yaml model: size classes, queues (cost estimate)
+    "cost.py",
+    "data/prices",
 ]
+# Job specs the tasks read (cost per queue and size class); found by
+# foldstack.workflows.specs.find_statemachines_dir at <zip root>/statemachines/.
+STATEMACHINE_FILES = ["jobs.yaml", "knobs.yaml"]
 
 # Installed into the dependency layer (python/ prefix) by --deps. boto3 ships with the runtime.
-LAYER_REQUIREMENTS = ["pydantic>=2.6,<3"]
+LAYER_REQUIREMENTS = ["pydantic>=2.6,<3", "pyyaml>=6,<7"]
 
 FIXED_DATE = (1980, 1, 1, 0, 0, 0)  # earliest date a zip can hold
 SKIP_DIRS = {"__pycache__", ".mypy_cache", ".pytest_cache"}
@@ -88,6 +93,9 @@ def package_entries() -> list[tuple[str, Path]]:
             entries += _walk(path, f"foldstack/{part}")
     if not entries:
         raise SystemExit(f"no foldstack package parts found under {PACKAGE_DIR}")
+    for spec in sorted((REPO / "statemachines").glob("*/*.yaml")):
+        if spec.name in STATEMACHINE_FILES:
+            entries.append((f"statemachines/{spec.parent.name}/{spec.name}", spec))
     return entries
 
 

@@ -7,6 +7,12 @@
   installed ``pyhmmer`` wheel (its ``tests/data/seqs``: a 2,100-protein bacterial
   proteome, 12 LuxC and 10 PKS I UniProtKB entries), never downloaded; the DB plays
   AlphaFold's ``uniref90`` role for the jackhmmer search;
+* ``home/db/pdb_mmcif/<version>/`` (``mmcif_files/*.cif`` + ``pdb_seqres.txt``): a tiny
+  template DB assembled from the real PDB entries 1A7G and 2XHE that ship in Debian's
+  ``python-biopython-doc`` (``Tests/PDB/*.cif.gz``; they carry the revision dates
+  AlphaFold's template code needs), never downloaded and not copied into the repo;
+  skipped (with a note) when that package is not installed; only with
+  ``build_demo_data(home, templates=True)`` (or :func:`build_demo_templates`);
 * ``home/weights/{esmfold,alphafold2}/``: tiny random demo weights
   (:mod:`foldstack.weights.demo`), marked ``DEMO_WEIGHTS``.
 
@@ -99,14 +105,58 @@ def build_demo_db(db_root: Path) -> Path:
     return final
 
 
-def build_demo_data(home: Path | str) -> dict[str, Path]:
-    """Build ``home/db`` (demo DB) and ``home/weights`` (demo weights); idempotent."""
+TEMPLATE_DB_NAME = "pdb_mmcif"
+TEMPLATE_DB_VERSION = "biopython-doc-1"
+TEMPLATE_ENTRIES = ("1A7G", "2XHE")
+TEMPLATE_DIRS = (
+    Path("/usr/share/doc/python-biopython-doc/Tests/PDB"),
+    Path("/usr/share/doc/python3-biopython/Tests/PDB"),
+)
+TEMPLATE_ENV = "FOLDSTACK_TEMPLATE_CIF_DIR"
+TEMPLATE_SOURCE = ("Debian python-biopython-doc Tests/PDB: 1A7G.cif.gz, 2XHE.cif.gz "
+                   "(wwPDB entries 1A7G and 2XHE)")
+TEMPLATE_LICENSE = "wwPDB data: CC0 1.0"
+
+
+def template_cif_files() -> list[Path] | None:
+    """The fixture mmCIF files (1A7G, 2XHE), or None when no directory holds them."""
+    dirs = [Path(os.environ[TEMPLATE_ENV])] if os.environ.get(TEMPLATE_ENV) else list(TEMPLATE_DIRS)
+    for d in dirs:
+        files = [d / f"{entry}.cif.gz" for entry in TEMPLATE_ENTRIES]
+        files = [f if f.is_file() else f.with_suffix("") for f in files]  # .cif.gz or .cif
+        if all(f.is_file() for f in files):
+            return files
+    return None
+
+
+def build_demo_templates(db_root: Path) -> Path | None:
+    """Build (or keep) the demo template DB; None when the fixture files are missing."""
+    from foldstack.steps.templates import build_template_db
+
+    files = template_cif_files()
+    if files is None:
+        print("foldstack demo data: no template DB (install Debian's python-biopython-doc for the "
+              "1A7G/2XHE fixtures); the msa step will write empty template features", flush=True)
+        return None
+    return build_template_db(db_root, files, name=TEMPLATE_DB_NAME, version=TEMPLATE_DB_VERSION,
+                             source=TEMPLATE_SOURCE, license=TEMPLATE_LICENSE)
+
+
+def build_demo_data(home: Path | str, *, templates: bool = False) -> dict[str, Path]:
+    """Build ``home/db`` (demo DB; with `templates`, the demo template DB too) and
+    ``home/weights`` (demo weights); idempotent.
+
+    Templates are opt-in for now: under AlphaFold's permissive hmmsearch thresholds
+    (E 100) the bundled demo target already picks up a weak 2XHE hit, and existing
+    tests pin "no template" features for it."""
     from foldstack.weights.demo import write_demo_weights
 
     home = Path(home)
     db_root = home / "db"
     weights = home / "weights"
     build_demo_db(db_root)
+    if templates:
+        build_demo_templates(db_root)
     write_demo_weights(weights)
     return {"db": db_root, "weights": weights}
 

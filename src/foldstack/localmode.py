@@ -36,10 +36,24 @@ from foldstack.workflows.specs import Workflow, load_workflow
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 
 
-def event_dict(event: Any, target_ids: Sequence[str] = ()) -> dict[str, Any]:
+def _target_of(path: tuple[int, ...], target_ids: Sequence[str | Sequence[str]]) -> str | None:
+    """The target a Map path belongs to. ``target_ids`` items are target ids (one Map
+    iteration per target) or batches of ids (the fold workflow: outer Map per batch,
+    inner Map per target; a batch-level event names the batch's ids joined by ',')."""
+    if not path or path[0] >= len(target_ids):
+        return None
+    item = target_ids[path[0]]
+    if isinstance(item, str):
+        return item
+    if len(path) > 1 and path[1] < len(item):
+        return item[path[1]]
+    return ",".join(item)
+
+
+def event_dict(event: Any, target_ids: Sequence[str | Sequence[str]] = ()) -> dict[str, Any]:
     """A history event as plain JSON: type, state, target (for Map iterations), error."""
     path = tuple(event.map_path)
-    target = target_ids[path[0]] if path and path[0] < len(target_ids) else None
+    target = _target_of(path, target_ids)
     return {
         "id": event.id,
         "type": event.type,
@@ -119,7 +133,7 @@ class LocalRun:
     run_id: str
     paths: LocalPaths
     request: RunRequest
-    target_ids: tuple[str, ...] = ()
+    target_ids: tuple[str, ...] | tuple[tuple[str, ...], ...] = ()
     _execution: Any = field(default=None, repr=False)
 
     @property
@@ -178,6 +192,8 @@ class LocalRunner:
         classes = {k: v.model_dump() for k, v in self.workflow.jobs.size_classes.items()}
         return {
             "FOLDSTACK_SCRATCH_ROOT": str(self.paths.scratch),
+            "FOLDSTACK_CACHE_ROOT": str(self.paths.home / "cache"),  # MSA cache: <home>/cache/msa/...
+            "FOLDSTACK_DB_ROOT": str(self.paths.db),
             "FOLDSTACK_ALLOWED_INPUT_PREFIXES": str(self.paths.inputs),
             "FOLDSTACK_ALLOWED_OUTPUT_PREFIXES": output_uri,
             "FOLDSTACK_SIZE_CLASSES": json.dumps(classes),
@@ -216,7 +232,7 @@ class LocalRunner:
 
     def submit(self, request: RunRequest, *, force: bool = False) -> LocalRun:
         request, target_ids, run_id = self.prepare(request)
-        run = LocalRun(run_id, self.paths, request, tuple(target_ids))
+        run = LocalRun(run_id, self.paths, request, self._batch_layout(request) or tuple(target_ids))
         with self._lock:
             if run.record_path.exists() and not force:
                 existing = run.record()
@@ -224,6 +240,25 @@ class LocalRunner:
                     return run  # idempotent: same request, same run
             self._start(run)
         return run
+
+    def _batch_layout(self, request: RunRequest) -> tuple[tuple[str, ...], ...]:
+        """The fold workflow's Map layout (Plan Batches' batches, computed the same way),
+        so history events can name their target."""
+        from foldstack.tasks.plan import plan_batches
+
+        knobs = self.workflow.knobs.get("batching") or {}
+        if "max_targets_per_job" not in knobs or (self.workflow.knobs.get("bulk") or {}).get(
+                "threshold_targets", 0) < 1:
+            return ()
+        _, _, targets, _ = validate_run(
+            request, allowed_input_prefixes=(str(self.paths.inputs),), allowed_output_prefixes=(request.output_uri,),
+            size_classes=self.workflow.jobs.size_classes, limits=self.limits,
+        )
+        if len(targets) > self.workflow.knobs["bulk"]["threshold_targets"]:
+            return ()  # Distributed Map: child executions' events are not in this history
+        batches = plan_batches([t.model_dump() for t in targets], list(self.workflow.jobs.size_classes),
+                               int(knobs["max_targets_per_job"]))
+        return tuple(tuple(t["id"] for t in b["targets"]) for b in batches)
 
     def _write_record(self, run: LocalRun, **fields: Any) -> None:
         run.record_path.parent.mkdir(parents=True, exist_ok=True)

@@ -16,29 +16,36 @@ for opt in ("--run-id", "--target", "--scratch", "--db", "--msa-tool", "--cache"
             "--preset"):
     parser.add_argument(opt, default="")
 args = parser.parse_args()
-print(f"fake {args.step} for target {args.target} of run {args.run_id}", flush=True)
-if args.target.startswith("slow"):
-    time.sleep(60)
-if args.step == "predict" and args.target.startswith("boom"):
-    print("out of luck", file=sys.stderr, flush=True)
-    sys.exit(1)
 
-base = os.path.join(args.scratch, args.run_id, args.step, args.target)
-if args.step == "msa":
-    files = {"msa.a3m": b">q\nMKT\n", "features.json": b'{"tool": "fake"}'}
-else:
-    plddt = 40.0 + len(args.target)
-    files = {
-        "ranked_0.pdb": f"REMARK fake structure of {args.target}\nEND\n".encode(),
-        "metrics.json": json.dumps({"mean_plddt": plddt, "engine": args.engine}).encode(),
-    }
-outputs = {}
-for rel, data in files.items():
-    path = os.path.join(base, rel)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "wb") as fh:
-        fh.write(data)
-    outputs[rel] = hashlib.sha256(data).hexdigest()
-with open(os.path.join(base, f"{args.step}.done.json"), "w") as fh:
-    json.dump({"step": args.step, "outputs": outputs, "tool_versions": {"fake": "1"}, "timings": {}}, fh)
+def fake(target):
+    """One target; predict takes a batch (`--target a,b,c`) and writes each as its own."""
+    print(f"fake {args.step} for target {target} of run {args.run_id}", flush=True)
+    if target.startswith("slow"):
+        time.sleep(60)
+    if args.step == "predict" and target.startswith("boom"):
+        print("out of luck", file=sys.stderr, flush=True)
+        sys.exit(1)
+
+    base = os.path.join(args.scratch, args.run_id, args.step, target)
+    if args.step == "msa":
+        files = {"msa.a3m": b">q\nMKT\n", "features.json": b'{"tool": "fake"}'}
+    else:
+        plddt = 40.0 + len(target)
+        files = {
+            "ranked_0.pdb": f"REMARK fake structure of {target}\nEND\n".encode(),
+            "metrics.json": json.dumps({"mean_plddt": plddt, "engine": args.engine}).encode(),
+        }
+    outputs = {}
+    for rel, data in files.items():
+        path = os.path.join(base, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as fh:
+            fh.write(data)
+        outputs[rel] = hashlib.sha256(data).hexdigest()
+    with open(os.path.join(base, f"{args.step}.done.json"), "w") as fh:
+        json.dump({"step": args.step, "outputs": outputs, "tool_versions": {"fake": "1"}, "timings": {}}, fh)
+
+
+for one in args.target.split(",") if args.step == "predict" else [args.target]:
+    fake(one)
 print("done", flush=True)

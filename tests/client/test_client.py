@@ -63,9 +63,12 @@ def test_submit_wait_outputs_download_and_idempotent_resubmit(deployed, tmp_path
 
     assert run.wait(timeout=60) == "SUCCEEDED" and run.is_done
     steps = {(s.step, s.target): s for s in run.steps() if s.target}
-    assert set(steps) == {("msa", "t1"), ("msa", "t22"), ("predict", "t1"), ("predict", "t22")}
-    assert all(s.status == "SUCCEEDED" and s.job_id for s in steps.values())
+    assert set(steps) == {("lookupmsacache", "t1"), ("lookupmsacache", "t22"), ("msa", "t1"), ("msa", "t22"),
+                          ("predict", "t1"), ("predict", "t22")}
+    assert all(s.status == "SUCCEEDED" for s in steps.values())
+    assert all(s.job_id for (step, _t), s in steps.items() if step in ("msa", "predict"))  # Batch steps
     assert steps[("predict", "t1")].size_class == "small"
+    assert steps[("predict", "t1")].job_id == steps[("predict", "t22")].job_id  # one batched Predict job
 
     files = {f.path for f in run.outputs()}
     assert {"manifest.json", "t1/ranked_0.pdb", "t1/metrics.json", "t22/msa/msa.a3m"} <= files

@@ -168,9 +168,6 @@ def test_rules_reject_what_aws_rejects():
             RetryStrategy.from_spec(spec)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "GAP (issue 6 item 3): jobs.yaml declares msa.fallback_queue (cpu-ondemand) but the fold ASL never "
-    "resubmits to it after the Spot attempts run out"))
 def test_spot_exhaustion_falls_back_to_on_demand_once():
     import json
 
@@ -181,3 +178,5 @@ def test_spot_exhaustion_falls_back_to_on_demand_once():
             fallback = job.raw.get("fallback_queue")
             if fallback:
                 assert f"queue_{fallback.replace('-', '_')}_arn" in text, f"{job.name}: no {fallback} resubmission"
+    # executed on the local engine: tests/workflows/test_scale_local.py (Spot exhausted -> one
+    # on-demand resubmission; an application error never falls back)

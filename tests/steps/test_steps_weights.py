@@ -20,7 +20,7 @@ def test_demo_weights_layout(weights):
     assert (weights / "esmfold" / "model.safetensors").is_file()
     assert (weights / "esmfold" / "vocab.txt").is_file()
     assert not list((weights / "esmfold").glob("*.bin"))
-    assert set(alphafold2_param_files(weights)) == {"model_5_ptm"}
+    assert set(alphafold2_param_files(weights)) == {"model_5_ptm", "model_1_multimer_v3"}
     for engine in ("esmfold", "alphafold2"):
         marker = json.loads((weights / engine / DEMO_MARKER).read_text())
         assert "NOT a meaningful" in marker["warning"]

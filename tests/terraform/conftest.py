@@ -23,7 +23,10 @@ REPO = Path(__file__).resolve().parents[2]
 TERRAFORM_DIR = REPO / "terraform"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 MODULES = sorted(p.parent.name for p in (TERRAFORM_DIR / "modules").glob("*/versions.tf"))
-ENVS = sorted(p.parent.name for p in (TERRAFORM_DIR / "envs").glob("*/versions.tf"))
+# `_shared` holds the root module both envs link to; only backend.hcl and tfvars differ.
+ENVS = sorted(
+    p.parent.name for p in (TERRAFORM_DIR / "envs").glob("*/versions.tf") if not p.parent.name.startswith("_")
+)
 ROOTS = [f"modules/{m}" for m in MODULES] + [f"envs/{e}" for e in ENVS]
 TESTED_MODULES = [m for m in MODULES if list((TERRAFORM_DIR / "modules" / m / "tests").glob("*.tftest.hcl"))]
 REQUIRE_TOOLS = os.environ.get("FOLDSTACK_REQUIRE_TOOLS") == "1"

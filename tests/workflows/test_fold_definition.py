@@ -32,8 +32,13 @@ def test_rendered_files_match_templates():
     assert drifted == [], f"run `make render` and commit: {drifted}"
 
 
+# statelint predates ItemReader.ReaderConfig.InputType, which AWS requires for a JSON object
+# read by a Distributed Map (InputType JSON); that one message is a linter gap, not ours.
+STATELINT_GAPS = ("Field \"InputType\" not allowed in State Machine.States.FoldBatchesBulk.ItemReader.ReaderConfig",)
+
+
 def test_statelint_clean(definition):
-    assert Linter.validate(definition) == []
+    assert [p for p in Linter.validate(definition) if p not in STATELINT_GAPS] == []
 
 
 def test_every_next_exists_and_every_state_reachable(definition):
@@ -121,10 +126,12 @@ def test_every_queue_and_job_definition_has_a_placeholder(fold_workflow):
     assert {"partition", "scratch_mount", "db_mount", "weights_dir", "lambda_validate_input_arn"} <= names
 
 
-def test_size_class_routes_cover_jobs_yaml(definition, fold_workflow):
-    processor = definition["States"]["FoldTargets"]["ItemProcessor"]["States"]
-    routed = {c["StringEquals"] for c in processor["RouteBySizeClass"]["Choices"]}
-    assert routed == set(fold_workflow.jobs.size_classes)
+def test_size_class_routes_cover_jobs_yaml(fold_workflow):
+    definition = render_definition(fold_workflow)
+    for map_name, prefix in (("FoldBatches", ""), ("FoldBatchesBulk", "Bulk")):
+        processor = definition["States"][map_name]["ItemProcessor"]["States"]
+        routed = {c["StringEquals"] for c in processor[f"{prefix}RouteBySizeClass"]["Choices"]}
+        assert routed == set(fold_workflow.jobs.size_classes)
 
 
 def test_jobs_yaml_rejects_retry_rules_without_final_exit(fold_workflow):
@@ -141,5 +148,7 @@ def test_moto_parser_accepts_the_definition_with_local_values(fold_workflow):
     from foldstack.local.moto_adapter import parse_definition
 
     text = rendered_path(fold_workflow).read_text()
-    values = local_values(fold_workflow.directory / "jobs.yaml", scratch_mount="/s", db_mount="/d", weights_dir="/w")
+    lambdas = [p.parent.name for p in (fold_workflow.directory.parents[1] / "lambdas").glob("*/handler.py")]
+    values = local_values(fold_workflow.directory / "jobs.yaml", lambdas=lambdas, scratch_mount="/s", db_mount="/d",
+                          weights_dir="/w")
     parse_definition(substitute(text, values))

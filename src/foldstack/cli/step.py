@@ -10,7 +10,8 @@ import typer
 app = typer.Typer(no_args_is_help=True, help="Run one workflow step (the same command Batch runs).")
 
 RunId = Annotated[str, typer.Option("--run-id", help="Run id (scratch/<run_id>/...).")]
-Target = Annotated[str, typer.Option("--target", help="Target id (input/targets/<target>.fasta).")]
+Target = Annotated[str, typer.Option("--target", help="Target id (input/targets/<target>.fasta); predict "
+                                     "also takes a batch: ids joined by ','.")]
 Scratch = Annotated[Path, typer.Option("--scratch", help="Scratch root, e.g. /fsx/scratch.")]
 
 
@@ -20,7 +21,7 @@ def msa(
     target: Target,
     scratch: Scratch,
     db: Annotated[Path, typer.Option("--db", help="Database root, e.g. /fsx/db.")],
-    msa_tool: Annotated[str, typer.Option("--msa-tool", help="MSA tool (jackhmmer).")] = "jackhmmer",
+    msa_tool: Annotated[str, typer.Option("--msa-tool", help="MSA tool: jackhmmer | mmseqs2.")] = "jackhmmer",
     cache: Annotated[str, typer.Option("--cache", help="MSA cache root ('' = none; not used yet).")] = "",
 ) -> None:
     """jackhmmer → msa.a3m + features.npz + features.json. Exit 0 ok, 2 bad input, 3 OOM."""
@@ -40,9 +41,44 @@ def predict(
     engine: Annotated[str, typer.Option("--engine", help="esmfold | alphafold2")],
     preset: Annotated[str, typer.Option("--preset", help="monomer | multimer")] = "monomer",
 ) -> None:
-    """Fold one target → ranked_0.pdb/.cif, metrics.json, plddt.tsv, plots. Exit 0/2/3."""
+    """Fold one target, or a batch (`--target a,b,c`: the model loads once) → per target
+    ranked_0.pdb/.cif, metrics.json, plddt.tsv, plots. Exit 0/2/3."""
     from foldstack.steps.common import run_cli
-    from foldstack.steps.predict import run_predict
+    from foldstack.steps.predict import run_predict_batch, split_targets
 
-    code = run_cli("predict", target, lambda: run_predict(run_id, target, scratch, weights, engine, preset))
+    code = run_cli("predict", target, lambda: run_predict_batch(
+        run_id, split_targets(target), scratch, weights, engine, preset))
     raise typer.Exit(code)
+
+
+@app.command("refresh-db")
+def refresh_db(
+    run_id: RunId,
+    scratch: Scratch,
+    db: Annotated[Path, typer.Option("--db", help="Database root, e.g. /fsx/db.")],
+    spec: Annotated[str, typer.Option("--spec", help="JSON: name, version, source, files|checksums, ...")],
+) -> None:
+    """Fetch one database version, verify sha256s, publish it (manifest.json, then CURRENT). Exit 0/2."""
+    from foldstack.steps.common import run_cli
+    from foldstack.steps.refresh_db import parse_spec, run_refresh_db
+
+    def go() -> None:
+        run_refresh_db(run_id, scratch, db, spec)
+
+    try:
+        name = parse_spec(spec).name
+    except Exception:  # noqa: BLE001 - run_cli reports the same error with its exit code
+        name = "?"
+    raise typer.Exit(run_cli("refresh_db", name, go))
+
+
+@app.command("refresh-db-cleanup")
+def refresh_db_cleanup(
+    run_id: RunId,
+    db: Annotated[Path, typer.Option("--db", help="Database root, e.g. /fsx/db.")],
+) -> None:
+    """Remove partial downloads a failed refresh run left under <db>/*/ (never CURRENT or a version)."""
+    from foldstack.steps.common import run_cli
+    from foldstack.steps.refresh_db import run_cleanup
+
+    raise typer.Exit(run_cli("refresh_db_cleanup", run_id, lambda: run_cleanup(run_id, db)))

@@ -1,14 +1,16 @@
 """Per-step state of a run from its Step Functions execution history.
 
 Works on AWS-shaped history events (GetExecutionHistory: `id`, `previousEventId`,
-`type`, `<kind>EventDetails`). Events inside a Map iteration are attributed to it by
-following `previousEventId` back to its `MapIterationStarted`; local-engine events carry
-their Map path directly (`_map_path`). The iteration's target is read from the input of
-its first state (the Map's ItemSelector puts the target there).
+`type`, `<kind>EventDetails`). Events inside a (possibly nested) Map iteration are
+attributed to it by following `previousEventId` back to its `MapIterationStarted`, whose
+own chain gives the enclosing iteration; local-engine events carry their Map path
+directly (`_map_path`). An iteration's targets are read from the input of its first
+state: one `target` (per-target MSA iterations) or a `batch` of targets (one Predict job
+for several targets, so its step is recorded once per target, with the same job id).
 
 Step names follow the ASL: `Msa` -> step `msa`; `Predict_<size class>` -> step
-`predict` on that size class. Batch job ids come from TaskSubmitted/TaskSucceeded
-outputs and TaskFailed causes (`JobId`).
+`predict` on that size class; the Distributed Map's copies carry a `Bulk` prefix. Batch
+job ids come from TaskSubmitted/TaskSucceeded outputs and TaskFailed causes (`JobId`).
 """
 
 from __future__ import annotations
@@ -133,85 +135,124 @@ def _job_id(text: Any) -> str | None:
 
 
 def _step_of(state: str) -> tuple[str, str | None]:
-    family, _, rest = state.partition("_")
+    family, _, rest = state.removeprefix("Bulk").partition("_")
     return family.lower(), (rest or None)
+
+
+IterationKey = tuple[int, ...]  # Map iteration indices, outermost first; () outside any Map
+
+
+# A Map's end events chain back (previousEventId) to its last iteration's events.
+_MAP_ENDS = ("MapStateSucceeded", "MapStateFailed", "MapStateAborted", "MapStateExited")
+
+
+def _iteration_key(ev: Mapping[str, Any], etype: str, d: Mapping[str, Any],
+                   iteration: Mapping[int, IterationKey], open_maps: list[IterationKey]) -> IterationKey:
+    """Which (possibly nested) Map iteration an event belongs to. `open_maps` holds the
+    scopes of the Map states running now: a Map's end event chains back to one of its
+    iterations, but belongs to the scope the Map itself runs in."""
+    if "_map_path" in ev:  # local engine: the path is on the event
+        return tuple(int(i) for i in ev["_map_path"])
+    parent = iteration.get(int(ev.get("previousEventId") or 0), ())
+    if etype == "MapIterationStarted":  # a new iteration inside its Map's scope
+        return (*parent, int(d.get("index", -1)))
+    if etype == "MapStateStarted":
+        open_maps.append(parent)
+        return parent
+    if etype in _MAP_ENDS:
+        scopes = [s for s in open_maps if parent[: len(s)] == s]
+        if scopes:
+            scope = max(scopes, key=len)
+            if etype == "MapStateExited":
+                open_maps.remove(scope)
+            return scope
+    if etype.startswith("Execution"):
+        return ()
+    return parent
+
+
+def _members(item: Any, validated: list[dict[str, Any]], index: int) -> list[tuple[str, str | None]]:
+    """(target id, size class) of the targets an iteration works on: one per-target
+    iteration (`target`), or a batch of targets (`batch.targets`)."""
+    if isinstance(item, Mapping):
+        target = item.get("target")
+        if isinstance(target, Mapping) and "id" in target:
+            return [(str(target["id"]), target.get("size_class"))]
+        batch = item.get("batch")
+        if isinstance(batch, Mapping):
+            return [(str(t.get("id")), t.get("size_class") or batch.get("size_class"))
+                    for t in batch.get("targets") or [] if isinstance(t, Mapping)]
+    if 0 <= index < len(validated):  # older definitions: iteration i is target i
+        t = validated[index]
+        return [(str(t.get("id")), t.get("size_class"))]
+    return []
 
 
 def parse(events: Iterable[Mapping[str, Any]]) -> Progress:
     ordered = sorted(events, key=lambda e: int(e.get("id") or 0))
-    iteration: dict[int, tuple[str, int] | None] = {}
-    target_of: dict[tuple[str, int], tuple[str, str | None]] = {}
+    iteration: dict[int, IterationKey] = {}
+    open_maps: list[IterationKey] = []
+    members: dict[IterationKey, list[tuple[str, str | None]]] = {}
     validated: list[dict[str, Any]] = []
-    open_steps: dict[tuple[tuple[str, int] | None, str], StepState] = {}
+    # (iteration, state name) -> the step records that task opened: one per target it
+    # works on (a batched Predict job serves several targets).
+    open_steps: dict[tuple[IterationKey, str], list[StepState]] = {}
     progress = Progress()
 
     for ev in ordered:
         eid, etype = int(ev.get("id") or 0), str(ev.get("type", ""))
         d = details_of(ev)
         ts = ev.get("timestamp") if isinstance(ev.get("timestamp"), datetime) else None
-        # -- which Map iteration this event belongs to
-        if "_map_path" in ev:
-            path = ev["_map_path"]
-            key = ("map", int(path[0])) if path and not etype.startswith(("MapState", "MapRun")) else None
-        elif etype.startswith("MapIteration"):
-            key = (str(d.get("name", "")), int(d.get("index", -1)))
-        elif etype.startswith(("MapState", "MapRun", "Execution")):
-            key = None
-        else:
-            key = iteration.get(int(ev.get("previousEventId") or 0))
-        if key is not None and key[0] != "map":
-            key = ("map", key[1])
+        key = _iteration_key(ev, etype, d, iteration, open_maps)
         iteration[eid] = key
-        if key is not None and ev.get("_target") and key not in target_of:
-            target_of[key] = (str(ev["_target"]), None)
+        if key and ev.get("_target") and key not in members:
+            members[key] = [(str(ev["_target"]), None)]
 
         if etype.endswith("StateEntered"):
             name = str(d.get("name", ""))
-            if key is None:
+            if not key:
                 progress.current_state = name
-            elif key not in target_of:
-                item = _json(d.get("input"))
-                target = item.get("target") if isinstance(item, Mapping) else None
-                if isinstance(target, Mapping) and "id" in target:
-                    target_of[key] = (str(target["id"]), target.get("size_class"))
-                elif 0 <= key[1] < len(validated):
-                    t = validated[key[1]]
-                    target_of[key] = (str(t.get("id")), t.get("size_class"))
+            elif key not in members:
+                members[key] = _members(_json(d.get("input")), validated, key[-1])
             if etype == "TaskStateEntered":
                 step, size = _step_of(name)
-                tgt = target_of.get(key, (None, None)) if key else (None, None)
-                st = StepState(step=step, state=name, target=tgt[0], size_class=size or tgt[1], started=ts)
-                open_steps[(key, name)] = st
-                progress.steps.append(st)
+                targets = members.get(key) or [(None, None)] if key else [(None, None)]
+                opened = [StepState(step=step, state=name, target=t, size_class=size or sc, started=ts)
+                          for t, sc in targets]
+                open_steps[(key, name)] = opened
+                progress.steps.extend(opened)
             continue
         if etype == "TaskStateExited":
             name = str(d.get("name", ""))
-            st = open_steps.pop((key, name), None)
+            opened = open_steps.pop((key, name), [])
             if name == "ValidateInput":
                 out = _json(d.get("output"))
                 if isinstance(out, Mapping):
                     validated = list((out.get("validated") or {}).get("targets") or [])
-            if st is not None and st.status == "RUNNING":
-                st.status, st.stopped = "SUCCEEDED", ts
+            for st in opened:
+                if st.status == "RUNNING":
+                    st.status, st.stopped = "SUCCEEDED", ts
             continue
-        # -- task events: attach to the open step of this iteration
-        candidates = [s for (k, _n), s in open_steps.items() if k == key]
+        # -- task events: attach to the open step(s) of this iteration
+        candidates = [group for (k, _n), group in open_steps.items() if k == key]
         if not candidates:
             continue
-        st = candidates[-1]
-        if etype == "TaskScheduled":
-            st.attempts += 1
-            st.status, st.error, st.cause = "RUNNING", None, None
-        elif etype == "TaskSubmitted":
-            st.job_id = _job_id(d.get("output")) or st.job_id
-        elif etype == "TaskSucceeded":
-            st.job_id = _job_id(d.get("output")) or st.job_id
-            st.status, st.stopped = "SUCCEEDED", ts
-        elif etype in ("TaskFailed", "TaskTimedOut", "TaskAborted", "TaskStartFailed", "TaskSubmitFailed"):
-            st.job_id = _job_id(d.get("cause")) or st.job_id
-            st.status = {"TaskTimedOut": "TIMED_OUT", "TaskAborted": "ABORTED"}.get(etype, "FAILED")
-            st.error, st.cause, st.stopped = d.get("error"), d.get("cause"), ts
-    for st in open_steps.values():  # still open when the execution ended
-        if any(e.get("type") == "ExecutionAborted" for e in ordered) and st.status == "RUNNING":
-            st.status = "ABORTED"
+        for st in candidates[-1]:
+            if etype == "TaskScheduled":
+                st.attempts += 1
+                st.status, st.error, st.cause = "RUNNING", None, None
+            elif etype == "TaskSubmitted":
+                st.job_id = _job_id(d.get("output")) or st.job_id
+            elif etype == "TaskSucceeded":
+                st.job_id = _job_id(d.get("output")) or st.job_id
+                st.status, st.stopped = "SUCCEEDED", ts
+            elif etype in ("TaskFailed", "TaskTimedOut", "TaskAborted", "TaskStartFailed", "TaskSubmitFailed"):
+                st.job_id = _job_id(d.get("cause")) or st.job_id
+                st.status = {"TaskTimedOut": "TIMED_OUT", "TaskAborted": "ABORTED"}.get(etype, "FAILED")
+                st.error, st.cause, st.stopped = d.get("error"), d.get("cause"), ts
+    aborted = any(e.get("type") == "ExecutionAborted" for e in ordered)
+    for group in open_steps.values():  # still open when the execution ended
+        for st in group:
+            if aborted and st.status == "RUNNING":
+                st.status = "ABORTED"
     return progress

@@ -33,7 +33,7 @@ from typing import Any
 from foldstack.local.errors import LambdaInvocationError
 from foldstack.local.jobs import NAME_PREFIX, lambda_arn
 
-DEFAULT_LAMBDAS = ("validate_input", "stage_inputs", "collect_outputs", "cleanup")
+DEFAULT_LAMBDAS = ("validate_input", "stage_inputs", "plan_batches", "msa_cache", "collect_outputs", "cleanup")
 
 #: os.environ is process-wide: every handler call in the process holds this lock.
 ENVIRON_LOCK = threading.RLock()

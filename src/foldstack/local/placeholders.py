@@ -6,7 +6,7 @@ fills them on AWS, :func:`substitute` fills them for the local engine:
 ==================================  ==================================================
 ``${partition}``                    ``aws``
 ``${account_id}`` / ``${region}``   ``000000000000`` / ``us-east-1``
-``${lambda_<name>_arn}``            local function ARN, for the four lambdas and every
+``${lambda_<name>_arn}``            local function ARN, for the fold lambdas and every
                                     ``lambdas/<name>/handler.py``
 ``${queue_<queue key>_arn}``        local job-queue ARN per jobs.yaml ``queues`` key
                                     (``-`` becomes ``_``: ``queue_cpu_spot_arn``)

@@ -92,6 +92,17 @@ def dummy_features(multimer: bool = False, length: int = 16) -> dict[str, np.nda
     return pipeline_multimer.pad_msa(example, 512)
 
 
+def model_overrides(weights: Path, model_name: str) -> dict[str, Any]:
+    """Config overrides for one model: ``config_overrides.<model_name>.json`` if present,
+    else the shared ``config_overrides.json``, else none. (Monomer and multimer configs
+    have different keys, so a weights dir holding both needs per-model files.)"""
+    base = engine_dir(weights, "alphafold2")
+    for path in (base / AF2_OVERRIDES.replace(".json", f".{model_name}.json"), base / AF2_OVERRIDES):
+        if path.is_file():
+            return json.loads(path.read_text())
+    return {}
+
+
 def _load_params(path: Path):
     from alphafold.model import utils
 
@@ -132,8 +143,6 @@ def predict_alphafold2(features_path: Path, weights: Path, preset: str, *, seed:
         raise BadInputError("these features are for a complex; use --preset multimer")
 
     param_files = require_alphafold2(weights, _selected_models(preset))
-    overrides_file = engine_dir(weights, "alphafold2") / AF2_OVERRIDES
-    overrides = json.loads(overrides_file.read_text()) if overrides_file.is_file() else {}
 
     t = time.perf_counter()
     import jax
@@ -146,7 +155,7 @@ def predict_alphafold2(features_path: Path, weights: Path, preset: str, *, seed:
 
     predictions = []
     for model_name, path in param_files.items():
-        cfg = model_config(model_name, overrides)
+        cfg = model_config(model_name, model_overrides(weights, model_name))
         t = time.perf_counter()
         params = _load_params(path)
         runner = af_model.RunModel(cfg, params)

@@ -39,16 +39,33 @@ def empty_template_features(sequence: str) -> dict[str, np.ndarray]:
     }
 
 
-def build_monomer_features(sequence: str, description: str, msas: Sequence) -> dict[str, np.ndarray]:
-    """AlphaFold's own feature functions: sequence + MSA (+ empty templates)."""
+def build_monomer_features(sequence: str, description: str, msas: Sequence,
+                           templates: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """AlphaFold's own feature functions: sequence + MSA + templates.
+
+    `templates` is the feature dict of AlphaFold's template featurizer
+    (:func:`foldstack.steps.templates.search_templates`); None or an empty one gives the
+    all-masked placeholder (:func:`empty_template_features`).
+    """
     from alphafold.data import pipeline
 
+    if templates is None or not n_templates(templates):
+        templates = empty_template_features(sequence)
     feats = {
         **pipeline.make_sequence_features(sequence=sequence, description=description, num_res=len(sequence)),
         **pipeline.make_msa_features(list(msas)),
-        **empty_template_features(sequence),
+        **templates,
     }
     return to_storable(feats)
+
+
+def n_templates(features: Mapping[str, np.ndarray]) -> int:
+    """How many real templates a feature dict holds (the placeholder counts as zero)."""
+    masks = features.get("template_all_atom_masks", features.get("template_all_atom_mask"))
+    if masks is None or np.asarray(masks).size == 0:
+        return 0
+    masks = np.asarray(masks)
+    return int(np.count_nonzero(masks.reshape(masks.shape[0], -1).any(axis=1)))
 
 
 def to_storable(features: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -1,4 +1,4 @@
-"""`foldstack step msa`: jackhmmer (pyhmmer) → A3M + AlphaFold2 features.
+"""`foldstack step msa`: jackhmmer (pyhmmer) or MMseqs2 → A3M + templates + AlphaFold2 features.
 
 Inputs: ``<scratch>/<run_id>/input/targets/<target>.fasta`` and the databases under the
 DB root (see :mod:`foldstack.steps.databases` for how they are found).
@@ -7,13 +7,17 @@ Outputs, in ``<scratch>/<run_id>/msa/<target>/``:
 * ``msa.a3m`` — query first, then the hits of every database (AlphaFold's
   ``deduplicate_stockholm_msa`` + ``convert_stockholm_to_a3m``);
 * ``features.npz`` — AlphaFold's feature dict (``make_sequence_features``,
-  ``make_msa_features``, empty template features); loads with ``allow_pickle=False``;
-* ``features.json`` — tool, databases (names, versions, checksums), parameters, timings;
+  ``make_msa_features``, template features — see :mod:`foldstack.steps.templates`; the
+  empty placeholder when there is no template DB or no hit); loads with
+  ``allow_pickle=False``. The GPU step needs nothing else (no database);
+* ``features.json`` — tool (and version) that made the MSA, databases (names, versions,
+  checksums), templates used, parameters, timings;
 * ``msa.done.json`` — the step contract record.
 
 jackhmmer runs through pyhmmer with AlphaFold's settings (``-N 1 --F1 0.0005
 --F2 0.00005 --F3 0.0000005 --incE 0.0001 -E 0.0001``), which gives the hit set of the
-``jackhmmer`` binary.
+``jackhmmer`` binary. ``--msa-tool mmseqs2`` is the fast path (:mod:`foldstack.steps.mmseqs`):
+same databases, same A3M/feature files, fewer remote homologs.
 
 Multimer targets (chains joined by ':') are searched chain by chain; ``msa.a3m`` then
 holds one section per chain (each starting with its query), and the features are built
@@ -33,12 +37,13 @@ from foldstack.steps.databases import Database, msa_databases
 from foldstack.steps.features import (
     FEATURES_NPZ,
     build_monomer_features,
+    n_templates,
     save_features,
     summarize,
 )
 
 STEP = "msa"
-SUPPORTED_TOOLS = ("jackhmmer",)
+SUPPORTED_TOOLS = ("jackhmmer", "mmseqs2")
 # AlphaFold's jackhmmer flags (alphafold/data/tools/jackhmmer.py).
 JACKHMMER_PARAMS: dict[str, Any] = {
     "max_iterations": 1,
@@ -75,28 +80,65 @@ def jackhmmer_stockholm(sequence: str, name: str, db: Database, cpus: int) -> st
 
 
 def _search_chain(ctx: StepContext, chain: str, query_name: str, dbs: list[Database], cpus: int,
-                  stats: dict[str, Any]) -> tuple[list, list[str]]:
-    """Search one chain against every DB: (AlphaFold Msa objects, A3M texts)."""
+                  stats: dict[str, Any], msa_tool: str = "jackhmmer",
+                  runs: dict[str, Any] | None = None) -> tuple[list, list[str], dict[str, str]]:
+    """Search one chain against every DB: (AlphaFold Msa objects, A3M texts, template input).
+
+    The template input is the first (UniRef90-role) database's alignment, as AlphaFold
+    uses it: ``{"sto": ...}`` for jackhmmer, ``{"a3m": ...}`` for MMseqs2.
+    """
     from alphafold.data import parsers
 
     msas, a3ms = [], []
+    template_input: dict[str, str] = {}
     for db in dbs:
-        with ctx.timer(f"jackhmmer_{db.name}"):
-            sto = jackhmmer_stockholm(chain, query_name, db, cpus)
-        tmp = ctx.work_dir / f".{db.name}.sto"
-        tmp.write_text(sto)
-        try:
-            if db.max_hits:
-                sto = parsers.truncate_stockholm_msa(str(tmp), db.max_hits)
-        finally:
-            tmp.unlink()
-        msa = parsers.parse_stockholm(sto)
+        if msa_tool == "mmseqs2":
+            from foldstack.steps.mmseqs import search_a3m
+
+            with ctx.timer(f"mmseqs2_{db.name}"):
+                a3m, info = search_a3m(chain, query_name, db, cpus=cpus, work_dir=ctx.work_dir, log=ctx.log)
+            if runs is not None:
+                runs.setdefault(db.name, []).append(info)
+            if db.max_hits:  # keep the query + max_hits rows, as truncate_stockholm_msa does
+                a3m = "".join(a3m.splitlines(keepends=True)[: 2 * (db.max_hits + 1)])
+            msa = parsers.parse_a3m(a3m)
+            if not template_input:
+                template_input = {"a3m": a3m}
+        else:
+            with ctx.timer(f"jackhmmer_{db.name}"):
+                sto = jackhmmer_stockholm(chain, query_name, db, cpus)
+            tmp = ctx.work_dir / f".{db.name}.sto"
+            tmp.write_text(sto)
+            try:
+                if db.max_hits:
+                    sto = parsers.truncate_stockholm_msa(str(tmp), db.max_hits)
+            finally:
+                tmp.unlink()
+            msa = parsers.parse_stockholm(sto)
+            a3m = parsers.convert_stockholm_to_a3m(parsers.deduplicate_stockholm_msa(sto))
+            if not template_input:
+                template_input = {"sto": sto}
         msas.append(msa)
-        a3m = parsers.convert_stockholm_to_a3m(parsers.deduplicate_stockholm_msa(sto))
         a3ms.append(a3m)
         stats.setdefault(db.name, []).append(len(msa) - 1)
-        ctx.log(f"jackhmmer {db.name}/{db.version}: {len(msa) - 1} hits (chain of {len(chain)} aa)")
-    return msas, a3ms
+        ctx.log(f"{msa_tool} {db.name}/{db.version}: {len(msa) - 1} hits (chain of {len(chain)} aa)")
+    return msas, a3ms, template_input
+
+
+def _chain_templates(ctx: StepContext, chain: str, template_db, template_input: dict[str, str], cpus: int,
+                     info: list[dict[str, Any]]) -> dict | None:
+    """AlphaFold template features for one chain (None: no template database or no hit)."""
+    if template_db is None:
+        return None
+    from foldstack.steps.templates import search_templates
+
+    with ctx.timer("templates"):
+        result = search_templates(chain, template_db, cpus=cpus, **template_input)
+    info.append({"hits": result.hits, "templates": result.used, "errors": result.errors[:20],
+                 "warnings": result.warnings[:20]})
+    ctx.log(f"templates {template_db.name}/{template_db.version}: {len(result.hits)} hmmsearch hits, "
+            f"{len(result.used)} template(s) featurized" + (f": {', '.join(result.used[:4])}" if result.used else ""))
+    return result.features
 
 
 def _merge_a3m(a3ms: list[str]) -> str:
@@ -110,19 +152,21 @@ def _merge_a3m(a3ms: list[str]) -> str:
     return "\n".join(out) + "\n"
 
 
-def _multimer_features(ctx: StepContext, record, chain_results: list[tuple[list, str]]) -> dict:
+def _multimer_features(ctx: StepContext, record, chain_results: list[tuple[list, str]],
+                       chain_templates: list[dict | None] | None = None) -> dict:
     """AlphaFold-Multimer features from per-chain monomer features (pipeline_multimer)."""
     from alphafold.common import protein
     from alphafold.data import feature_processing, msa_pairing, pipeline, pipeline_multimer
 
     chain_features: dict[str, dict] = {}
     seen: dict[str, dict] = {}
+    chain_templates = chain_templates or [None] * len(record.chains)
     for index, ((msas, _), chain) in enumerate(zip(chain_results, record.chains, strict=True)):
         chain_id = protein.PDB_CHAIN_IDS[index]
         if chain in seen:
             feats = {k: v.copy() for k, v in seen[chain].items()}
         else:
-            feats = dict(build_monomer_features(chain, f"{record.id}_{chain_id}", msas))
+            feats = dict(build_monomer_features(chain, f"{record.id}_{chain_id}", msas, chain_templates[index]))
             # The pairing features come from the first (UniRef-like) search, as AlphaFold's
             # uniprot search; species ids decide which rows pair up.
             all_seq = pipeline.make_msa_features([msas[0]])
@@ -149,28 +193,67 @@ def run_msa(run_id: str, target: str, scratch: Path | str, db: Path | str, msa_t
     def body(ctx: StepContext) -> None:
         import pyhmmer
 
+        from foldstack.steps.templates import (
+            HMMSEARCH_PARAMS,
+            MAX_TEMPLATE_HITS,
+            max_template_date,
+            template_database,
+        )
+
         record = ctx.read_target()
         ctx.record_input(ctx.run_dir / "input" / "targets" / f"{target}.fasta")
         dbs = msa_databases(db)
+        template_db = template_database(db)
         cpus = _cpus()
         ctx.tool_versions.update(_tool_versions(pyhmmer.__version__))
-        ctx.log(f"{len(record.chains)} chain(s), {record.length} residues; databases: "
-                + ", ".join(f"{d.name}/{d.version}" for d in dbs))
+        tool = {"name": "jackhmmer", "implementation": "pyhmmer", "version": pyhmmer.__version__}
+        params: dict[str, Any] = {**JACKHMMER_PARAMS}
+        if msa_tool == "mmseqs2":
+            from foldstack.steps.mmseqs import MMSEQS_PARAMS, mmseqs_binary, mmseqs_version
+
+            binary = mmseqs_binary()
+            version = mmseqs_version(binary)
+            ctx.tool_versions["mmseqs2"] = version
+            tool = {"name": "mmseqs2", "implementation": "mmseqs", "version": version, "binary": binary}
+            params = {**MMSEQS_PARAMS, "msa_format_mode": 6}
+        ctx.log(f"{len(record.chains)} chain(s), {record.length} residues; {msa_tool}; databases: "
+                + ", ".join(f"{d.name}/{d.version}" for d in dbs)
+                + (f"; templates: {template_db.name}/{template_db.version}" if template_db else "; no template DB"))
 
         stats: dict[str, Any] = {}
-        chain_results = []
+        runs: dict[str, Any] = {}
+        template_info: list[dict[str, Any]] = []
+        chain_results, chain_templates = [], []
+        searched: dict[str, tuple] = {}
         for index, chain in enumerate(record.chains):
             name = record.id if len(record.chains) == 1 else f"{record.id}_{index + 1}"
-            msas, a3ms = _search_chain(ctx, chain, name, dbs, cpus, stats)
-            chain_results.append((msas, _merge_a3m(a3ms)))
+            if chain not in searched:  # homomers: one search per distinct chain
+                msas, a3ms, template_input = _search_chain(ctx, chain, name, dbs, cpus, stats, msa_tool, runs)
+                templates = _chain_templates(ctx, chain, template_db, template_input, cpus, template_info)
+                searched[chain] = (msas, a3ms, templates)
+            msas, a3ms, templates = searched[chain]
+            a3m = _merge_a3m(a3ms)
+            if index and a3m.startswith(">"):  # each section starts with its own query name
+                a3m = f">{name}\n" + a3m.split("\n", 1)[1]
+            chain_results.append((msas, a3m))
+            chain_templates.append(templates)
 
         with ctx.timer("features"):
             if len(record.chains) == 1:
-                features = build_monomer_features(record.chains[0], record.id, chain_results[0][0])
+                features = build_monomer_features(record.chains[0], record.id, chain_results[0][0],
+                                                  chain_templates[0])
             else:
-                features = _multimer_features(ctx, record, chain_results)
+                features = _multimer_features(ctx, record, chain_results, chain_templates)
             save_features(ctx.work_dir / FEATURES_NPZ, features)
         (ctx.work_dir / "msa.a3m").write_text("".join(a3m for _, a3m in chain_results))
+        template_block: dict[str, Any] = {"database": None, "n_templates": n_templates(features)}
+        if template_db is not None:
+            template_block.update({
+                "database": template_db.provenance(), "search": "hmmsearch (pyhmmer) of the MSA's HMM vs "
+                + template_db.manifest["seqres"], "featurizer": "alphafold.data.templates.HmmsearchHitFeaturizer",
+                "hmmsearch": HMMSEARCH_PARAMS, "max_template_date": max_template_date(template_db),
+                "max_hits": MAX_TEMPLATE_HITS, "per_chain": template_info,
+            })
         write_json(ctx.work_dir / "features.json", {
             "schema_version": 1,
             "target": target,
@@ -180,12 +263,16 @@ def run_msa(run_id: str, target: str, scratch: Path | str, db: Path | str, msa_t
             "n_residues": record.length,
             "msa_tool": msa_tool,
             "multimer": len(record.chains) > 1,
-            "tool": {"name": "jackhmmer", "implementation": "pyhmmer", "version": pyhmmer.__version__},
+            "tool": tool,
+            "msa_tools": {d.name: {"tool": msa_tool, "version": tool["version"]} for d in dbs},
             "tool_versions": ctx.tool_versions,
-            "parameters": {**JACKHMMER_PARAMS, "cpus": cpus,
+            "parameters": {**params, "cpus": cpus,
                            "max_hits": {d.name: d.max_hits for d in dbs},
-                           "templates": "none (empty template features)"},
-            "databases": [d.provenance() for d in dbs],
+                           "templates": "hmmsearch + HmmsearchHitFeaturizer" if template_db
+                           else "none (empty template features)"},
+            "databases": [d.provenance() for d in dbs],  # the MSA databases; templates: see "templates"
+            "templates": template_block,
+            "mmseqs_target_db": runs or None,
             "hits": stats,
             "msa_depth": int(features["msa"].shape[0]),
             "features": summarize(features),

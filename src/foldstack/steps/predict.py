@@ -1,4 +1,4 @@
-"""`foldstack step predict`: fold one target with ESMFold or AlphaFold2.
+"""`foldstack step predict`: fold one target (or a batch: `--target a,b,c`) with ESMFold or AlphaFold2.
 
 Inputs: esmfold reads only ``<scratch>/<run_id>/input/targets/<target>.fasta``;
 alphafold2 reads only ``<scratch>/<run_id>/msa/<target>/features.npz``. Weights come
@@ -49,7 +49,7 @@ def _versions(engine: str) -> dict[str, str]:
 
 
 def run_predict(run_id: str, target: str, scratch: Path | str, weights: Path | str, engine: str,
-                preset: str) -> Path:
+                preset: str, *, batch: dict[str, Any] | None = None) -> Path:
     check_engine_preset(engine, preset)
     weights = Path(weights)
 
@@ -92,6 +92,9 @@ def run_predict(run_id: str, target: str, scratch: Path | str, weights: Path | s
                                                warnings=warnings, timings=timings, n_chains=n_chains)
         metrics["target"] = target
         metrics["run_id"] = run_id
+        if batch is not None:  # batched prediction: the model was loaded once for the batch
+            metrics["batch"] = {"size": batch["size"], "index": batch["index"],
+                                "model_loads": batch["models"].loads}
         metrics["models"] = [
             {"model_name": p.model_name, "mean_plddt": round(p.mean_plddt, 2),
              "ptm": None if p.ptm is None else round(p.ptm, 4),
@@ -105,3 +108,130 @@ def run_predict(run_id: str, target: str, scratch: Path | str, weights: Path | s
                 + (" [DEMO WEIGHTS: not meaningful]" if demo else ""))
 
     return run_step(STEP, run_id, target, scratch, body)
+
+
+# --------------------------------------------------------------------------- batches
+
+BATCH_ENV_OOM = "FOLDSTACK_FAULT_OOM"  # test hook: "<size class>" or "<target>" -> exit 3 (see below)
+
+
+class _SharedModels:
+    """Load each model once per process while a batch runs (issue 5 item 7).
+
+    The engine modules load their model per call (``esmfold.load_model``,
+    ``alphafold2._load_params`` + ``alphafold.model.model.RunModel``); for the length of a
+    batch those names are replaced by memoised versions, so the weights are read once and
+    AlphaFold2's jitted ``RunModel`` (and its compiled shapes) is reused across targets.
+    ``loads`` counts real loads; it is recorded in every target's metrics.json.
+    """
+
+    def __init__(self) -> None:
+        self.loads = 0
+        self._cache: dict[Any, Any] = {}
+        self._saved: list[tuple[Any, str, Any]] = []
+
+    def _memo(self, kind: str, fn: Any, key_fn: Any, count: bool) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            key = (kind, key_fn(*args, **kwargs))
+            if key not in self._cache:
+                if count:
+                    self.loads += 1
+                self._cache[key] = fn(*args, **kwargs)
+            return self._cache[key]
+
+        return wrapper
+
+    def _patch(self, module: Any, name: str, replacement: Any) -> None:
+        self._saved.append((module, name, getattr(module, name)))
+        setattr(module, name, replacement)
+
+    def __enter__(self) -> _SharedModels:
+        from foldstack.steps import esmfold
+
+        self._patch(esmfold, "load_model", self._memo("esmfold", esmfold.load_model, lambda p: str(p), True))
+        with contextlib.suppress(ImportError):
+            from foldstack.steps import alphafold2
+
+            self._patch(alphafold2, "_load_params",
+                        self._memo("af2_params", alphafold2._load_params, lambda p: str(p), True))
+            from alphafold.model import model as af_model
+
+            def cfg_key(cfg: Any, params: Any, *a: Any, **k: Any) -> Any:
+                to_json = getattr(cfg, "to_json_best_effort", None)
+                return (to_json() if to_json else repr(cfg), id(params))
+
+            self._patch(af_model, "RunModel", self._memo("af2_runner", af_model.RunModel, cfg_key, False))
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for module, name, original in reversed(self._saved):
+            setattr(module, name, original)
+        self._saved.clear()
+        self._cache.clear()
+
+
+def split_targets(value: str) -> list[str]:
+    """``--target a,b,c`` -> ``["a", "b", "c"]`` (target ids never contain ',')."""
+    targets = [t.strip() for t in value.split(",") if t.strip()]
+    if not targets:
+        raise BadInputError("--target names no target")
+    if len(set(targets)) != len(targets):
+        raise BadInputError(f"--target lists a target twice: {value!r}")
+    return targets
+
+
+def _oom_requested(target: str) -> bool:
+    """Test hook (off unless the variable is set): ``FOLDSTACK_FAULT_OOM=<class>[,<target>...]``
+    makes predict fail as out of memory when this job runs on that size class (the Batch
+    queue's name ends with ``-<class>``, as ``AWS_BATCH_JQ_NAME`` reports) or for that target."""
+    import os
+
+    wanted = {w.strip() for w in os.environ.get(BATCH_ENV_OOM, "").split(",") if w.strip()}
+    if not wanted:
+        return False
+    queue = os.environ.get("AWS_BATCH_JQ_NAME", "")
+    return target in wanted or any(queue.endswith(f"-{w}") for w in wanted)
+
+
+def run_predict_batch(run_id: str, targets: list[str], scratch: Path | str, weights: Path | str, engine: str,
+                      preset: str) -> list[Path]:
+    """Fold several targets in one process, loading the model once. Each target keeps the
+    step contract (its own attempt dir and predict.done.json; done targets are skipped).
+
+    Targets run in the given order (Plan Batches sorts them by length). The first out of
+    memory stops the batch (longer targets would not fit either) and exits 3, so the
+    workflow resubmits the batch one size class up, where the finished targets are skipped.
+    Bad input or a crash of one target does not stop the others; the job then exits 2, or
+    re-raises the crash, after the rest are done.
+    """
+    from foldstack.steps.common import exit_code_for, log
+
+    check_engine_preset(engine, preset)
+    done: list[Path] = []
+    failures: list[tuple[str, BaseException]] = []
+    with _SharedModels() as models:
+        for index, target in enumerate(targets):
+            try:
+                if _oom_requested(target):
+                    from foldstack.steps.common import OutOfMemoryError
+
+                    raise OutOfMemoryError(f"injected out of memory for {target} ({BATCH_ENV_OOM})")
+                done.append(run_predict(run_id, target, scratch, weights, engine, preset,
+                                        batch={"size": len(targets), "index": index, "models": models}))
+            except Exception as exc:  # noqa: BLE001 - mapped below
+                failures.append((target, exc))
+                code = exit_code_for(exc)
+                log(STEP, target, f"failed in batch ({'crash' if code is None else f'exit {code}'}): {exc}")
+                if code == 3:
+                    break
+        log(STEP, ",".join(targets), f"batch of {len(targets)}: {len(done)} done, model loads: {models.loads}")
+    if failures:
+        from foldstack.steps.common import EXIT_OUT_OF_MEMORY
+
+        codes = [(exit_code_for(e), t, e) for t, e in failures]
+        for wanted in (EXIT_OUT_OF_MEMORY, None):
+            for code, _t, exc in codes:
+                if code == wanted:
+                    raise exc
+        raise codes[0][2]
+    return done

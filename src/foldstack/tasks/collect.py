@@ -36,6 +36,15 @@ def _verified(run_root: str, step: str, target: str, rel: str, sha256: str) -> b
     return data
 
 
+def _estimate_cost(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per-target and run cost estimate (foldstack.cost); never fails the collect."""
+    try:
+        from foldstack.cost import annotate_costs
+    except ImportError as exc:  # a Lambda package built without foldstack.cost / PyYAML
+        return {"estimated_total_usd": None, "unavailable": f"ImportError: {exc}"}
+    return annotate_costs(entries)
+
+
 def collect_outputs(
     settings: TaskSettings, run_id: str, raw_request: Mapping[str, Any], targets: Sequence[Mapping[str, Any]]
 ) -> dict[str, Any]:
@@ -55,6 +64,8 @@ def collect_outputs(
             for step in steps:
                 done = _done(run_root, step, tid)
                 provenance[step] = {k: done.get(k) for k in ("tool_versions", "timings")}
+                if step == "msa":  # MSA cache: hit (copied from the cache) or computed by the job
+                    provenance[step]["msa_cache"] = "hit" if (done.get("cache") or {}).get("hit") else "miss"
                 dest, keep = PUBLISHED[step]
                 for rel, sha in sorted(done["outputs"].items()):
                     if keep is not None and rel not in keep:
@@ -71,8 +82,13 @@ def collect_outputs(
             "foldstack_version": __version__,
             "request": request.model_dump(mode="json"),
             "targets": entries,
+            "cost": _estimate_cost(entries),  # adds entry["cost"] per target; an estimate
         })
     except BaseException:
         publisher.abort()
         raise
+    if request.needs_msa:  # results are published: now keep the new MSAs (never fails the run)
+        from foldstack.tasks.msa_cache import fill
+
+        fill(settings, run_id, targets)
     return {"output": publisher.final, "targets": len(entries)}

@@ -23,6 +23,8 @@ class TaskSettings(BaseModel):
     FOLDSTACK_ALLOWED_OUTPUT_PREFIXES   comma-separated URIs outputs must lie under
     FOLDSTACK_SIZE_CLASSES              JSON: jobs.yaml `size_classes`
     FOLDSTACK_CACHE_ROOT                optional MSA cache root
+    FOLDSTACK_DB_ROOT                   optional database root (s3://... or a directory) holding
+                                        <name>/CURRENT: the MSA cache keys on those versions
     FOLDSTACK_LIMITS                    optional JSON overriding FastaLimits
     FOLDSTACK_SCRATCH_OWNER             optional uid:gid the Batch jobs run as; staged S3
                                         objects carry it as FSx POSIX metadata
@@ -35,6 +37,7 @@ class TaskSettings(BaseModel):
     allowed_output_prefixes: tuple[str, ...] = Field(min_length=1)
     size_classes: dict[str, SizeClass] = Field(min_length=1)
     cache_root: str | None = None
+    db_root: str | None = None
     limits: FastaLimits = FastaLimits()
     scratch_owner: tuple[int, int] | None = None
 
@@ -59,6 +62,7 @@ class TaskSettings(BaseModel):
                 allowed_output_prefixes=csv("ALLOWED_OUTPUT_PREFIXES"),
                 size_classes=json.loads(env[PREFIX + "SIZE_CLASSES"]),
                 cache_root=env.get(PREFIX + "CACHE_ROOT") or None,
+                db_root=env.get(PREFIX + "DB_ROOT") or None,
                 limits=FastaLimits(**json.loads(env.get(PREFIX + "LIMITS") or "{}")),
                 scratch_owner=_owner(env.get(PREFIX + "SCRATCH_OWNER")),
             )

@@ -7,7 +7,17 @@
   in places, so only block counts shrink), parameter shapes from a JAX trace
   (``jax.eval_shape``, no compile), random values, saved as ``params_model_5_ptm.npz``
   in AlphaFold's flat ``"<scope>//<name>"`` format (unfused triangle projections, as in
-  DeepMind's files), plus ``config_overrides.json``.
+  DeepMind's files), plus ``config_overrides.json``; and the multimer model
+  ``model_1_multimer_v3`` shrunk the same way (one Evoformer / extra-MSA / template-pair
+  block, one structure-module layer, no recycling, 16 MSA clusters, float32 on CPU) as
+  ``params_model_1_multimer_v3.npz`` with its own ``config_overrides.model_1_multimer_v3.json``
+  (per-model overrides win over the shared file; the monomer keys do not exist in the
+  multimer config).
+
+Parameter shapes come from a JAX trace; the traces of the two demo configs are shipped in
+``foldstack/data/af2_demo_param_shapes.json`` (keyed by alphafold-colabfold version and
+overrides), so building the demo weights takes well under a second; any other model,
+override set or version is traced (~10 s each on 2 cores).
 
 Both get a ``DEMO_WEIGHTS`` marker. Structures from these models are NOT meaningful.
 """
@@ -25,8 +35,20 @@ import numpy as np
 
 from foldstack.weights.layout import AF2_OVERRIDES, DEMO_MARKER, DEMO_WARNING, ENGINES
 
-DEMO_VERSION = 1
+DEMO_VERSION = 2
 AF2_DEMO_MODEL = "model_5_ptm"
+AF2_MULTIMER_DEMO_MODEL = "model_1_multimer_v3"
+AF2_MULTIMER_DEMO_OVERRIDES: dict[str, Any] = {
+    "model.embeddings_and_evoformer.evoformer_num_block": 1,
+    "model.embeddings_and_evoformer.extra_msa_stack_num_block": 1,
+    "model.embeddings_and_evoformer.template.template_pair_stack.num_block": 1,
+    "model.heads.structure_module.num_layer": 1,
+    "model.num_recycle": 0,
+    "model.embeddings_and_evoformer.num_msa": 16,
+    "model.embeddings_and_evoformer.num_extra_msa": 16,
+    "model.global_config.bfloat16": False,
+}
+SHAPES_FILE = Path(__file__).resolve().parents[1] / "data" / "af2_demo_param_shapes.json"
 AF2_DEMO_OVERRIDES: dict[str, Any] = {
     "model.embeddings_and_evoformer.evoformer_num_block": 1,
     "model.embeddings_and_evoformer.extra_msa_stack_num_block": 1,
@@ -120,11 +142,19 @@ def write_esmfold_demo(dest: Path, seed: int = 0, config: dict[str, Any] | None 
     return dest
 
 
-def af2_random_params(model_name: str, overrides: dict[str, Any], seed: int = 0) -> dict[str, np.ndarray]:
-    """Random parameters for an AlphaFold model, flat AlphaFold npz layout (unfused)."""
+def _shapes_key(model_name: str, overrides: dict[str, Any]) -> str:
+    import hashlib
+    from importlib import metadata
+
+    blob = json.dumps({"model": model_name, "overrides": overrides,
+                       "alphafold-colabfold": metadata.version("alphafold-colabfold")}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def traced_param_shapes(model_name: str, overrides: dict[str, Any]) -> dict[str, dict[str, list[int]]]:
+    """{scope: {name: shape}} in haiku's order, from a JAX trace (no XLA compile)."""
     import jax
     from alphafold.model import model as af_model
-    from alphafold.model import utils
 
     from foldstack.steps.alphafold2 import dummy_features, model_config
 
@@ -137,12 +167,42 @@ def af2_random_params(model_name: str, overrides: dict[str, Any], seed: int = 0)
         feat = {**feat, "prev": {"prev_msa_first_row": np.zeros([n, 256], np.float16),
                                  "prev_pair": np.zeros([n, n, 128], np.float16),
                                  "prev_pos": np.zeros([n, 37, 3], np.float16)}}
-    shapes = jax.eval_shape(runner.init, jax.random.PRNGKey(0), feat)  # a trace, no XLA compile
+    shapes = jax.eval_shape(runner.init, jax.random.PRNGKey(0), feat)
+    return {scope: {name: [int(d) for d in spec.shape] for name, spec in params.items()}
+            for scope, params in shapes.items()}
+
+
+def param_shapes(model_name: str, overrides: dict[str, Any]) -> dict[str, dict[str, list[int]]]:
+    """The shipped trace for this model/overrides/version if there is one, else a trace."""
+    key = _shapes_key(model_name, overrides)
+    try:
+        shipped = json.loads(SHAPES_FILE.read_text())
+        return shipped[key]["shapes"]
+    except (OSError, ValueError, KeyError):
+        return traced_param_shapes(model_name, overrides)
+
+
+def write_shapes_file(path: Path = SHAPES_FILE) -> Path:
+    """Regenerate the shipped shapes of the demo configs (after an alphafold-colabfold upgrade)."""
+    out = {}
+    for model, overrides in ((AF2_DEMO_MODEL, AF2_DEMO_OVERRIDES),
+                             (AF2_MULTIMER_DEMO_MODEL, AF2_MULTIMER_DEMO_OVERRIDES)):
+        out[_shapes_key(model, overrides)] = {"model": model, "overrides": overrides,
+                                              "shapes": traced_param_shapes(model, overrides)}
+    path.write_text(json.dumps(out, sort_keys=False, separators=(",", ":")) + "\n")
+    return path
+
+
+def af2_random_params(model_name: str, overrides: dict[str, Any], seed: int = 0) -> dict[str, np.ndarray]:
+    """Random parameters for an AlphaFold model, flat AlphaFold npz layout (unfused)."""
+    from alphafold.model import utils
+
+    shapes = param_shapes(model_name, overrides)
     rng = np.random.default_rng(seed)
     flat: dict[str, np.ndarray] = {}
     for scope, params in shapes.items():
         for name, spec in params.items():
-            shape = tuple(spec.shape)
+            shape = tuple(spec)
             if name == "scale":
                 arr = np.ones(shape, np.float32)
             elif name in ("offset", "bias"):
@@ -159,14 +219,28 @@ def af2_random_params(model_name: str, overrides: dict[str, Any], seed: int = 0)
 
 
 def write_alphafold2_demo(dest: Path, seed: int = 0, model_name: str = AF2_DEMO_MODEL,
-                          overrides: dict[str, Any] | None = None) -> Path:
+                          overrides: dict[str, Any] | None = None, multimer: bool = True) -> Path:
+    """The monomer demo model (shared ``config_overrides.json``) and, with `multimer`, the
+    multimer demo model (``config_overrides.<model>.json``)."""
     overrides = dict(AF2_DEMO_OVERRIDES if overrides is None else overrides)
     params = af2_random_params(model_name, overrides, seed=seed)
     dest.mkdir(parents=True, exist_ok=True)
     with open(dest / f"params_{model_name}.npz", "wb") as f:
         np.savez(f, **params)
     (dest / AF2_OVERRIDES).write_text(json.dumps(overrides, indent=2, sort_keys=True) + "\n")
+    if multimer:
+        mm = dict(AF2_MULTIMER_DEMO_OVERRIDES)
+        params = af2_random_params(AF2_MULTIMER_DEMO_MODEL, mm, seed=seed)
+        with open(dest / f"params_{AF2_MULTIMER_DEMO_MODEL}.npz", "wb") as f:
+            np.savez(f, **params)
+        (dest / model_overrides_name(AF2_MULTIMER_DEMO_MODEL)).write_text(
+            json.dumps(mm, indent=2, sort_keys=True) + "\n")
     return dest
+
+
+def model_overrides_name(model_name: str) -> str:
+    """Per-model overrides file name in ``W/alphafold2/`` (wins over ``config_overrides.json``)."""
+    return AF2_OVERRIDES.replace(".json", f".{model_name}.json")
 
 
 def write_demo_weights(weights: Path | str, engines: tuple[str, ...] = ENGINES, *, force: bool = False) -> Path:
@@ -186,7 +260,9 @@ def write_demo_weights(weights: Path | str, engines: tuple[str, ...] = ENGINES, 
                 details = {"config": ESMFOLD_DEMO_CONFIG}
             elif engine == "alphafold2":
                 write_alphafold2_demo(tmp)
-                details = {"model": AF2_DEMO_MODEL, "overrides": AF2_DEMO_OVERRIDES}
+                details = {"model": AF2_DEMO_MODEL, "overrides": AF2_DEMO_OVERRIDES,
+                           "multimer_model": AF2_MULTIMER_DEMO_MODEL,
+                           "multimer_overrides": AF2_MULTIMER_DEMO_OVERRIDES}
             else:
                 raise ValueError(f"unknown engine {engine!r}")
             (tmp / DEMO_MARKER).write_text(_marker_text(engine, details))

@@ -9,6 +9,7 @@ locals {
 
   # S3 locations as {bucket_arn, prefix}; prefix "" = whole bucket.
   loc_cache   = { bucket_arn = var.database_bucket_arn, prefix = trimsuffix(var.cache_prefix, "/") }
+  loc_dbs     = { bucket_arn = var.database_bucket_arn, prefix = trimsuffix(var.database_prefix, "/") }
   loc_uploads = { bucket_arn = var.scratch_bucket_arn, prefix = trimsuffix(var.upload_prefix, "/") }
   loc_scratch = { bucket_arn = var.scratch_bucket_arn, prefix = "" }
   lake_read   = [for k in sort(keys(var.data_lake_locations)) : var.data_lake_locations[k] if var.data_lake_locations[k].access != "write"]
@@ -39,6 +40,8 @@ locals {
       job_cache_read_write = { locs = [local.loc_cache], actions = ["s3:GetObject", "s3:PutObject"] }
       read_inputs          = { locs = concat(local.lake_read, [local.loc_uploads]), actions = ["s3:GetObject"] }
       read_cache           = { locs = [local.loc_cache], actions = ["s3:GetObject"] }
+      write_cache          = { locs = [local.loc_cache], actions = ["s3:PutObject"] }
+      read_databases       = { locs = [local.loc_dbs], actions = ["s3:GetObject"] }
       read_scratch         = { locs = [local.loc_scratch], actions = ["s3:GetObject"] }
       write_scratch        = { locs = [local.loc_scratch], actions = ["s3:PutObject"] }
       delete_scratch       = { locs = [local.loc_scratch], actions = ["s3:DeleteObject"] }
@@ -177,6 +180,8 @@ resource "aws_iam_role_policy" "lambda" {
       [local.xray_statement, local.kms_statement],
       each.value.read_inputs ? local.s3_sets.read_inputs : [],
       each.value.read_cache ? local.s3_sets.read_cache : [],
+      each.value.write_cache ? local.s3_sets.write_cache : [],
+      each.value.read_databases ? local.s3_sets.read_databases : [],
       each.value.read_scratch ? local.s3_sets.read_scratch : [],
       each.value.write_scratch ? local.s3_sets.write_scratch : [],
       each.value.delete_scratch ? local.s3_sets.delete_scratch : [],
@@ -205,6 +210,22 @@ resource "aws_iam_role" "state_machine" {
 }
 
 locals {
+  # A Distributed Map runs its items as child executions of the same state machine.
+  distributed_map_statements = [
+    jsonencode({
+      Sid      = "DistributedMapChildExecutions"
+      Effect   = "Allow"
+      Action   = ["states:StartExecution"]
+      Resource = "arn:${local.partition}:states:${local.region}:${local.account_id}:stateMachine:${var.name_prefix}-*"
+    }),
+    jsonencode({
+      Sid      = "DistributedMapTrackChildren"
+      Effect   = "Allow"
+      Action   = ["states:DescribeExecution", "states:StopExecution"]
+      Resource = "arn:${local.partition}:states:${local.region}:${local.account_id}:execution:${var.name_prefix}-*:*"
+    }),
+  ]
+
   state_machine_policy = {
     Version = "2012-10-17"
     Statement = [for st in concat(
@@ -249,6 +270,8 @@ locals {
       ] : jsonencode(st)],
       [local.xray_statement, local.kms_statement],
       var.state_machine.read_cache ? local.s3_sets.read_cache : [],
+      var.state_machine.distributed_map ? local.distributed_map_statements : [],
+      var.state_machine.distributed_map ? local.s3_sets.read_scratch : [],
     ) : jsondecode(st)]
   }
 }

@@ -24,6 +24,12 @@ variable "database_bucket_arn" {
   type        = string
 }
 
+variable "database_prefix" {
+  description = "Key prefix of the databases (<name>/CURRENT, <name>/<version>/...) in the database bucket."
+  type        = string
+  default     = "db/"
+}
+
 variable "cache_prefix" {
   description = "Key prefix of the MSA cache in the database bucket."
   type        = string
@@ -64,6 +70,8 @@ variable "lambda_roles" {
     log_group_arn  = string
     read_inputs    = optional(bool, false) # data-lake read locations + uploads
     read_cache     = optional(bool, false)
+    write_cache    = optional(bool, false) # MSA cache fill (Collect Outputs)
+    read_databases = optional(bool, false) # database versions (<name>/CURRENT) for the MSA cache key
     read_scratch   = optional(bool, false)
     write_scratch  = optional(bool, false)
     delete_scratch = optional(bool, false)
@@ -78,5 +86,8 @@ variable "state_machine" {
     job_definition_arns = list(string)
     lambda_arns         = list(string)
     read_cache          = optional(bool, true)
+    # Distributed Map: start/track/stop its child executions; ItemReader reads the
+    # batch manifest from scratch.
+    distributed_map = optional(bool, true)
   })
 }

@@ -19,8 +19,12 @@ locals {
   lambda_defaults = {
     validate_input  = { memory_size = 512, timeout = 60, reserved_concurrency = -1, access = { read_inputs = true, read_cache = true } }
     stage_inputs    = { memory_size = 1024, timeout = 300, reserved_concurrency = -1, access = { read_inputs = true, write_scratch = true } }
-    collect_outputs = { memory_size = 1024, timeout = 600, reserved_concurrency = -1, access = { read_scratch = true, write_outputs = true } }
+    collect_outputs = { memory_size = 1024, timeout = 600, reserved_concurrency = -1, access = { read_scratch = true, write_outputs = true, write_cache = true } }
     cleanup         = { memory_size = 512, timeout = 300, reserved_concurrency = -1, access = { read_scratch = true, delete_scratch = true } }
+    # MSA cache lookup: reads <db>/<name>/CURRENT and the cache, copies a hit into scratch.
+    msa_cache = { memory_size = 1024, timeout = 300, reserved_concurrency = -1, access = { read_cache = true, read_databases = true, write_scratch = true } }
+    # Plan Batches: packs targets into Predict jobs; writes the Distributed Map manifest.
+    plan_batches = { memory_size = 512, timeout = 60, reserved_concurrency = -1, access = { write_scratch = true } }
   }
   lambda_functions = {
     for k, d in local.lambda_defaults : k => {
@@ -94,6 +98,7 @@ module "lambdas" {
     FOLDSTACK_ALLOWED_INPUT_PREFIXES  = join(",", module.storage.allowed_input_prefixes)
     FOLDSTACK_ALLOWED_OUTPUT_PREFIXES = join(",", module.storage.allowed_output_prefixes)
     FOLDSTACK_CACHE_ROOT              = module.storage.cache_root_uri
+    FOLDSTACK_DB_ROOT                 = "s3://${module.storage.database_bucket}/${trimsuffix(module.storage.database_prefix, "/")}"
     FOLDSTACK_SIZE_CLASSES            = jsonencode(local.specs[var.client_workflow].size_classes)
     FOLDSTACK_SCRATCH_OWNER           = local.container_user
     FOLDSTACK_LOG_LEVEL               = var.lambda_log_level
@@ -112,6 +117,7 @@ module "iam" {
   scratch_bucket_arn  = module.storage.scratch_bucket_arn
   database_bucket_arn = module.storage.database_bucket_arn
   cache_prefix        = module.storage.cache_prefix
+  database_prefix     = module.storage.database_prefix
   upload_prefix       = module.storage.upload_prefix
   data_lake_locations = {
     for k, l in module.storage.data_lake_locations : k => { bucket_arn = l.bucket_arn, prefix = l.prefix, access = l.access }

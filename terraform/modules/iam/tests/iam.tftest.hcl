@@ -21,6 +21,7 @@ variables {
     stage_inputs    = { log_group_arn = "arn:aws:logs:eu-west-1:111111111111:log-group:/aws/lambda/foldstack-dev-stage-inputs", read_inputs = true, write_scratch = true }
     collect_outputs = { log_group_arn = "arn:aws:logs:eu-west-1:111111111111:log-group:/aws/lambda/foldstack-dev-collect-outputs", read_scratch = true, write_outputs = true }
     cleanup         = { log_group_arn = "arn:aws:logs:eu-west-1:111111111111:log-group:/aws/lambda/foldstack-dev-cleanup", read_scratch = true, delete_scratch = true }
+    msa_cache       = { log_group_arn = "arn:aws:logs:eu-west-1:111111111111:log-group:/aws/lambda/foldstack-dev-msa-cache", read_cache = true, read_databases = true, write_scratch = true }
   }
   state_machine = {
     job_queue_arns = [
@@ -118,6 +119,22 @@ run "job_roles_are_distinct_and_minimal" {
 
 run "lambda_roles_get_only_their_access" {
   command = plan
+
+  assert {
+    condition = contains(flatten([
+      for s in jsondecode(aws_iam_role_policy.lambda["msa_cache"].policy).Statement : s.Resource if contains(s.Action, "s3:GetObject")
+      ]), "arn:aws:s3:::foldstack-dev-database-111111111111-eu-west-1/db/*") && !anytrue([
+      for s in jsondecode(aws_iam_role_policy.lambda["msa_cache"].policy).Statement : contains(s.Action, "s3:DeleteObject")
+    ])
+    error_message = "msa_cache reads database versions (db/ prefix) and deletes nothing."
+  }
+
+  assert {
+    condition = length([
+      for s in jsondecode(aws_iam_role_policy.state_machine.policy).Statement : s if s.Sid == "DistributedMapChildExecutions"
+    ]) == 1
+    error_message = "The state machine may start its Distributed Map child executions."
+  }
 
   assert {
     condition = !anytrue([

@@ -15,6 +15,10 @@ variables {
       definition_file = "../../../statemachines/rendered/fold.asl.json"
       job_spec_file   = "../../../statemachines/fold/jobs.yaml"
     }
+    refresh_databases = {
+      definition_file = "../../../statemachines/rendered/refresh_databases.asl.json"
+      job_spec_file   = "../../../statemachines/refresh_databases/jobs.yaml"
+    }
   }
   data_lake_locations = {
     sequences = { bucket = "example-datalake-dev", prefix = "sequences", access = "read" }
@@ -47,6 +51,15 @@ run "composes_the_whole_stack" {
   }
 
   assert {
+    condition = (
+      toset(keys(module.batch.job_definition_arns.refresh_databases)) == toset(["refresh_db", "refresh_db_cleanup"])
+      && toset(keys(module.workflow)) == toset(["fold", "refresh_databases"])
+      && length(module.batch.job_queue_arns) == 5
+    )
+    error_message = "A second workflow (refresh_databases) gets its own job definitions and state machine, reusing the cpu-ondemand queue."
+  }
+
+  assert {
     condition     = length(module.fsx.file_systems) == 2
     error_message = "One FSx pair per AZ."
   }
@@ -58,7 +71,7 @@ run "composes_the_whole_stack" {
 
   assert {
     condition = toset(keys(one(module.lambdas.functions_environment))) == toset([
-      "FOLDSTACK_SCRATCH_ROOT", "FOLDSTACK_ALLOWED_INPUT_PREFIXES", "FOLDSTACK_ALLOWED_OUTPUT_PREFIXES", "FOLDSTACK_CACHE_ROOT", "FOLDSTACK_SIZE_CLASSES", "FOLDSTACK_SCRATCH_OWNER",
+      "FOLDSTACK_SCRATCH_ROOT", "FOLDSTACK_ALLOWED_INPUT_PREFIXES", "FOLDSTACK_ALLOWED_OUTPUT_PREFIXES", "FOLDSTACK_CACHE_ROOT", "FOLDSTACK_DB_ROOT", "FOLDSTACK_SIZE_CLASSES", "FOLDSTACK_SCRATCH_OWNER",
       "FOLDSTACK_LOG_LEVEL",
     ])
     error_message = "Lambdas get the FOLDSTACK_* environment."

@@ -13,6 +13,8 @@ variables {
     stage_inputs    = "arn:aws:lambda:eu-west-1:111111111111:function:foldstack-dev-stage-inputs"
     collect_outputs = "arn:aws:lambda:eu-west-1:111111111111:function:foldstack-dev-collect-outputs"
     cleanup         = "arn:aws:lambda:eu-west-1:111111111111:function:foldstack-dev-cleanup"
+    msa_cache       = "arn:aws:lambda:eu-west-1:111111111111:function:foldstack-dev-msa-cache"
+    plan_batches    = "arn:aws:lambda:eu-west-1:111111111111:function:foldstack-dev-plan-batches"
   }
   queue_arns = {
     "cpu-spot"     = "arn:aws:batch:eu-west-1:111111111111:job-queue/foldstack-dev-cpu-spot"
@@ -72,6 +74,11 @@ run "rendered_definition_is_filled" {
   assert {
     condition     = !strcontains(aws_sfn_state_machine.this.definition, "$${") && can(jsondecode(aws_sfn_state_machine.this.definition))
     error_message = "The real rendered ASL deploys with every placeholder filled."
+  }
+
+  assert {
+    condition     = strcontains(aws_sfn_state_machine.this.definition, var.lambda_arns["msa_cache"]) && strcontains(aws_sfn_state_machine.this.definition, var.lambda_arns["plan_batches"]) && strcontains(aws_sfn_state_machine.this.definition, var.queue_arns["cpu-ondemand"])
+    error_message = "The MSA cache and Plan Batches Lambdas and the on-demand fallback queue are wired in."
   }
 }
 

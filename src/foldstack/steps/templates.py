@@ -1,0 +1,240 @@
+"""Template search inside the msa step, as AlphaFold does it (hmmsearch + mmCIF).
+
+AlphaFold's monomer pipeline (``alphafold/data/pipeline.py``) takes the UniRef90
+jackhmmer alignment, deduplicates it and removes empty columns, builds a profile HMM
+from it (``hmmbuild --hand --amino``), searches ``pdb_seqres.txt`` with ``hmmsearch``
+(``--F1 0.1 --F2 0.1 --F3 0.1 --incE 100 -E 100 --domE 100 --incdomE 100``), turns the
+hits into an A3M (``convert_stockholm_to_a3m(remove_first_row_gaps=False)``,
+``parse_hmmsearch_a3m(skip_first=False)``) and extracts template features from the
+mmCIF files with ``templates.HmmsearchHitFeaturizer`` (realigning with kalign when the
+mmCIF's sequence differs from the hit's). We do exactly that, with hmmbuild/hmmsearch
+run in-process by pyhmmer and AlphaFold's own parsers and featurizer.
+
+When the MSA came from MMseqs2 (no Stockholm), the HMM is built from the A3M the way
+AlphaFold's ``Hmmbuild.build_profile_from_a3m`` does (insertions removed, ``fast``
+architecture).
+
+The template database is an ordinary database under the DB root whose manifest has
+``"role": "pdb_mmcif"``::
+
+    <db_root>/pdb_mmcif/CURRENT
+    <db_root>/pdb_mmcif/<version>/manifest.json     role, "seqres": "pdb_seqres.txt",
+                                                    "mmcif_dir": "mmcif_files",
+                                                    optional "max_template_date"
+    <db_root>/pdb_mmcif/<version>/pdb_seqres.txt    ">1a7g_E mol:protein length:82  ..."
+    <db_root>/pdb_mmcif/<version>/mmcif_files/<pdb_id>.cif
+
+No template database under the root (or no hit) keeps the empty-template placeholder
+(:func:`foldstack.steps.features.empty_template_features`).
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import re
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from foldstack.steps.common import BadInputError
+from foldstack.steps.databases import Database, open_database, verify_database, write_manifest
+
+TEMPLATE_ROLE = "pdb_mmcif"
+MAX_TEMPLATE_HITS = 20  # AlphaFold's run_alphafold.py MAX_TEMPLATE_HITS
+DEFAULT_MAX_TEMPLATE_DATE = "2100-01-01"  # no cutoff (ColabFold's default); set per DB in its manifest
+TEMPLATE_DATE_ENV = "FOLDSTACK_MAX_TEMPLATE_DATE"
+HMMSEARCH_PARAMS: dict[str, float] = {  # alphafold/data/tools/hmmsearch.py defaults
+    "F1": 0.1, "F2": 0.1, "F3": 0.1, "incE": 100.0, "E": 100.0, "domE": 100.0, "incdomE": 100.0,
+}
+
+
+@dataclass
+class TemplateResult:
+    """Template features (AlphaFold's dict, or None for "no template") plus provenance."""
+
+    features: dict[str, Any] | None
+    hits: list[str] = field(default_factory=list)  # pdb_chain of every hmmsearch hit
+    used: list[str] = field(default_factory=list)  # pdb_chain of every template featurized
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def template_database(db_root: Path | str) -> Database | None:
+    """The (first, by name) database with role ``pdb_mmcif`` under the root, or None."""
+    root = Path(db_root)
+    if not root.is_dir():
+        return None
+    for current in sorted(root.glob("*/CURRENT")):
+        db = open_database(root, current.parent.name, verify=False)
+        if db.role == TEMPLATE_ROLE:
+            for key in ("seqres", "mmcif_dir"):
+                if not db.manifest.get(key):
+                    raise BadInputError(f"template database {db.name}: manifest lacks {key!r}")
+            verify_database(db)
+            if not (db.path / db.manifest["mmcif_dir"]).is_dir():
+                raise BadInputError(f"template database {db.name}: no {db.path / db.manifest['mmcif_dir']}")
+            return db
+    return None
+
+
+def max_template_date(db: Database) -> str:
+    return os.environ.get(TEMPLATE_DATE_ENV) or db.manifest.get("max_template_date") or DEFAULT_MAX_TEMPLATE_DATE
+
+
+def kalign_binary() -> str:
+    """kalign for AlphaFold's realignment (Debian ``kalign``); only called on a mismatch."""
+    return os.environ.get("FOLDSTACK_KALIGN") or shutil.which("kalign") or "kalign"
+
+
+def _hmm_from_stockholm(sto: str):
+    """``hmmbuild --hand --amino`` on AlphaFold's cleaned-up template MSA."""
+    import pyhmmer
+    from alphafold.data import parsers
+
+    sto = parsers.remove_empty_columns_from_stockholm_msa(parsers.deduplicate_stockholm_msa(sto))
+    alphabet = pyhmmer.easel.Alphabet.amino()
+    with pyhmmer.easel.MSAFile(io.BytesIO(sto.encode()), format="stockholm", digital=True,
+                               alphabet=alphabet) as f:
+        msa = f.read()
+    msa.name = b"query"
+    builder = pyhmmer.plan7.Builder(alphabet, architecture="hand")
+    hmm, _, _ = builder.build_msa(msa, pyhmmer.plan7.Background(alphabet))
+    return hmm
+
+
+def _hmm_from_a3m(a3m: str):
+    """AlphaFold's ``build_profile_from_a3m``: insertions removed, ``fast`` architecture."""
+    import pyhmmer
+
+    rows = []
+    for line in a3m.splitlines():
+        if line.startswith(">"):
+            rows.append(line.split()[0] + "\n")
+        elif line.strip():
+            rows.append(re.sub("[a-z]+", "", line.strip()) + "\n")
+    alphabet = pyhmmer.easel.Alphabet.amino()
+    with pyhmmer.easel.MSAFile(io.BytesIO("".join(rows).encode()), format="afa", digital=True,
+                               alphabet=alphabet) as f:
+        msa = f.read()
+    msa.name = b"query"
+    builder = pyhmmer.plan7.Builder(alphabet, architecture="fast")
+    hmm, _, _ = builder.build_msa(msa, pyhmmer.plan7.Background(alphabet))
+    return hmm
+
+
+def hmmsearch_stockholm(hmm, seqres: Path, cpus: int) -> str:
+    """``hmmsearch --noali <flags> -A out.sto`` against pdb_seqres: the Stockholm output."""
+    import pyhmmer
+
+    with pyhmmer.easel.SequenceFile(str(seqres), digital=True, alphabet=hmm.alphabet) as f:
+        targets = f.read_block()
+    hits = next(pyhmmer.hmmer.hmmsearch([hmm], targets, cpus=cpus, **HMMSEARCH_PARAMS))
+    if not len(hits.included):
+        return ""
+    buf = io.BytesIO()
+    hits.to_msa(hmm.alphabet).write(buf, "stockholm")
+    return buf.getvalue().decode("utf-8", errors="replace")
+
+
+def search_templates(query: str, db: Database, *, sto: str | None = None, a3m: str | None = None,
+                     cpus: int = 1, max_hits: int = MAX_TEMPLATE_HITS) -> TemplateResult:
+    """Template features for `query` from its MSA (Stockholm preferred, else A3M)."""
+    from alphafold.data import parsers, templates
+
+    if sto is not None:
+        hmm = _hmm_from_stockholm(sto)
+    elif a3m is not None:
+        hmm = _hmm_from_a3m(a3m)
+    else:  # pragma: no cover - programming error
+        raise ValueError("search_templates needs the query MSA (sto or a3m)")
+    out = hmmsearch_stockholm(hmm, db.path / db.manifest["seqres"], cpus)
+    if not out:
+        return TemplateResult(features=None)
+    a3m_hits = parsers.convert_stockholm_to_a3m(out, remove_first_row_gaps=False)
+    hits = parsers.parse_hmmsearch_a3m(query_sequence=query, a3m_string=a3m_hits, skip_first=False)
+    featurizer = templates.HmmsearchHitFeaturizer(
+        mmcif_dir=str(db.path / db.manifest["mmcif_dir"]),
+        max_template_date=max_template_date(db),
+        max_hits=max_hits,
+        kalign_binary_path=kalign_binary(),
+        release_dates_path=None,
+        obsolete_pdbs_path=None,
+    )
+    result = featurizer.get_templates(query_sequence=query, hits=hits)
+    names = [n.decode() if isinstance(n, bytes) else str(n) for n in result.features["template_domain_names"]]
+    used = [n for n in names if n]
+    return TemplateResult(
+        features=dict(result.features) if used else None,
+        hits=[h.name for h in hits],
+        used=used,
+        errors=list(result.errors),
+        warnings=list(result.warnings),
+    )
+
+
+# --- building a (tiny) template database --------------------------------------------
+
+def _read_cif(path: Path) -> str:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt") as f:  # type: ignore[operator]
+        return f.read()
+
+
+def build_template_db(db_root: Path, cif_files: list[Path], *, name: str = "pdb_mmcif", version: str,
+                      source: str, license: str, max_template_date: str | None = None) -> Path:
+    """Assemble ``<db_root>/<name>/<version>/`` (mmcif_files/*.cif + pdb_seqres.txt) from
+    mmCIF files (plain or .gz) and publish it as CURRENT; idempotent; return the version dir.
+
+    pdb_seqres.txt is written from AlphaFold's own mmCIF parse (``chain_to_seqres``, author
+    chain ids), so every hit's sequence matches what the featurizer finds in the file.
+    Each mmCIF must carry ``_pdbx_audit_revision_history.revision_date`` (AlphaFold's
+    release date)."""
+    from alphafold.data import mmcif_parsing
+
+    base = db_root / name
+    final = base / version
+    if (base / "CURRENT").is_file():
+        try:
+            db = open_database(db_root, name, verify=True)
+            if db.version == version:
+                return final
+        except BadInputError:
+            pass
+    base.mkdir(parents=True, exist_ok=True)
+    tmp = base / f".{version}.tmp-{uuid.uuid4().hex[:8]}"
+    (tmp / "mmcif_files").mkdir(parents=True)
+    try:
+        seqres = []
+        for path in cif_files:
+            pdb_id = path.name.split(".")[0].lower()
+            text = _read_cif(path)
+            parsed = mmcif_parsing.parse(file_id=pdb_id, mmcif_string=text)
+            obj = parsed.mmcif_object
+            if obj is None:
+                raise ValueError(f"cannot parse {path}: {parsed.errors}")
+            if "release_date" not in obj.header:
+                raise ValueError(f"{path} has no _pdbx_audit_revision_history.revision_date (AlphaFold "
+                                 "needs the release date)")
+            (tmp / "mmcif_files" / f"{pdb_id}.cif").write_text(text)
+            for chain, seq in sorted(obj.chain_to_seqres.items()):
+                seqres.append(f">{pdb_id}_{chain} mol:protein length:{len(seq)}  {pdb_id.upper()} chain {chain}\n"
+                              f"{seq}\n")
+        (tmp / "pdb_seqres.txt").write_text("".join(seqres))
+        extra: dict[str, Any] = {"seqres": "pdb_seqres.txt", "mmcif_dir": "mmcif_files"}
+        if max_template_date:
+            extra["max_template_date"] = max_template_date
+        write_manifest(tmp, name=name, version=version, role=TEMPLATE_ROLE, sequences="pdb_seqres.txt",
+                       max_hits=MAX_TEMPLATE_HITS, source=source, license=license, extra=extra)
+        if final.exists():
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    current_tmp = base / f".CURRENT.{uuid.uuid4().hex[:8]}"
+    current_tmp.write_text(version + "\n")
+    os.replace(current_tmp, base / "CURRENT")
+    return final

@@ -1,0 +1,233 @@
+"""The MSA cache (DESIGN §3 step 4, §4): no alignment is computed twice.
+
+Layout: ``<cache_root>/msa/<msa_tool>/<db_version>/<sha256>/`` holding ``msa.a3m``,
+``features.npz``, ``features.json`` and, written last, ``cache.json`` (the completeness
+marker: the sha256 of each file). An entry without ``cache.json`` does not exist.
+
+The key
+  * ``sha256``: the target's sequence checksum (Validate Input's; for a complex it covers
+    every chain, so multimer targets are cached per complex, not per chain);
+  * ``msa_tool``: jackhmmer | mmseqs2;
+  * ``db_version``: the versions in use of every database under the database root
+    (``<db_root>/<name>/CURRENT``, read the way the msa step's ``databases`` module finds
+    them), as ``name@version`` joined by ``+`` in name order (a short hash when long). The
+    lookup knows this *before* any job runs. It is deliberately over-specific: refreshing
+    any database invalidates the cache, never serves a stale alignment;
+  * ``PARAMS_VERSION``: bumped when the msa step's result-changing parameters change.
+
+Lookup (the ``msa_cache`` Lambda, before the CPU job): on a hit the cached files are
+copied into ``scratch/<run_id>/msa/<target>/`` with a valid ``msa.done.json`` (so Predict
+and Collect need no special case) and the workflow skips the Msa job. Either way the key
+is recorded in ``scratch/<run_id>/cache/<target>.json`` for the fill.
+
+Fill (Collect Outputs, after the run's results are published): for each miss, copy the
+msa step's outputs to the key, ``cache.json`` last. Only if every database the step
+recorded in ``features.json`` still has the version the lookup resolved (a database
+refreshed mid-run makes a miss, never a wrong entry). Fill failures never fail a run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from foldstack import storage
+from foldstack.core.uris import parse_uri
+from foldstack.tasks.settings import TaskSettings
+
+log = logging.getLogger("foldstack.task")
+
+CACHED_FILES = ("msa.a3m", "features.npz", "features.json")
+MARKER = "cache.json"
+PARAMS_VERSION = "p1"
+_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_SHA = re.compile(r"^[0-9a-f]{64}$")
+
+
+def resolve_db_versions(db_root: str) -> dict[str, str]:
+    """``{name: version}`` from ``<db_root>/<name>/CURRENT`` (directories without one,
+    e.g. ``weights/``, are not databases)."""
+    root = parse_uri(db_root)
+    currents: list[str] = []
+    if root.is_s3:
+        base = db_root.rstrip("/") + "/"
+        currents = [o.uri for o in storage.list_prefix(db_root)
+                    if o.uri.startswith(base) and re.fullmatch(r"[^/]+/CURRENT", o.uri[len(base):])]
+    else:
+        currents = [str(p) for p in sorted(Path(root.key).glob("*/CURRENT")) if not p.is_symlink()]
+    versions: dict[str, str] = {}
+    for uri in currents:
+        name = uri.rstrip("/").rsplit("/", 2)[-2]
+        version = storage.read_bytes(uri, max_bytes=256).decode("utf-8", "replace").strip()
+        if _SAFE.fullmatch(name) and _SAFE.fullmatch(version):
+            versions[name] = version
+    return dict(sorted(versions.items()))
+
+
+def db_version_label(versions: Mapping[str, str]) -> str:
+    label = "+".join(f"{n}@{v}" for n, v in sorted(versions.items())) or "none"
+    label = f"{label}.{PARAMS_VERSION}"
+    if len(label) > 120:
+        label = "h" + hashlib.sha256(label.encode()).hexdigest()[:24]
+    return label
+
+
+def cache_key(cache_root: str, msa_tool: str, db_version: str, sha256: str) -> str:
+    if not _SHA.fullmatch(sha256) or not _SAFE.fullmatch(msa_tool):
+        raise ValueError(f"invalid cache key parts: {msa_tool!r}, {sha256!r}")
+    return storage.safe_join(cache_root, "msa", msa_tool, db_version, sha256)
+
+
+def _record_uri(settings: TaskSettings, run_id: str, target: str) -> str:
+    return storage.safe_join(settings.scratch_root, run_id, "cache", f"{target}.json")
+
+
+def _posix(settings: TaskSettings) -> dict[str, str] | None:
+    from foldstack.tasks.stage import FILE_MODE, posix_metadata
+
+    return posix_metadata(settings, FILE_MODE)
+
+
+def _read_marker(key: str) -> dict[str, Any] | None:
+    uri = storage.safe_join(key, MARKER)
+    if not storage.exists(uri):
+        return None
+    try:
+        marker = json.loads(storage.read_bytes(uri, max_bytes=1 << 20))
+    except ValueError:
+        return None
+    files = marker.get("files") if isinstance(marker, dict) else None
+    if not isinstance(files, dict) or set(files) != set(CACHED_FILES):
+        return None
+    return marker
+
+
+def lookup(settings: TaskSettings, run_id: str, request: Mapping[str, Any],
+           target: Mapping[str, Any]) -> dict[str, Any]:
+    """Look the target's MSA up; on a hit, materialise it as the msa step's output."""
+    tid, sha = str(target["id"]), str(target["sha256"])
+    tool = str(request.get("msa_tool") or "jackhmmer")
+    if not request.get("reuse_msa", True):
+        return {"hit": False, "reason": "reuse_msa is false"}
+    if not settings.cache_root or not settings.db_root:
+        return {"hit": False, "reason": "no cache or database root configured"}
+    versions = resolve_db_versions(settings.db_root)
+    if not versions:
+        return {"hit": False, "reason": f"no database versions under {settings.db_root}"}
+    db_version = db_version_label(versions)
+    key = cache_key(settings.cache_root, tool, db_version, sha)
+    record = {"target": tid, "sha256": sha, "msa_tool": tool, "db_version": db_version,
+              "databases": versions, "key": key, "hit": False}
+    marker = _read_marker(key)
+    if marker is not None:
+        record["hit"] = _materialise(settings, run_id, tid, key, marker)
+    storage.write_bytes(_record_uri(settings, run_id, tid), json.dumps(record, indent=2).encode())
+    reason = "cached" if record["hit"] else ("cache entry damaged" if marker is not None else "not cached")
+    log.info(json.dumps({"task": "msa_cache", "run_id": run_id, "target": tid, "hit": record["hit"],
+                         "key": key}))
+    return {"hit": record["hit"], "reason": reason, "db_version": db_version}
+
+
+def _materialise(settings: TaskSettings, run_id: str, tid: str, key: str, marker: dict[str, Any]) -> bool:
+    """Copy a cache entry to scratch/<run_id>/msa/<tid>/ with msa.done.json; verify sha256s
+    first (a damaged entry is a miss, and nothing is written)."""
+    blobs: dict[str, bytes] = {}
+    for name in CACHED_FILES:
+        data = storage.read_bytes(storage.safe_join(key, name))
+        if hashlib.sha256(data).hexdigest() != marker["files"][name]:
+            log.warning(json.dumps({"task": "msa_cache", "key": key, "damaged": name}))
+            return False
+        blobs[name] = data
+    final = storage.safe_join(settings.scratch_root, run_id, "msa", tid)
+    meta = _posix(settings)
+    for name, data in blobs.items():
+        storage.write_bytes(storage.safe_join(final, name), data, metadata=meta)
+    now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    done = {
+        "step": "msa", "run_id": run_id, "target": tid,
+        "outputs": dict(marker["files"]),
+        "inputs": {}, "tool_versions": marker.get("tool_versions") or {},
+        "timings": {"total": 0.0, **({"cached_from": marker["timings"]} if marker.get("timings") else {})},
+        "started_at": now, "finished_at": now,
+        "cache": {"hit": True, "key": key, "created_at": marker.get("created_at")},
+    }
+    # written last: its presence (with matching checksums) is what marks the step done
+    storage.write_bytes(storage.safe_join(final, "msa.done.json"),
+                        (json.dumps(done, indent=2, sort_keys=True) + "\n").encode(), metadata=meta)
+    return True
+
+
+def _used_versions(features_json: bytes) -> dict[str, str] | None:
+    try:
+        data = json.loads(features_json)
+    except ValueError:
+        return None
+    dbs = data.get("databases") if isinstance(data, dict) else None
+    if not isinstance(dbs, list):
+        return None
+    used = {}
+    for db in dbs:
+        if isinstance(db, dict) and db.get("name") and db.get("version"):
+            used[str(db["name"])] = str(db["version"])
+    return used
+
+
+def fill(settings: TaskSettings, run_id: str, targets: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """Store each missed target's MSA under its key (atomic: files, then cache.json).
+    Returns counts; never raises for one target's failure."""
+    counts = {"stored": 0, "skipped": 0, "failed": 0}
+    if not settings.cache_root:
+        return counts
+    for target in targets:
+        tid = str(target["id"])
+        try:
+            counts[_fill_one(settings, run_id, tid)] += 1
+        except Exception as exc:  # noqa: BLE001 - the cache is an optimisation
+            counts["failed"] += 1
+            log.warning(json.dumps({"task": "msa_cache_fill", "run_id": run_id, "target": tid,
+                                    "error": f"{type(exc).__name__}: {exc}"}))
+    return counts
+
+
+def _fill_one(settings: TaskSettings, run_id: str, tid: str) -> str:
+    rec_uri = _record_uri(settings, run_id, tid)
+    if not storage.exists(rec_uri):
+        return "skipped"  # reuse_msa off, or no cache configured at lookup time
+    record = json.loads(storage.read_bytes(rec_uri, max_bytes=1 << 20))
+    if record.get("hit"):
+        return "skipped"
+    key = cache_key(settings.cache_root or "", record["msa_tool"], record["db_version"], record["sha256"])
+    if _read_marker(key) is not None:
+        return "skipped"  # another run filled it meanwhile
+    src = storage.safe_join(settings.scratch_root, run_id, "msa", tid)
+    done = json.loads(storage.read_bytes(storage.safe_join(src, "msa.done.json")))
+    blobs = {}
+    for name in CACHED_FILES:
+        data = storage.read_bytes(storage.safe_join(src, name))
+        if hashlib.sha256(data).hexdigest() != done["outputs"].get(name):
+            raise ValueError(f"msa/{tid}/{name} does not match msa.done.json")
+        blobs[name] = data
+    used = _used_versions(blobs["features.json"])
+    resolved = record.get("databases") or {}
+    if used is None or any(resolved.get(n) != v for n, v in used.items()):
+        log.info(json.dumps({"task": "msa_cache_fill", "run_id": run_id, "target": tid,
+                             "skipped": "database versions changed since the lookup", "used": used}))
+        return "skipped"
+    for name, data in blobs.items():
+        storage.write_bytes(storage.safe_join(key, name), data)
+    marker = {
+        "schema_version": 1, "key": key, "sha256": record["sha256"], "msa_tool": record["msa_tool"],
+        "db_version": record["db_version"], "databases": resolved,
+        "files": {n: done["outputs"][n] for n in CACHED_FILES},
+        "tool_versions": done.get("tool_versions") or {}, "timings": done.get("timings") or {},
+        "source_run": run_id, "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    storage.write_bytes(storage.safe_join(key, MARKER), json.dumps(marker, indent=2, sort_keys=True).encode(),
+                        content_type="application/json")
+    return "stored"

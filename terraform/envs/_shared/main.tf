@@ -1,0 +1,37 @@
+# This environment holds no resources of its own: one call to modules/platform.
+locals {
+  repo_root = "${path.root}/../../.."
+}
+
+module "platform" {
+  source = "../../modules/platform"
+
+  environment = var.environment
+  vpc_id      = var.vpc_id
+  subnets     = var.subnets
+
+  workflows = {
+    fold = {
+      definition_file = "${local.repo_root}/statemachines/rendered/fold.asl.json"
+      job_spec_file   = "${local.repo_root}/statemachines/fold/jobs.yaml"
+    }
+    # Database lifecycle: fetch, verify, publish a DB version (operators start it; not the client's).
+    refresh_databases = {
+      definition_file = "${local.repo_root}/statemachines/rendered/refresh_databases.asl.json"
+      job_spec_file   = "${local.repo_root}/statemachines/refresh_databases/jobs.yaml"
+    }
+  }
+
+  data_lake_locations         = var.data_lake_locations
+  default_output_location     = var.default_output_location
+  lambda_package_dir          = var.lambda_package_dir
+  lambda_settings             = var.lambda_settings
+  lambda_dependency_layer_zip = var.lambda_dependency_layer_zip
+  image_tag                   = var.image_tag
+  compute_environments        = var.compute_environments
+  fsx                         = var.fsx
+  storage                     = var.storage
+  log_retention_days          = var.log_retention_days
+  alarm_emails                = var.alarm_emails
+  permissions_boundary_arn    = var.permissions_boundary_arn
+}

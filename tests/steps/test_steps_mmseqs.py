@@ -1,0 +1,111 @@
+"""`--msa-tool mmseqs2`: MMseqs2 search → A3M (NULs stripped) → the same features file."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from foldstack.steps.features import load_features
+from tests.steps.conftest import DEMO_SEQ, TARGET, invoke, stage
+
+pytestmark = pytest.mark.skipif(shutil.which("mmseqs") is None, reason="Debian mmseqs2 not installed")
+
+
+@pytest.fixture(scope="module")
+def own_db(tmp_path_factory, db_root):
+    """A private copy of the demo DB (the lazily built MMseqs2 index goes next to it)."""
+    root = tmp_path_factory.mktemp("mmseqs-db")
+    shutil.copytree(db_root / "demo_uniref", root / "demo_uniref", ignore=shutil.ignore_patterns("mmseqs"))
+    return root
+
+
+@pytest.fixture(scope="module")
+def mmseqs_done(tmp_path_factory, own_db):
+    scratch = tmp_path_factory.mktemp("scratch-mmseqs")
+    stage(scratch, "r", TARGET, DEMO_SEQ)
+    result = invoke(["msa", "--run-id", "r", "--target", TARGET, "--scratch", str(scratch), "--db", str(own_db),
+                     "--msa-tool", "mmseqs2", "--cache", ""])
+    assert result.exit_code == 0, result.output
+    return scratch / "r" / "msa" / TARGET
+
+
+def test_a3m_is_clean_and_query_first(mmseqs_done):
+    raw = (mmseqs_done / "msa.a3m").read_bytes()
+    assert b"\x00" not in raw
+    lines = raw.decode().splitlines()
+    assert lines[0] == f">{TARGET}" and lines[1] == DEMO_SEQ
+    assert len(lines) >= 4  # at least one homolog besides the query
+    for ln in lines[1::2]:
+        assert len([c for c in ln if not c.islower()]) == len(DEMO_SEQ)
+
+
+def test_same_features_file_and_provenance(mmseqs_done, msa_done):
+    feats = load_features(mmseqs_done / "features.npz")
+    scratch, run_id = msa_done
+    reference = load_features(scratch / run_id / "msa" / TARGET / "features.npz")
+    assert set(feats) == set(reference)
+    for key in feats:
+        assert feats[key].dtype == reference[key].dtype, key
+        assert feats[key].shape[1:] == reference[key].shape[1:] or key.startswith("template"), key
+    assert feats["msa"].shape[0] >= 2 and np.all(feats["msa"][0] == reference["msa"][0])
+    info = json.loads((mmseqs_done / "features.json").read_text())
+    assert info["msa_tool"] == "mmseqs2"
+    assert info["tool"]["name"] == "mmseqs2" and info["tool"]["version"]
+    assert info["msa_tools"]["demo_uniref"] == {"tool": "mmseqs2", "version": info["tool"]["version"]}
+    assert info["parameters"]["msa_format_mode"] == 6 and info["parameters"]["sensitivity"] == 7.5
+    assert info["mmseqs_target_db"]["demo_uniref"][0]["target_db"] in ("index", "built-index")
+    done = json.loads((mmseqs_done / "msa.done.json").read_text())
+    assert done["tool_versions"]["mmseqs2"] == info["tool"]["version"]
+
+
+def test_index_cached_next_to_db_version_and_reused(mmseqs_done, own_db, scratch):
+    (index,) = list((own_db / "demo_uniref").glob("*/mmseqs/*/BUILD.json"))
+    build = json.loads(index.read_text())
+    assert build["database"] == "demo_uniref" and build["db_version"] and build["mmseqs_version"]
+    before = index.stat().st_mtime_ns
+    from foldstack.steps.msa import run_msa
+
+    stage(scratch, "r2", TARGET, DEMO_SEQ)
+    out = run_msa("r2", TARGET, scratch, own_db, "mmseqs2")
+    info = json.loads((out / "features.json").read_text())
+    assert info["mmseqs_target_db"]["demo_uniref"][0]["target_db"] == "index"
+    assert index.stat().st_mtime_ns == before
+
+
+def test_mmseqs_hits_are_jackhmmer_hits(mmseqs_done, msa_done):
+    def ids(path):
+        return {ln[1:].split()[0].split("/")[0] for ln in path.read_text().splitlines()[2:] if ln.startswith(">")}
+
+    scratch, run_id = msa_done
+    mm, jh = ids(mmseqs_done / "msa.a3m"), ids(scratch / run_id / "msa" / TARGET / "msa.a3m")
+    assert mm and len(mm & jh) / len(mm) >= 0.5
+
+
+def test_read_only_root_falls_back_to_a_per_job_db(tmp_path, monkeypatch):
+    """No index and no write access: createdb into the attempt dir, never into the DB."""
+    from foldstack.steps import mmseqs
+    from foldstack.steps.databases import Database
+
+    version_dir = tmp_path / "db" / "x" / "v1"
+    version_dir.mkdir(parents=True)
+    db = Database(name="x", version="v1", path=version_dir, manifest={"sequences": "x.fasta"}, manifest_sha256="0")
+    calls = []
+    monkeypatch.setattr(mmseqs, "_run", lambda binary, *args, **kw: calls.append(args))
+    monkeypatch.setattr(mmseqs.os, "access", lambda path, mode: False)
+    work = tmp_path / "work"
+    target, how = mmseqs.target_db(db, "mmseqs", work)
+    assert how == "per-job" and target.is_relative_to(work)
+    assert [c[0] for c in calls] == ["createdb"]
+    assert not (version_dir / "mmseqs").exists()
+
+
+def test_nul_separated_a3m_is_normalised():
+    from foldstack.steps.mmseqs import normalize_a3m
+
+    text = ">q\nMKV\n>hit1\t50\t0.9\nMK-\n\x00>q2\nMKV\n"
+    assert normalize_a3m(text.replace("\x00", ""), "T", "MKV") == ">T\nMKV\n>hit1\t50\t0.9\nMK-\n>q2\nMKV\n"
+    with pytest.raises(RuntimeError, match="not the query"):
+        normalize_a3m(">x\nAAA\n", "T", "MKV")

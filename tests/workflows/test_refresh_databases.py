@@ -1,0 +1,98 @@
+"""The refresh_databases workflow on the local engine: the rendered ASL, the jobs.yaml
+commands as subprocesses, a local source directory standing in for https/s3."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from foldstack.local import LocalEngine
+from foldstack.workflows.render import rendered_path
+from foldstack.workflows.specs import load_workflow
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def workflow():
+    return load_workflow("refresh_databases", REPO / "statemachines")
+
+
+@pytest.fixture
+def env(tmp_path, workflow):
+    from foldstack.demo_data import pyhmmer_seqs_dir
+
+    src = tmp_path / "mirror"
+    for name, faa in (("luxc", "LuxC.faa"), ("pksi", "PKSI.faa")):
+        (src / name).mkdir(parents=True)
+        (src / name / f"{name}.fasta").write_bytes((pyhmmer_seqs_dir() / faa).read_bytes())
+    (src / "pksi" / "SHA256SUMS").write_text(f"{_sha(src / 'pksi' / 'pksi.fasta')}  pksi.fasta\n")
+    db = tmp_path / "db"
+    db.mkdir()
+    engine = LocalEngine(
+        rendered_path(workflow).read_text(),
+        jobs_yaml=workflow.directory / "jobs.yaml",
+        placeholders={"scratch_mount": str(tmp_path / "scratch"), "db_mount": str(db), "weights_dir": ""},
+        log_dir=tmp_path / "logs",
+    )
+    return {"engine": engine, "src": src, "db": db}
+
+
+def luxc(src: Path, version="v1", sha=None) -> dict:
+    return {"name": "luxc", "version": version, "source": str(src / "luxc"),
+            "files": {"luxc.fasta": sha or _sha(src / "luxc" / "luxc.fasta")},
+            "role": "uniref90", "sequences": "luxc.fasta", "max_hits": 100}
+
+
+def pksi(src: Path) -> dict:
+    return {"name": "pksi", "version": "v1", "source": f"file://{src / 'pksi'}", "checksums": "SHA256SUMS",
+            "role": "mgnify", "sequences": "pksi.fasta", "max_hits": 501}
+
+
+def entered(execution) -> list[str]:
+    return [e.state_name for e in execution.history() if e.type.endswith("StateEntered")]
+
+
+def test_refresh_publishes_every_database(env):
+    execution = env["engine"].start_execution("refresh-ok", {"databases": [luxc(env["src"]), pksi(env["src"])]})
+    assert execution.wait(120) == "SUCCEEDED", (execution.error, execution.cause)
+    for name in ("luxc", "pksi"):
+        assert (env["db"] / name / "CURRENT").read_text() == "v1\n"
+        assert (env["db"] / name / "v1" / "manifest.json").is_file()
+    assert "CleanupOnFailure" not in entered(execution)
+    assert [j["job"]["status"] for j in execution.output["jobs"]] == ["SUCCEEDED", "SUCCEEDED"]
+    from foldstack.steps.databases import msa_databases
+
+    assert [d.name for d in msa_databases(env["db"])] == ["luxc", "pksi"]  # uniref90 role first
+
+
+def test_checksum_mismatch_fails_cleans_up_and_keeps_current(env):
+    engine, src, db = env["engine"], env["src"], env["db"]
+    assert engine.start_execution("refresh-v1", {"databases": [luxc(src)]}).wait(120) == "SUCCEEDED"
+    # A job killed mid-download on an earlier attempt of this run left a partial dir behind.
+    leftover = db / "luxc" / ".v2.partial-refresh-bad-deadbeef"
+    leftover.mkdir()
+    (leftover / "luxc.fasta").write_text(">partial\n")
+
+    execution = engine.start_execution("refresh-bad", {"databases": [luxc(src, "v2", sha="0" * 64)]})
+    assert execution.wait(120) == "FAILED"
+    assert execution.error == "States.TaskFailed"
+    states = entered(execution)
+    assert "CleanupOnFailure" in states and "RefreshSucceeded" not in states
+    assert not execution.runtime_errors
+    assert (db / "luxc" / "CURRENT").read_text() == "v1\n"
+    assert sorted(p.name for p in (db / "luxc").iterdir()) == ["CURRENT", "v1"]  # v2 never appeared
+    cleanup = [j for j in execution.batch_jobs() if j["JobName"].endswith("-refresh-db-cleanup")]
+    assert len(cleanup) == 1 and cleanup[0]["Status"] == "SUCCEEDED"
+
+
+def test_request_without_databases_fails_fast(env):
+    execution = env["engine"].start_execution("refresh-empty", {"databases": []})
+    assert execution.wait(30) == "FAILED" and execution.error == "InvalidRefreshRequest"
+    assert execution.batch_jobs() == []

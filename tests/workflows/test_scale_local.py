@@ -1,0 +1,190 @@
+"""Issue 5 items 4, 6, 7, 8 and issue 6 item 3's on-demand fallback, on the local engine
+with the real rendered ASL, real Lambdas and real steps (demo database and weights).
+
+Speed: the AlphaFold2 runs here use a copy of the fold workflow whose predict command
+folds with ESMFold (``--engine esmfold`` instead of ``Ref::engine``): everything the
+tests assert (MSA cache, Msa job, fallback queue) happens before Predict, and the real
+AlphaFold2 predict is covered by the slow test in test_local_run.py.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import yaml
+
+from foldstack.core.request import RunRequest
+from foldstack.localmode import LocalRunner
+from foldstack.workflows.specs import Workflow
+
+SEQ = "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQAPILSRVGDGTQDNLSGAEKAVQVKVKALPDAQ"
+# a sequence no other test folds, so the (session-wide) demo home's MSA cache starts cold for it
+CACHE_SEQ = "MSTNPKPQRKTKRNTNRRPQDVKFPGGGQIVGGVYLLPRRGPRLGVRATRKTSERSQPRGRRQPIPKA"
+
+
+def workflow_copy(tmp_path, repo, *, knobs=None, fast_af2=False) -> Workflow:
+    """The fold workflow with per-test knobs (data, as per environment)."""
+    directory = tmp_path / "statemachines" / "fold"
+    shutil.copytree(repo / "statemachines" / "fold", directory)
+    if knobs:
+        data = yaml.safe_load((directory / "knobs.yaml").read_text())
+        for key, value in knobs.items():
+            data[key] = {**data[key], **value} if isinstance(value, dict) else value
+        (directory / "knobs.yaml").write_text(yaml.safe_dump(data))
+    if fast_af2:
+        jobs = yaml.safe_load((directory / "jobs.yaml").read_text())
+        cmd = jobs["jobs"]["predict"]["command"]
+        cmd[cmd.index("Ref::engine")] = "esmfold"
+        (directory / "jobs.yaml").write_text(yaml.safe_dump(jobs))
+    return Workflow(directory=directory)
+
+
+def fasta(tmp_path, name, records):
+    path = tmp_path / f"{name}.fasta"
+    path.write_text("".join(f">{rid}\n{seq}\n" for rid, seq in records))
+    return str(path)
+
+
+def entered(run, kind="TaskStateEntered"):
+    return [(e["state"], e["target"]) for e in run.history() if e["type"] == kind]
+
+
+def states(run):
+    return [e["state"] for e in run.history() if e["type"].endswith("StateEntered")]
+
+
+class Injector:
+    """Fault injection through the engine's hook: `faults[(job, queue)]` -> fault name."""
+
+    def __init__(self, faults):
+        self.faults = faults
+        self.seen: list[tuple[str, str, int]] = []
+
+    def before_batch_attempt(self, job, attempt):
+        self.seen.append((job.job, job.queue, attempt))
+        return self.faults.get((job.job, job.queue))
+
+    def before_lambda(self, name, event):
+        return None
+
+
+# ------------------------------------------------------------------ batching + OOM
+
+
+def test_batch_predicts_in_one_job_and_escalates_once_on_out_of_memory(demo_home, tmp_path):
+    """Three small targets -> one Predict job (model loaded once). The small class
+    exits 3 (out of memory): the batch is resubmitted once to the medium class."""
+    records = [("t1", SEQ), ("t2", SEQ[:40]), ("t3", SEQ[5:60])]
+    runner = LocalRunner(demo_home, job_env={"FOLDSTACK_FAULT_OOM": "small"})
+    run = runner.submit(RunRequest(inputs=(fasta(tmp_path, "b", records),), output_uri=str(tmp_path / "out"),
+                                   engine="esmfold"))
+    assert run.wait(300) == "SUCCEEDED", run.record()
+    tasks = [s for s, _ in entered(run)]
+    assert tasks.count("Predict_small") == 1 and tasks.count("Predict_medium") == 1, tasks
+    assert "Escalate_small" in states(run) and "Predict_large" not in tasks
+    result = tmp_path / "out" / run.run_id
+    for i, tid in enumerate(["t2", "t3", "t1"]):  # sorted by length within the batch
+        metrics = json.loads((result / tid / "metrics.json").read_text())
+        assert metrics["batch"] == {"size": 3, "index": i, "model_loads": 1}, metrics
+    logs = "".join(p.read_text() for p in (demo_home / "runs" / run.run_id / "logs").glob("*predict*.log"))
+    assert "batch of 3: 3 done, model loads: 1" in logs
+    assert "injected out of memory" in logs
+
+
+def test_out_of_memory_on_the_escalated_class_fails_the_run(demo_home, tmp_path):
+    runner = LocalRunner(demo_home, job_env={"FOLDSTACK_FAULT_OOM": "small,medium"})
+    run = runner.submit(RunRequest(inputs=(fasta(tmp_path, "o", [("oom1", SEQ)]),),
+                                   output_uri=str(tmp_path / "out"), engine="esmfold"))
+    assert run.wait(300) == "FAILED"
+    tasks = [s for s, _ in entered(run)]
+    assert tasks.count("Predict_small") == 1 and tasks.count("Predict_medium") == 1
+    assert "Predict_large" not in tasks and "CleanupOnFailure" in tasks  # escalates once, never twice
+    assert run.record()["error"] == "States.TaskFailed"
+    assert json.loads(run.record()["cause"])["Container"]["ExitCode"] == 3
+
+
+# ------------------------------------------------------------------ bulk fan-out
+
+
+def test_bulk_input_runs_through_the_distributed_map(demo_home, tmp_path, repo):
+    wf = workflow_copy(tmp_path, repo, knobs={"bulk": {"threshold_targets": 2}, "batching": {"max_targets_per_job": 2}})
+    records = [(f"bulk{i}", SEQ[i:]) for i in range(3)]
+    run = LocalRunner(demo_home, workflow=wf).submit(
+        RunRequest(inputs=(fasta(tmp_path, "bulk", records),), output_uri=str(tmp_path / "out"), engine="esmfold"))
+    assert run.wait(300) == "SUCCEEDED", run.record()
+    names = states(run)
+    assert "FoldBatchesBulk" in names and "FoldBatches" not in names
+    assert any(e["type"] == "MapRunStarted" for e in run.history())
+    manifest = json.loads((tmp_path / "out" / run.run_id / "manifest.json").read_text())
+    assert sorted(t["id"] for t in manifest["targets"]) == ["bulk0", "bulk1", "bulk2"]
+    # 3 targets, at most 2 per job: 2 predict jobs (one per child execution)
+    logs = sorted(p.name for p in (demo_home / "runs" / run.run_id / "logs").glob("*predict*.log"))
+    assert len(logs) == 2, logs
+
+
+# ------------------------------------------------------------------ MSA cache + fallback
+
+
+def test_msa_cache_hit_skips_the_msa_job_and_spot_exhaustion_falls_back_once(demo_home, tmp_path, repo):
+    wf = workflow_copy(tmp_path, repo, fast_af2=True)
+    fa = fasta(tmp_path, "cache", [("cached1", CACHE_SEQ)])
+    # first run: every Spot attempt of the MSA is reclaimed -> one on-demand resubmission
+    spot = Injector({("msa", "cpu-spot"): "spot_loss"})
+    first = LocalRunner(demo_home, workflow=wf, injector=spot).submit(
+        RunRequest(inputs=(fa,), output_uri=str(tmp_path / "out1"), engine="alphafold2"))
+    assert first.wait(300) == "SUCCEEDED", first.record()
+    assert [q for j, q, _ in spot.seen if j == "msa"] == ["cpu-spot"] * 3 + ["cpu-ondemand"]
+    tasks = entered(first)
+    assert ("Msa", "cached1") in tasks and ("MsaOnDemand", "cached1") in tasks
+    m1 = json.loads((tmp_path / "out1" / first.run_id / "manifest.json").read_text())
+    assert m1["targets"][0]["provenance"]["msa"]["msa_cache"] == "miss"
+    sha = m1["targets"][0]["sha256"]
+    markers = list((demo_home / "cache" / "msa" / "jackhmmer").glob(f"*/{sha}/cache.json"))
+    assert len(markers) == 1  # Collect Outputs filled the cache
+
+    # second submission of the same sequence (another run): cache hit, no CPU job
+    quiet = Injector({})
+    second = LocalRunner(demo_home, workflow=wf, injector=quiet).submit(
+        RunRequest(inputs=(fasta(tmp_path, "again", [("again1", CACHE_SEQ)]),), output_uri=str(tmp_path / "out2"),
+                   engine="alphafold2"))
+    assert second.wait(300) == "SUCCEEDED", second.record()
+    assert second.run_id != first.run_id
+    tasks = entered(second)
+    assert ("LookupMsaCache", "again1") in tasks
+    assert not any(s.startswith("Msa") for s, _ in tasks), tasks  # no Msa/MsaOnDemand TaskStateEntered
+    assert [j for j, _, _ in quiet.seen] == ["predict"]
+    hit = [e for e in second.history() if e["type"] == "TaskSucceeded"]
+    assert hit  # the lookup's result is in the history
+    m2 = json.loads((tmp_path / "out2" / second.run_id / "manifest.json").read_text())
+    assert m2["targets"][0]["provenance"]["msa"]["msa_cache"] == "hit"
+    a3m_1 = (tmp_path / "out1" / first.run_id / "cached1" / "msa" / "msa.a3m").read_bytes()
+    assert (tmp_path / "out2" / second.run_id / "again1" / "msa" / "msa.a3m").read_bytes() == a3m_1
+
+
+def test_an_application_error_on_spot_does_not_fall_back(demo_home, tmp_path, repo):
+    wf = workflow_copy(tmp_path, repo, fast_af2=True)
+    crash = Injector({("msa", "cpu-spot"): "crash"})
+    run = LocalRunner(demo_home, workflow=wf, injector=crash).submit(
+        RunRequest(inputs=(fasta(tmp_path, "crash", [("crash1", SEQ[::-1])]),), output_uri=str(tmp_path / "out"),
+                   engine="alphafold2", reuse_msa=False))
+    assert run.wait(300) == "FAILED"
+    assert [q for j, q, _ in crash.seen if j == "msa"] == ["cpu-spot"]  # exit 1: one attempt, no fallback
+    tasks = [s for s, _ in entered(run)]
+    assert "Msa" in tasks and "MsaOnDemand" not in tasks and "Predict_small" not in tasks
+    assert "MsaFailed" in states(run) and run.record()["error"] == "States.TaskFailed"
+
+
+@pytest.mark.parametrize("reuse", [False])
+def test_reuse_msa_false_never_reads_the_cache(reuse, tmp_path, monkeypatch, local_env):
+    """The lookup honours request.reuse_msa (no key recorded, so Collect never fills)."""
+    from foldstack.tasks.msa_cache import lookup
+    from foldstack.tasks.settings import TaskSettings
+
+    monkeypatch.setenv("FOLDSTACK_CACHE_ROOT", str(tmp_path / "cache"))
+    monkeypatch.setenv("FOLDSTACK_DB_ROOT", str(tmp_path / "db"))
+    out = lookup(TaskSettings.from_env(), "r1", {"msa_tool": "jackhmmer", "reuse_msa": reuse},
+                 {"id": "x", "sha256": "0" * 64})
+    assert out["hit"] is False and "reuse_msa" in out["reason"]
+    assert not (local_env["scratch"] / "r1").exists()
