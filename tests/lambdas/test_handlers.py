@@ -250,3 +250,33 @@ def test_scratch_owner_must_not_be_root(local_env, monkeypatch):
     monkeypatch.setenv("FOLDSTACK_SCRATCH_OWNER", "0:0")
     with pytest.raises(ConfigurationError, match="non-root"):
         validate({"run_id": "x", "request": {}})
+
+
+def test_storage_failure_while_publishing_is_typed_and_rolled_back(local_env, monkeypatch):
+    """A storage error midway through Collect is a PublishError (retried by the ASL) and
+    leaves nothing under the output prefix."""
+    from foldstack.core.errors import PublishError
+
+    data = f">t1\n{SEQ}\n>t2\n{SEQ[::-1]}\n"
+    fasta = local_env["inputs"] / "x.fasta"
+    fasta.write_text(data)
+    event = event_for(str(fasta), str(local_env["outputs"]), data)
+    targets = validate(event)["targets"]
+    for t in ("t1", "t2"):
+        fake_step_outputs(str(local_env["scratch"]), event["run_id"], t, "predict",
+                          {"ranked_0.pdb": b"ATOM\n", "metrics.json": b"{}"})
+    real_write, calls = storage.write_bytes, []
+
+    def flaky_write(uri, data, **kwargs):
+        calls.append(uri)
+        if len(calls) == 3:
+            raise ConnectionResetError("connection reset by peer")
+        return real_write(uri, data, **kwargs)
+
+    monkeypatch.setattr(storage, "write_bytes", flaky_write)
+    with pytest.raises(PublishError, match="ConnectionResetError") as info:
+        collect({**event, "targets": targets})
+    assert info.value.code == "publish_failed" and str(info.value).startswith("[publish_failed]")
+    assert files_under(local_env["outputs"]) == []
+    monkeypatch.setattr(storage, "write_bytes", real_write)
+    assert collect({**event, "targets": targets})["targets"] == 2  # the retry publishes everything

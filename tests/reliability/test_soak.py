@@ -70,12 +70,6 @@ def test_soak_checks_catch_lost_outputs_and_missing_cleanup(tmp_path, monkeypatc
     assert inv["non_terminal_runs"] == inv["states_runtime"] == 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a bulk run (Distributed Map) that fails ends with States.ExceedToleratedFailureThreshold "
-    "and the Map Run's free-text cause ('The specified tolerated failure threshold was exceeded ...'): "
-    "which batch failed and why (job, exit code, status reason) is lost. Fix: in "
-    "statemachines/fold/definition.asl.json.j2, catch States.ExceedToleratedFailureThreshold on "
-    "FoldBatchesBulk and give RunFailed a machine-readable cause (see docs/reliability.md)."))
 def test_failed_bulk_run_carries_a_machine_readable_reason(tmp_path):
     cfg = SoakConfig(runs=1, bulk_runs=1, exempt_known_bugs=False, **{**NO_FAULTS, "crash": 1.0})
     report = run_soak(cfg, tmp_path)

@@ -70,7 +70,12 @@ def test_every_top_level_task_and_map_catches_to_cleanup(definition):
         catch_all = [c for c in state.get("Catch", []) if "States.ALL" in c["ErrorEquals"]]
         assert catch_all, f"{name} has no States.ALL catch"
         for c in state["Catch"]:
-            assert c["Next"] == "CleanupOnFailure" and c["ResultPath"] == "$.error", name
+            # Straight to cleanup, or through Pass states that only reshape $.error.
+            hop = c["Next"]
+            while definition["States"][hop]["Type"] == "Pass":
+                assert definition["States"][hop].get("ResultPath") == "$.error", hop
+                hop = definition["States"][hop]["Next"]
+            assert hop == "CleanupOnFailure" and c["ResultPath"] == "$.error", name
 
 
 def test_failures_end_in_fail_after_cleanup(definition):

@@ -82,6 +82,13 @@ class OutputIntegrityError(FoldstackError):
     code = "output_integrity"
 
 
+class PublishError(FoldstackError):
+    """Publishing results failed partway (a storage error). What was written has been
+    removed again, so publishing can simply be retried."""
+
+    code = "publish_failed"
+
+
 class ConfigurationError(FoldstackError):
     """Environment configuration is missing or malformed."""
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from foldstack import __version__, storage
-from foldstack.core.errors import OutputIntegrityError, OutputsNotReadyError
+from foldstack.core.errors import FoldstackError, OutputIntegrityError, OutputsNotReadyError, PublishError
 from foldstack.tasks.publish import MANIFEST, Publisher, is_complete
 from foldstack.tasks.settings import TaskSettings
 from foldstack.tasks.stage import run_scratch
@@ -84,9 +84,13 @@ def collect_outputs(
             "targets": entries,
             "cost": _estimate_cost(entries),  # adds entry["cost"] per target; an estimate
         })
-    except BaseException:
+    except BaseException as exc:
         publisher.abort()
-        raise
+        if isinstance(exc, FoldstackError) or not isinstance(exc, Exception):
+            raise
+        # A storage failure (S3 5xx, reset connection, full disk): typed, so the workflow
+        # retries it; the publish was rolled back above.
+        raise PublishError(f"publishing results to {publisher.final} failed: {type(exc).__name__}: {exc}") from exc
     if request.needs_msa:  # results are published: now keep the new MSAs (never fails the run)
         from foldstack.tasks.msa_cache import fill
 
