@@ -23,8 +23,6 @@ Credits and licences: ``foldstack/data/README.md``.
 from __future__ import annotations
 
 import os
-import shutil
-import uuid
 from pathlib import Path
 
 DB_NAME = "demo_uniref"
@@ -70,22 +68,9 @@ def _demo_records() -> list[tuple[str, str, str]]:
 
 def build_demo_db(db_root: Path) -> Path:
     """Build (or keep) the demo DB under `db_root`; return its version directory."""
-    from foldstack.steps.common import BadInputError
-    from foldstack.steps.databases import open_database, write_manifest
+    from foldstack.steps.databases import build_local_version, write_manifest
 
-    base = db_root / DB_NAME
-    final = base / DB_VERSION
-    if (base / "CURRENT").is_file():
-        try:
-            db = open_database(db_root, DB_NAME, verify=True)
-            if db.version == DB_VERSION:
-                return final
-        except BadInputError:
-            pass
-    base.mkdir(parents=True, exist_ok=True)
-    tmp = base / f".{DB_VERSION}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
+    def fill(tmp: Path) -> None:
         with open(tmp / DB_FASTA, "w") as f:
             for rid, desc, seq in _demo_records():
                 f.write(f">{rid} {desc}".rstrip() + "\n")
@@ -94,15 +79,8 @@ def build_demo_db(db_root: Path) -> Path:
         write_manifest(tmp, name=DB_NAME, version=DB_VERSION, role="uniref90", sequences=DB_FASTA,
                        max_hits=10000, source=SOURCE, license=LICENSE,
                        extra={"description": "demo sequence DB for foldstack's local demo (not UniRef90)"})
-        if final.exists():
-            shutil.rmtree(final)
-        os.rename(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    current_tmp = base / f".CURRENT.{uuid.uuid4().hex[:8]}"
-    current_tmp.write_text(DB_VERSION + "\n")
-    os.replace(current_tmp, base / "CURRENT")
-    return final
+
+    return build_local_version(db_root, DB_NAME, DB_VERSION, fill)
 
 
 TEMPLATE_DB_NAME = "pdb_mmcif"

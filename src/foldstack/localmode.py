@@ -275,7 +275,8 @@ class LocalRunner:
             self._definition,
             jobs_yaml=self.workflow.directory / "jobs.yaml",
             lambda_env=self.lambda_env(run.request.output_uri),
-            job_env={"HF_HUB_OFFLINE": "1", **self.job_env},
+            # Local databases are never half-imported (no FSx): fail at once, not after 5 minutes.
+            job_env={"HF_HUB_OFFLINE": "1", "FOLDSTACK_DB_IMPORT_RETRIES": "0", **self.job_env},
             placeholders=self.placeholders(),
             log_dir=self.paths.run_dir(run.run_id) / "logs",
             wait_scale=self.wait_scale,

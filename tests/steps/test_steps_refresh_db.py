@@ -198,3 +198,217 @@ def test_cli_exit_codes(source, db_root, tmp_path):
     proc = step(spec_for(source))
     assert proc.returncode == 0, proc.stderr
     assert (db_root / "luxc" / "CURRENT").read_text() == "v2\n"
+
+
+# ------------------------------------------------------------------ S3 destination (cloud)
+# The database FSx file systems are import-only from the database bucket, so in the cloud
+# the refresh publishes to s3://<bucket>/<prefix>; moto stands in for S3 here.
+
+BUCKET = "foldstack-test-database"
+S3_ROOT = f"s3://{BUCKET}/db"
+
+
+@pytest.fixture
+def s3(monkeypatch):
+    from moto import mock_aws
+
+    from foldstack import storage
+
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    with mock_aws():
+        storage.reset_clients()
+        client = storage._s3()
+        client.create_bucket(Bucket=BUCKET)
+        writes: list[str] = []
+
+        def record(params, model, **_):  # every object write, in order (PutObject, multipart)
+            if model.name in ("PutObject", "CreateMultipartUpload"):
+                writes.append(params["Key"])
+
+        client.meta.events.register("before-parameter-build.s3", record)
+        yield {"client": client, "writes": writes}
+    storage.reset_clients()
+
+
+def keys(client, prefix: str = "db/") -> list[str]:
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+    return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
+
+
+def body(client, key: str) -> bytes:
+    return client.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+
+
+def import_like_fsx(client, dest: Path) -> Path:
+    """Materialise the bucket's db/ prefix as the DB file system would show it."""
+    for key in keys(client):
+        path = dest / key[len("db/"):]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(body(client, key))
+    return dest
+
+
+def test_s3_publish_uploads_files_then_manifest_then_current_last(s3, source, tmp_path):
+    big = source / "big.bin"  # above boto3's 8 MiB threshold: a managed multipart upload
+    big.write_bytes(b"\x01" * (9 << 20))
+    staging = tmp_path / "staging"
+    out = refresh_database(parse_spec(spec_for(source)), S3_ROOT, RUN, staging_root=staging)
+    assert out["action"] == "published" and out["path"] == f"{S3_ROOT}/luxc/v2"
+    client, writes = s3["client"], s3["writes"]
+    assert writes[-2:] == ["db/luxc/v2/manifest.json", "db/luxc/CURRENT"]  # CURRENT strictly last
+    files = {"db/luxc/v2/README", "db/luxc/v2/big.bin", "db/luxc/v2/luxc.fasta"}
+    assert files <= set(writes[:-2])
+    assert keys(client) == sorted([*files, "db/luxc/v2/manifest.json", "db/luxc/CURRENT"])  # no marker left
+    assert body(client, "db/luxc/CURRENT") == b"v2\n"
+    assert list(staging.iterdir()) == []  # the local download is gone
+    fsx = import_like_fsx(client, tmp_path / "fsx-db")
+    db = open_database(fsx, "luxc", verify=True)  # sizes + sha256 of what was uploaded
+    assert db.manifest["source_files"] == spec_for(source)["files"]
+    assert out["manifest_sha256"] == _sha(body(client, "db/luxc/v2/manifest.json"))
+
+
+def test_s3_checksum_mismatch_uploads_nothing_and_keeps_current(s3, source, tmp_path, fasta_bytes):
+    refresh_database(parse_spec(spec_for(source)), S3_ROOT, RUN, staging_root=tmp_path / "st")
+    before = {k: body(s3["client"], k) for k in keys(s3["client"])}
+    s3["writes"].clear()
+    bad = spec_for(source, version="v3")
+    bad["files"]["luxc.fasta"] = _sha(b"what the publisher announced")
+    with pytest.raises(ChecksumMismatchError, match="CURRENT still names 'v2'"):
+        refresh_database(parse_spec(bad), S3_ROOT, RUN, staging_root=tmp_path / "st")
+    assert s3["writes"] == []  # verified locally first: nothing of v3 reached the bucket
+    assert {k: body(s3["client"], k) for k in keys(s3["client"])} == before
+    assert list((tmp_path / "st").iterdir()) == []
+
+
+@pytest.mark.parametrize("fail_on", ["upload", "CURRENT"])
+def test_s3_failure_after_upload_removes_only_the_partial_version(s3, source, tmp_path, monkeypatch, fail_on):
+    from foldstack import storage
+
+    refresh_database(parse_spec(spec_for(source)), S3_ROOT, RUN, staging_root=tmp_path / "st")
+    before = {k: body(s3["client"], k) for k in keys(s3["client"])}
+    real_copy, real_write = storage.copy, storage.write_bytes
+    copies = []
+
+    def copy(src, dst, **kw):
+        copies.append(dst)
+        if fail_on == "upload" and len(copies) == 2:
+            raise ConnectionError("network lost mid-upload")
+        return real_copy(src, dst, **kw)
+
+    def write_bytes(uri, data, **kw):
+        if fail_on == "CURRENT" and uri.endswith("/CURRENT"):
+            raise ConnectionError("PutObject CURRENT failed")
+        return real_write(uri, data, **kw)
+
+    monkeypatch.setattr(storage, "copy", copy)
+    monkeypatch.setattr(storage, "write_bytes", write_bytes)
+    s3["writes"].clear()
+    with pytest.raises(ConnectionError):
+        refresh_database(parse_spec(spec_for(source, version="v3")), S3_ROOT, "run-2", staging_root=tmp_path / "st")
+    assert any(k.startswith("db/luxc/v3/") for k in s3["writes"])  # something of v3 was uploaded ...
+    assert {k: body(s3["client"], k) for k in keys(s3["client"])} == before  # ... and removed again
+    assert keys(s3["client"], "db/.refresh/") == []
+
+
+def test_s3_refuses_to_overwrite_the_current_version(s3, source, tmp_path):
+    refresh_database(parse_spec(spec_for(source)), S3_ROOT, RUN, staging_root=tmp_path / "st")
+    before = {k: body(s3["client"], k) for k in keys(s3["client"])}
+    other = spec_for(source)
+    other["files"]["luxc.fasta"] = "0" * 64
+    with pytest.raises(BadInputError, match="refusing to replace a version in use"):
+        refresh_database(parse_spec(other), S3_ROOT, RUN, staging_root=tmp_path / "st")
+    assert {k: body(s3["client"], k) for k in keys(s3["client"])} == before
+
+
+def test_s3_rerun_is_idempotent_and_rollback_only_moves_current(s3, source, tmp_path, fasta_bytes):
+    st = tmp_path / "st"
+    refresh_database(parse_spec(spec_for(source)), S3_ROOT, RUN, staging_root=st)
+    s3["writes"].clear()
+    again = refresh_database(parse_spec(spec_for(source)), S3_ROOT, "again", staging_root=st)
+    assert again["action"] == "already_current"
+    assert s3["writes"] == []
+    newer = tmp_path / "v3src"
+    newer.mkdir()
+    (newer / "luxc.fasta").write_bytes(fasta_bytes[: len(fasta_bytes) // 2].rsplit(b"\n>", 1)[0] + b"\n")
+    refresh_database(parse_spec(spec_for(newer, version="v3")), S3_ROOT, RUN, staging_root=st)
+    assert body(s3["client"], "db/luxc/CURRENT") == b"v3\n"
+    s3["writes"].clear()
+    back = refresh_database(parse_spec(spec_for(source)), S3_ROOT, "rollback", staging_root=st)
+    assert back["action"] == "republished" and back["previous"] == "v3"
+    assert s3["writes"] == ["db/luxc/CURRENT"] and body(s3["client"], "db/luxc/CURRENT") == b"v2\n"
+
+
+def test_s3_step_and_cleanup_of_a_killed_job(s3, source, tmp_path):
+    final = run_refresh_db(RUN, tmp_path / "scratch", S3_ROOT, json.dumps(spec_for(source)))
+    assert json.loads((final / "published.json").read_text())["path"] == f"{S3_ROOT}/luxc/v2"
+    assert sorted(p.name for p in (tmp_path / "scratch" / RUN / "refresh_db").iterdir()) == ["luxc"]
+    client = s3["client"]
+    # A job of this run killed mid-upload of v3: its marker and a partial v3 remain; another
+    # run's marker, and a marker naming the CURRENT version, must not lead to deletions.
+    for key in (f"db/.refresh/{RUN}/luxc/v3", "db/luxc/v3/luxc.fasta", "db/.refresh/other-run/luxc/v4",
+                "db/luxc/v4/luxc.fasta", f"db/.refresh/{RUN}/pksi/v1", "db/pksi/CURRENT", "db/pksi/v1/x"):
+        client.put_object(Bucket=BUCKET, Key=key, Body=b"v1\n" if key.endswith("CURRENT") else b"")
+    removed = cleanup_partials(S3_ROOT, RUN)
+    assert removed == [f"{S3_ROOT}/luxc/v3"]
+    assert keys(client) == sorted(["db/.refresh/other-run/luxc/v4", "db/luxc/CURRENT", "db/luxc/v2/README",
+                                   "db/luxc/v2/luxc.fasta", "db/luxc/v2/manifest.json", "db/luxc/v4/luxc.fasta",
+                                   "db/pksi/CURRENT", "db/pksi/v1/x"])
+
+
+# ------------------------------------------------------------------ reader: FSx import lag
+
+
+@pytest.fixture
+def half_imported(source, db_root, monkeypatch):
+    """CURRENT imported, the version not (yet): what a job on FSx may see right after a
+    publish. The full version is built aside in `complete`."""
+    monkeypatch.setenv("FOLDSTACK_DB_IMPORT_RETRIES", "3")
+    monkeypatch.setenv("FOLDSTACK_DB_IMPORT_INTERVAL_S", "0")
+    complete = db_root.parent / "complete"
+    complete.mkdir()
+    refresh_database(parse_spec(spec_for(source)), complete, RUN)
+    (db_root / "luxc").mkdir()
+    (db_root / "luxc" / "CURRENT").write_text("v2\n")
+    return complete / "luxc" / "v2"
+
+
+def test_reader_fails_clearly_when_the_manifest_never_arrives(half_imported, db_root):
+    from foldstack.steps.databases import DatabaseNotReadyError
+
+    with pytest.raises(DatabaseNotReadyError, match=r"database 'luxc' version v2 .*after 3 retries.*manifest\.json"):
+        open_database(db_root, "luxc")
+    with pytest.raises(DatabaseNotReadyError):
+        msa_databases(db_root)  # the msa step never searches a half-imported version
+
+
+def test_reader_names_the_missing_file_when_only_the_manifest_arrived(half_imported, db_root):
+    from foldstack.steps.databases import DatabaseNotReadyError
+
+    (db_root / "luxc" / "v2").mkdir()
+    (db_root / "luxc" / "v2" / "manifest.json").write_bytes((half_imported / "manifest.json").read_bytes())
+    (db_root / "luxc" / "v2" / "README").write_bytes((half_imported / "README").read_bytes())
+    with pytest.raises(DatabaseNotReadyError, match=r"missing \S*/luxc/v2/luxc\.fasta") as err:
+        open_database(db_root, "luxc", verify=False)
+    assert "README" not in str(err.value)
+
+
+def test_reader_waits_for_the_import_then_succeeds(half_imported, db_root, monkeypatch):
+    import shutil as _shutil
+
+    from foldstack.steps import databases
+
+    waits = []
+
+    def sleep(seconds):  # the "import" lands during the second wait
+        waits.append(seconds)
+        if len(waits) == 2:
+            _shutil.copytree(half_imported, db_root / "luxc" / "v2")
+
+    monkeypatch.setenv("FOLDSTACK_DB_IMPORT_INTERVAL_S", "7")
+    monkeypatch.setattr(databases.time, "sleep", sleep)
+    db = open_database(db_root, "luxc", verify=True)
+    assert db.version == "v2" and waits == [7.0, 7.0]
+    assert [d.name for d in msa_databases(db_root)] == ["luxc"]

@@ -38,10 +38,20 @@ def env(tmp_path, workflow):
     engine = LocalEngine(
         rendered_path(workflow).read_text(),
         jobs_yaml=workflow.directory / "jobs.yaml",
-        placeholders={"scratch_mount": str(tmp_path / "scratch"), "db_mount": str(db), "weights_dir": ""},
+        # ${db_uri}: where the job publishes. On AWS s3://<database bucket>/<prefix> (the DB
+        # file systems import it); locally the DB directory itself.
+        placeholders={"scratch_mount": str(tmp_path / "scratch"), "db_mount": str(db), "weights_dir": "",
+                      "db_uri": str(db)},
         log_dir=tmp_path / "logs",
     )
     return {"engine": engine, "src": src, "db": db}
+
+
+def test_jobs_publish_to_the_db_uri_not_the_read_only_mount(workflow):
+    """Both jobs get the database root from ${db_uri}: in the cloud the DB mount is
+    read-only (FSx imports the database bucket), so nothing may write through it."""
+    text = rendered_path(workflow).read_text()
+    assert text.count('"db": "${db_uri}"') == 2 and "${db_mount}" not in text
 
 
 def luxc(src: Path, version="v1", sha=None) -> dict:

@@ -55,7 +55,7 @@ def predict(
 def refresh_db(
     run_id: RunId,
     scratch: Scratch,
-    db: Annotated[Path, typer.Option("--db", help="Database root, e.g. /fsx/db.")],
+    db: Annotated[str, typer.Option("--db", help="Database root to publish to: a directory, or s3://bucket/prefix.")],
     spec: Annotated[str, typer.Option("--spec", help="JSON: name, version, source, files|checksums, ...")],
 ) -> None:
     """Fetch one database version, verify sha256s, publish it (manifest.json, then CURRENT). Exit 0/2."""
@@ -75,7 +75,7 @@ def refresh_db(
 @app.command("refresh-db-cleanup")
 def refresh_db_cleanup(
     run_id: RunId,
-    db: Annotated[Path, typer.Option("--db", help="Database root, e.g. /fsx/db.")],
+    db: Annotated[str, typer.Option("--db", help="Database root: a directory, or s3://bucket/prefix.")],
 ) -> None:
     """Remove partial downloads a failed refresh run left under <db>/*/ (never CURRENT or a version)."""
     from foldstack.steps.common import run_cli

@@ -28,6 +28,14 @@ Checksums: file sizes are always checked against the manifest; sha256 is checked
 files up to ``FOLDSTACK_DB_VERIFY_MAX_BYTES`` (default 256 MiB) — hashing a 70 GB
 UniRef90 on every job would cost more than the search. The manifest's own sha256 and
 the per-file sha256 values go into features.json as provenance.
+
+Publication and import (cloud): the refresh job publishes to the database bucket
+(files, then ``manifest.json``, then ``CURRENT``); the per-AZ DB file systems import
+those objects asynchronously, so a job may see a ``CURRENT`` that names a version whose
+``manifest.json`` or files are not there yet. :func:`open_database` then waits and looks
+again (``FOLDSTACK_DB_IMPORT_RETRIES`` more looks, default 10, every
+``FOLDSTACK_DB_IMPORT_INTERVAL_S`` seconds, default 30), and finally fails naming the
+database, the version and what is missing; it never uses a half-imported version.
 """
 
 from __future__ import annotations
@@ -35,16 +43,29 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from foldstack.steps.common import BadInputError, sha256_file
+from foldstack.steps.common import BadInputError, log, sha256_file
 
 ROLE_ORDER = ("uniref90", "mgnify", "small_bfd")
 _VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 VERIFY_ENV = "FOLDSTACK_DB_VERIFY_MAX_BYTES"
 DEFAULT_VERIFY_MAX = 256 * 1024 * 1024
+IMPORT_RETRIES_ENV = "FOLDSTACK_DB_IMPORT_RETRIES"
+IMPORT_INTERVAL_ENV = "FOLDSTACK_DB_IMPORT_INTERVAL_S"
+DEFAULT_IMPORT_RETRIES = 10
+DEFAULT_IMPORT_INTERVAL_S = 30.0
+
+
+class DatabaseNotReadyError(BadInputError):
+    """CURRENT names a version whose manifest or files are still missing after the wait
+    (on FSx: not imported from the database bucket yet)."""
 
 
 @dataclass(frozen=True)
@@ -81,18 +102,57 @@ class Database:
         }
 
 
-def open_database(db_root: Path, name: str, *, verify: bool = True) -> Database:
-    base = Path(db_root) / name
+def _import_wait() -> tuple[int, float]:
+    try:
+        retries = int(os.environ.get(IMPORT_RETRIES_ENV, DEFAULT_IMPORT_RETRIES))
+        interval = float(os.environ.get(IMPORT_INTERVAL_ENV, DEFAULT_IMPORT_INTERVAL_S))
+    except ValueError as exc:
+        raise BadInputError(f"{IMPORT_RETRIES_ENV} / {IMPORT_INTERVAL_ENV} must be numbers: {exc}") from exc
+    return max(retries, 0), max(interval, 0.0)
+
+
+def _read_version(base: Path, name: str) -> str:
     current = base / "CURRENT"
     if not current.is_file():
         raise BadInputError(f"database {name!r}: no {current} (a text file naming the version in use)")
     version = current.read_text().strip()
     if not _VERSION_RE.match(version):
         raise BadInputError(f"database {name!r}: {current} holds an invalid version {version!r}")
-    path = base / version
+    return version
+
+
+def _not_yet_there(path: Path) -> list[str]:
+    """What of the version at `path` is missing: its manifest.json, or files it lists."""
     manifest_path = path / "manifest.json"
     if not manifest_path.is_file():
-        raise BadInputError(f"database {name!r} version {version}: missing {manifest_path}")
+        return [str(manifest_path)]
+    try:
+        files = json.loads(manifest_path.read_text()).get("files") or {}
+    except (ValueError, AttributeError):
+        return []  # not JSON: reported as such by open_database, no point in waiting
+    return [str(path / rel) for rel in sorted(files) if not (path / rel).is_file()]
+
+
+def open_database(db_root: Path, name: str, *, verify: bool = True) -> Database:
+    base = Path(db_root) / name
+    retries, interval = _import_wait()
+    for attempt in range(retries + 1):
+        version = _read_version(base, name)  # re-read: CURRENT may move while we wait
+        path = base / version
+        missing = _not_yet_there(path)
+        if not missing:
+            break
+        if attempt < retries:
+            log("databases", name, f"version {version}: waiting {interval:g}s for {len(missing)} missing "
+                f"path(s) (e.g. {missing[0]}) to be imported ({attempt + 1}/{retries})")
+            time.sleep(interval)
+    else:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise DatabaseNotReadyError(
+            f"database {name!r} version {version} (named by {base / 'CURRENT'}) is incomplete after "
+            f"{retries} retries {interval:g}s apart: missing {shown}. If it was just published, the DB file "
+            f"system has not imported it yet (retry later, or raise {IMPORT_RETRIES_ENV}); otherwise republish it.")
+    manifest_path = path / "manifest.json"
     try:
         manifest = json.loads(manifest_path.read_text())
     except ValueError as exc:
@@ -169,3 +229,31 @@ def write_manifest(db_dir: Path, *, name: str, version: str, role: str, sequence
     }
     (db_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest
+
+
+def build_local_version(db_root: Path, name: str, version: str, fill: Callable[[Path], None]) -> Path:
+    """Build `<db_root>/<name>/<version>/` locally unless it is already current and intact:
+    `fill(tmp)` writes the files and the manifest into a hidden temp dir, which is then
+    renamed into place before `CURRENT` is replaced (atomically). Returns the version dir.
+    Used by the demo and fixture builders; the cloud path is `steps.refresh_db`."""
+    base, final = db_root / name, db_root / name / version
+    if (base / "CURRENT").is_file():
+        try:
+            if open_database(db_root, name, verify=True).version == version:
+                return final
+        except BadInputError:
+            pass  # missing, stale or corrupt: rebuild below
+    base.mkdir(parents=True, exist_ok=True)
+    tmp = base / f".{version}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        fill(tmp)
+        if final.exists():
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    current_tmp = base / f".CURRENT.{uuid.uuid4().hex[:8]}"
+    current_tmp.write_text(version + "\n")
+    os.replace(current_tmp, base / "CURRENT")
+    return final

@@ -35,13 +35,18 @@ import io
 import os
 import re
 import shutil
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from foldstack.steps.common import BadInputError
-from foldstack.steps.databases import Database, open_database, verify_database, write_manifest
+from foldstack.steps.databases import (
+    Database,
+    build_local_version,
+    open_database,
+    verify_database,
+    write_manifest,
+)
 
 TEMPLATE_ROLE = "pdb_mmcif"
 MAX_TEMPLATE_HITS = 20  # AlphaFold's run_alphafold.py MAX_TEMPLATE_HITS
@@ -195,19 +200,8 @@ def build_template_db(db_root: Path, cif_files: list[Path], *, name: str = "pdb_
     release date)."""
     from alphafold.data import mmcif_parsing
 
-    base = db_root / name
-    final = base / version
-    if (base / "CURRENT").is_file():
-        try:
-            db = open_database(db_root, name, verify=True)
-            if db.version == version:
-                return final
-        except BadInputError:
-            pass
-    base.mkdir(parents=True, exist_ok=True)
-    tmp = base / f".{version}.tmp-{uuid.uuid4().hex[:8]}"
-    (tmp / "mmcif_files").mkdir(parents=True)
-    try:
+    def fill(tmp: Path) -> None:
+        (tmp / "mmcif_files").mkdir()
         seqres = []
         for path in cif_files:
             pdb_id = path.name.split(".")[0].lower()
@@ -229,12 +223,5 @@ def build_template_db(db_root: Path, cif_files: list[Path], *, name: str = "pdb_
             extra["max_template_date"] = max_template_date
         write_manifest(tmp, name=name, version=version, role=TEMPLATE_ROLE, sequences="pdb_seqres.txt",
                        max_hits=MAX_TEMPLATE_HITS, source=source, license=license, extra=extra)
-        if final.exists():
-            shutil.rmtree(final)
-        os.rename(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    current_tmp = base / f".CURRENT.{uuid.uuid4().hex[:8]}"
-    current_tmp.write_text(version + "\n")
-    os.replace(current_tmp, base / "CURRENT")
-    return final
+
+    return build_local_version(db_root, name, version, fill)

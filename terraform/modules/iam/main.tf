@@ -21,6 +21,14 @@ locals {
     Action   = ["kms:Decrypt", "kms:GenerateDataKey"]
     Resource = var.kms_key_arns
   })
+  # Publishing databases needs only the database bucket's key (multipart uploads to an
+  # SSE-KMS bucket need GenerateDataKey and Decrypt).
+  database_kms_statement = jsonencode({
+    Sid      = "UseDatabaseBucketKey"
+    Effect   = "Allow"
+    Action   = ["kms:Decrypt", "kms:GenerateDataKey"]
+    Resource = var.database_kms_key_arn != null ? [var.database_kms_key_arn] : var.kms_key_arns
+  })
   # X-Ray has no resource-level permissions: Resource "*" is the only form AWS supports.
   xray_statement = jsonencode({
     Sid      = "XRayTracing"
@@ -38,14 +46,17 @@ locals {
     for name, spec in {
       job_cache_read       = { locs = [local.loc_cache], actions = ["s3:GetObject"] }
       job_cache_read_write = { locs = [local.loc_cache], actions = ["s3:GetObject", "s3:PutObject"] }
-      read_inputs          = { locs = concat(local.lake_read, [local.loc_uploads]), actions = ["s3:GetObject"] }
-      read_cache           = { locs = [local.loc_cache], actions = ["s3:GetObject"] }
-      write_cache          = { locs = [local.loc_cache], actions = ["s3:PutObject"] }
-      read_databases       = { locs = [local.loc_dbs], actions = ["s3:GetObject"] }
-      read_scratch         = { locs = [local.loc_scratch], actions = ["s3:GetObject"] }
-      write_scratch        = { locs = [local.loc_scratch], actions = ["s3:PutObject"] }
-      delete_scratch       = { locs = [local.loc_scratch], actions = ["s3:DeleteObject"] }
-      write_outputs        = { locs = local.lake_write, actions = ["s3:PutObject"] }
+      # The refresh_databases jobs publish <db prefix>/<name>/<version>/..., then CURRENT,
+      # and delete what a failed publish left (the DB FSx only imports the bucket).
+      job_databases_publish = { locs = [local.loc_dbs], actions = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"] }
+      read_inputs           = { locs = concat(local.lake_read, [local.loc_uploads]), actions = ["s3:GetObject"] }
+      read_cache            = { locs = [local.loc_cache], actions = ["s3:GetObject"] }
+      write_cache           = { locs = [local.loc_cache], actions = ["s3:PutObject"] }
+      read_databases        = { locs = [local.loc_dbs], actions = ["s3:GetObject"] }
+      read_scratch          = { locs = [local.loc_scratch], actions = ["s3:GetObject"] }
+      write_scratch         = { locs = [local.loc_scratch], actions = ["s3:PutObject"] }
+      delete_scratch        = { locs = [local.loc_scratch], actions = ["s3:DeleteObject"] }
+      write_outputs         = { locs = local.lake_write, actions = ["s3:PutObject"] }
       } : name => concat(
       [for _ in range(length(spec.locs) > 0 ? 1 : 0) : jsonencode({
         Sid      = "${replace(title(replace(name, "_", " ")), " ", "")}Objects"
@@ -135,13 +146,16 @@ resource "aws_iam_role" "job" {
 }
 
 resource "aws_iam_role_policy" "job" {
-  for_each = { for k, r in var.job_roles : k => r if r.cache_access != "none" }
+  for_each = { for k, r in var.job_roles : k => r if r.cache_access != "none" || r.database_access != "none" }
 
   name = "steps"
   role = aws_iam_role.job[each.key].id
   policy = jsonencode({
-    Version   = "2012-10-17"
-    Statement = [for st in concat(local.s3_sets["job_cache_${each.value.cache_access}"], [local.kms_statement]) : jsondecode(st)]
+    Version = "2012-10-17"
+    Statement = [for st in concat(
+      each.value.cache_access != "none" ? concat(local.s3_sets["job_cache_${each.value.cache_access}"], [local.kms_statement]) : [],
+      each.value.database_access == "publish" ? concat(local.s3_sets.job_databases_publish, [local.database_kms_statement]) : [],
+    ) : jsondecode(st)]
   })
 }
 

@@ -53,15 +53,27 @@ variable "data_lake_locations" {
 }
 
 variable "job_roles" {
-  description = "One job role per Batch step (keys = jobs.yaml job names). cache_access: none | read | read_write on the MSA cache; everything else the steps need comes through FSx."
+  description = "One job role per Batch step (keys = jobs.yaml job names). cache_access: none | read | read_write on the MSA cache. database_access: none | publish (get/put/delete objects and list under the database prefix, with the database bucket's KMS key: the refresh_databases jobs, since the DB FSx only imports the bucket). Everything else the steps need comes through FSx."
   type = map(object({
-    cache_access = optional(string, "none")
+    cache_access    = optional(string, "none")
+    database_access = optional(string, "none")
   }))
 
   validation {
     condition     = alltrue([for r in values(var.job_roles) : contains(["none", "read", "read_write"], r.cache_access)])
     error_message = "cache_access must be none, read or read_write."
   }
+
+  validation {
+    condition     = alltrue([for r in values(var.job_roles) : contains(["none", "publish"], r.database_access)])
+    error_message = "database_access must be none or publish."
+  }
+}
+
+variable "database_kms_key_arn" {
+  description = "KMS key of the database bucket, for jobs with database_access = publish (null: the kms_key_arns)."
+  type        = string
+  default     = null
 }
 
 variable "lambda_roles" {

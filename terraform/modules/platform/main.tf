@@ -14,6 +14,10 @@ locals {
   scratch_mount  = "/fsx/scratch"
   db_mount       = "/fsx/db"
   weights_dir    = "/fsx/db/weights"
+  # Where databases are published: the DB FSx file systems import this prefix and are
+  # read-only to jobs, so the refresh_databases jobs write here (ASL ${db_uri}).
+  db_uri                = "s3://${module.storage.database_bucket}/${trimsuffix(module.storage.database_prefix, "/")}"
+  database_publish_jobs = toset(["refresh_db", "refresh_db_cleanup"])
 
   # What each handler needs; sizes are overridable per environment.
   lambda_defaults = {
@@ -114,15 +118,19 @@ module "iam" {
     [module.storage.kms_key_arn],
     [for l in values(var.data_lake_locations) : l.kms_key_arn if l.kms_key_arn != null],
   ))
-  scratch_bucket_arn  = module.storage.scratch_bucket_arn
-  database_bucket_arn = module.storage.database_bucket_arn
-  cache_prefix        = module.storage.cache_prefix
-  database_prefix     = module.storage.database_prefix
-  upload_prefix       = module.storage.upload_prefix
+  scratch_bucket_arn   = module.storage.scratch_bucket_arn
+  database_bucket_arn  = module.storage.database_bucket_arn
+  database_kms_key_arn = module.storage.kms_key_arn
+  cache_prefix         = module.storage.cache_prefix
+  database_prefix      = module.storage.database_prefix
+  upload_prefix        = module.storage.upload_prefix
   data_lake_locations = {
     for k, l in module.storage.data_lake_locations : k => { bucket_arn = l.bucket_arn, prefix = l.prefix, access = l.access }
   }
-  job_roles = { for job in local.job_names : job => { cache_access = lookup(var.job_cache_access, job, "none") } }
+  job_roles = { for job in local.job_names : job => {
+    cache_access    = lookup(var.job_cache_access, job, "none")
+    database_access = contains(local.database_publish_jobs, job) ? "publish" : "none"
+  } }
   lambda_roles = {
     for k, d in local.lambda_defaults : k => merge(d.access, { log_group_arn = module.lambdas.log_group_arns[k] })
   }
@@ -171,7 +179,7 @@ module "workflow" {
   scratch_mount          = local.scratch_mount
   db_mount               = local.db_mount
   weights_dir            = local.weights_dir
-  extra_template_vars    = lookup(var.extra_template_vars, each.key, {})
+  extra_template_vars    = merge({ db_uri = local.db_uri }, lookup(var.extra_template_vars, each.key, {}))
   include_execution_data = var.include_execution_data
   log_retention_days     = var.log_retention_days
   kms_key_arn            = module.storage.kms_key_arn

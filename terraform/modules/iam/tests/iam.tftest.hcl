@@ -12,9 +12,11 @@ variables {
     sequences = { bucket_arn = "arn:aws:s3:::example-datalake-dev", prefix = "sequences", access = "read" }
     results   = { bucket_arn = "arn:aws:s3:::example-datalake-dev", prefix = "structures", access = "read_write" }
   }
+  database_kms_key_arn = "arn:aws:kms:eu-west-1:111111111111:key/0b6f7c8e-1111-4d2b-9a44-123456789abc"
   job_roles = {
-    msa     = { cache_access = "read_write" }
-    predict = {}
+    msa        = { cache_access = "read_write" }
+    predict    = {}
+    refresh_db = { database_access = "publish" }
   }
   lambda_roles = {
     validate_input  = { log_group_arn = "arn:aws:logs:eu-west-1:111111111111:log-group:/aws/lambda/foldstack-dev-validate-input", read_inputs = true, read_cache = true }
@@ -95,7 +97,7 @@ run "job_roles_are_distinct_and_minimal" {
   command = plan
 
   assert {
-    condition     = length(aws_iam_role.job) == 2 && alltrue([for r in aws_iam_role.job : r.name != aws_iam_role.instance.name])
+    condition     = length(aws_iam_role.job) == 3 && alltrue([for r in aws_iam_role.job : r.name != aws_iam_role.instance.name])
     error_message = "Each step gets its own job role, distinct from the instance role."
   }
 
@@ -115,6 +117,52 @@ run "job_roles_are_distinct_and_minimal" {
     condition     = strcontains(aws_iam_role.job["msa"].assume_role_policy, "ecs-tasks.amazonaws.com")
     error_message = "Job roles are assumed by ECS tasks."
   }
+}
+
+run "refresh_job_publishes_only_under_the_database_prefix" {
+  command = plan
+
+  assert {
+    condition = toset([for s in jsondecode(aws_iam_role_policy.job["refresh_db"].policy).Statement : jsonencode(s)]) == toset([
+      jsonencode({
+        Sid      = "JobDatabasesPublishObjects"
+        Effect   = "Allow"
+        Action   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
+        Resource = ["arn:aws:s3:::foldstack-dev-database-111111111111-eu-west-1/db/*"]
+      }),
+      jsonencode({
+        Sid       = "JobDatabasesPublishList0"
+        Effect    = "Allow"
+        Action    = ["s3:ListBucket"]
+        Resource  = "arn:aws:s3:::foldstack-dev-database-111111111111-eu-west-1"
+        Condition = { StringLike = { "s3:prefix" = ["db", "db/*"] } }
+      }),
+      jsonencode({
+        Sid      = "UseDatabaseBucketKey"
+        Effect   = "Allow"
+        Action   = ["kms:Decrypt", "kms:GenerateDataKey"]
+        Resource = [var.database_kms_key_arn]
+      }),
+    ])
+    error_message = "refresh_db gets exactly: Get/Put/DeleteObject on db/*, ListBucket limited to db/, and the database bucket's KMS key; nothing on the MSA cache, scratch or data lake."
+  }
+
+  assert {
+    condition = !anytrue([
+      for s in jsondecode(aws_iam_role_policy.job["msa"].policy).Statement : contains(s.Action, "s3:DeleteObject")
+    ])
+    error_message = "Only database publishers get s3:DeleteObject on the database bucket."
+  }
+}
+
+run "database_access_is_validated" {
+  command = plan
+
+  variables {
+    job_roles = { refresh_db = { database_access = "write_everything" } }
+  }
+
+  expect_failures = [var.job_roles]
 }
 
 run "lambda_roles_get_only_their_access" {

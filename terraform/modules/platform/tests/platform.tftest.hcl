@@ -60,6 +60,14 @@ run "composes_the_whole_stack" {
   }
 
   assert {
+    condition = (
+      jsondecode(module.workflow["refresh_databases"].definition).States.RefreshDatabases.ItemProcessor.States.FetchVerifyPublish.Parameters.Parameters.db == "s3://${module.storage.database_bucket}/db"
+      && jsondecode(module.workflow["refresh_databases"].definition).States.CleanupOnFailure.Parameters.Parameters.db == "s3://${module.storage.database_bucket}/db"
+    )
+    error_message = "The refresh jobs publish to the database bucket prefix the DB FSx imports (the FSx mount is read-only to jobs)."
+  }
+
+  assert {
     condition     = length(module.fsx.file_systems) == 2
     error_message = "One FSx pair per AZ."
   }
