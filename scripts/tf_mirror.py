@@ -25,7 +25,8 @@ from pathlib import Path
 
 ENV_VAR = "FOLDSTACK_TF_PLUGIN_DIR"
 PROVIDER_GLOB = "terraform-provider-aws_*"
-QUICK_ROOTS = ("/opt", "/usr/local/share", "/usr/share", str(Path.home() / ".terraform.d"), "/root/.terraform.d")
+# Where provider mirrors usually live; a full search of / follows if none has one.
+QUICK_ROOTS = ("/opt", "/usr/local/share", "/usr/share", str(Path.home() / ".terraform.d"))
 
 
 def _mirror_of(binary: Path) -> Path | None:
