@@ -51,7 +51,7 @@ MMSEQS_SPEEDUP = 50.0            # ColabFold: 40-60x
 GPU_JOB_OVERHEAD_S = 120.0       # model load + XLA compile per GPU job (ESTIMATE)
 # Inference speed relative to a V100 (ESTIMATES: no AF2 benchmark per GPU was found; rough
 # ratios of FP32/TF32 throughput and memory bandwidth).
-GPU_SPEED = {"A10G": 1.0, "L4": 0.9, "L40S": 1.8, "A100-40GB": 2.0, "H100-80GB": 3.0}
+GPU_SPEED = {"A10G": 1.0, "L4": 0.9, "L40S": 1.8, "A100-40GB": 2.0, "A100-80GB": 2.0, "H100-80GB": 3.0}
 SINGLE_INSTANCE = "g6e.2xlarge"  # (a) and (b): 1x L40S 48 GB fits the 1,800-residue tail
 SPLIT_CPU = "m6i.2xlarge"        # (a)/(b) CPU side: on-demand, 8 vCPU / 32 GiB
 

@@ -47,8 +47,11 @@ def test_gpu_job_needs_the_size_class_gpu_memory(table, fold_workflow):
     medium = rate_for(fold_workflow.jobs, "predict", "medium", table)
     assert table.instances[medium.instance_type].gpu_memory_gib >= 48  # g5.4xlarge's A10G has 24
     large = rate_for(fold_workflow.jobs, "predict", "large", table)
-    assert large.instance_type == "p5.48xlarge" and large.share == pytest.approx(1 / 8)  # p4d GPUs are 40 GB
-    assert large.hourly_usd == pytest.approx(table.instances["p5.48xlarge"].on_demand / 8)
+    # The cheapest per GPU among the class's instance types whose GPUs have 80 GB.
+    eligible = [t for t in fold_workflow.jobs.jobs["predict"].size_classes["large"].instance_types
+                if t in table.instances and table.instances[t].gpu_memory_gib >= 80]
+    assert eligible and large.instance_type in eligible and large.share == pytest.approx(1 / 8)
+    assert large.hourly_usd == pytest.approx(min(table.instances[t].on_demand / 8 for t in eligible))
 
 
 def test_runtime_from_timings_or_timestamps():

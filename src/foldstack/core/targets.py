@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -28,6 +31,15 @@ class Target(BaseModel):
     chains: int
     sha256: str
     size_class: str
+
+
+def targets_digest(targets: Sequence[Target | Mapping[str, Any]]) -> str:
+    """sha256 of the target list's canonical JSON (sorted keys, no whitespace, list order
+    kept): what Validate Input hands on instead of the list itself for large runs, and
+    what readers of the staged ``input/targets.json`` check it against."""
+    items = [t.model_dump(mode="json") if isinstance(t, BaseModel) else dict(t) for t in targets]
+    canonical = json.dumps(items, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def assign_size_class(record: FastaRecord, classes: Mapping[str, SizeClass]) -> str:

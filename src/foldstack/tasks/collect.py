@@ -12,7 +12,7 @@ from foldstack import __version__, storage
 from foldstack.core.errors import FoldstackError, OutputIntegrityError, OutputsNotReadyError, PublishError
 from foldstack.tasks.publish import MANIFEST, Publisher, is_complete
 from foldstack.tasks.settings import TaskSettings
-from foldstack.tasks.stage import run_scratch
+from foldstack.tasks.stage import resolve_targets, run_scratch
 from foldstack.tasks.validate import parse_request
 
 # What each step contributes to the published results, under <run_id>/<target>/.
@@ -46,12 +46,16 @@ def _estimate_cost(entries: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def collect_outputs(
-    settings: TaskSettings, run_id: str, raw_request: Mapping[str, Any], targets: Sequence[Mapping[str, Any]]
+    settings: TaskSettings, run_id: str, raw_request: Mapping[str, Any],
+    targets: Sequence[Mapping[str, Any]] | None, *, targets_digest: str | None = None,
 ) -> dict[str, Any]:
+    """``targets``: the validated list, or None for a large run: then the list Stage Inputs
+    wrote to scratch is read and checked against ``targets_digest``."""
     request = parse_request(raw_request)
     if is_complete(request.output_uri, run_id):
         manifest = json.loads(storage.read_bytes(storage.safe_join(request.output_uri, run_id, MANIFEST)))
         return {"output": storage.safe_join(request.output_uri, run_id), "targets": len(manifest["targets"])}
+    targets = resolve_targets(settings, run_id, targets, targets_digest)
     run_root = run_scratch(settings, run_id)
     steps = ["msa", "predict"] if request.needs_msa else ["predict"]
     publisher = Publisher(request.output_uri, run_id)

@@ -1,4 +1,10 @@
-"""Stage Inputs: copy the validated inputs into the run's scratch prefix."""
+"""Stage Inputs: copy the validated inputs into the run's scratch prefix.
+
+``input/targets.json`` (the normalised target list) is the source of truth for later
+tasks: above ``state_targets_max`` targets the workflow state carries only the count and
+the list's digest (``targets_digest``), and Plan Batches / Collect Outputs read the list
+from scratch (`event_targets`), checking it against that digest.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from foldstack import storage
-from foldstack.core.errors import FoldstackError, StagingError
+from foldstack.core.errors import FoldstackError, InputValidationError, StagingError
+from foldstack.core.targets import targets_digest
 from foldstack.tasks.settings import TaskSettings
 from foldstack.tasks.validate import validate_run
 
@@ -21,6 +28,9 @@ def run_scratch(settings: TaskSettings, run_id: str) -> str:
 FILE_MODE, DIR_MODE = "0100664", "0040775"
 # Directories the jobs write into: they must belong to the (non-root) job user.
 JOB_DIRS = ("", "input", "input/targets", "input/sources", "msa", "predict")
+TARGETS_PARTS = ("input", "targets.json")
+# targets.json of the largest run (10,000 records x ~150 bytes, indented) is ~2 MB.
+TARGETS_MAX_BYTES = 64 << 20
 
 
 def posix_metadata(settings: TaskSettings, mode: str) -> dict[str, str] | None:
@@ -36,18 +46,63 @@ def _source_name(index: int, uri: str) -> str:
     return f"{index:03d}-{base[:100]}"
 
 
+def load_staged_targets(settings: TaskSettings, run_id: str, digest: str) -> list[dict[str, Any]]:
+    """The target list Stage Inputs wrote, verified against Validate Input's digest."""
+    uri = storage.safe_join(run_scratch(settings, run_id), *TARGETS_PARTS)
+    if not storage.exists(uri):
+        raise StagingError(f"the staged target list {uri} does not exist (was the run staged?)",
+                           code="staged_targets_missing")
+    try:
+        targets = json.loads(storage.read_bytes(uri, max_bytes=TARGETS_MAX_BYTES))
+    except ValueError as exc:
+        raise StagingError(f"the staged target list {uri} is not valid JSON: {exc}",
+                           code="staged_targets_mismatch") from None
+    if not isinstance(targets, list) or not all(isinstance(t, dict) for t in targets):
+        raise StagingError(f"the staged target list {uri} is not a list of targets", code="staged_targets_mismatch")
+    if targets_digest(targets) != digest:
+        raise StagingError(f"the staged target list {uri} does not match the validated one (digest "
+                           f"{digest[:12]}...); submit the run again", code="staged_targets_mismatch")
+    return targets
+
+
+def resolve_targets(
+    settings: TaskSettings, run_id: str, targets: Any, digest: Any
+) -> list[dict[str, Any]]:
+    """The targets a task works on: ``targets`` when the state carries them (small runs),
+    else the staged ``input/targets.json`` checked against ``digest``."""
+    if targets is not None:
+        if not isinstance(targets, list):
+            raise InputValidationError("targets must be a list", code="malformed_event")
+        return targets
+    if not isinstance(digest, str) or not digest:
+        raise InputValidationError("event has neither targets nor targets_digest", code="malformed_event")
+    return load_staged_targets(settings, run_id, digest)
+
+
+def event_targets(settings: TaskSettings, event: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """`resolve_targets` for a Lambda event (``targets`` or ``targets_digest``)."""
+    return resolve_targets(settings, str(event["run_id"]), event.get("targets"), event.get("targets_digest"))
+
+
 def stage_inputs(
-    settings: TaskSettings, run_id: str, raw_request: Mapping[str, Any], targets: Sequence[Mapping[str, Any]]
+    settings: TaskSettings, run_id: str, raw_request: Mapping[str, Any],
+    targets: Sequence[Mapping[str, Any]] | None, *, digest: str | None = None,
 ) -> dict[str, Any]:
     """Re-validate (inputs may have changed since Validate Input), then write one FASTA
-    per target plus the request and target list. Re-running overwrites identically."""
+    per target plus the request and target list. Re-running overwrites identically.
+    Validate Input's result arrives as the target list or, for large runs, its digest."""
     request, records, planned, _ = validate_run(
         raw_request, allowed_input_prefixes=settings.allowed_input_prefixes,
         allowed_output_prefixes=settings.allowed_output_prefixes, size_classes=settings.size_classes,
         limits=settings.limits, run_id=run_id,
     )
-    expected = {t["id"]: t["sha256"] for t in targets}
-    if expected != {t.id: t.sha256 for t in planned}:
+    if targets is None:
+        if not digest:
+            raise InputValidationError("event has neither targets nor targets_digest", code="malformed_event")
+        changed = targets_digest(planned) != digest
+    else:
+        changed = {t["id"]: t["sha256"] for t in targets} != {t.id: t.sha256 for t in planned}
+    if changed:
         raise StagingError("inputs changed between validation and staging; submit the run again")
     root = run_scratch(settings, run_id)
     meta = posix_metadata(settings, FILE_MODE)

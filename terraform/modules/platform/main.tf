@@ -28,7 +28,8 @@ locals {
     # MSA cache lookup: reads <db>/<name>/CURRENT and the cache, copies a hit into scratch.
     msa_cache = { memory_size = 1024, timeout = 300, reserved_concurrency = -1, access = { read_cache = true, read_databases = true, write_scratch = true } }
     # Plan Batches: packs targets into Predict jobs; writes the Distributed Map manifest.
-    plan_batches = { memory_size = 512, timeout = 60, reserved_concurrency = -1, access = { write_scratch = true } }
+    # Reads scratch input/targets.json when the run is too large to carry its targets in the state.
+    plan_batches = { memory_size = 512, timeout = 60, reserved_concurrency = -1, access = { read_scratch = true, write_scratch = true } }
   }
   lambda_functions = {
     for k, d in local.lambda_defaults : k => {
