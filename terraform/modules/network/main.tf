@@ -67,60 +67,49 @@ resource "aws_vpc_security_group_egress_rule" "compute_https_s3" {
   prefix_list_id    = aws_vpc_endpoint.s3[0].prefix_list_id
 }
 
-resource "aws_vpc_security_group_egress_rule" "compute_lustre" {
-  for_each = local.lustre_ports
-
-  security_group_id            = aws_security_group.compute.id
-  description                  = "Lustre ${each.key} to FSx"
-  ip_protocol                  = "tcp"
-  from_port                    = each.value.from
-  to_port                      = each.value.to
-  referenced_security_group_id = aws_security_group.fsx.id
+# Lustre: compute -> FSx, and FSx with itself (servers talk to each other) and back to
+# compute; FSx accepts Lustre only from the compute SG and from itself. One rule per flow
+# and Lustre port range.
+locals {
+  lustre_flows = {
+    ingress = {
+      fsx_from_compute = { sg = aws_security_group.fsx.id, peer = aws_security_group.compute.id, what = "from Batch compute" }
+      fsx_from_self    = { sg = aws_security_group.fsx.id, peer = aws_security_group.fsx.id, what = "between file-system servers" }
+    }
+    egress = {
+      compute_to_fsx = { sg = aws_security_group.compute.id, peer = aws_security_group.fsx.id, what = "to FSx" }
+      fsx_to_self    = { sg = aws_security_group.fsx.id, peer = aws_security_group.fsx.id, what = "between file-system servers" }
+      fsx_to_compute = { sg = aws_security_group.fsx.id, peer = aws_security_group.compute.id, what = "replies to Batch compute" }
+    }
+  }
+  # "<flow>/<port range>" => flow + ports
+  lustre_rules = {
+    for direction, flows in local.lustre_flows : direction => merge([
+      for flow, f in flows : { for port, p in local.lustre_ports : "${flow}/${port}" => merge(f, p, { port = port }) }
+    ]...)
+  }
 }
 
-# FSx accepts Lustre only from the compute SG and from itself (servers talk to each other).
-resource "aws_vpc_security_group_ingress_rule" "fsx_from_compute" {
-  for_each = local.lustre_ports
+resource "aws_vpc_security_group_ingress_rule" "lustre" {
+  for_each = local.lustre_rules.ingress
 
-  security_group_id            = aws_security_group.fsx.id
-  description                  = "Lustre ${each.key} from Batch compute"
+  security_group_id            = each.value.sg
+  description                  = "Lustre ${each.value.port} ${each.value.what}"
   ip_protocol                  = "tcp"
   from_port                    = each.value.from
   to_port                      = each.value.to
-  referenced_security_group_id = aws_security_group.compute.id
+  referenced_security_group_id = each.value.peer
 }
 
-resource "aws_vpc_security_group_ingress_rule" "fsx_from_self" {
-  for_each = local.lustre_ports
+resource "aws_vpc_security_group_egress_rule" "lustre" {
+  for_each = local.lustre_rules.egress
 
-  security_group_id            = aws_security_group.fsx.id
-  description                  = "Lustre ${each.key} between file-system servers"
+  security_group_id            = each.value.sg
+  description                  = "Lustre ${each.value.port} ${each.value.what}"
   ip_protocol                  = "tcp"
   from_port                    = each.value.from
   to_port                      = each.value.to
-  referenced_security_group_id = aws_security_group.fsx.id
-}
-
-resource "aws_vpc_security_group_egress_rule" "fsx_to_self" {
-  for_each = local.lustre_ports
-
-  security_group_id            = aws_security_group.fsx.id
-  description                  = "Lustre ${each.key} between file-system servers"
-  ip_protocol                  = "tcp"
-  from_port                    = each.value.from
-  to_port                      = each.value.to
-  referenced_security_group_id = aws_security_group.fsx.id
-}
-
-resource "aws_vpc_security_group_egress_rule" "fsx_to_compute" {
-  for_each = local.lustre_ports
-
-  security_group_id            = aws_security_group.fsx.id
-  description                  = "Lustre ${each.key} replies to Batch compute"
-  ip_protocol                  = "tcp"
-  from_port                    = each.value.from
-  to_port                      = each.value.to
-  referenced_security_group_id = aws_security_group.compute.id
+  referenced_security_group_id = each.value.peer
 }
 
 resource "aws_vpc_security_group_ingress_rule" "endpoints_https" {

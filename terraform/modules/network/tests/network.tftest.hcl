@@ -27,13 +27,15 @@ run "lustre_only_from_compute" {
   }
 
   assert {
-    condition = alltrue([for r in aws_vpc_security_group_ingress_rule.fsx_from_compute : r.referenced_security_group_id == "sg-0c0c0c0c0c0c0c0c0"]) && alltrue([
-    for r in aws_vpc_security_group_ingress_rule.fsx_from_self : r.referenced_security_group_id == "sg-0f0f0f0f0f0f0f0f0"])
+    condition = alltrue([
+      for r in aws_vpc_security_group_ingress_rule.lustre :
+      r.security_group_id == "sg-0f0f0f0f0f0f0f0f0" && contains(["sg-0c0c0c0c0c0c0c0c0", "sg-0f0f0f0f0f0f0f0f0"], r.referenced_security_group_id)
+    ]) && length([for r in aws_vpc_security_group_ingress_rule.lustre : r if r.referenced_security_group_id == "sg-0c0c0c0c0c0c0c0c0"]) == 2
     error_message = "FSx accepts Lustre only from the compute SG (and itself)."
   }
 
   assert {
-    condition     = toset([for r in aws_vpc_security_group_ingress_rule.fsx_from_compute : "${r.from_port}-${r.to_port}"]) == toset(["988-988", "1018-1023"])
+    condition     = toset([for k, r in aws_vpc_security_group_ingress_rule.lustre : "${r.from_port}-${r.to_port}" if startswith(k, "fsx_from_compute/")]) == toset(["988-988", "1018-1023"])
     error_message = "Lustre ports are 988 and 1018-1023."
   }
 }
