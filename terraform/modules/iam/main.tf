@@ -7,6 +7,26 @@ locals {
   partition  = data.aws_partition.current.partition
   region     = data.aws_region.current.name
 
+  # Trust policies by the service that assumes the role, each with the confused-deputy
+  # conditions that service supports (EC2, through the instance profile, takes none).
+  source_account = { StringEquals = { "aws:SourceAccount" = local.account_id } }
+  trust = {
+    for service, extra in {
+      "batch.amazonaws.com"  = { Condition = local.source_account }
+      "ec2.amazonaws.com"    = {}
+      "lambda.amazonaws.com" = { Condition = local.source_account }
+      "ecs-tasks.amazonaws.com" = { Condition = merge(local.source_account, {
+        ArnLike = { "aws:SourceArn" = "arn:${local.partition}:ecs:${local.region}:${local.account_id}:*" }
+      }) }
+      "states.amazonaws.com" = { Condition = merge(local.source_account, {
+        ArnLike = { "aws:SourceArn" = "arn:${local.partition}:states:${local.region}:${local.account_id}:stateMachine:${var.name_prefix}-*" }
+      }) }
+      } : service => jsonencode({
+        Version   = "2012-10-17"
+        Statement = [merge({ Effect = "Allow", Principal = { Service = service }, Action = "sts:AssumeRole" }, extra)]
+    })
+  }
+
   # S3 locations as {bucket_arn, prefix}; prefix "" = whole bucket.
   loc_cache   = { bucket_arn = var.database_bucket_arn, prefix = trimsuffix(var.cache_prefix, "/") }
   loc_dbs     = { bucket_arn = var.database_bucket_arn, prefix = trimsuffix(var.database_prefix, "/") }
@@ -82,15 +102,7 @@ locals {
 resource "aws_iam_role" "batch_service" {
   name                 = "${var.name_prefix}-batch-service"
   permissions_boundary = var.permissions_boundary_arn
-  assume_role_policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [{
-      Effect    = "Allow"
-      Principal = { Service = "batch.amazonaws.com" }
-      Action    = "sts:AssumeRole"
-      Condition = { StringEquals = { "aws:SourceAccount" = local.account_id } }
-    }]
-  })
+  assume_role_policy   = local.trust["batch.amazonaws.com"]
 }
 
 resource "aws_iam_role_policy_attachment" "batch_service" {
@@ -103,14 +115,7 @@ resource "aws_iam_role_policy_attachment" "batch_service" {
 resource "aws_iam_role" "instance" {
   name                 = "${var.name_prefix}-batch-instance"
   permissions_boundary = var.permissions_boundary_arn
-  assume_role_policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [{
-      Effect    = "Allow"
-      Principal = { Service = "ec2.amazonaws.com" }
-      Action    = "sts:AssumeRole"
-    }]
-  })
+  assume_role_policy   = local.trust["ec2.amazonaws.com"]
 }
 
 # ECS agent: register with the cluster, pull images, ship awslogs.
@@ -131,18 +136,7 @@ resource "aws_iam_role" "job" {
 
   name                 = "${var.name_prefix}-job-${replace(each.key, "_", "-")}"
   permissions_boundary = var.permissions_boundary_arn
-  assume_role_policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [{
-      Effect    = "Allow"
-      Principal = { Service = "ecs-tasks.amazonaws.com" }
-      Action    = "sts:AssumeRole"
-      Condition = {
-        StringEquals = { "aws:SourceAccount" = local.account_id }
-        ArnLike      = { "aws:SourceArn" = "arn:${local.partition}:ecs:${local.region}:${local.account_id}:*" }
-      }
-    }]
-  })
+  assume_role_policy   = local.trust["ecs-tasks.amazonaws.com"]
 }
 
 resource "aws_iam_role_policy" "job" {
@@ -166,15 +160,7 @@ resource "aws_iam_role" "lambda" {
 
   name                 = "${var.name_prefix}-lambda-${replace(each.key, "_", "-")}"
   permissions_boundary = var.permissions_boundary_arn
-  assume_role_policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [{
-      Effect    = "Allow"
-      Principal = { Service = "lambda.amazonaws.com" }
-      Action    = "sts:AssumeRole"
-      Condition = { StringEquals = { "aws:SourceAccount" = local.account_id } }
-    }]
-  })
+  assume_role_policy   = local.trust["lambda.amazonaws.com"]
 }
 
 resource "aws_iam_role_policy" "lambda" {
@@ -209,18 +195,7 @@ resource "aws_iam_role_policy" "lambda" {
 resource "aws_iam_role" "state_machine" {
   name                 = "${var.name_prefix}-state-machine"
   permissions_boundary = var.permissions_boundary_arn
-  assume_role_policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [{
-      Effect    = "Allow"
-      Principal = { Service = "states.amazonaws.com" }
-      Action    = "sts:AssumeRole"
-      Condition = {
-        StringEquals = { "aws:SourceAccount" = local.account_id }
-        ArnLike      = { "aws:SourceArn" = "arn:${local.partition}:states:${local.region}:${local.account_id}:stateMachine:${var.name_prefix}-*" }
-      }
-    }]
-  })
+  assume_role_policy   = local.trust["states.amazonaws.com"]
 }
 
 locals {

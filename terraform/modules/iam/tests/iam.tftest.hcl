@@ -241,3 +241,26 @@ run "permissions_boundary_applies_to_every_role" {
     error_message = "The permissions boundary must be attached to every role."
   }
 }
+
+run "trust_policies_name_one_service_and_guard_against_confused_deputies" {
+  command = plan
+
+  assert {
+    condition = alltrue([
+      for doc in concat(
+        [aws_iam_role.batch_service.assume_role_policy, aws_iam_role.state_machine.assume_role_policy],
+        [for r in aws_iam_role.lambda : r.assume_role_policy], [for r in aws_iam_role.job : r.assume_role_policy],
+      ) : length(jsondecode(doc).Statement) == 1 && jsondecode(doc).Statement[0].Condition.StringEquals["aws:SourceAccount"] != ""
+    ])
+    error_message = "Every service role except the EC2 instance role pins aws:SourceAccount."
+  }
+
+  assert {
+    condition = (
+      jsondecode(aws_iam_role.state_machine.assume_role_policy).Statement[0].Principal.Service == "states.amazonaws.com"
+      && strcontains(jsondecode(aws_iam_role.state_machine.assume_role_policy).Statement[0].Condition.ArnLike["aws:SourceArn"], ":stateMachine:")
+      && jsondecode(aws_iam_role.instance.assume_role_policy).Statement[0].Principal.Service == "ec2.amazonaws.com"
+    )
+    error_message = "The state machine role trusts only our state machines; the instance role trusts EC2."
+  }
+}
