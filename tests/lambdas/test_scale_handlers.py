@@ -86,7 +86,9 @@ def test_cache_miss_fill_then_hit_materialises_a_valid_done(cache_env):
     t = target("q1", 30)
     request = {"inputs": [{"id": "q1", "sequence": "M" * 30}], "output_uri": str(cache_env["outputs"]),
                "engine": "alphafold2"}
-    assert lookup({"run_id": "r1", "request": request, "target": t})["hit"] is False
+    miss = lookup({"run_id": "r1", "request": request, "target": t})
+    assert miss["hit"] is False and miss["cache_root"] == str(cache_env["cache"])  # for the Msa job's chain cache
+    assert lookup({"run_id": "r0", "request": {**request, "reuse_msa": False}, "target": t})["cache_root"] == ""
     fake_msa(cache_env["scratch"], "r1", "q1", {"uniref": "2024_01"})
     assert fill(TaskSettings.from_env(), "r1", [t]) == {"stored": 1, "skipped": 0, "failed": 0}
     [key] = list(cache_env["cache"].glob("msa/jackhmmer/*/*"))

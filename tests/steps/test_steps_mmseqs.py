@@ -109,3 +109,28 @@ def test_nul_separated_a3m_is_normalised():
     assert normalize_a3m(text.replace("\x00", ""), "T", "MKV") == ">T\nMKV\n>hit1\t50\t0.9\nMK-\n>q2\nMKV\n"
     with pytest.raises(RuntimeError, match="not the query"):
         normalize_a3m(">x\nAAA\n", "T", "MKV")
+
+
+def test_chain_cache_keeps_mmseqs_a3m_per_tool(tmp_path, own_db, monkeypatch):
+    """MMseqs2 chain entries hold the A3M, live under their own tool, and are reused."""
+    import foldstack.steps.mmseqs as mmseqs
+    from foldstack.steps.msa import run_msa
+
+    calls = []
+    real = mmseqs.search_a3m
+    monkeypatch.setattr(mmseqs, "search_a3m", lambda seq, *a, **k: calls.append(seq) or real(seq, *a, **k))
+    cache, scratch = tmp_path / "cache", tmp_path / "scratch"
+    stage(scratch, "r1", "a", DEMO_SEQ)
+    first = run_msa("r1", "a", scratch, own_db, "mmseqs2", str(cache))
+    (marker,) = cache.glob("msa/mmseqs2/*/chains/*/chain.json")
+    assert json.loads(marker.read_text())["alignments"] == [{"database": "demo_uniref", "fmt": "a3m"}]
+    assert calls == [DEMO_SEQ] and not list(cache.glob("msa/jackhmmer"))
+
+    stage(scratch, "r2", "b", DEMO_SEQ)
+    second = run_msa("r2", "b", scratch, own_db, "mmseqs2", str(cache))
+    assert calls == [DEMO_SEQ]  # not searched again
+    info = json.loads((second / "features.json").read_text())
+    assert info["chain_cache"]["chains"][0]["cache"] == "hit"
+    a, b = load_features(first / "features.npz"), load_features(second / "features.npz")
+    for key in ("msa", "deletion_matrix_int", "msa_species_identifiers", "template_aatype"):
+        assert np.array_equal(a[key], b[key]), key

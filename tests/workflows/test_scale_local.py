@@ -176,6 +176,76 @@ def test_an_application_error_on_spot_does_not_fall_back(demo_home, tmp_path, re
     assert "MsaFailed" in states(run) and run.record()["error"] == "States.TaskFailed"
 
 
+class RecordingInjector(Injector):
+    """Records each Msa attempt's Batch parameters; `lambda_faults[name]` fails that Lambda."""
+
+    def __init__(self, lambda_faults=None):
+        super().__init__({})
+        self.lambda_faults = lambda_faults or {}
+        self.msa_parameters: list[dict] = []
+
+    def before_batch_attempt(self, job, attempt):
+        if job.job == "msa":
+            self.msa_parameters.append(dict(job.parameters))
+        return super().before_batch_attempt(job, attempt)
+
+    def before_lambda(self, name, event):
+        return self.lambda_faults.get(name)
+
+
+# chains no other test folds: the demo home's chain cache starts cold for them
+CHAIN_X = "MSEQKLISEEDLNGSAHHHHHHGSLVPRGSMAKTLLILAVLCLATSVSA"
+CHAIN_Y = "MGSSHHHHHHSSGLVPRGSHMASMTGGQQMGRGSEFELRRQACGRTRAPPPPPLRSGC"
+CHAIN_Z = "MADQLTEEQIAEFKEAFSLFDKDGDGTITTKELGTVMRSLGQNPTEAELQDMINEVDA"
+
+
+def test_a_complex_reuses_the_chain_msa_an_earlier_run_searched(demo_home, tmp_path, repo):
+    """Issue 5 item 4's main case: chain X, searched for a monomer run, is not searched
+    again for the complex X:Y (the complex misses the per-target cache, so its Msa job
+    runs, and finds X in the chain cache the lookup pointed it to)."""
+    wf = workflow_copy(tmp_path, repo, fast_af2=True)
+    cache = str(demo_home / "cache")
+
+    recorder = RecordingInjector()
+    mono = LocalRunner(demo_home, workflow=wf, injector=recorder).submit(
+        RunRequest(inputs=(fasta(tmp_path, "mono", [("x", CHAIN_X)]),), output_uri=str(tmp_path / "out1"),
+                   engine="alphafold2"))
+    assert mono.wait(300) == "SUCCEEDED", mono.record()
+    assert [p["cache"] for p in recorder.msa_parameters] == [cache]
+    first = json.loads((tmp_path / "out1" / mono.run_id / "x" / "msa" / "features.json").read_text())
+    assert [c["cache"] for c in first["chain_cache"]["chains"]] == ["miss"]
+
+    recorder = RecordingInjector()
+    cx = LocalRunner(demo_home, workflow=wf, injector=recorder).submit(
+        RunRequest(inputs=(fasta(tmp_path, "cx", [("xy", f"{CHAIN_X}:{CHAIN_Y}")]),),
+                   output_uri=str(tmp_path / "out2"), engine="alphafold2", preset="multimer"))
+    assert cx.wait(300) == "SUCCEEDED", cx.record()
+    assert ("Msa", "xy") in entered(cx)  # a new complex: its Msa job runs ...
+    published = tmp_path / "out2" / cx.run_id / "xy" / "msa"
+    info = json.loads((published / "features.json").read_text())
+    assert [c["cache"] for c in info["chain_cache"]["chains"]] == ["hit", "miss"]  # ... and searches Y only
+    assert info["hits"]["demo_uniref"][0] == first["hits"]["demo_uniref"][0]
+    logs = "".join(p.read_text() for p in (demo_home / "runs" / cx.run_id / "logs").glob("*msa*.log"))
+    assert logs.count("from the chain cache") == 1 and "not searched" in logs
+
+
+@pytest.mark.parametrize("case", ["reuse_msa_false", "lookup_fails"])
+def test_no_chain_cache_without_reuse_or_when_the_lookup_fails(case, demo_home, tmp_path, repo):
+    """reuse_msa=false reaches the Msa job as an empty --cache; a failed lookup goes through
+    MsaCacheUnavailable to an Msa job without a cache, and the run still succeeds."""
+    wf = workflow_copy(tmp_path, repo, fast_af2=True)
+    recorder = RecordingInjector({"msa_cache": RuntimeError("cache bucket unreachable")}
+                                 if case == "lookup_fails" else None)
+    run = LocalRunner(demo_home, workflow=wf, injector=recorder).submit(
+        RunRequest(inputs=(fasta(tmp_path, "z", [("z", f"{CHAIN_X}:{CHAIN_Z}")]),), output_uri=str(tmp_path / "out"),
+                   engine="alphafold2", preset="multimer", reuse_msa=case == "lookup_fails"))
+    assert run.wait(300) == "SUCCEEDED", run.record()
+    assert [p["cache"] for p in recorder.msa_parameters] == [""]
+    assert ("MsaCacheUnavailable" in states(run)) is (case == "lookup_fails")
+    info = json.loads((tmp_path / "out" / run.run_id / "z" / "msa" / "features.json").read_text())
+    assert [c["cache"] for c in info["chain_cache"]["chains"]] == ["off", "off"]
+
+
 @pytest.mark.parametrize("reuse", [False])
 def test_reuse_msa_false_never_reads_the_cache(reuse, tmp_path, monkeypatch, local_env):
     """The lookup honours request.reuse_msa (no key recorded, so Collect never fills)."""

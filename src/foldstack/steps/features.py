@@ -9,6 +9,7 @@ stored as fixed-width bytes (``dtype="S"``), so the file always loads with
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -80,19 +81,30 @@ def to_storable(features: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     return out
 
 
-def save_features(path: Path, features: Mapping[str, np.ndarray]) -> None:
+def features_to_bytes(features: Mapping[str, np.ndarray]) -> bytes:
+    """A compressed ``.npz`` of the storable features (no object arrays, so no pickle)."""
     storable = to_storable(features)
     for key, arr in storable.items():
         if arr.dtype == object:  # pragma: no cover - to_storable guarantees this
             raise TypeError(f"feature {key} would need pickle")
-    with open(path, "wb") as f:
-        np.savez_compressed(f, **storable)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **storable)
+    return buf.getvalue()
+
+
+def features_from_bytes(data: bytes) -> dict[str, np.ndarray]:
+    """Load ``.npz`` bytes; never unpickles (object arrays raise ValueError)."""
+    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+        return {key: npz[key] for key in npz.files}
+
+
+def save_features(path: Path, features: Mapping[str, np.ndarray]) -> None:
+    Path(path).write_bytes(features_to_bytes(features))
 
 
 def load_features(path: Path) -> dict[str, np.ndarray]:
     """Load a features file; never unpickles (object arrays raise ValueError)."""
-    with np.load(path, allow_pickle=False) as data:
-        return {key: data[key] for key in data.files}
+    return features_from_bytes(Path(path).read_bytes())
 
 
 def summarize(features: Mapping[str, np.ndarray]) -> dict[str, object]:

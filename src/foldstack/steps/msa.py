@@ -22,16 +22,23 @@ same databases, same A3M/feature files, fewer remote homologs.
 Multimer targets (chains joined by ':') are searched chain by chain; ``msa.a3m`` then
 holds one section per chain (each starting with its query), and the features are built
 with AlphaFold's multimer pipeline helpers (see :func:`_multimer_features`).
+
+With ``--cache`` every chain's alignments and templates are looked up in, and on a miss
+stored to, the chain cache (:mod:`foldstack.steps.chain_cache`): a chain already searched
+in any earlier target (monomer or complex) is not searched again. ``features.json``
+records, per chain, ``hit``, ``miss`` or ``off``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
 from pathlib import Path
 from typing import Any
 
+from foldstack.steps.chain_cache import Alignment, ChainCache, ChainSearch
 from foldstack.steps.common import BadInputError, StepContext, run_step, write_json
 from foldstack.steps.databases import Database, msa_databases
 from foldstack.steps.features import (
@@ -80,17 +87,15 @@ def jackhmmer_stockholm(sequence: str, name: str, db: Database, cpus: int) -> st
 
 
 def _search_chain(ctx: StepContext, chain: str, query_name: str, dbs: list[Database], cpus: int,
-                  stats: dict[str, Any], msa_tool: str = "jackhmmer",
-                  runs: dict[str, Any] | None = None) -> tuple[list, list[str], dict[str, str]]:
-    """Search one chain against every DB: (AlphaFold Msa objects, A3M texts, template input).
+                  msa_tool: str = "jackhmmer", runs: dict[str, Any] | None = None) -> list[Alignment]:
+    """Search one chain against every DB; each alignment as the tool gives it (after max_hits).
 
-    The template input is the first (UniRef90-role) database's alignment, as AlphaFold
-    uses it: ``{"sto": ...}`` for jackhmmer, ``{"a3m": ...}`` for MMseqs2.
+    jackhmmer gives Stockholm, truncated as AlphaFold's ``truncate_stockholm_msa``; MMseqs2
+    gives A3M, cut to the query + max_hits rows.
     """
     from alphafold.data import parsers
 
-    msas, a3ms = [], []
-    template_input: dict[str, str] = {}
+    alignments = []
     for db in dbs:
         if msa_tool == "mmseqs2":
             from foldstack.steps.mmseqs import search_a3m
@@ -99,46 +104,72 @@ def _search_chain(ctx: StepContext, chain: str, query_name: str, dbs: list[Datab
                 a3m, info = search_a3m(chain, query_name, db, cpus=cpus, work_dir=ctx.work_dir, log=ctx.log)
             if runs is not None:
                 runs.setdefault(db.name, []).append(info)
-            if db.max_hits:  # keep the query + max_hits rows, as truncate_stockholm_msa does
+            if db.max_hits:
                 a3m = "".join(a3m.splitlines(keepends=True)[: 2 * (db.max_hits + 1)])
-            msa = parsers.parse_a3m(a3m)
-            if not template_input:
-                template_input = {"a3m": a3m}
+            alignments.append(Alignment(db.name, "a3m", a3m))
         else:
             with ctx.timer(f"jackhmmer_{db.name}"):
                 sto = jackhmmer_stockholm(chain, query_name, db, cpus)
-            tmp = ctx.work_dir / f".{db.name}.sto"
-            tmp.write_text(sto)
-            try:
-                if db.max_hits:
+            if db.max_hits:
+                tmp = ctx.work_dir / f".{db.name}.sto"
+                tmp.write_text(sto)
+                try:
                     sto = parsers.truncate_stockholm_msa(str(tmp), db.max_hits)
-            finally:
-                tmp.unlink()
-            msa = parsers.parse_stockholm(sto)
-            a3m = parsers.convert_stockholm_to_a3m(parsers.deduplicate_stockholm_msa(sto))
-            if not template_input:
-                template_input = {"sto": sto}
-        msas.append(msa)
-        a3ms.append(a3m)
-        stats.setdefault(db.name, []).append(len(msa) - 1)
-        ctx.log(f"{msa_tool} {db.name}/{db.version}: {len(msa) - 1} hits (chain of {len(chain)} aa)")
-    return msas, a3ms, template_input
+                finally:
+                    tmp.unlink()
+            alignments.append(Alignment(db.name, "sto", sto))
+    return alignments
 
 
-def _chain_templates(ctx: StepContext, chain: str, template_db, template_input: dict[str, str], cpus: int,
-                     info: list[dict[str, Any]]) -> dict | None:
-    """AlphaFold template features for one chain (None: no template database or no hit)."""
+def _parse_alignments(alignments: list[Alignment]) -> tuple[list, list[str]]:
+    """(AlphaFold Msa objects, A3M texts), one per database, from a chain's alignments."""
+    from alphafold.data import parsers
+
+    msas, a3ms = [], []
+    for alignment in alignments:
+        if alignment.fmt == "a3m":
+            msas.append(parsers.parse_a3m(alignment.text))
+            a3ms.append(alignment.text)
+        else:
+            msas.append(parsers.parse_stockholm(alignment.text))
+            a3ms.append(parsers.convert_stockholm_to_a3m(parsers.deduplicate_stockholm_msa(alignment.text)))
+    return msas, a3ms
+
+
+def _chain_templates(ctx: StepContext, chain: str, template_db, alignments: list[Alignment],
+                     cpus: int) -> tuple[dict | None, dict[str, Any] | None]:
+    """AlphaFold template features for one chain and their provenance ((None, None): no
+    template database; (None, info): no hit). The search starts from the first
+    (UniRef90-role) database's alignment, as AlphaFold's does."""
     if template_db is None:
-        return None
+        return None, None
     from foldstack.steps.templates import search_templates
 
+    first = alignments[0]
     with ctx.timer("templates"):
-        result = search_templates(chain, template_db, cpus=cpus, **template_input)
-    info.append({"hits": result.hits, "templates": result.used, "errors": result.errors[:20],
-                 "warnings": result.warnings[:20]})
+        result = search_templates(chain, template_db, cpus=cpus, **{first.fmt: first.text})
+    info = {"hits": result.hits, "templates": result.used, "errors": result.errors[:20],
+            "warnings": result.warnings[:20]}
     ctx.log(f"templates {template_db.name}/{template_db.version}: {len(result.hits)} hmmsearch hits, "
             f"{len(result.used)} template(s) featurized" + (f": {', '.join(result.used[:4])}" if result.used else ""))
-    return result.features
+    return result.features, info
+
+
+def _chain_search(ctx: StepContext, chain: str, query_name: str, dbs: list[Database], template_db,
+                  cpus: int, msa_tool: str, runs: dict[str, Any], chain_cache: ChainCache | None) -> ChainSearch:
+    """One chain's alignments and templates: from the chain cache, else searched (and kept)."""
+    if chain_cache is not None:
+        cached = chain_cache.get(chain)
+        if cached is not None and [a.database for a in cached.alignments] == [d.name for d in dbs]:
+            ctx.log(f"chain of {len(chain)} aa: alignments and templates from the chain cache "
+                    f"({chain_cache.key(chain)}); not searched")
+            return cached
+    alignments = _search_chain(ctx, chain, query_name, dbs, cpus, msa_tool, runs)
+    templates, info = _chain_templates(ctx, chain, template_db, alignments, cpus)
+    search = ChainSearch(alignments, templates, info)
+    if chain_cache is not None:
+        chain_cache.put(chain, search, source_run=ctx.run_id)
+    return search
 
 
 def _merge_a3m(a3ms: list[str]) -> str:
@@ -184,11 +215,20 @@ def run_msa(run_id: str, target: str, scratch: Path | str, db: Path | str, msa_t
             cache: str | None = None) -> Path:
     """Run the msa step under the step contract; return the final directory.
 
-    `cache` (the MSA cache root) is accepted for the workflow's sake and not used yet.
+    `cache`: the MSA cache root (a directory or ``s3://`` URI) whose chain entries this step
+    reuses and fills (:mod:`foldstack.steps.chain_cache`); None searches every chain.
     """
     if msa_tool not in SUPPORTED_TOOLS:
         raise BadInputError(f"--msa-tool {msa_tool!r} is not supported by this step (supported: "
                             f"{', '.join(SUPPORTED_TOOLS)})")
+    if cache:
+        from foldstack.core.errors import InputValidationError
+        from foldstack.core.uris import parse_uri
+
+        try:
+            parse_uri(cache)
+        except InputValidationError as exc:
+            raise BadInputError(f"--cache {cache!r}: {exc}") from exc
 
     def body(ctx: StepContext) -> None:
         import pyhmmer
@@ -220,23 +260,41 @@ def run_msa(run_id: str, target: str, scratch: Path | str, db: Path | str, msa_t
                 + ", ".join(f"{d.name}/{d.version}" for d in dbs)
                 + (f"; templates: {template_db.name}/{template_db.version}" if template_db else "; no template DB"))
 
+        chain_cache, why = None, "no --cache given"
+        if cache:
+            chain_cache, why = ChainCache.open(
+                cache, msa_tool, str(db), dbs + ([template_db] if template_db else []),
+                max_template_date(template_db) if template_db else None, ctx.log)
+        if chain_cache is None:
+            ctx.log(f"chain cache off: {why}")
+
         stats: dict[str, Any] = {}
         runs: dict[str, Any] = {}
         template_info: list[dict[str, Any]] = []
+        chain_report: list[dict[str, Any]] = []
         chain_results, chain_templates = [], []
-        searched: dict[str, tuple] = {}
+        searched: dict[str, tuple[ChainSearch, list, list[str]]] = {}
         for index, chain in enumerate(record.chains):
             name = record.id if len(record.chains) == 1 else f"{record.id}_{index + 1}"
             if chain not in searched:  # homomers: one search per distinct chain
-                msas, a3ms, template_input = _search_chain(ctx, chain, name, dbs, cpus, stats, msa_tool, runs)
-                templates = _chain_templates(ctx, chain, template_db, template_input, cpus, template_info)
-                searched[chain] = (msas, a3ms, templates)
-            msas, a3ms, templates = searched[chain]
+                search = _chain_search(ctx, chain, name, dbs, template_db, cpus, msa_tool, runs, chain_cache)
+                msas, a3ms = _parse_alignments(search.alignments)
+                searched[chain] = (search, msas, a3ms)
+                for d, msa in zip(dbs, msas, strict=True):
+                    stats.setdefault(d.name, []).append(len(msa) - 1)
+                    ctx.log(f"{msa_tool} {d.name}/{d.version}: {len(msa) - 1} hits (chain of {len(chain)} aa"
+                            + (", cached)" if search.cached else ")"))
+                if search.template_info is not None:
+                    template_info.append(search.template_info)
+            search, msas, a3ms = searched[chain]
+            chain_report.append({"chain": index + 1, "sha256": hashlib.sha256(chain.encode("ascii")).hexdigest(),
+                                 "cache": "hit" if search.cached else ("miss" if chain_cache else "off")})
             a3m = _merge_a3m(a3ms)
-            if index and a3m.startswith(">"):  # each section starts with its own query name
+            if a3m.startswith(">"):  # each section starts with this target's query name (a cached
+                # chain's alignment carries the name it was first searched under)
                 a3m = f">{name}\n" + a3m.split("\n", 1)[1]
             chain_results.append((msas, a3m))
-            chain_templates.append(templates)
+            chain_templates.append(search.templates)
 
         with ctx.timer("features"):
             if len(record.chains) == 1:
@@ -273,6 +331,8 @@ def run_msa(run_id: str, target: str, scratch: Path | str, db: Path | str, msa_t
             "databases": [d.provenance() for d in dbs],  # the MSA databases; templates: see "templates"
             "templates": template_block,
             "mmseqs_target_db": runs or None,
+            "chain_cache": {"db_version": chain_cache.db_version if chain_cache else None,
+                            "status": "on" if chain_cache else f"off: {why}", "chains": chain_report},
             "hits": stats,
             "msa_depth": int(features["msa"].shape[0]),
             "features": summarize(features),

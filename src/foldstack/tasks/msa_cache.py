@@ -6,7 +6,7 @@ marker: the sha256 of each file). An entry without ``cache.json`` does not exist
 
 The key
   * ``sha256``: the target's sequence checksum (Validate Input's; for a complex it covers
-    every chain, so multimer targets are cached per complex, not per chain);
+    every chain: this level caches whole targets, the msa step's chain cache the chains);
   * ``msa_tool``: jackhmmer | mmseqs2;
   * ``db_version``: the versions in use of every database under the database root
     (``<db_root>/<name>/CURRENT``, read the way the msa step's ``databases`` module finds
@@ -18,7 +18,10 @@ The key
 Lookup (the ``msa_cache`` Lambda, before the CPU job): on a hit the cached files are
 copied into ``scratch/<run_id>/msa/<target>/`` with a valid ``msa.done.json`` (so Predict
 and Collect need no special case) and the workflow skips the Msa job. Either way the key
-is recorded in ``scratch/<run_id>/cache/<target>.json`` for the fill.
+is recorded in ``scratch/<run_id>/cache/<target>.json`` for the fill. On a miss the
+lookup hands the cache root to the Msa job (``cache_root``; empty when ``reuse_msa`` is
+off), which keeps and reuses each chain's searches (:mod:`foldstack.steps.chain_cache`):
+a complex whose chains were all searched before costs a featurisation, not a search.
 
 Fill (Collect Outputs, after the run's results are published): for each miss, copy the
 msa step's outputs to the key, ``cache.json`` last. Only if every database the step
@@ -46,7 +49,9 @@ log = logging.getLogger("foldstack.task")
 CACHED_FILES = ("msa.a3m", "features.npz", "features.json")
 MARKER = "cache.json"
 PARAMS_VERSION = "p1"
+CHAINS_DIR = "chains"  # per-chain entries of the msa step, next to the per-target ones
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9@+._-]{0,127}$")  # db_version_label's output
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -84,6 +89,14 @@ def cache_key(cache_root: str, msa_tool: str, db_version: str, sha256: str) -> s
     return storage.safe_join(cache_root, "msa", msa_tool, db_version, sha256)
 
 
+def chain_cache_key(cache_root: str, msa_tool: str, db_version: str, sha256: str) -> str:
+    """Where the msa step keeps one chain's searches (:mod:`foldstack.steps.chain_cache`);
+    ``chains`` is no sha256, so it never collides with a target's entry."""
+    if not _SHA.fullmatch(sha256) or not _SAFE.fullmatch(msa_tool) or not _LABEL.fullmatch(db_version):
+        raise ValueError(f"invalid chain cache key parts: {msa_tool!r}, {db_version!r}, {sha256!r}")
+    return storage.safe_join(cache_root, "msa", msa_tool, db_version, CHAINS_DIR, sha256)
+
+
 def _record_uri(settings: TaskSettings, run_id: str, target: str) -> str:
     return storage.safe_join(settings.scratch_root, run_id, "cache", f"{target}.json")
 
@@ -114,12 +127,12 @@ def lookup(settings: TaskSettings, run_id: str, request: Mapping[str, Any],
     tid, sha = str(target["id"]), str(target["sha256"])
     tool = str(request.get("msa_tool") or "jackhmmer")
     if not request.get("reuse_msa", True):
-        return {"hit": False, "reason": "reuse_msa is false"}
+        return {"hit": False, "reason": "reuse_msa is false", "cache_root": ""}
     if not settings.cache_root or not settings.db_root:
-        return {"hit": False, "reason": "no cache or database root configured"}
+        return {"hit": False, "reason": "no cache or database root configured", "cache_root": ""}
     versions = resolve_db_versions(settings.db_root)
     if not versions:
-        return {"hit": False, "reason": f"no database versions under {settings.db_root}"}
+        return {"hit": False, "reason": f"no database versions under {settings.db_root}", "cache_root": ""}
     db_version = db_version_label(versions)
     key = cache_key(settings.cache_root, tool, db_version, sha)
     record = {"target": tid, "sha256": sha, "msa_tool": tool, "db_version": db_version,
@@ -131,7 +144,8 @@ def lookup(settings: TaskSettings, run_id: str, request: Mapping[str, Any],
     reason = "cached" if record["hit"] else ("cache entry damaged" if marker is not None else "not cached")
     log.info(json.dumps({"task": "msa_cache", "run_id": run_id, "target": tid, "hit": record["hit"],
                          "key": key}))
-    return {"hit": record["hit"], "reason": reason, "db_version": db_version}
+    # cache_root goes to the Msa job on a miss: it reuses the chains it finds there
+    return {"hit": record["hit"], "reason": reason, "db_version": db_version, "cache_root": settings.cache_root}
 
 
 def _materialise(settings: TaskSettings, run_id: str, tid: str, key: str, marker: dict[str, Any]) -> bool:
