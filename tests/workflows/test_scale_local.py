@@ -225,6 +225,9 @@ def test_a_complex_reuses_the_chain_msa_an_earlier_run_searched(demo_home, tmp_p
     info = json.loads((published / "features.json").read_text())
     assert [c["cache"] for c in info["chain_cache"]["chains"]] == ["hit", "miss"]  # ... and searches Y only
     assert info["hits"]["demo_uniref"][0] == first["hits"]["demo_uniref"][0]
+    manifest = json.loads((tmp_path / "out2" / cx.run_id / "manifest.json").read_text())
+    assert manifest["targets"][0]["provenance"]["msa"] | {"tool_versions": None, "timings": None} == {
+        "msa_cache": "miss", "chain_cache": ["hit", "miss"], "tool_versions": None, "timings": None}
     logs = "".join(p.read_text() for p in (demo_home / "runs" / cx.run_id / "logs").glob("*msa*.log"))
     assert logs.count("from the chain cache") == 1 and "not searched" in logs
 

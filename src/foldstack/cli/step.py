@@ -22,7 +22,9 @@ def msa(
     scratch: Scratch,
     db: Annotated[Path, typer.Option("--db", help="Database root, e.g. /fsx/db.")],
     msa_tool: Annotated[str, typer.Option("--msa-tool", help="MSA tool: jackhmmer | mmseqs2.")] = "jackhmmer",
-    cache: Annotated[str, typer.Option("--cache", help="MSA cache root (directory or s3:// URI) whose per-chain searches are reused and filled; '' = none.")] = "",
+    cache: Annotated[str, typer.Option(
+        "--cache", help="MSA cache root (directory or s3:// URI): chains searched before are reused, new ones kept; "
+        "'' = none.")] = "",
 ) -> None:
     """jackhmmer → msa.a3m + features.npz + features.json. Exit 0 ok, 2 bad input, 3 OOM."""
     from foldstack.steps.common import run_cli

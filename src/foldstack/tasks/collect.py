@@ -36,6 +36,16 @@ def _verified(run_root: str, step: str, target: str, rel: str, sha256: str) -> b
     return data
 
 
+def _chain_cache_summary(features_json: bytes) -> dict[str, Any]:
+    """``{"chain_cache": ["hit", "miss", ...]}`` per chain, from the msa step's features.json
+    (empty for entries made before the chain cache existed)."""
+    try:
+        chains = json.loads(features_json)["chain_cache"]["chains"]
+        return {"chain_cache": [str(c["cache"]) for c in chains]}
+    except (ValueError, KeyError, TypeError):
+        return {}
+
+
 def _estimate_cost(entries: list[dict[str, Any]]) -> dict[str, Any]:
     """Per-target and run cost estimate (foldstack.cost); never fails the collect."""
     try:
@@ -75,6 +85,8 @@ def collect_outputs(
                     if keep is not None and rel not in keep:
                         continue
                     data = _verified(run_root, step, tid, rel, sha)
+                    if step == "msa" and rel == "features.json":
+                        provenance[step].update(_chain_cache_summary(data))
                     publisher.put(f"{tid}/{dest}{rel}", data)
                     files[f"{dest}{rel}"] = {"sha256": sha, "size": len(data)}
             metrics = json.loads(storage.read_bytes(storage.safe_join(run_root, "predict", tid, "metrics.json")))
