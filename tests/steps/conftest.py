@@ -87,3 +87,29 @@ def invoke(args: list[str]):
     from foldstack.cli.step import app
 
     return CliRunner().invoke(app, args)
+
+
+@pytest.fixture(scope="session")
+def template_root(tmp_path_factory, db_root) -> Path:
+    """The demo sequence DB plus the 1A7G/2XHE template DB assembled from Debian's
+    python-biopython-doc (never downloaded; without the package: no template DB)."""
+    import shutil
+
+    from foldstack.demo_data import build_demo_templates, template_cif_files
+
+    root = tmp_path_factory.mktemp("db-templates")
+    shutil.copytree(db_root / "demo_uniref", root / "demo_uniref", ignore=shutil.ignore_patterns("mmseqs"))
+    if template_cif_files() is not None:
+        assert build_demo_templates(root) is not None
+    return root
+
+
+@pytest.fixture(scope="session")
+def chain_e(template_root) -> str:
+    """The 1A7G chain E sequence as pdb_seqres holds it (without the template DB: the demo
+    sequence)."""
+    seqres = list(template_root.glob("pdb_mmcif/*/pdb_seqres.txt"))
+    if not seqres:
+        return DEMO_SEQ
+    lines = seqres[0].read_text().splitlines()
+    return lines[lines.index(next(ln for ln in lines if ln.startswith(">1a7g_E"))) + 1]

@@ -9,39 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from collections import Counter
 
 import numpy as np
 import pytest
 
-from foldstack.demo_data import build_demo_templates, template_cif_files
+from foldstack.demo_data import template_cif_files
 from foldstack.steps.features import load_features
 from tests.steps.conftest import DEMO_SEQ, invoke, stage
 
 OTHER = "MTKILVKDKEDWLKLVNNLSKLRKEKGINQTDLGRMVGVSRQTISLIERGDYNPSVMVALSLAKVFAVSVEDIF"
 needs_templates = pytest.mark.skipif(template_cif_files() is None,
                                      reason="Debian python-biopython-doc (1A7G/2XHE mmCIF fixtures) not installed")
-
-
-@pytest.fixture(scope="module")
-def template_root(tmp_path_factory, db_root):
-    """The demo sequence DB plus the 1A7G/2XHE template DB (or none, without the fixtures)."""
-    root = tmp_path_factory.mktemp("db-chain-cache")
-    shutil.copytree(db_root / "demo_uniref", root / "demo_uniref", ignore=shutil.ignore_patterns("mmseqs"))
-    if template_cif_files() is not None:
-        assert build_demo_templates(root) is not None
-    return root
-
-
-@pytest.fixture(scope="module")
-def chain_e(template_root) -> str:
-    """1A7G chain E (has a template in the fixture DB), else the demo sequence."""
-    seqres = list(template_root.glob("pdb_mmcif/*/pdb_seqres.txt"))
-    if not seqres:
-        return DEMO_SEQ
-    lines = seqres[0].read_text().splitlines()
-    return lines[lines.index(next(ln for ln in lines if ln.startswith(">1a7g_E"))) + 1]
 
 
 @pytest.fixture

@@ -13,28 +13,12 @@ import shutil
 import numpy as np
 import pytest
 
-from foldstack.demo_data import build_demo_templates, template_cif_files
+from foldstack.demo_data import template_cif_files
 from foldstack.steps.features import load_features, n_templates
 from tests.steps.conftest import invoke, stage
 
 pytestmark = pytest.mark.skipif(template_cif_files() is None,
                                 reason="Debian python-biopython-doc (1A7G/2XHE mmCIF fixtures) not installed")
-
-
-@pytest.fixture(scope="module")
-def template_root(tmp_path_factory, db_root):
-    """The demo sequence DB plus the 1A7G/2XHE template DB."""
-    root = tmp_path_factory.mktemp("db-templates")
-    shutil.copytree(db_root / "demo_uniref", root / "demo_uniref", ignore=shutil.ignore_patterns("mmseqs"))
-    assert build_demo_templates(root) is not None
-    return root
-
-
-@pytest.fixture(scope="module")
-def chain_e(template_root) -> str:
-    """The 1A7G chain E sequence (as pdb_seqres holds it)."""
-    lines = next(template_root.glob("pdb_mmcif/*/pdb_seqres.txt")).read_text().splitlines()
-    return lines[lines.index(next(ln for ln in lines if ln.startswith(">1a7g_E"))) + 1]
 
 
 @pytest.fixture(scope="module")

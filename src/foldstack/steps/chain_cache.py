@@ -70,17 +70,16 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+@dataclass
 class ChainCache:
     """Get/put one chain's :class:`ChainSearch` under the key of its sequence."""
 
-    def __init__(self, cache_root: str, msa_tool: str, db_version: str, databases: dict[str, str],
-                 max_template_date: str | None, log: Callable[[str], None]) -> None:
-        self.cache_root = cache_root
-        self.msa_tool = msa_tool
-        self.db_version = db_version
-        self.databases = databases
-        self.max_template_date = max_template_date
-        self.log = log
+    cache_root: str
+    msa_tool: str
+    db_version: str
+    databases: dict[str, str]  # {name: version} the label was made from
+    max_template_date: str | None  # the templates' cut-off (None: no template DB)
+    log: Callable[[str], None]
 
     @classmethod
     def open(cls, cache_root: str, msa_tool: str, db_root: str, used: Sequence[Database],
