@@ -10,9 +10,10 @@ the same wheel (2,122 sequences; see ``foldstack.demo_data``), under --home.
 
 Each complex goes through the real msa step (``run_msa``: search, templates when a
 template DB is installed, AlphaFold-Multimer pairing and features), once with no cache
-and once with a fresh chain cache. Searches are counted by wrapping the step's search
-function; times are wall-clock per complex. The per-target cache of the workflow is not
-involved: every complex here is new.
+and once with a fresh chain cache, one complex after another (as Msa jobs that start
+after each other; jobs running at the same time would both search a new shared chain).
+Searches are counted by wrapping the step's search function; times are wall-clock per
+complex. The per-target cache of the workflow is not involved: every complex is new.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ Searches are counted by wrapping the step's jackhmmer and template search functi
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 from collections import Counter
@@ -53,6 +54,15 @@ def _run(scratch, run_id, target, sequence, db, cache):
     return out, json.loads((out / "features.json").read_text())
 
 
+def _assert_same_features(out, ref):
+    """Every feature array and the A3M of two msa outputs are identical."""
+    cached, fresh = load_features(out / "features.npz"), load_features(ref / "features.npz")
+    assert sorted(cached) == sorted(fresh)
+    for key in fresh:
+        assert np.array_equal(cached[key], fresh[key]), key
+    assert (out / "msa.a3m").read_text() == (ref / "msa.a3m").read_text()
+
+
 def _entries(cache):
     return sorted(p.parent for p in cache.rglob("chain.json"))
 
@@ -81,11 +91,7 @@ def test_complex_reuses_the_chain_a_monomer_searched(tmp_path, template_root, ch
 
     # the same complex, computed from scratch without any cache: the same features and A3M
     ref, _ = _run(tmp_path / "scratch-ref", "r3", "cx", f"{chain_e}:{OTHER}", template_root, None)
-    cached, fresh = load_features(out / "features.npz"), load_features(ref / "features.npz")
-    assert sorted(cached) == sorted(fresh)
-    for key in fresh:
-        assert np.array_equal(cached[key], fresh[key]), key
-    assert (out / "msa.a3m").read_text() == (ref / "msa.a3m").read_text()
+    _assert_same_features(out, ref)
 
     # both chains known, in the other order and another target: nothing is searched
     searches.clear()
@@ -93,7 +99,9 @@ def test_complex_reuses_the_chain_a_monomer_searched(tmp_path, template_root, ch
     assert searches == Counter()
     assert [c["cache"] for c in swapped["chain_cache"]["chains"]] == ["hit", "hit"]
     assert not any(k.startswith("jackhmmer_") for k in swapped["timings"])
-    assert (out / "msa.a3m").read_text().startswith(">swapped_1\n")
+    assert [c["source_run"] for c in swapped["chain_cache"]["chains"]] == ["r2", "r1"]
+    ref, _ = _run(tmp_path / "scratch-ref", "r5", "swapped", f"{OTHER}:{chain_e}", template_root, None)
+    _assert_same_features(out, ref)
 
 
 def test_homomer_searches_its_chain_once_and_without_cache_reports_off(tmp_path, template_root, searches):
@@ -152,10 +160,10 @@ def test_cache_is_off_when_a_database_is_not_at_its_current_version(tmp_path, te
 
     current = (template_root / "demo_uniref" / "CURRENT").read_text().strip()
     ok, why = ChainCache.open(str(tmp_path), "jackhmmer", str(template_root),
-                              [SimpleNamespace(name="demo_uniref", version=current)], None, print)
+                              [SimpleNamespace(name="demo_uniref", version=current)], None, {}, print)
     assert ok is not None and why == "ok"
     stale, why = ChainCache.open(str(tmp_path), "jackhmmer", str(template_root),
-                                 [SimpleNamespace(name="demo_uniref", version="older")], None, print)
+                                 [SimpleNamespace(name="demo_uniref", version="older")], None, {}, print)
     assert stale is None and "demo_uniref@older" in why
 
 
@@ -180,23 +188,85 @@ def test_s3_cache_round_trip_and_damage(monkeypatch):
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket="db-bucket")
         cache = ChainCache("s3://db-bucket/cache", "jackhmmer", "demo_uniref@v1.p1", {"demo_uniref": "v1"},
-                           "2021-01-01", print)
+                           "2021-01-01", {"pyhmmer": "0.11"}, print)
         templates = empty_template_features(OTHER)
         templates["template_all_atom_masks"][0, 0, 0] = 1.0  # one "real" template, so it is kept
-        search = ChainSearch([Alignment("uniref", "sto", "# STOCKHOLM 1.0\n//\n"),
-                              Alignment("mgnify", "a3m", f">q\n{OTHER}\n")], templates, {"templates": ["x"]})
+        search = ChainSearch.build([Alignment("uniref", "sto", f"# STOCKHOLM 1.0\nquery {OTHER}\n//\n"),
+                                    Alignment("mgnify", "a3m", f">query\n{OTHER}\n")], templates,
+                                   {"templates": ["x"], "errors": []})
         assert cache.put(OTHER, search, source_run="r1")
         key = cache.key(OTHER).removeprefix("s3://db-bucket/")
         assert key.startswith("cache/msa/jackhmmer/demo_uniref@v1.p1/chains/")
         names = sorted(o["Key"].rsplit("/", 1)[1] for o in s3.list_objects_v2(Bucket="db-bucket")["Contents"])
         assert names == ["chain.json", "mgnify.a3m.gz", "templates.npz", "uniref.sto.gz"]
 
-        got = cache.get(OTHER)
+        got = cache.get(OTHER, ["uniref", "mgnify"])
         assert got is not None and got.cached and got.alignments == search.alignments
-        assert got.template_info == {"templates": ["x"]}
+        assert got.origin["source_run"] == "r1" and got.template_info["templates"] == ["x"]
+        assert [m.sequences for m in got.msas] == [m.sequences for m in search.msas]
         for name, value in templates.items():
             assert np.array_equal(got.templates[name], value), name
-        assert cache.get(DEMO_SEQ) is None  # another chain: a miss, not an error
+        assert cache.get(DEMO_SEQ, ["uniref", "mgnify"]) is None  # another chain: a miss, not an error
+        assert cache.get(OTHER, ["uniref"]) is None  # searched against other databases
+        newer = ChainCache(**{**cache.__dict__, "tool_versions": {"pyhmmer": "0.12"}})
+        assert newer.get(OTHER, ["uniref", "mgnify"]) is None  # another search tool version
 
         s3.put_object(Bucket="db-bucket", Key=f"{key}/uniref.sto.gz", Body=b"tampered")
-        assert cache.get(OTHER) is None
+        assert cache.get(OTHER, ["uniref", "mgnify"]) is None
+
+
+def _rewrite(entry, name, data: bytes, **marker_changes):
+    """Replace one file of an entry and re-sign chain.json, as a buggy writer would."""
+    (entry / name).write_bytes(data)
+    marker = json.loads((entry / "chain.json").read_text())
+    marker["files"][name] = hashlib.sha256(data).hexdigest()
+    marker.update(marker_changes)
+    (entry / "chain.json").write_text(json.dumps(marker))
+
+
+@pytest.mark.parametrize("garbage", [b"not a stockholm file\n", b"# STOCKHOLM 1.0\n//\n",
+                                     b"# STOCKHOLM 1.0\nquery MKV\n//\n"])
+def test_entry_that_matches_its_checksums_but_does_not_parse_is_searched_again(
+        garbage, tmp_path, template_root, searches):
+    cache, scratch = tmp_path / "cache", tmp_path / "scratch"
+    _run(scratch, "r1", "a", OTHER, template_root, cache)
+    (entry,) = _entries(cache)
+    _rewrite(entry, "demo_uniref.sto.gz", gzip.compress(garbage))
+    searches.clear()
+    out, info = _run(scratch, "r2", "b", OTHER, template_root, cache)
+    assert searches[("jackhmmer", OTHER)] == 1 and info["chain_cache"]["chains"][0]["cache"] == "miss"
+    assert json.loads((entry / "chain.json").read_text())["source_run"] == "r2"  # repaired
+    searches.clear()
+    _run(scratch, "r3", "c", OTHER, template_root, cache)
+    assert searches == Counter()
+
+
+def test_entry_naming_files_outside_itself_or_made_by_other_tools_is_a_miss(tmp_path, template_root, searches):
+    cache, scratch = tmp_path / "cache", tmp_path / "scratch"
+    _run(scratch, "r1", "a", OTHER, template_root, cache)
+    (entry,) = _entries(cache)
+    marker = json.loads((entry / "chain.json").read_text())
+    assert set(marker["tool_versions"]) == {"pyhmmer", "alphafold-colabfold"}
+    (tmp_path / "secret").write_text("x")
+    for changes in ({"files": {**marker["files"], "../../../../../../secret": "0" * 64}},
+                    {"tool_versions": {**marker["tool_versions"], "pyhmmer": "0.0.1"}}):
+        (entry / "chain.json").write_text(json.dumps({**marker, **changes}))
+        searches.clear()
+        _, info = _run(scratch, f"r-{len(changes)}-{sorted(changes)[0]}", "b", OTHER, template_root, cache)
+        assert searches[("jackhmmer", OTHER)] == 1 and info["chain_cache"]["chains"][0]["cache"] == "miss"
+
+
+@needs_templates
+def test_template_featurisation_errors_are_not_cached(tmp_path, template_root, chain_e, monkeypatch):
+    import foldstack.steps.templates as templates
+
+    real = templates.search_templates
+
+    def failing_kalign(*args, **kwargs):
+        result = real(*args, **kwargs)
+        result.errors.append("kalign: returned non-zero exit status 1")
+        return result
+
+    monkeypatch.setattr(templates, "search_templates", failing_kalign)
+    out, info = _run(tmp_path / "s", "r", "a", chain_e, template_root, tmp_path / "cache")
+    assert info["chain_cache"]["chains"][0]["cache"] == "miss" and _entries(tmp_path / "cache") == []

@@ -132,5 +132,6 @@ def test_chain_cache_keeps_mmseqs_a3m_per_tool(tmp_path, own_db, monkeypatch):
     info = json.loads((second / "features.json").read_text())
     assert info["chain_cache"]["chains"][0]["cache"] == "hit"
     a, b = load_features(first / "features.npz"), load_features(second / "features.npz")
-    for key in ("msa", "deletion_matrix_int", "msa_species_identifiers", "template_aatype"):
+    assert sorted(a) == sorted(b)
+    for key in set(a) - {"domain_name"}:  # the target's own name
         assert np.array_equal(a[key], b[key]), key

@@ -13,10 +13,16 @@ search results are kept as well, under
 ``db_version`` is the workflow cache's label of every database version under the DB root
 (:func:`~foldstack.tasks.msa_cache.db_version_label`), so a database refresh invalidates
 both levels at once. The cache is used only when every database the step searches has the
-label's version. An entry whose files do not match ``chain.json`` (or made with another
-template date cut-off) is a miss. Reads and writes go through :mod:`foldstack.storage`: a
-local directory, or ``s3://<database bucket>/cache`` in the cloud, where the msa job role
-may read and write ``cache/``. A cache failure never fails the step; it searches instead.
+label's version. An entry is a miss (searched again, and overwritten) when a file does not
+match ``chain.json`` or does not parse, or when it was made with another template date
+cut-off or other search/featurizer versions. A search whose template featurisation
+reported errors is not stored. Every chain is searched under one fixed query name, so two
+jobs storing the same chain at once write the same alignments. Jobs that run at the same
+time do not wait for each other: both search a new chain they share.
+
+Reads and writes go through :mod:`foldstack.storage`: a local directory, or
+``s3://<database bucket>/cache`` in the cloud, where the msa job role may read and write
+``cache/``. A cache failure never fails the step; it searches instead.
 """
 
 from __future__ import annotations
@@ -24,10 +30,13 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+import numpy as np
 
 from foldstack import storage
 from foldstack.steps.databases import Database
@@ -36,7 +45,10 @@ from foldstack.steps.features import features_from_bytes, features_to_bytes, n_t
 MARKER = "chain.json"
 TEMPLATES = "templates.npz"
 FORMATS = ("sto", "a3m")
+QUERY_NAME = "query"  # every chain is searched under this name, so entries do not depend on a target id
 _MAX_MARKER_BYTES = 1 << 20
+_MAX_FILE_BYTES = 1 << 30  # a stored (compressed) alignment or templates.npz
+_MAX_ALIGNMENT_BYTES = 4 << 30  # an alignment once decompressed
 
 
 @dataclass(frozen=True)
@@ -52,14 +64,44 @@ class Alignment:
         return f"{self.database}.{self.fmt}.gz"
 
 
+def parse_alignments(alignments: Sequence[Alignment]) -> tuple[list, list[str]]:
+    """(AlphaFold Msa objects, A3M texts), one per database, as AlphaFold's pipeline makes
+    them: Stockholm is deduplicated and converted, A3M is used as it is."""
+    from alphafold.data import parsers
+
+    msas, a3ms = [], []
+    for alignment in alignments:
+        if alignment.fmt == "a3m":
+            msas.append(parsers.parse_a3m(alignment.text))
+            a3ms.append(alignment.text)
+        elif alignment.fmt == "sto":
+            msas.append(parsers.parse_stockholm(alignment.text))
+            a3ms.append(parsers.convert_stockholm_to_a3m(parsers.deduplicate_stockholm_msa(alignment.text)))
+        else:
+            raise ValueError(f"unknown alignment format {alignment.fmt!r}")
+    return msas, a3ms
+
+
 @dataclass
 class ChainSearch:
-    """Everything the features need from one chain's searches."""
+    """Everything the features need from one chain's searches (use :meth:`build`)."""
 
     alignments: list[Alignment]
-    templates: dict[str, Any] | None = None  # AlphaFold template features; None = no template
-    template_info: dict[str, Any] | None = None  # hits/templates/errors/warnings; None = no template DB
-    cached: bool = False  # read from the chain cache, not searched
+    templates: dict[str, Any] | None  # AlphaFold template features; None = no template
+    template_info: dict[str, Any] | None  # hits/templates/errors/warnings; None = no template DB
+    msas: list = field(repr=False)  # parsed alignments (AlphaFold Msa objects)
+    a3ms: list[str] = field(repr=False)
+    origin: dict[str, Any] | None = None  # cached: the run that searched it, and when
+
+    @classmethod
+    def build(cls, alignments: list[Alignment], templates: dict[str, Any] | None,
+              template_info: dict[str, Any] | None, origin: dict[str, Any] | None = None) -> ChainSearch:
+        msas, a3ms = parse_alignments(alignments)
+        return cls(alignments, templates, template_info, msas, a3ms, origin)
+
+    @property
+    def cached(self) -> bool:
+        return self.origin is not None
 
 
 def _sha(data: bytes) -> str:
@@ -70,20 +112,35 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+def _gunzip(data: bytes, limit: int) -> bytes:
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    out = inflater.decompress(data, limit + 1)
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise ValueError(f"alignment larger than {limit} bytes once decompressed")
+    return out
+
+
 @dataclass
 class ChainCache:
-    """Get/put one chain's :class:`ChainSearch` under the key of its sequence."""
+    """Get/put one chain's :class:`ChainSearch` under the key of its sequence.
+
+    An entry is used only if it was made with the same template cut-off and the same
+    search/featurizer versions (``tool_versions``), for the same databases in the same
+    order, and every file matches ``chain.json`` and parses.
+    """
 
     cache_root: str
     msa_tool: str
     db_version: str
     databases: dict[str, str]  # {name: version} the label was made from
     max_template_date: str | None  # the templates' cut-off (None: no template DB)
+    tool_versions: dict[str, str]  # e.g. pyhmmer / mmseqs2 and alphafold-colabfold versions
     log: Callable[[str], None]
 
     @classmethod
     def open(cls, cache_root: str, msa_tool: str, db_root: str, used: Sequence[Database],
-             max_template_date: str | None, log: Callable[[str], None]) -> tuple[ChainCache | None, str]:
+             max_template_date: str | None, tool_versions: dict[str, str],
+             log: Callable[[str], None]) -> tuple[ChainCache | None, str]:
         """The cache for this step, or (None, why not)."""
         from foldstack.tasks.msa_cache import db_version_label, resolve_db_versions
 
@@ -94,53 +151,68 @@ class ChainCache:
         stale = sorted(f"{d.name}@{d.version}" for d in used if versions.get(d.name) != d.version)
         if stale:
             return None, f"database(s) not at their CURRENT version: {', '.join(stale)}"
-        return cls(cache_root, msa_tool, db_version_label(versions), versions, max_template_date, log), "ok"
+        return cls(cache_root, msa_tool, db_version_label(versions), versions, max_template_date,
+                   dict(tool_versions), log), "ok"
 
     def key(self, chain: str) -> str:
         from foldstack.tasks.msa_cache import chain_cache_key
 
-        return chain_cache_key(self.cache_root, self.msa_tool, self.db_version,
-                               _sha(chain.encode("ascii")))
+        return chain_cache_key(self.cache_root, self.msa_tool, self.db_version, _sha(chain.encode("ascii")))
 
     # -- read -----------------------------------------------------------------------------
-    def get(self, chain: str) -> ChainSearch | None:
-        key = self.key(chain)
+    def get(self, chain: str, databases: Sequence[str]) -> ChainSearch | None:
+        """The chain's stored search against `databases` (names, in search order), or None."""
         try:
-            return self._get(key)
+            key = self.key(chain)
+            found, why = self._get(key, chain, list(databases))
         except Exception as exc:  # noqa: BLE001 - a broken cache means a search, never a failure
             self.log(f"chain cache read failed ({type(exc).__name__}: {exc}); searching instead")
             return None
+        if found is None and why:
+            self.log(f"chain cache entry {key} not used ({why}); searching instead")
+        return found
 
-    def _get(self, key: str) -> ChainSearch | None:
+    def _get(self, key: str, chain: str, databases: list[str]) -> tuple[ChainSearch | None, str]:
         marker_uri = storage.safe_join(key, MARKER)
         if not storage.exists(marker_uri):
-            return None
+            return None, ""
         marker = json.loads(storage.read_bytes(marker_uri, max_bytes=_MAX_MARKER_BYTES))
         if marker.get("max_template_date") != self.max_template_date:
-            return None  # templates cut off at another date: not this search's result
+            return None, "made with another template date cut-off"
+        if marker.get("tool_versions") != self.tool_versions:
+            return None, f"made by {marker.get('tool_versions')}, this job runs {self.tool_versions}"
+        wanted = [(str(a["database"]), str(a["fmt"])) for a in marker["alignments"]]
+        if [name for name, _ in wanted] != databases or any(fmt not in FORMATS for _, fmt in wanted):
+            return None, "made for other databases"
+        expected = {f"{name}.{fmt}.gz" for name, fmt in wanted}
         files: dict[str, str] = marker["files"]
+        if not expected <= set(files) <= expected | {TEMPLATES}:
+            return None, "its file list does not match its alignments"
         blobs = {}
         for name, digest in files.items():
-            data = storage.read_bytes(storage.safe_join(key, name))
+            data = storage.read_bytes(storage.safe_join(key, name), max_bytes=_MAX_FILE_BYTES)
             if _sha(data) != digest:
-                self.log(f"chain cache entry {key} is damaged ({name}); searching instead")
-                return None
+                return None, f"damaged: {name} does not match {MARKER}"
             blobs[name] = data
-        alignments = []
-        for entry in marker["alignments"]:
-            if entry["fmt"] not in FORMATS:
-                return None
-            database, fmt = str(entry["database"]), entry["fmt"]
-            text = gzip.decompress(blobs[f"{database}.{fmt}.gz"]).decode("utf-8")
-            alignments.append(Alignment(database, fmt, text))
+        alignments = [Alignment(name, fmt, _gunzip(blobs[f"{name}.{fmt}.gz"], _MAX_ALIGNMENT_BYTES).decode("utf-8"))
+                      for name, fmt in wanted]
         templates = features_from_bytes(blobs[TEMPLATES]) if TEMPLATES in blobs else None
-        return ChainSearch(alignments, templates, marker.get("template_info"), cached=True)
+        if templates is not None and np.shape(templates.get("template_aatype"))[1:2] != (len(chain),):
+            return None, "its templates do not fit the chain"
+        origin = {"source_run": marker.get("source_run"), "created_at": marker.get("created_at")}
+        search = ChainSearch.build(alignments, templates, marker.get("template_info"), origin)
+        if any(not msa.sequences or msa.sequences[0] != chain for msa in search.msas):
+            return None, "an alignment does not start with the chain"
+        return search, ""
 
     # -- write ----------------------------------------------------------------------------
     def put(self, chain: str, search: ChainSearch, source_run: str) -> bool:
-        """Store the search (files first, ``chain.json`` last); False if it could not be."""
-        key = self.key(chain)
+        """Store the search (files first, ``chain.json`` last); False if it was not stored."""
+        if search.template_info and search.template_info.get("errors"):
+            self.log("chain cache: not storing a search whose template featurisation had errors")
+            return False
         try:
+            key = self.key(chain)
             blobs = {a.filename: gzip.compress(a.text.encode("utf-8"), mtime=0) for a in search.alignments}
             if search.templates is not None and n_templates(search.templates):
                 blobs[TEMPLATES] = features_to_bytes(search.templates)
@@ -150,7 +222,8 @@ class ChainCache:
                 "schema_version": 1, "sha256": _sha(chain.encode("ascii")), "length": len(chain),
                 "msa_tool": self.msa_tool, "db_version": self.db_version, "databases": self.databases,
                 "alignments": [{"database": a.database, "fmt": a.fmt} for a in search.alignments],
-                "max_template_date": self.max_template_date, "template_info": search.template_info,
+                "max_template_date": self.max_template_date, "tool_versions": self.tool_versions,
+                "template_info": search.template_info,
                 "files": {name: _sha(data) for name, data in blobs.items()},
                 "source_run": source_run, "created_at": _now(),
             }

@@ -38,7 +38,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from foldstack.steps.chain_cache import Alignment, ChainCache, ChainSearch
+from foldstack.steps.chain_cache import QUERY_NAME, Alignment, ChainCache, ChainSearch
 from foldstack.steps.common import BadInputError, StepContext, run_step, write_json
 from foldstack.steps.databases import Database, msa_databases
 from foldstack.steps.features import (
@@ -121,21 +121,6 @@ def _search_chain(ctx: StepContext, chain: str, query_name: str, dbs: list[Datab
     return alignments
 
 
-def _parse_alignments(alignments: list[Alignment]) -> tuple[list, list[str]]:
-    """(AlphaFold Msa objects, A3M texts), one per database, from a chain's alignments."""
-    from alphafold.data import parsers
-
-    msas, a3ms = [], []
-    for alignment in alignments:
-        if alignment.fmt == "a3m":
-            msas.append(parsers.parse_a3m(alignment.text))
-            a3ms.append(alignment.text)
-        else:
-            msas.append(parsers.parse_stockholm(alignment.text))
-            a3ms.append(parsers.convert_stockholm_to_a3m(parsers.deduplicate_stockholm_msa(alignment.text)))
-    return msas, a3ms
-
-
 def _chain_templates(ctx: StepContext, chain: str, template_db, alignments: list[Alignment],
                      cpus: int) -> tuple[dict | None, dict[str, Any] | None]:
     """AlphaFold template features for one chain and their provenance ((None, None): no
@@ -155,18 +140,22 @@ def _chain_templates(ctx: StepContext, chain: str, template_db, alignments: list
     return result.features, info
 
 
-def _chain_search(ctx: StepContext, chain: str, query_name: str, dbs: list[Database], template_db,
-                  cpus: int, msa_tool: str, runs: dict[str, Any], chain_cache: ChainCache | None) -> ChainSearch:
-    """One chain's alignments and templates: from the chain cache, else searched (and kept)."""
+def _chain_search(ctx: StepContext, chain: str, dbs: list[Database], template_db, cpus: int, msa_tool: str,
+                  runs: dict[str, Any], chain_cache: ChainCache | None) -> ChainSearch:
+    """One chain's alignments and templates: from the chain cache, else searched (and kept).
+
+    Searched under a fixed query name: the alignments depend on the chain only, so they
+    can serve any target (the A3M sections get the target's own names afterwards).
+    """
     if chain_cache is not None:
-        cached = chain_cache.get(chain)
-        if cached is not None and [a.database for a in cached.alignments] == [d.name for d in dbs]:
+        cached = chain_cache.get(chain, [d.name for d in dbs])
+        if cached is not None:
             ctx.log(f"chain of {len(chain)} aa: alignments and templates from the chain cache "
-                    f"({chain_cache.key(chain)}); not searched")
+                    f"({chain_cache.key(chain)}, searched by run {cached.origin['source_run']}); not searched")
             return cached
-    alignments = _search_chain(ctx, chain, query_name, dbs, cpus, msa_tool, runs)
+    alignments = _search_chain(ctx, chain, QUERY_NAME, dbs, cpus, msa_tool, runs)
     templates, info = _chain_templates(ctx, chain, template_db, alignments, cpus)
-    search = ChainSearch(alignments, templates, info)
+    search = ChainSearch.build(alignments, templates, info)
     if chain_cache is not None:
         chain_cache.put(chain, search, source_run=ctx.run_id)
     return search
@@ -261,10 +250,12 @@ def run_msa(run_id: str, target: str, scratch: Path | str, db: Path | str, msa_t
                 + (f"; templates: {template_db.name}/{template_db.version}" if template_db else "; no template DB"))
 
         chain_cache, why = None, "no --cache given"
-        if cache:
+        if cache:  # what makes a stored search this job's result: see foldstack.steps.chain_cache
+            result_versions = {k: v for k, v in ctx.tool_versions.items()
+                               if k in ("pyhmmer", "mmseqs2", "alphafold-colabfold")}
             chain_cache, why = ChainCache.open(
                 cache, msa_tool, str(db), dbs + ([template_db] if template_db else []),
-                max_template_date(template_db) if template_db else None, ctx.log)
+                max_template_date(template_db) if template_db else None, result_versions, ctx.log)
         if chain_cache is None:
             ctx.log(f"chain cache off: {why}")
 
@@ -273,27 +264,26 @@ def run_msa(run_id: str, target: str, scratch: Path | str, db: Path | str, msa_t
         template_info: list[dict[str, Any]] = []
         chain_report: list[dict[str, Any]] = []
         chain_results, chain_templates = [], []
-        searched: dict[str, tuple[ChainSearch, list, list[str]]] = {}
+        searched: dict[str, ChainSearch] = {}
         for index, chain in enumerate(record.chains):
             name = record.id if len(record.chains) == 1 else f"{record.id}_{index + 1}"
             if chain not in searched:  # homomers: one search per distinct chain
-                search = _chain_search(ctx, chain, name, dbs, template_db, cpus, msa_tool, runs, chain_cache)
-                msas, a3ms = _parse_alignments(search.alignments)
-                searched[chain] = (search, msas, a3ms)
-                for d, msa in zip(dbs, msas, strict=True):
+                search = _chain_search(ctx, chain, dbs, template_db, cpus, msa_tool, runs, chain_cache)
+                searched[chain] = search
+                for d, msa in zip(dbs, search.msas, strict=True):
                     stats.setdefault(d.name, []).append(len(msa) - 1)
                     ctx.log(f"{msa_tool} {d.name}/{d.version}: {len(msa) - 1} hits (chain of {len(chain)} aa"
                             + (", cached)" if search.cached else ")"))
                 if search.template_info is not None:
                     template_info.append(search.template_info)
-            search, msas, a3ms = searched[chain]
+            search = searched[chain]
             chain_report.append({"chain": index + 1, "sha256": hashlib.sha256(chain.encode("ascii")).hexdigest(),
-                                 "cache": "hit" if search.cached else ("miss" if chain_cache else "off")})
-            a3m = _merge_a3m(a3ms)
-            if a3m.startswith(">"):  # each section starts with this target's query name (a cached
-                # chain's alignment carries the name it was first searched under)
+                                 "cache": "hit" if search.cached else ("miss" if chain_cache else "off"),
+                                 **(search.origin or {})})
+            a3m = _merge_a3m(search.a3ms)
+            if a3m.startswith(">"):  # each section starts with this target's name for the chain
                 a3m = f">{name}\n" + a3m.split("\n", 1)[1]
-            chain_results.append((msas, a3m))
+            chain_results.append((search.msas, a3m))
             chain_templates.append(search.templates)
 
         with ctx.timer("features"):

@@ -85,7 +85,8 @@ def collect_outputs(
                     if keep is not None and rel not in keep:
                         continue
                     data = _verified(run_root, step, tid, rel, sha)
-                    if step == "msa" and rel == "features.json":
+                    if step == "msa" and rel == "features.json" and provenance[step]["msa_cache"] == "miss":
+                        # this run's job made it (a hit's features.json tells of the run that did)
                         provenance[step].update(_chain_cache_summary(data))
                     publisher.put(f"{tid}/{dest}{rel}", data)
                     files[f"{dest}{rel}"] = {"sha256": sha, "size": len(data)}
