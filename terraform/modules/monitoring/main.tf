@@ -42,26 +42,6 @@ resource "aws_sns_topic_policy" "alarms" {
   })
 }
 
-# --------------------------------------------------------- failed executions
-
-resource "aws_cloudwatch_metric_alarm" "executions_failed" {
-  for_each = toset(["ExecutionsFailed", "ExecutionsTimedOut", "ExecutionsAborted"])
-
-  alarm_name          = "${var.name_prefix}-sfn-${each.key}"
-  alarm_description   = "Step Functions ${each.key} for ${var.state_machine_arn}"
-  namespace           = "AWS/States"
-  metric_name         = each.key
-  dimensions          = local.sfn_dimensions
-  statistic           = "Sum"
-  period              = var.alarms.period_seconds
-  evaluation_periods  = var.alarms.evaluation_periods
-  threshold           = var.alarms.failed_executions
-  comparison_operator = "GreaterThanOrEqualToThreshold"
-  treat_missing_data  = "notBreaching"
-  alarm_actions       = [aws_sns_topic.alarms.arn]
-  ok_actions          = [aws_sns_topic.alarms.arn]
-}
-
 # ------------------------------------------------------------ failed Batch jobs
 # Batch publishes no failed-job metric: an EventBridge rule matches FAILED job state
 # changes on our queues, notifies the topic, and its TriggeredRules metric drives the alarm.
@@ -84,36 +64,55 @@ resource "aws_cloudwatch_event_target" "batch_failed" {
   arn  = aws_sns_topic.alarms.arn
 }
 
-resource "aws_cloudwatch_metric_alarm" "batch_failed" {
-  alarm_name          = "${var.name_prefix}-batch-jobs-failed"
-  alarm_description   = "Batch jobs of ${var.name_prefix} failed (after all retries)"
-  namespace           = "AWS/Events"
-  metric_name         = "TriggeredRules"
-  dimensions          = { RuleName = aws_cloudwatch_event_rule.batch_failed.name }
-  statistic           = "Sum"
-  period              = var.alarms.period_seconds
-  evaluation_periods  = var.alarms.evaluation_periods
-  threshold           = var.alarms.failed_batch_jobs
-  comparison_operator = "GreaterThanOrEqualToThreshold"
-  treat_missing_data  = "notBreaching"
-  alarm_actions       = [aws_sns_topic.alarms.arn]
+# ------------------------------------------------------------------ alarms
+# One table: failed/timed-out/aborted executions (these also notify when they clear),
+# failed Batch jobs (the rule above) and errors of each Lambda. Alarm when >= threshold.
+
+locals {
+  alarms = merge(
+    { for metric in ["ExecutionsFailed", "ExecutionsTimedOut", "ExecutionsAborted"] : "sfn-${metric}" => {
+      description = "Step Functions ${metric} for ${var.state_machine_arn}"
+      namespace   = "AWS/States"
+      metric      = metric
+      dimensions  = tomap(local.sfn_dimensions)
+      threshold   = var.alarms.failed_executions
+      notify_ok   = true
+    } },
+    { "batch-jobs-failed" = {
+      description = "Batch jobs of ${var.name_prefix} failed (after all retries)"
+      namespace   = "AWS/Events"
+      metric      = "TriggeredRules"
+      dimensions  = tomap({ RuleName = aws_cloudwatch_event_rule.batch_failed.name })
+      threshold   = var.alarms.failed_batch_jobs
+      notify_ok   = false
+    } },
+    { for name, function in var.lambda_function_names : "lambda-${replace(name, "_", "-")}-errors" => {
+      description = "Errors of Lambda ${function}"
+      namespace   = "AWS/Lambda"
+      metric      = "Errors"
+      dimensions  = tomap({ FunctionName = function })
+      threshold   = var.alarms.lambda_errors
+      notify_ok   = false
+    } },
+  )
 }
 
-resource "aws_cloudwatch_metric_alarm" "lambda_errors" {
-  for_each = var.lambda_function_names
+resource "aws_cloudwatch_metric_alarm" "this" {
+  for_each = local.alarms
 
-  alarm_name          = "${var.name_prefix}-lambda-${replace(each.key, "_", "-")}-errors"
-  alarm_description   = "Errors of Lambda ${each.value}"
-  namespace           = "AWS/Lambda"
-  metric_name         = "Errors"
-  dimensions          = { FunctionName = each.value }
+  alarm_name          = "${var.name_prefix}-${each.key}"
+  alarm_description   = each.value.description
+  namespace           = each.value.namespace
+  metric_name         = each.value.metric
+  dimensions          = each.value.dimensions
   statistic           = "Sum"
   period              = var.alarms.period_seconds
   evaluation_periods  = var.alarms.evaluation_periods
-  threshold           = var.alarms.lambda_errors
+  threshold           = each.value.threshold
   comparison_operator = "GreaterThanOrEqualToThreshold"
   treat_missing_data  = "notBreaching"
   alarm_actions       = [aws_sns_topic.alarms.arn]
+  ok_actions          = each.value.notify_ok ? [aws_sns_topic.alarms.arn] : []
 }
 
 # ------------------------------------------------------------------ dashboard

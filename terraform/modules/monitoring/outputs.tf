@@ -5,11 +5,7 @@ output "alarm_topic_arn" {
 
 output "alarm_arns" {
   description = "Alarm ARNs by name."
-  value = merge(
-    { for k, a in aws_cloudwatch_metric_alarm.executions_failed : a.alarm_name => a.arn },
-    { (aws_cloudwatch_metric_alarm.batch_failed.alarm_name) = aws_cloudwatch_metric_alarm.batch_failed.arn },
-    { for k, a in aws_cloudwatch_metric_alarm.lambda_errors : a.alarm_name => a.arn },
-  )
+  value       = { for a in aws_cloudwatch_metric_alarm.this : a.alarm_name => a.arn }
 }
 
 output "dashboard_name" {

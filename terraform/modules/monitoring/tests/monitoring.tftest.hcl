@@ -19,7 +19,7 @@ run "alarms_on_failures" {
   command = plan
 
   assert {
-    condition     = aws_cloudwatch_metric_alarm.executions_failed["ExecutionsFailed"].dimensions.StateMachineArn == var.state_machine_arn
+    condition     = aws_cloudwatch_metric_alarm.this["sfn-ExecutionsFailed"].dimensions.StateMachineArn == var.state_machine_arn
     error_message = "Failed executions of our state machine raise an alarm."
   }
 
@@ -30,13 +30,26 @@ run "alarms_on_failures" {
   }
 
   assert {
-    condition     = aws_cloudwatch_metric_alarm.batch_failed.metric_name == "TriggeredRules" && aws_cloudwatch_metric_alarm.batch_failed.namespace == "AWS/Events"
+    condition     = aws_cloudwatch_metric_alarm.this["batch-jobs-failed"].metric_name == "TriggeredRules" && aws_cloudwatch_metric_alarm.this["batch-jobs-failed"].namespace == "AWS/Events"
     error_message = "Failed Batch jobs raise an alarm."
   }
 
   assert {
     condition     = aws_sns_topic.alarms.kms_master_key_id == var.kms_key_arn && length(aws_sns_topic_subscription.email) == 1
     error_message = "The alarm topic is encrypted and has the subscribers."
+  }
+
+  assert {
+    condition = toset(keys(aws_cloudwatch_metric_alarm.this)) == toset([
+      "sfn-ExecutionsFailed", "sfn-ExecutionsTimedOut", "sfn-ExecutionsAborted", "batch-jobs-failed", "lambda-cleanup-errors",
+    ]) && aws_cloudwatch_metric_alarm.this["lambda-cleanup-errors"].dimensions.FunctionName == "foldstack-dev-cleanup"
+    error_message = "One alarm per failed-execution metric, one for failed Batch jobs, one per Lambda."
+  }
+
+  assert {
+    condition = alltrue([for k, a in aws_cloudwatch_metric_alarm.this :
+    length(a.ok_actions) == (startswith(k, "sfn-") ? 1 : 0) && toset(a.alarm_actions) == toset([aws_sns_topic.alarms.arn])])
+    error_message = "Every alarm notifies the topic; failed-execution alarms also notify when they clear."
   }
 
   assert {
