@@ -35,7 +35,6 @@ PACKAGE_PARTS = [
     "__init__.py",
     "py.typed",
     "core",
-    "storage.py",
     "storage",
     "tasks",
     "workflows/__init__.py",

@@ -54,3 +54,31 @@ def demo_home(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("demo-home")
     build_demo_data(path)
     return path
+
+
+def _run_manifests(root: Path) -> list[Path]:
+    """Run manifests (``<output>/<run_id>/manifest.json``) under ``root``; database
+    manifests, which share the file name, carry no ``foldstack_version``."""
+    found = []
+    for path in root.rglob("manifest.json"):
+        try:
+            if path.is_file() and b'"foldstack_version"' in path.read_bytes()[:1 << 20]:
+                found.append(path)
+        except OSError:
+            continue
+    return found
+
+
+@pytest.fixture(autouse=True)
+def every_manifest_validates(request):
+    """Every run manifest a test leaves in its tmp_path must load through the manifest
+    model, so the model and what Collect Outputs writes cannot drift apart."""
+    # Asked for before the test runs, so tmp_path is still there when this one ends.
+    tmp_path = request.getfixturevalue("tmp_path") if "tmp_path" in request.fixturenames else None
+    yield
+    if tmp_path is None:
+        return
+    from foldstack.core.manifest import load_manifest
+
+    for path in _run_manifests(tmp_path):
+        load_manifest(path.read_bytes(), source=str(path))

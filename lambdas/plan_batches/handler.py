@@ -1,23 +1,17 @@
 """Plan Batches: pack targets into Predict jobs per size class; pick inline or Distributed
 Map fan-out (writing the batch manifest to scratch for the latter)."""
 
-from foldstack.core.errors import InputValidationError
+from foldstack.tasks.events import PlanBatchesEvent, PlanBatchesResult
 from foldstack.tasks.plan import plan_run
-from foldstack.tasks.runtime import require, task_handler
-from foldstack.tasks.stage import event_targets
+from foldstack.tasks.runtime import task_handler
+from foldstack.tasks.settings import TaskSettings
+from foldstack.tasks.stage import resolve_targets
 
 
 @task_handler("plan_batches")
-def handler(event, settings):
-    require(event, "run_id", "max_targets_per_job", "bulk_threshold")
-    try:
-        max_per_job, threshold = int(event["max_targets_per_job"]), int(event["bulk_threshold"])
-    except (TypeError, ValueError):
-        raise InputValidationError("max_targets_per_job and bulk_threshold must be integers",
-                                   code="malformed_event") from None
+def handler(event: PlanBatchesEvent, settings: TaskSettings) -> PlanBatchesResult:
     # `targets` (small runs) or, when the state carries none, the staged list checked
     # against `targets_digest`.
-    if event.get("targets") is None and not event.get("targets_digest"):
-        raise InputValidationError("event is missing targets (or targets_digest)", code="malformed_event")
-    return plan_run(settings, event["run_id"], event_targets(settings, event), max_per_job=max_per_job,
-                    bulk_threshold=threshold)
+    targets = resolve_targets(settings, event.run_id, event.target_dicts(), event.targets_digest)
+    return PlanBatchesResult.model_validate(plan_run(
+        settings, event.run_id, targets, max_per_job=event.max_targets_per_job, bulk_threshold=event.bulk_threshold))

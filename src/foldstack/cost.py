@@ -17,7 +17,8 @@ It leaves out instance boot and idle time, queue wait, retried attempts, storage
 data transfer, Lambda and Step Functions; the cheapest-fit instance makes it a lower
 bound for the compute it counts. The price table is a dated YAML under
 ``foldstack/data/prices/`` (``aws-<YYYY-MM-DD>.yaml``); the newest is used unless
-``FOLDSTACK_PRICE_TABLE`` names a file.
+``FOLDSTACK_PRICE_TABLE`` names a file. jobs.yaml is read only through its model,
+:class:`foldstack.workflows.specs.JobsFile` (default: the fold workflow's).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+from foldstack.workflows.specs import JobsFile, load_workflow
 
 PRICES_DIR = Path(__file__).parent / "data" / "prices"
 PRICE_TABLE_ENV = "FOLDSTACK_PRICE_TABLE"
@@ -120,26 +123,23 @@ def _share(inst: InstancePrice, vcpu: float, memory_mib: float, gpus: int) -> fl
     return max(shares)
 
 
-def rate_for(jobs: Any, job: str, size_class: str | None, table: PriceTable) -> Rate:
-    """The hourly rate of `job` (in a size class, for jobs that have them).
-
-    `jobs` is the workflow's JobsFile model (foldstack.workflows.specs) or its dict form.
-    """
-    jobs_d = jobs.model_dump() if hasattr(jobs, "model_dump") else dict(jobs)
-    spec = jobs_d["jobs"][job]
-    if spec.get("size_classes"):
-        if size_class not in spec["size_classes"]:
-            raise KeyError(f"job {job!r} has no size class {size_class!r}")
-        res = spec["size_classes"][size_class]
-        queue = spec["queue_by_size_class"][size_class]
-        min_gpu_mem = float((jobs_d.get("size_classes") or {}).get(size_class, {}).get("gpu_memory_gib") or 0)
+def rate_for(jobs: JobsFile, job: str, size_class: str | None, table: PriceTable) -> Rate:
+    """The hourly rate of `job` (in a size class, for jobs that have them) of the workflow's
+    jobs.yaml model (``load_workflow(...).jobs`` or ``JobsFile.load(path)``)."""
+    if not isinstance(jobs, JobsFile):
+        raise TypeError(f"rate_for needs the jobs.yaml model (foldstack.workflows.specs.JobsFile), "
+                        f"got {type(jobs).__name__}")
+    spec = jobs.jobs[job]
+    if spec.size_classes is not None:
+        res, queue = spec.resources_for(size_class), spec.queue_for(size_class)
+        min_gpu_mem = float(jobs.size_classes[size_class].gpu_memory_gib or 0)
     else:
-        res, queue, min_gpu_mem = spec["resources"], spec["queue"], 0.0
-    q = jobs_d["queues"][queue]
-    tier, purchase = q["tier"], q["purchase"]
-    gpus = int(res.get("gpus") or 0)
+        res, queue, min_gpu_mem = spec.resources_for(), spec.queue_for(), 0.0
+    q = jobs.queues[queue]
+    tier, purchase = q.tier, q.purchase
+    gpus = res.gpus
     if tier == "gpu" or gpus:
-        candidates = [table.instances[t] for t in res.get("instance_types") or [] if t in table.instances]
+        candidates = [table.instances[t] for t in res.instance_types if t in table.instances]
         if not candidates:
             candidates = [i for i in table.instances.values() if i.gpus]
     else:
@@ -151,7 +151,7 @@ def rate_for(jobs: Any, job: str, size_class: str | None, table: PriceTable) -> 
         note = f"no listed instance type has {min_gpu_mem:g} GiB per GPU; priced the cheapest listed"
     best: tuple[float, InstancePrice, float] | None = None
     for inst in fitting:
-        share = _share(inst, float(res["vcpu"]), float(res["memory_mib"]), gpus)
+        share = _share(inst, float(res.vcpu), float(res.memory_mib), gpus)
         price = inst.hourly(purchase)
         if share is None or price is None:
             continue
@@ -195,7 +195,7 @@ def step_cost(done: Mapping[str, Any], rate: Rate) -> dict[str, Any]:
     return out
 
 
-def target_cost(jobs: Any, target: Mapping[str, Any], dones: Mapping[str, Mapping[str, Any] | None],
+def target_cost(jobs: JobsFile, target: Mapping[str, Any], dones: Mapping[str, Mapping[str, Any] | None],
                 table: PriceTable) -> dict[str, Any]:
     """Cost of one target: ``dones`` maps step name (a jobs.yaml job) to its done record,
     or None where the step did not run (e.g. an MSA cache hit)."""
@@ -212,13 +212,11 @@ def target_cost(jobs: Any, target: Mapping[str, Any], dones: Mapping[str, Mappin
     return {"usd": round(total, 6), "steps": steps}
 
 
-def _fold_jobs() -> Any:
-    from foldstack.workflows.specs import load_workflow
-
+def _fold_jobs() -> JobsFile:
     return load_workflow("fold").jobs
 
 
-def annotate_costs(entries: Sequence[dict[str, Any]], run_root: str | None = None, *, jobs: Any = None,
+def annotate_costs(entries: Sequence[dict[str, Any]], run_root: str | None = None, *, jobs: JobsFile | None = None,
                    table: PriceTable | None = None) -> dict[str, Any]:
     """Add ``cost`` to each manifest target entry and return the run-level ``cost`` section.
 
@@ -243,7 +241,7 @@ def annotate_costs(entries: Sequence[dict[str, Any]], run_root: str | None = Non
 
 
 def run_cost_from_scratch(run_dir: Path | str, targets: Sequence[Mapping[str, Any]], steps: Sequence[str],
-                          *, jobs: Any = None, table: PriceTable | None = None) -> dict[str, Any]:
+                          *, jobs: JobsFile | None = None, table: PriceTable | None = None) -> dict[str, Any]:
     """Cost of a run straight from ``<scratch>/<run_id>/<step>/<target>/<step>.done.json``
     files (for runs still in scratch, and for tests)."""
     run_dir = Path(run_dir)

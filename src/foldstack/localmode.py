@@ -264,9 +264,7 @@ class LocalRunner:
         run.record_path.parent.mkdir(parents=True, exist_ok=True)
         current = json.loads(run.record_path.read_text()) if run.record_path.exists() else {}
         current.update(fields)
-        tmp = run.record_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(current, indent=2, default=str))
-        os.replace(tmp, run.record_path)
+        storage.write_pointer(str(run.record_path), json.dumps(current, indent=2, default=str))
 
     def _start(self, run: LocalRun) -> None:
         from foldstack.local import LocalEngine

@@ -1,4 +1,4 @@
-"""Plan Batches and MSA cache Lambdas (issue 5 items 4, 7, 8), on local directories."""
+"""Plan Batches and MSA cache Lambdas (batching, fan-out mode, per-target MSA cache), on local directories."""
 
 from __future__ import annotations
 
@@ -22,6 +22,11 @@ def handler(name):
 def target(tid, length, size_class="small"):
     return {"id": tid, "length": length, "chains": 1, "sha256": hashlib.sha256(tid.encode()).hexdigest(),
             "size_class": size_class}
+
+
+def batch_target(tid, length):
+    """A target as a Plan Batches batch carries it: what the MSA cache lookup gets."""
+    return {k: v for k, v in target(tid, length).items() if k != "size_class"}
 
 
 def test_plan_packs_per_class_sorted_by_length(local_env):
@@ -83,7 +88,7 @@ def test_cache_miss_fill_then_hit_materialises_a_valid_done(cache_env):
     from foldstack.tasks.settings import TaskSettings
 
     lookup = handler("msa_cache")
-    t = target("q1", 30)
+    t = batch_target("q1", 30)
     request = {"inputs": [{"id": "q1", "sequence": "M" * 30}], "output_uri": str(cache_env["outputs"]),
                "engine": "alphafold2"}
     miss = lookup({"run_id": "r1", "request": request, "target": t})
@@ -111,7 +116,7 @@ def test_damaged_entry_is_a_miss_and_changed_db_is_not_filled(cache_env):
     from foldstack.tasks.settings import TaskSettings
 
     lookup = handler("msa_cache")
-    t = target("q2", 30)
+    t = batch_target("q2", 30)
     request = {"inputs": [{"id": "q2", "sequence": "M" * 30}], "output_uri": str(cache_env["outputs"]),
                "engine": "alphafold2"}
     lookup({"run_id": "r1", "request": request, "target": t})

@@ -112,9 +112,13 @@ def test_digest_mismatch_is_a_typed_error(local_env):
 @pytest.mark.parametrize("name", ["stage_inputs", "plan_batches", "collect_outputs"])
 def test_event_without_targets_or_digest_is_malformed(local_env, name):
     event = write_fasta(local_env, 2)
-    with pytest.raises(InputValidationError) as err:
-        load_handler(name)({**event, "targets": None, **PLAN_KNOBS})
-    assert err.value.code == "malformed_event"
+    # exactly the keys the ASL passes, less the targets: only the targets rule can fail
+    event = {"run_id": event["run_id"], **(PLAN_KNOBS if name == "plan_batches" else {"request": event["request"]})}
+    for missing in ({"targets": None}, {}, {"targets": None, "targets_digest": None}):
+        with pytest.raises(InputValidationError) as err:
+            load_handler(name)({**event, **missing})
+        assert err.value.code == "malformed_event"
+        assert err.value.message == "event is missing targets (or targets_digest)"
 
 
 def test_pointer_path_on_s3(s3_env):  # noqa: F811

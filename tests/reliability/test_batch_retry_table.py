@@ -1,8 +1,9 @@
-"""Issue 6 item 3 (the tabled part): AWS Batch evaluateOnExit semantics, evaluated by
+"""AWS Batch evaluateOnExit semantics (docs/reliability.md), evaluated by
 foldstack.local.batch_retry, against every job definition of every
-statemachines/*/jobs.yaml. No application error ever consumes a second attempt (on a GPU
-queue or any other); Spot reclaims, host loss and image pulls are retried up to the
-attempts cap; a timed-out attempt is never retried."""
+statemachines/*/jobs.yaml (read through the model, foldstack.workflows.specs.JobsFile).
+No application error ever consumes a second attempt (on a GPU queue or any other); Spot
+reclaims, host loss and image pulls are retried up to the attempts cap; a timed-out
+attempt is never retried."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 
 from foldstack.local import batch_retry
 from foldstack.local.batch_retry import AttemptOutcome, RetryStrategy, attempts_used, decide
-from foldstack.local.jobs import JobsFile
+from foldstack.workflows.specs import JobsFile
 from tests.reliability.helpers import REPO
 
 JOBS_FILES = sorted((REPO / "statemachines").glob("*/jobs.yaml"))
@@ -93,8 +94,7 @@ def _definitions():
         jobs = JobsFile.load(path)
         for job in jobs.jobs.values():
             for name, size_class in job.definition_names():
-                queue = job.queue_by_size_class.get(size_class) if size_class else job.queue
-                tier = (jobs.queues.get(queue) or {}).get("tier", "?")
+                tier = jobs.queues[job.queue_for(size_class)].tier
                 label = f"{path.parent.name}:{name}{'-' + size_class if size_class else ''}"
                 found.append(pytest.param(job, tier, id=label))
     return found
@@ -175,7 +175,7 @@ def test_spot_exhaustion_falls_back_to_on_demand_once():
     text = json.dumps(rendered)
     for path in JOBS_FILES:
         for job in JobsFile.load(path).jobs.values():
-            fallback = job.raw.get("fallback_queue")
+            fallback = job.fallback_queue
             if fallback:
                 assert f"queue_{fallback.replace('-', '_')}_arn" in text, f"{job.name}: no {fallback} resubmission"
     # executed on the local engine: tests/workflows/test_scale_local.py (Spot exhausted -> one

@@ -187,8 +187,8 @@ def test_the_plants_are_live(tmp_path, plant):
 def test_alphafold2_predict_refuses_planted_features_cleanly(tmp_path, plant):
     """The predict step's own entry point: a clean BadInputError (exit code 2), never the payload."""
     pytest.importorskip("alphafold")
+    from foldstack.core.errors import BadInputError
     from foldstack.steps.alphafold2 import predict_alphafold2
-    from foldstack.steps.common import BadInputError
 
     marker = tmp_path / "PWNED"
     path = tmp_path / "features.npz"
@@ -213,7 +213,7 @@ def test_alphafold2_params_loader_never_runs_a_planted_pickle(tmp_path, plant):
 
 def test_esmfold_weights_without_safetensors_are_refused(tmp_path):
     """A weights dir holding only a pickled pytorch_model.bin is refused before loading."""
-    from foldstack.weights.layout import require_esmfold
+    from foldstack.steps.weights_layout import require_esmfold
 
     marker = tmp_path / "PWNED"
     d = tmp_path / "weights" / "esmfold"

@@ -427,7 +427,8 @@ def test_cleanup_on_s3_stays_in_the_run_prefix(moto_s3):
     ("run-1", "input"), ("run-1", "a\\b"), ("run-1", ""), ("run-1", "%2e%2e"),
 ])
 def test_step_contract_refuses_ids_that_would_leave_scratch(tmp_path, run_id, target):
-    from foldstack.steps.common import BadInputError, run_step
+    from foldstack.core.errors import BadInputError
+    from foldstack.steps.common import run_step
 
     scratch = tmp_path / "scratch"
     scratch.mkdir()

@@ -6,8 +6,10 @@ import json
 
 import pytest
 
+from foldstack.core.errors import BadInputError, OutOfMemoryError, is_out_of_memory
+from foldstack.core.hashing import sha256_file
 from foldstack.steps import common
-from foldstack.steps.common import BadInputError, OutOfMemoryError, exit_code_for, is_out_of_memory, run_step
+from foldstack.steps.common import exit_code_for, run_step
 
 
 def _write(name="out.txt", text="hello"):
@@ -22,7 +24,7 @@ def test_run_step_promotes_and_records(tmp_path):
     final = run_step("demo", "run-1", "t1", tmp_path, _write())
     assert final == tmp_path / "run-1" / "demo" / "t1"
     done = json.loads((final / "demo.done.json").read_text())
-    assert done["outputs"] == {"out.txt": common.sha256_file(final / "out.txt")}
+    assert done["outputs"] == {"out.txt": sha256_file(final / "out.txt")}
     assert done["step"] == "demo" and done["run_id"] == "run-1" and done["target"] == "t1"
     assert done["started_at"] <= done["finished_at"] and "total" in done["timings"]
     assert [p.name for p in final.parent.iterdir()] == ["t1"]

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from foldstack.steps.common import sha256_file
+from foldstack.core.hashing import sha256_file
 from foldstack.steps.features import load_features
 from tests.steps.conftest import DEMO_SEQ, TARGET, invoke, stage
 
@@ -129,7 +129,7 @@ def test_corrupt_database_is_refused(tmp_path, scratch, db_root):
     fasta = next(root.glob("demo_uniref/*/demo_uniref.fasta"))
     fasta.write_text(fasta.read_text().replace("M", "A", 1))
     stage(scratch, "r", TARGET, DEMO_SEQ)
-    from foldstack.steps.common import BadInputError
+    from foldstack.core.errors import BadInputError
 
     with pytest.raises(BadInputError, match="sha256"):
         run_msa("r", TARGET, scratch, root)

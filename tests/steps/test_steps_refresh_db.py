@@ -1,4 +1,4 @@
-"""Database lifecycle (issue 5 item 3): fetch a named version from a local source, verify
+"""Database lifecycle: fetch a named version from a local source, verify
 sha256s, publish (manifest.json, then CURRENT atomically); a mismatch publishes nothing."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from foldstack.steps.common import BadInputError
+from foldstack.core.errors import BadInputError
 from foldstack.steps.databases import msa_databases, open_database
 from foldstack.steps.refresh_db import (
     ChecksumMismatchError,

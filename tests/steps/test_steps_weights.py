@@ -10,9 +10,9 @@ import tarfile
 import numpy as np
 import pytest
 
-from foldstack.steps.common import BadInputError
+from foldstack.core.errors import BadInputError
+from foldstack.steps.weights_layout import DEMO_MARKER, alphafold2_param_files
 from foldstack.weights import fetch
-from foldstack.weights.layout import DEMO_MARKER, alphafold2_param_files
 
 
 def test_demo_weights_layout(weights):

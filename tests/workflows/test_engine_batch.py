@@ -19,8 +19,16 @@ from foldstack.local import (
     substitute,
 )
 from foldstack.local.batch import build_argv
-from foldstack.local.jobs import JobsFile, JobsSpecError, job_definition_arn, lambda_arn, queue_arn
+from foldstack.local.jobs import (
+    JobsSpecError,
+    job_definition_arn,
+    lambda_arn,
+    queue_arn,
+    resolve_job_definition,
+    resolve_queue,
+)
 from foldstack.local.lambdas import function_name_of
+from foldstack.workflows.specs import JobsFile
 
 FIXTURES = Path(__file__).parent / "asl_fixtures"
 REPO = Path(__file__).resolve().parents[2]
@@ -380,12 +388,12 @@ def test_engine_reports_missing_placeholders(tmp_path):
 
 def test_job_definition_and_function_name_mapping():
     jobs = JobsFile.load(REPO / "statemachines" / "fold" / "jobs.yaml")
-    spec, size = jobs.resolve_job_definition(job_definition_arn("predict", "medium"))
+    spec, size = resolve_job_definition(jobs, job_definition_arn("predict", "medium"))
     assert (spec.name, size) == ("predict", "medium")
-    assert jobs.resolve_job_definition("foldstack-local-msa")[0].name == "msa"
-    assert jobs.resolve_queue(queue_arn("gpu-small")) == "gpu-small"
+    assert resolve_job_definition(jobs, "foldstack-local-msa")[0].name == "msa"
+    assert resolve_queue(jobs, queue_arn("gpu-small")) == "gpu-small"
     with pytest.raises(JobsSpecError):
-        jobs.resolve_job_definition(job_definition_arn("predict", "huge"))
+        resolve_job_definition(jobs, job_definition_arn("predict", "huge"))
     assert function_name_of(lambda_arn("stage_inputs")) == "stage_inputs"
     assert function_name_of(lambda_arn("stage_inputs") + ":$LATEST") == "stage_inputs"
     assert function_name_of("foldstack-local-cleanup") == "cleanup" and function_name_of("cleanup") == "cleanup"

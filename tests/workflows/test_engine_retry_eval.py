@@ -16,7 +16,7 @@ from foldstack.local.batch_retry import (
     decide,
     pattern_matches,
 )
-from foldstack.local.jobs import JobsFile
+from foldstack.workflows.specs import JobsFile
 
 REPO = Path(__file__).resolve().parents[2]
 

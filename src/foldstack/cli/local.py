@@ -8,8 +8,10 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from foldstack.core.errors import FoldstackError
+from foldstack.core.manifest import MANIFEST, load_manifest
 from foldstack.core.request import RunRequest
 
 err = Console(stderr=True)
@@ -58,11 +60,12 @@ def _report(run: Any, as_json: bool) -> None:
         out.print_json(json.dumps({k: record.get(k) for k in ("run_id", "status", "output", "error", "cause")}))
         return
     if record["status"] == "SUCCEEDED":
-        manifest = json.loads((run.output / "manifest.json").read_text())
-        for t in manifest["targets"]:
-            m = t["metrics"]
-            note = "  [yellow](demo weights: structure not meaningful)[/yellow]" if m.get("demo_weights") else ""
-            out.print(f"  {t['id']}: mean pLDDT {m.get('mean_plddt', float('nan')):.1f}{note}")
+        path = run.output / MANIFEST
+        manifest = load_manifest(path.read_bytes(), source=str(path))
+        for t in manifest.targets:
+            note = "  [yellow](demo weights: structure not meaningful)[/yellow]" if t.demo_weights else ""
+            plddt = t.mean_plddt if t.mean_plddt is not None else float("nan")
+            out.print(f"  {escape(t.id)}: mean pLDDT {plddt:.1f}{note}")
         out.print(f"[green]results:[/green] {run.output}")
     else:
         out.print(f"[red]run {record['status']}[/red]: {record.get('error')}: {record.get('cause')}")

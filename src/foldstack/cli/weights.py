@@ -20,8 +20,8 @@ def demo(
     force: Annotated[bool, typer.Option("--force", help="Rewrite even if current demo weights exist.")] = False,
 ) -> None:
     """Write small RANDOM-weight models in the real formats (structures are not meaningful)."""
+    from foldstack.steps.weights_layout import ENGINES
     from foldstack.weights.demo import write_demo_weights
-    from foldstack.weights.layout import ENGINES
 
     engines = tuple(engine) if engine else ENGINES
     unknown = [e for e in engines if e not in ENGINES]
@@ -41,7 +41,7 @@ def fetch(
     revision: Annotated[str, typer.Option("--revision", help="Hugging Face revision (esmfold).")] = "",
 ) -> None:
     """Download the real weights (needs internet): facebook/esmfold_v1 or AlphaFold's params."""
-    from foldstack.steps.common import BadInputError
+    from foldstack.core.errors import BadInputError
     from foldstack.weights.fetch import fetch_weights
 
     try:

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from foldstack import storage
 from foldstack.client.aws import AwsApi, error_details
 from foldstack.client.config import ClientConfig
 from foldstack.client.errors import AwsError, RunNotFoundError
@@ -355,12 +355,7 @@ class LocalBackend:
 
 
 def _write_stream(path: Path, chunks: Iterator[bytes] | Callable[[], Iterator[bytes]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.part")
-    with tmp.open("wb") as fh:
-        for chunk in chunks:  # type: ignore[union-attr]
-            fh.write(chunk)
-    os.replace(tmp, path)
+    storage.write_stream(path, chunks)  # type: ignore[arg-type]  # atomic: temp file beside it, fsync, replace
 
 
 def _loads(text: Any) -> Any:

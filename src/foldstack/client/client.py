@@ -18,7 +18,7 @@ from foldstack.client.aws import AwsApi, RetryPolicy
 from foldstack.client.backends import CloudBackend, LocalBackend, Prepared
 from foldstack.client.config import ClientConfig, discover
 from foldstack.client.ratelimit import RateLimiter
-from foldstack.client.run import Run, RunSet, _CountBar
+from foldstack.client.run import Run, RunContext, RunSet, _CountBar
 from foldstack.core.errors import InputValidationError
 from foldstack.core.fasta import FastaLimits, FastaRecord, check_unique, normalise_chains, parse_fasta, validate_id
 from foldstack.core.request import InlineRecord, RunRequest
@@ -125,6 +125,9 @@ class Client:
     def __repr__(self) -> str:
         return f"Client(env={self.env!r})"
 
+    def _run_context(self) -> RunContext:
+        return RunContext(self._backend, self._clock, self._sleep, self.poll_interval)
+
     @property
     def is_local(self) -> bool:
         return isinstance(self._backend, LocalBackend)
@@ -157,7 +160,8 @@ class Client:
     def _launch(self, prepared: Prepared) -> Run:
         self._backend.upload(prepared)
         existed = self._backend.start(prepared)
-        return Run(self, prepared.run_id, request=prepared.request.model_dump(mode="json"), existed=existed)
+        return Run(self._run_context(), prepared.run_id, request=prepared.request.model_dump(mode="json"),
+                   existed=existed)
 
     def submit_many(
         self,
@@ -202,7 +206,7 @@ class Client:
         finally:
             if bar is not None:
                 bar.close()
-        return RunSet(self, runs)
+        return RunSet(self._run_context(), runs)
 
     def _records(self, items: InputLike | Iterable[InputLike]) -> list[FastaRecord]:
         limits = self.limits
@@ -236,13 +240,13 @@ class Client:
     # -- finding runs
     def run(self, run_id: str) -> Run:
         """A handle on an existing run (nothing is fetched until you ask)."""
-        return Run(self, run_id)
+        return Run(self._run_context(), run_id)
 
     def runs(self, status: str | None = None, since: datetime | timedelta | str | None = None) -> list[Run]:
         """Every run of this environment (newest first), following every page."""
         start = parse_since(since)
         status = status.upper() if status else None
-        return [Run(self, info.run_id, info=info) for info in self._backend.list_runs(status, start)]
+        return [Run(self._run_context(), info.run_id, info=info) for info in self._backend.list_runs(status, start)]
 
     def doctor(self, **kwargs: Any) -> Any:
         from foldstack.client.doctor import run_checks

@@ -3,23 +3,29 @@
 from __future__ import annotations
 
 import hashlib
-import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from foldstack.client import history as _history
 from foldstack.client.backends import TERMINAL, ExecutionInfo
 from foldstack.client.errors import RunNotCompleteError, RunNotFoundError
 from foldstack.core.errors import OutputIntegrityError
+from foldstack.core.manifest import MANIFEST, Manifest, load_manifest
 from foldstack.core.uris import join_under
 
-if TYPE_CHECKING:
-    from foldstack.client.client import Client
 
-MANIFEST = "manifest.json"
+@dataclass(frozen=True)
+class RunContext:
+    """What a run handle needs from the client that made it: the backend it talks to,
+    and the clock, sleep and poll interval that `wait` uses (tests pass fakes)."""
+
+    backend: Any  # CloudBackend | LocalBackend
+    clock: Callable[[], float]
+    sleep: Callable[[float], None]
+    poll_interval: float
 
 
 class Rows(list):
@@ -45,12 +51,12 @@ class OutputFile:
 class Run:
     """A handle on one run. Nothing is fetched until asked for (`status`, `steps()`...)."""
 
-    def __init__(self, client: Client, run_id: str, *, request: dict[str, Any] | None = None,
+    def __init__(self, ctx: RunContext, run_id: str, *, request: dict[str, Any] | None = None,
                  existed: bool | None = None, info: ExecutionInfo | None = None) -> None:
-        self._client, self.run_id, self.existed = client, run_id, existed
+        self._ctx, self.run_id, self.existed = ctx, run_id, existed
         self._request = request
         self._info = info
-        self._manifest: dict[str, Any] | None = None
+        self._manifest: Manifest | None = None
 
     def __repr__(self) -> str:
         status = self._info.status if self._info else "?"
@@ -58,7 +64,7 @@ class Run:
 
     @property
     def _backend(self) -> Any:
-        return self._client._backend
+        return self._ctx.backend
 
     # -- state
     def refresh(self) -> ExecutionInfo:
@@ -108,8 +114,8 @@ class Run:
     def wait(self, timeout: float | None = None, *, progress: bool = False,
              poll: float | None = None) -> str:
         """Block until the run ends (or `timeout` seconds pass); return the status."""
-        clock, sleep = self._client._clock, self._client._sleep
-        poll = self._client.poll_interval if poll is None else poll
+        clock, sleep = self._ctx.clock, self._ctx.sleep
+        poll = self._ctx.poll_interval if poll is None else poll
         deadline = None if timeout is None else clock() + timeout
         bar = _WaitDisplay(self.run_id) if progress else None
         try:
@@ -140,24 +146,26 @@ class Run:
         return self._backend.log_lines(self.run_id, state.job_id)
 
     # -- results
-    def manifest(self) -> dict[str, Any]:
+    def manifest(self) -> Manifest:
+        """The published manifest (:class:`foldstack.core.manifest.Manifest`)."""
         if self._manifest is None:
-            data = self._backend.read(join_under(self.output_uri, MANIFEST))
+            uri = join_under(self.output_uri, MANIFEST)
+            data = self._backend.read(uri)
             if data is None:
                 raise RunNotCompleteError(
                     f"run {self.run_id} has no results yet (status {self.status}); manifest.json is written last",
                     run_id=self.run_id, status=self.status,
                 )
-            self._manifest = json.loads(data)
+            self._manifest = load_manifest(data, source=uri)
         return self._manifest
 
     def outputs(self) -> list[OutputFile]:
         """Every published file (from the manifest: present means complete)."""
         files = [OutputFile(None, MANIFEST, join_under(self.output_uri, MANIFEST))]
-        for t in self.manifest().get("targets", []):
-            for rel, meta in sorted((t.get("files") or {}).items()):
-                files.append(OutputFile(t["id"], f"{t['id']}/{rel}", join_under(self.output_uri, t["id"], rel),
-                                        meta.get("size"), meta.get("sha256")))
+        for t in self.manifest().targets:
+            for rel, meta in sorted(t.files.items()):
+                files.append(OutputFile(t.id, f"{t.id}/{rel}", join_under(self.output_uri, t.id, rel),
+                                        meta.size, meta.sha256))
         return files
 
     def download(self, directory: str | Path, *, targets: Sequence[str] | None = None,
@@ -180,10 +188,10 @@ class Run:
     def metrics(self) -> Rows:
         """One row per target: id, size_class, length, chains, then the predict metrics."""
         rows = Rows()
-        for t in self.manifest().get("targets", []):
-            row = {"run_id": self.run_id, "id": t.get("id"), "size_class": t.get("size_class"),
-                   "length": t.get("length"), "chains": t.get("chains")}
-            row.update(t.get("metrics") or {})
+        for t in self.manifest().targets:
+            row = {"run_id": self.run_id, "id": t.id, "size_class": t.size_class,
+                   "length": t.length, "chains": t.chains}
+            row.update(t.metrics)
             rows.append(row)
         return rows
 
@@ -200,8 +208,8 @@ class Run:
 class RunSet:
     """The runs of one campaign (`submit_many`)."""
 
-    def __init__(self, client: Client, runs: Sequence[Run]) -> None:
-        self._client, self.runs = client, list(runs)
+    def __init__(self, ctx: RunContext, runs: Sequence[Run]) -> None:
+        self._ctx, self.runs = ctx, list(runs)
 
     def __iter__(self) -> Iterator[Run]:
         return iter(self.runs)
@@ -232,8 +240,8 @@ class RunSet:
 
     def wait(self, timeout: float | None = None, *, progress: bool = False,
              poll: float | None = None) -> dict[str, int]:
-        clock, sleep = self._client._clock, self._client._sleep
-        poll = self._client.poll_interval if poll is None else poll
+        clock, sleep = self._ctx.clock, self._ctx.sleep
+        poll = self._ctx.poll_interval if poll is None else poll
         deadline = None if timeout is None else clock() + timeout
         bar = _CountBar("runs finished", len(self.runs)) if progress else None
         try:

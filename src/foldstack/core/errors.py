@@ -93,3 +93,50 @@ class ConfigurationError(FoldstackError):
     """Environment configuration is missing or malformed."""
 
     code = "configuration"
+
+
+# --- The step contract's errors: a Batch step exits with the class's code -------------
+EXIT_OK = 0
+EXIT_BAD_INPUT = 2
+EXIT_OUT_OF_MEMORY = 3
+
+
+class StepError(Exception):
+    """An expected failure with a contract exit code."""
+
+    exit_code = 1
+
+
+class BadInputError(StepError):
+    """Input the step cannot use (missing/invalid FASTA, unknown engine/preset, missing
+    weights or databases). Retrying would not help."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class OutOfMemoryError(StepError):
+    """The target does not fit this machine; the workflow retries a larger size class."""
+
+    exit_code = EXIT_OUT_OF_MEMORY
+
+
+_OOM_MARKERS = ("RESOURCE_EXHAUSTED", "out of memory", "Out of memory", "can't allocate memory")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for MemoryError, torch's OutOfMemoryError and XLA RESOURCE_EXHAUSTED,
+    looking through the exception chain."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, MemoryError | OutOfMemoryError):
+            return True
+        if type(cur).__name__ in {"OutOfMemoryError", "XlaRuntimeError", "JaxRuntimeError"} or isinstance(
+            cur, RuntimeError
+        ):
+            text = str(cur)
+            if type(cur).__name__ == "OutOfMemoryError" or any(m in text for m in _OOM_MARKERS):
+                return True
+        cur = cur.__cause__ or cur.__context__
+    return False

@@ -1,8 +1,9 @@
 """The local engine: a rendered Step Functions definition run on one machine.
 
-moto's vendored ASL interpreter runs the definition (``moto_adapter`` owns every private
-moto import); Lambda tasks call ``lambdas/<name>/handler.py`` in-process; Batch tasks run
-the ``jobs.yaml`` command as subprocesses with Batch's retry semantics.
+moto's vendored ASL interpreter runs the definition (the ``moto_*`` modules, fronted by
+``moto_adapter``, own every private moto import; ``moto_names`` lists them); Lambda tasks
+call ``lambdas/<name>/handler.py`` in-process; Batch tasks run the ``jobs.yaml`` command as
+subprocesses with Batch's retry semantics.
 
 Public API::
 

@@ -38,12 +38,13 @@ from foldstack.local.errors import BatchApiError
 from foldstack.local.jobs import (
     ACCOUNT_ID,
     REGION,
-    JobsFile,
-    JobSpec,
     JobsSpecError,
     job_definition_arn,
     queue_arn,
+    resolve_job_definition,
+    resolve_queue,
 )
+from foldstack.workflows.specs import JobsFile, JobSpec
 
 EXIT_STATUS_REASON = "Essential container in task exited"
 FAULTS = ("spot_loss", "throttle", "timeout", "crash", "pull_error")
@@ -181,7 +182,7 @@ class LocalJob:
     def describe(self) -> dict[str, Any]:
         with self._lock:
             last = self.attempts[-1] if self.attempts else None
-            image = f"local/{self.spec.raw.get('image', self.spec.name)}"
+            image = f"local/{self.spec.image}"
             container: dict[str, Any] = {"Command": list(self.argv), "Image": image}
             if last is not None:
                 container.update(last.to_aws()["Container"])
@@ -399,8 +400,8 @@ class LocalBatch:
                 "ClientException", f"JobName {job_name!r}: 1-128 letters, digits, '-' or '_', starting alphanumeric"
             )
         try:
-            spec, size_class = self.jobs.resolve_job_definition(str(parameters.get("JobDefinition", "")))
-            queue = self.jobs.resolve_queue(str(parameters.get("JobQueue", "")))
+            spec, size_class = resolve_job_definition(self.jobs, str(parameters.get("JobDefinition", "")))
+            queue = resolve_queue(self.jobs, str(parameters.get("JobQueue", "")))
         except JobsSpecError as err:
             raise BatchApiError("ClientException", str(err)) from err
         submitted = parameters.get("Parameters") or {}
@@ -416,8 +417,8 @@ class LocalBatch:
         command = overrides.get("Command") or list(spec.command)
         argv = build_argv(command, merged)
 
-        retry = spec.retry
-        if parameters.get("RetryStrategy"):
+        retry = RetryStrategy.from_model(spec.retry)
+        if parameters.get("RetryStrategy"):  # SubmitJob's override: AWS-shaped, checked the same way
             rs = parameters["RetryStrategy"]
             retry = RetryStrategy.from_spec(
                 {

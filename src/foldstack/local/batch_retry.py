@@ -1,7 +1,11 @@
-"""AWS Batch ``retryStrategy`` / ``evaluateOnExit`` semantics, in pure Python.
+"""AWS Batch ``retryStrategy`` / ``evaluateOnExit`` semantics, in pure Python: the evaluator.
 
 Used by the local engine between job attempts, and by tests that table the rules of
-every ``jobs.yaml``. No AWS, no moto.
+every ``jobs.yaml``. No AWS, no moto. The rules are *checked* once, in
+``foldstack.workflows.specs`` (:func:`~foldstack.workflows.specs.check_retry_strategy`);
+:class:`RetryStrategy` is built from the jobs.yaml model (:meth:`RetryStrategy.from_model`)
+or from an AWS-shaped ``retryStrategy`` dict that an ASL passes to SubmitJob
+(:meth:`RetryStrategy.from_spec`), and runs the same checks either way.
 
 Semantics (AWS Batch docs, "Automated job retries" and ``EvaluateOnExit``):
 
@@ -21,30 +25,41 @@ Semantics (AWS Batch docs, "Automated job retries" and ``EvaluateOnExit``):
   reclaim), only the bare pattern ``"*"`` matches it. (Documented local choice; AWS
   does not specify it. Our jobs.yaml rules put ``Host EC2*`` first, so the outcome does
   not depend on it.)
-* **No rule matches -> RETRY** (that is why every rule list ends with EXIT on ``*``).
+* **No rule matches -> RETRY** (that is why every jobs.yaml rule list ends with EXIT on
+  ``*``; the model enforces it, an ASL-supplied strategy need not).
 * Attempts cap: once ``attempts`` attempts have run, the job fails whatever the rules say.
 * A job attempt killed by its **timeout is never retried**.
 * At most 5 rules.
 
-Keys are accepted in jobs.yaml's snake_case (``on_status_reason``, ``evaluate_on_exit``)
-and in AWS's camelCase (``onStatusReason``, ``evaluateOnExit``).
+:meth:`RetryStrategy.from_spec` accepts jobs.yaml's snake_case keys (``on_status_reason``,
+``evaluate_on_exit``) and AWS's camelCase (``onStatusReason``, ``evaluateOnExit``).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from foldstack.workflows.specs import (
+    MAX_ATTEMPTS,
+    MAX_RULES,
+    MIN_ATTEMPTS,
+    RetrySpec,
+    RetryStrategyError,
+    check_exit_rule,
+    check_retry_strategy,
+)
+
+__all__ = [
+    "MAX_ATTEMPTS", "MAX_RULES", "MIN_ATTEMPTS", "TIMEOUT_STATUS_REASON", "AttemptOutcome", "Decision",
+    "EvaluateOnExit", "RetryStrategy", "RetryStrategyError", "as_strategy", "attempts_used", "decide",
+    "first_matching_rule", "pattern_matches", "should_retry",
+]
+
 Action = Literal["RETRY", "EXIT"]
 
-MAX_RULES = 5
-MIN_ATTEMPTS, MAX_ATTEMPTS = 1, 10
 TIMEOUT_STATUS_REASON = "Job attempt duration exceeded timeout"
-
-_REASON_PATTERN = re.compile(r"^[A-Za-z0-9.:\s]*\*?$")
-_EXIT_CODE_PATTERN = re.compile(r"^[0-9]*\*?$")
 
 _KEY_ALIASES = {
     "on_status_reason": "on_status_reason",
@@ -55,10 +70,6 @@ _KEY_ALIASES = {
     "onexitcode": "on_exit_code",
     "action": "action",
 }
-
-
-class RetryStrategyError(ValueError):
-    """A retry strategy or evaluateOnExit rule that AWS Batch would reject."""
 
 
 def pattern_matches(pattern: str, value: str | None) -> bool:
@@ -78,23 +89,11 @@ class EvaluateOnExit:
     on_exit_code: str | None = None
 
     def __post_init__(self) -> None:
-        action = str(self.action).upper()
-        if action not in ("RETRY", "EXIT"):
-            raise RetryStrategyError(f"evaluateOnExit action must be RETRY or EXIT, got {self.action!r}")
-        object.__setattr__(self, "action", action)
-        if self.on_status_reason is None and self.on_reason is None and self.on_exit_code is None:
-            raise RetryStrategyError("evaluateOnExit rule needs onStatusReason, onReason or onExitCode")
-        for name in ("on_status_reason", "on_reason"):
-            value = getattr(self, name)
-            if value is not None and (len(value) > 512 or not _REASON_PATTERN.match(value)):
-                raise RetryStrategyError(
-                    f"{name} {value!r}: letters, digits, '.', ':', spaces and one trailing '*' only"
-                )
+        # AWS takes the action in any case and the exit code as text; then Batch's checks.
+        object.__setattr__(self, "action", str(self.action).upper())
         if self.on_exit_code is not None:
-            code = str(self.on_exit_code)
-            object.__setattr__(self, "on_exit_code", code)
-            if len(code) > 512 or not _EXIT_CODE_PATTERN.match(code) or code == "":
-                raise RetryStrategyError(f"on_exit_code {code!r}: digits and one trailing '*' only")
+            object.__setattr__(self, "on_exit_code", str(self.on_exit_code))
+        check_exit_rule(self)
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> EvaluateOnExit:
@@ -123,19 +122,31 @@ class RetryStrategy:
     evaluate_on_exit: tuple[EvaluateOnExit, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
-        if not MIN_ATTEMPTS <= int(self.attempts) <= MAX_ATTEMPTS:
-            raise RetryStrategyError(f"attempts must be {MIN_ATTEMPTS}..{MAX_ATTEMPTS}, got {self.attempts}")
-        if len(self.evaluate_on_exit) > MAX_RULES:
-            raise RetryStrategyError(f"at most {MAX_RULES} evaluateOnExit rules, got {len(self.evaluate_on_exit)}")
+        check_retry_strategy(int(self.attempts), self.evaluate_on_exit, final_exit=False)
+
+    @classmethod
+    def from_model(cls, spec: RetrySpec) -> RetryStrategy:
+        """From a jobs.yaml ``retry:`` block (the model, already checked)."""
+        rules = tuple(
+            EvaluateOnExit(r.action, on_status_reason=r.on_status_reason, on_reason=r.on_reason,
+                           on_exit_code=r.on_exit_code)
+            for r in spec.evaluate_on_exit
+        )
+        return cls(attempts=spec.attempts, evaluate_on_exit=rules)
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any] | None) -> RetryStrategy:
-        """From jobs.yaml's ``retry:`` block or an AWS ``retryStrategy`` dict (None -> 1 attempt)."""
+        """From a ``retry:``-shaped or AWS ``retryStrategy`` dict (None -> 1 attempt)."""
         if not spec:
             return cls()
         attempts = spec.get("attempts", 1)
         rules_raw: Iterable[Mapping[str, Any]] = spec.get("evaluate_on_exit") or spec.get("evaluateOnExit") or []
         return cls(attempts=int(attempts), evaluate_on_exit=tuple(EvaluateOnExit.from_spec(r) for r in rules_raw))
+
+
+def as_strategy(strategy: RetryStrategy | RetrySpec) -> RetryStrategy:
+    """The evaluator for a strategy given as either the evaluator or the jobs.yaml model."""
+    return strategy if isinstance(strategy, RetryStrategy) else RetryStrategy.from_model(strategy)
 
 
 @dataclass(frozen=True)
@@ -166,8 +177,9 @@ def first_matching_rule(rules: Sequence[EvaluateOnExit], outcome: AttemptOutcome
     return None
 
 
-def decide(strategy: RetryStrategy, outcome: AttemptOutcome, attempt: int) -> Decision:
+def decide(strategy: RetryStrategy | RetrySpec, outcome: AttemptOutcome, attempt: int) -> Decision:
     """Should Batch start another attempt after ``attempt`` (1-based) ended with ``outcome``?"""
+    strategy = as_strategy(strategy)
     if outcome.succeeded:
         return Decision(False, "succeeded")
     if outcome.timed_out:
@@ -180,12 +192,13 @@ def decide(strategy: RetryStrategy, outcome: AttemptOutcome, attempt: int) -> De
     return Decision(rule.action == "RETRY", f"rule {rule} -> {rule.action}", rule)
 
 
-def should_retry(strategy: RetryStrategy, outcome: AttemptOutcome, attempt: int) -> bool:
+def should_retry(strategy: RetryStrategy | RetrySpec, outcome: AttemptOutcome, attempt: int) -> bool:
     return decide(strategy, outcome, attempt).retry
 
 
-def attempts_used(strategy: RetryStrategy, outcomes: Sequence[AttemptOutcome]) -> int:
+def attempts_used(strategy: RetryStrategy | RetrySpec, outcomes: Sequence[AttemptOutcome]) -> int:
     """How many of ``outcomes`` Batch would run (stops at success, EXIT, timeout, cap)."""
+    strategy = as_strategy(strategy)
     for n, outcome in enumerate(outcomes, start=1):
         if not should_retry(strategy, outcome, n):
             return n

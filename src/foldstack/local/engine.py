@@ -33,9 +33,10 @@ from foldstack.local.errors import (
     ExecutionDoesNotExist,
     StatesRuntimeError,
 )
-from foldstack.local.jobs import ACCOUNT_ID, NAME_PREFIX, REGION, JobsFile
+from foldstack.local.jobs import ACCOUNT_ID, NAME_PREFIX, REGION
 from foldstack.local.lambdas import LambdaRunner
 from foldstack.local.placeholders import find_placeholders, local_values, substitute
+from foldstack.workflows.specs import JobsFile
 
 EXECUTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})

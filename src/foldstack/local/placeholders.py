@@ -1,7 +1,7 @@
 """Fill Terraform ``templatefile()`` placeholders (``${name}``) with local values.
 
-Rendered definitions keep deploy-time identifiers as ``${name}`` (DESIGN §5); Terraform
-fills them on AWS, :func:`substitute` fills them for the local engine:
+Rendered definitions keep deploy-time identifiers as ``${name}`` (``docs/terraform.md``);
+Terraform fills them on AWS, :func:`substitute` fills them for the local engine:
 
 ==================================  ==================================================
 ``${partition}``                    ``aws``
@@ -28,8 +28,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from foldstack.local.errors import PlaceholderError
-from foldstack.local.jobs import ACCOUNT_ID, REGION, JobsFile, lambda_arn, placeholder_key
+from foldstack.local.jobs import ACCOUNT_ID, REGION, lambda_arn, placeholder_key, placeholder_values
 from foldstack.local.lambdas import DEFAULT_LAMBDAS
+from foldstack.workflows.specs import JobsFile
 
 _PLACEHOLDER = re.compile(r"(\$?)\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -56,7 +57,7 @@ def local_values(
         values[placeholder_key("lambda", name, "arn")] = lambda_arn(name)
     if jobs is not None:
         jobs_file = jobs if isinstance(jobs, JobsFile) else JobsFile.load(jobs)
-        values.update(jobs_file.placeholder_values())
+        values.update(placeholder_values(jobs_file))
     for key, value in (("scratch_mount", scratch_mount), ("db_mount", db_mount), ("weights_dir", weights_dir)):
         if value is not None:
             values[key] = str(value)

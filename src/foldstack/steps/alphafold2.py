@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from foldstack.steps.common import BadInputError
+from foldstack.core.errors import BadInputError
 from foldstack.steps.outputs import Prediction
-from foldstack.weights.layout import AF2_OVERRIDES, engine_dir, require_alphafold2
+from foldstack.steps.weights_layout import AF2_OVERRIDES, engine_dir, require_alphafold2
 
 MONOMER_MODELS = ("model_1_ptm", "model_2_ptm", "model_3_ptm", "model_4_ptm", "model_5_ptm",
                   "model_1", "model_2", "model_3", "model_4", "model_5")

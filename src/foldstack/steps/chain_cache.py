@@ -142,7 +142,7 @@ class ChainCache:
              max_template_date: str | None, tool_versions: dict[str, str],
              log: Callable[[str], None]) -> tuple[ChainCache | None, str]:
         """The cache for this step, or (None, why not)."""
-        from foldstack.tasks.msa_cache import db_version_label, resolve_db_versions
+        from foldstack.cachekeys import db_version_label, resolve_db_versions
 
         try:
             versions = resolve_db_versions(str(db_root))
@@ -155,7 +155,7 @@ class ChainCache:
                    dict(tool_versions), log), "ok"
 
     def key(self, chain: str) -> str:
-        from foldstack.tasks.msa_cache import chain_cache_key
+        from foldstack.cachekeys import chain_cache_key
 
         return chain_cache_key(self.cache_root, self.msa_tool, self.db_version, _sha(chain.encode("ascii")))
 

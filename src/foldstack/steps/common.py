@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import hashlib
 import json
 import os
 import shutil
@@ -37,73 +36,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from foldstack.core.errors import InputValidationError
+from foldstack.core.clock import utcnow
+from foldstack.core.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_OK,
+    EXIT_OUT_OF_MEMORY,
+    BadInputError,
+    InputValidationError,
+    StepError,
+    is_out_of_memory,
+)
 from foldstack.core.fasta import FastaLimits, FastaRecord, parse_fasta, validate_id
+from foldstack.core.hashing import sha256_file
 
 FAULT_ENV = "FOLDSTACK_INJECT_FAULT"
-EXIT_OK = 0
-EXIT_BAD_INPUT = 2
-EXIT_OUT_OF_MEMORY = 3
 RUN_ID_MAX = 80
-
-
-class StepError(Exception):
-    """An expected failure with a contract exit code."""
-
-    exit_code = 1
-
-
-class BadInputError(StepError):
-    """Input the step cannot use (missing/invalid FASTA, unknown engine/preset, missing
-    weights or databases). Retrying would not help."""
-
-    exit_code = EXIT_BAD_INPUT
-
-
-class OutOfMemoryError(StepError):
-    """The target does not fit this machine; the workflow retries a larger size class."""
-
-    exit_code = EXIT_OUT_OF_MEMORY
-
-
-_OOM_MARKERS = ("RESOURCE_EXHAUSTED", "out of memory", "Out of memory", "can't allocate memory")
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    """True for MemoryError, torch's OutOfMemoryError and XLA RESOURCE_EXHAUSTED,
-    looking through the exception chain."""
-    seen: set[int] = set()
-    cur: BaseException | None = exc
-    while cur is not None and id(cur) not in seen:
-        seen.add(id(cur))
-        if isinstance(cur, MemoryError | OutOfMemoryError):
-            return True
-        if type(cur).__name__ in {"OutOfMemoryError", "XlaRuntimeError", "JaxRuntimeError"} or isinstance(
-            cur, RuntimeError
-        ):
-            text = str(cur)
-            if type(cur).__name__ == "OutOfMemoryError" or any(m in text for m in _OOM_MARKERS):
-                return True
-        cur = cur.__cause__ or cur.__context__
-    return False
 
 
 def log(step: str, target: str, message: str) -> None:
     """One progress line on stderr (Batch sends it to CloudWatch Logs)."""
     stamp = _dt.datetime.now(_dt.UTC).strftime("%H:%M:%S")
     print(f"[{stamp}] foldstack step {step} [{target}] {message}", file=sys.stderr, flush=True)
-
-
-def utcnow() -> str:
-    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def write_json(path: Path, data: Any) -> None:

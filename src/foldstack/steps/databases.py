@@ -1,6 +1,6 @@
 """Sequence databases under the DB root (read-only to jobs).
 
-Layout (DESIGN §4 "DB cache")::
+Layout (the DB cache)::
 
     <db_root>/<db_name>/CURRENT                  text file: the version in use, e.g. "2022_05"
     <db_root>/<db_name>/<version>/manifest.json  what the version holds
@@ -43,15 +43,16 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from foldstack.steps.common import BadInputError, log, sha256_file
+from foldstack import storage
+from foldstack.core.errors import BadInputError
+from foldstack.core.hashing import sha256_file
+from foldstack.steps.common import log
 
 ROLE_ORDER = ("uniref90", "mgnify", "small_bfd")
 _VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -233,8 +234,9 @@ def write_manifest(db_dir: Path, *, name: str, version: str, role: str, sequence
 
 def build_local_version(db_root: Path, name: str, version: str, fill: Callable[[Path], None]) -> Path:
     """Build `<db_root>/<name>/<version>/` locally unless it is already current and intact:
-    `fill(tmp)` writes the files and the manifest into a hidden temp dir, which is then
-    renamed into place before `CURRENT` is replaced (atomically). Returns the version dir.
+    `fill(tmp)` writes the files and the manifest into a hidden staging dir, which
+    :func:`foldstack.storage.publish` renames into place (replacing a stale or corrupt
+    version dir) before `CURRENT` is replaced atomically. Returns the version dir.
     Used by the demo and fixture builders; the cloud path is `steps.refresh_db`."""
     base, final = db_root / name, db_root / name / version
     if (base / "CURRENT").is_file():
@@ -243,17 +245,7 @@ def build_local_version(db_root: Path, name: str, version: str, fill: Callable[[
                 return final
         except BadInputError:
             pass  # missing, stale or corrupt: rebuild below
-    base.mkdir(parents=True, exist_ok=True)
-    tmp = base / f".{version}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
-        fill(tmp)
-        if final.exists():
-            shutil.rmtree(final)
-        os.rename(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    current_tmp = base / f".CURRENT.{uuid.uuid4().hex[:8]}"
-    current_tmp.write_text(version + "\n")
-    os.replace(current_tmp, base / "CURRENT")
+    with storage.publish(final, marker="manifest.json", replace=True) as pub:
+        fill(pub.local_dir())
+    storage.write_pointer(str(base / "CURRENT"), version + "\n")
     return final

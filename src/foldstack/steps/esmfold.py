@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from foldstack.steps.outputs import Prediction
-from foldstack.weights.layout import require_esmfold
+from foldstack.steps.weights_layout import require_esmfold
 
 CHAIN_LINKER = "G" * 25
 RESIDUE_INDEX_OFFSET = 512

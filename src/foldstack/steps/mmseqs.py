@@ -37,7 +37,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from foldstack.steps.common import BadInputError
+from foldstack import storage
+from foldstack.core.errors import BadInputError
 from foldstack.steps.databases import Database
 
 BINARY_ENV = "FOLDSTACK_MMSEQS"
@@ -113,9 +114,9 @@ def build_target_index(db: Database, binary: str | None = None, *, threads: int 
     with _locked(final.parent / ".build.lock"):
         if (final / "BUILD.json").is_file():  # another job built it while we waited
             return final
-        tmp = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
-        try:
+        # BUILD.json marks it complete; a dir without it (a crashed build) is replaced.
+        with storage.publish(final, marker="BUILD.json") as pub:
+            tmp = pub.local_dir()
             t = time.perf_counter()
             _run(binary, "createdb", db.sequences, tmp / "target", "-v", "1")
             _run(binary, "createindex", tmp / "target", tmp / "idx_tmp", "-s", str(MMSEQS_PARAMS["sensitivity"]),
@@ -126,12 +127,7 @@ def build_target_index(db: Database, binary: str | None = None, *, threads: int 
                 "source": db.manifest["sequences"], "manifest_sha256": db.manifest_sha256,
                 "sensitivity": MMSEQS_PARAMS["sensitivity"], "seconds": round(time.perf_counter() - t, 2),
             }, indent=2, sort_keys=True) + "\n")
-            if final.exists():
-                shutil.rmtree(final)
-            os.rename(tmp, final)
-            log(f"mmseqs index for {db.name}/{db.version} built in {time.perf_counter() - t:.1f}s: {final}")
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        log(f"mmseqs index for {db.name}/{db.version} built in {time.perf_counter() - t:.1f}s: {final}")
     return final
 
 

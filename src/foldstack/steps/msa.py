@@ -38,8 +38,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from foldstack.core.errors import BadInputError
 from foldstack.steps.chain_cache import QUERY_NAME, Alignment, ChainCache, ChainSearch
-from foldstack.steps.common import BadInputError, StepContext, run_step, write_json
+from foldstack.steps.common import StepContext, run_step, write_json
 from foldstack.steps.databases import Database, msa_databases
 from foldstack.steps.features import (
     FEATURES_NPZ,

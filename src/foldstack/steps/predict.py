@@ -2,7 +2,7 @@
 
 Inputs: esmfold reads only ``<scratch>/<run_id>/input/targets/<target>.fasta``;
 alphafold2 reads only ``<scratch>/<run_id>/msa/<target>/features.npz``. Weights come
-from ``W/<engine>/`` (:mod:`foldstack.weights.layout`).
+from ``W/<engine>/`` (:mod:`foldstack.steps.weights_layout`).
 Outputs, in ``<scratch>/<run_id>/predict/<target>/``: ``ranked_0.pdb``, ``ranked_0.cif``,
 ``metrics.json``, ``plddt.tsv``, ``pae.json`` (when the model predicts PAE),
 ``plots/plddt.png`` (+ ``plots/pae.png``) and ``predict.done.json``.
@@ -15,9 +15,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from foldstack.steps.common import BadInputError, StepContext, run_step
+from foldstack.core.errors import BadInputError
+from foldstack.steps.common import StepContext, run_step
 from foldstack.steps.outputs import base_metrics, write_prediction
-from foldstack.weights.layout import DEMO_WARNING, ENGINES, engine_dir, is_demo
+from foldstack.steps.weights_layout import DEMO_WARNING, ENGINES, engine_dir, is_demo
 
 STEP = "predict"
 PRESETS = ("monomer", "multimer")
@@ -213,7 +214,7 @@ def run_predict_batch(run_id: str, targets: list[str], scratch: Path | str, weig
         for index, target in enumerate(targets):
             try:
                 if _oom_requested(target):
-                    from foldstack.steps.common import OutOfMemoryError
+                    from foldstack.core.errors import OutOfMemoryError
 
                     raise OutOfMemoryError(f"injected out of memory for {target} ({BATCH_ENV_OOM})")
                 done.append(run_predict(run_id, target, scratch, weights, engine, preset,
@@ -226,7 +227,7 @@ def run_predict_batch(run_id: str, targets: list[str], scratch: Path | str, weig
                     break
         log(STEP, ",".join(targets), f"batch of {len(targets)}: {len(done)} done, model loads: {models.loads}")
     if failures:
-        from foldstack.steps.common import EXIT_OUT_OF_MEMORY
+        from foldstack.core.errors import EXIT_OUT_OF_MEMORY
 
         codes = [(exit_code_for(e), t, e) for t, e in failures]
         for wanted in (EXIT_OUT_OF_MEMORY, None):

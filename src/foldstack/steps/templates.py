@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from foldstack.steps.common import BadInputError
+from foldstack.core.errors import BadInputError
 from foldstack.steps.databases import (
     Database,
     build_local_version,

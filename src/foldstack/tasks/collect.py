@@ -10,6 +10,7 @@ from typing import Any
 
 from foldstack import __version__, storage
 from foldstack.core.errors import FoldstackError, OutputIntegrityError, OutputsNotReadyError, PublishError
+from foldstack.core.manifest import SCHEMA_VERSION, Manifest, load_manifest
 from foldstack.tasks.publish import MANIFEST, Publisher, is_complete
 from foldstack.tasks.settings import TaskSettings
 from foldstack.tasks.stage import resolve_targets, run_scratch
@@ -63,8 +64,9 @@ def collect_outputs(
     wrote to scratch is read and checked against ``targets_digest``."""
     request = parse_request(raw_request)
     if is_complete(request.output_uri, run_id):
-        manifest = json.loads(storage.read_bytes(storage.safe_join(request.output_uri, run_id, MANIFEST)))
-        return {"output": storage.safe_join(request.output_uri, run_id), "targets": len(manifest["targets"])}
+        uri = storage.safe_join(request.output_uri, run_id, MANIFEST)
+        published = load_manifest(storage.read_bytes(uri), source=uri)
+        return {"output": storage.safe_join(request.output_uri, run_id), "targets": len(published.targets)}
     targets = resolve_targets(settings, run_id, targets, targets_digest)
     run_root = run_scratch(settings, run_id)
     steps = ["msa", "predict"] if request.needs_msa else ["predict"]
@@ -92,15 +94,17 @@ def collect_outputs(
                     files[f"{dest}{rel}"] = {"sha256": sha, "size": len(data)}
             metrics = json.loads(storage.read_bytes(storage.safe_join(run_root, "predict", tid, "metrics.json")))
             entries.append({**dict(target), "files": files, "metrics": metrics, "provenance": provenance})
-        publisher.commit({
-            "schema_version": 1,
+        cost = _estimate_cost(entries)  # adds entry["cost"] per target; an estimate
+        manifest = Manifest.model_validate({
+            "schema_version": SCHEMA_VERSION,
             "run_id": run_id,
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "foldstack_version": __version__,
             "request": request.model_dump(mode="json"),
             "targets": entries,
-            "cost": _estimate_cost(entries),  # adds entry["cost"] per target; an estimate
+            "cost": cost,
         })
+        publisher.commit(manifest.to_dict())
     except BaseException as exc:
         publisher.abort()
         if isinstance(exc, FoldstackError) or not isinstance(exc, Exception):

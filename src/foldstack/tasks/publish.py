@@ -1,68 +1,50 @@
-"""Publishing a run's results so they appear atomically or not at all.
+"""Publishing a run's results under ``<output_uri>/<run_id>/`` so they appear atomically
+or not at all, with ``manifest.json`` as the completeness marker.
 
-Locally, files go to a hidden sibling folder that is renamed into place after the
-manifest is written. On S3 (no rename), objects are written under the final prefix and
-`manifest.json` goes last: its presence is the completeness marker, and a failed publish
-deletes what it wrote.
+A thin layer over :func:`foldstack.storage.publish` (whose docstring says what a reader
+can observe locally and on S3): locally the files go to a hidden sibling
+``.<run_id>.partial-<hex>`` that is renamed into place after the manifest is written; on
+S3 the objects go under the final prefix and ``manifest.json`` last, and a failed publish
+deletes what it wrote. A complete run's results are never replaced or deleted here.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import uuid
-from pathlib import Path
 from typing import Any
 
 from foldstack import storage
-from foldstack.core.uris import join_under, parse_uri
-
-MANIFEST = "manifest.json"
+from foldstack.core.manifest import MANIFEST
+from foldstack.core.uris import join_under
+from foldstack.storage.publishing import partial_prefix as _partial_prefix
 
 
 def partial_prefix(run_id: str) -> str:
-    return f".{run_id}.partial-"
+    """The name prefix of a run's local staging directories, ``.<run_id>.partial-``."""
+    return _partial_prefix(run_id)
 
 
 class Publisher:
     def __init__(self, output_uri: str, run_id: str) -> None:
         self.final = join_under(output_uri, run_id)
-        self._local = not parse_uri(output_uri).is_s3
-        if self._local:
-            self.root = join_under(output_uri, f"{partial_prefix(run_id)}{uuid.uuid4().hex[:12]}")
-        else:
-            self.root = self.final
+        self._pub = storage.Publication(self.final, marker=MANIFEST)
 
     def put(self, relpath: str, data: bytes) -> None:
-        storage.write_bytes(join_under(self.root, relpath), data)
+        self._pub.put(relpath, data)
 
     def commit(self, manifest: dict[str, Any]) -> None:
         body = json.dumps(manifest, indent=2, sort_keys=True).encode()
-        storage.write_bytes(join_under(self.root, MANIFEST), body, content_type="application/json")
-        if self._local:
-            final = Path(parse_uri(self.final).key)
-            if final.exists() and not (final / MANIFEST).exists():
-                shutil.rmtree(final)  # leftover of an earlier failed attempt, never a complete run
-            os.rename(parse_uri(self.root).key, final)
+        self._pub.put(MANIFEST, body, content_type="application/json")
+        self._pub.commit()
 
     def abort(self) -> None:
-        if self._local or not storage.exists(join_under(self.final, MANIFEST)):
-            storage.delete_prefix(self.root)
+        self._pub.abort()
 
 
 def is_complete(output_uri: str, run_id: str) -> bool:
-    return storage.exists(join_under(output_uri, run_id, MANIFEST))
+    return storage.is_published(join_under(output_uri, run_id), marker=MANIFEST)
 
 
 def remove_partial(output_uri: str, run_id: str) -> int:
     """Delete leftovers of an unfinished publish; never a complete run's results."""
-    removed = 0
-    if not is_complete(output_uri, run_id):
-        removed += storage.delete_prefix(join_under(output_uri, run_id))
-    root = parse_uri(output_uri)
-    if not root.is_s3 and os.path.isdir(root.key):
-        for entry in os.scandir(root.key):
-            if entry.name.startswith(partial_prefix(run_id)):
-                removed += storage.delete_prefix(entry.path)
-    return removed
+    return storage.remove_partials(join_under(output_uri, run_id), marker=MANIFEST)

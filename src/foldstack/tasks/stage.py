@@ -3,7 +3,7 @@
 ``input/targets.json`` (the normalised target list) is the source of truth for later
 tasks: above ``state_targets_max`` targets the workflow state carries only the count and
 the list's digest (``targets_digest``), and Plan Batches / Collect Outputs read the list
-from scratch (`event_targets`), checking it against that digest.
+from scratch (`resolve_targets`), checking it against that digest.
 """
 
 from __future__ import annotations
@@ -77,11 +77,6 @@ def resolve_targets(
     if not isinstance(digest, str) or not digest:
         raise InputValidationError("event has neither targets nor targets_digest", code="malformed_event")
     return load_staged_targets(settings, run_id, digest)
-
-
-def event_targets(settings: TaskSettings, event: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """`resolve_targets` for a Lambda event (``targets`` or ``targets_digest``)."""
-    return resolve_targets(settings, str(event["run_id"]), event.get("targets"), event.get("targets_digest"))
 
 
 def stage_inputs(

@@ -25,15 +25,14 @@ Both get a ``DEMO_WEIGHTS`` marker. Structures from these models are NOT meaning
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from foldstack.weights.layout import AF2_OVERRIDES, DEMO_MARKER, DEMO_WARNING, ENGINES
+from foldstack import storage
+from foldstack.core.hashing import sha256_bytes
+from foldstack.steps.weights_layout import AF2_OVERRIDES, DEMO_MARKER, DEMO_WARNING, ENGINES
 
 DEMO_VERSION = 2
 AF2_DEMO_MODEL = "model_5_ptm"
@@ -105,15 +104,6 @@ def _is_current(path: Path) -> bool:
         return False
 
 
-def _install(tmp: Path, final: Path) -> None:
-    """Replace `final` by `tmp` (same parent) so a reader never sees a half-written dir."""
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
-        os.rename(final, old)
-        shutil.rmtree(old, ignore_errors=True)
-    os.rename(tmp, final)
-
-
 def write_esmfold_demo(dest: Path, seed: int = 0, config: dict[str, Any] | None = None) -> Path:
     """Write a tiny random ESMFold to `dest` (a HF save_pretrained dir)."""
     import torch
@@ -143,12 +133,11 @@ def write_esmfold_demo(dest: Path, seed: int = 0, config: dict[str, Any] | None 
 
 
 def _shapes_key(model_name: str, overrides: dict[str, Any]) -> str:
-    import hashlib
     from importlib import metadata
 
     blob = json.dumps({"model": model_name, "overrides": overrides,
                        "alphafold-colabfold": metadata.version("alphafold-colabfold")}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()
+    return sha256_bytes(blob.encode())
 
 
 def traced_param_shapes(model_name: str, overrides: dict[str, Any]) -> dict[str, dict[str, list[int]]]:
@@ -253,20 +242,19 @@ def write_demo_weights(weights: Path | str, engines: tuple[str, ...] = ENGINES, 
             continue
         if final.exists() and not (final / DEMO_MARKER).exists():
             raise FileExistsError(f"{final} holds non-demo weights; refusing to overwrite them with demo weights")
-        tmp = weights / f".{engine}.tmp-{uuid.uuid4().hex[:8]}"
-        try:
+        if engine not in ("esmfold", "alphafold2"):
+            raise ValueError(f"unknown engine {engine!r}")
+        # Written into a hidden sibling and swapped into place (storage.publish), so a
+        # reader never sees a half-written dir; the marker is what makes it complete.
+        with storage.publish(final, marker=DEMO_MARKER, replace=True) as pub:
+            tmp = pub.local_dir()
             if engine == "esmfold":
                 write_esmfold_demo(tmp)
                 details = {"config": ESMFOLD_DEMO_CONFIG}
-            elif engine == "alphafold2":
+            else:
                 write_alphafold2_demo(tmp)
                 details = {"model": AF2_DEMO_MODEL, "overrides": AF2_DEMO_OVERRIDES,
                            "multimer_model": AF2_MULTIMER_DEMO_MODEL,
                            "multimer_overrides": AF2_MULTIMER_DEMO_OVERRIDES}
-            else:
-                raise ValueError(f"unknown engine {engine!r}")
             (tmp / DEMO_MARKER).write_text(_marker_text(engine, details))
-            _install(tmp, final)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
     return weights

@@ -11,8 +11,9 @@
   regular files named ``params_*.npz`` or ``LICENSE`` at the top level, with tarfile's
   ``data`` filter (no absolute paths, ``..``, links or devices).
 
-Both install into a temp dir beside the destination and rename it into place, and write
-``FETCHED.json`` (source, revision, sha256 of every file).
+Both install into a hidden dir beside the destination, write ``FETCHED.json`` (source,
+revision, sha256 of every file) and swap it into place (:func:`foldstack.storage.publish`),
+so a reader sees the earlier weights or the complete new ones.
 """
 
 from __future__ import annotations
@@ -29,28 +30,29 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from foldstack.steps.common import BadInputError, sha256_file, utcnow
-from foldstack.weights.layout import ENGINES
+from foldstack import storage
+from foldstack.core.clock import utcnow
+from foldstack.core.errors import BadInputError
+from foldstack.core.hashing import sha256_file
+from foldstack.steps.weights_layout import ENGINES
 
 ESMFOLD_REPO = "facebook/esmfold_v1"
 ESMFOLD_PATTERNS = ["*.json", "*.txt", "*.safetensors", "pytorch_model.bin"]
 AF2_PARAMS_URL = "https://storage.googleapis.com/alphafold/alphafold_params_2022-12-06.tar"
 _AF2_MEMBER = re.compile(r"^(params_[A-Za-z0-9_]+\.npz|LICENSE)$")
 CHUNK = 8 << 20
+FETCHED = "FETCHED.json"  # written last: marks an install complete
 
 
 def _manifest(path: Path, info: dict[str, Any]) -> None:
     files = {str(f.relative_to(path)): sha256_file(f) for f in sorted(path.rglob("*")) if f.is_file()}
-    (path / "FETCHED.json").write_text(json.dumps({**info, "fetched_at": utcnow(), "files": files},
+    (path / FETCHED).write_text(json.dumps({**info, "fetched_at": utcnow(), "files": files},
                                                   indent=2, sort_keys=True) + "\n")
 
 
-def _install(tmp: Path, final: Path) -> None:
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
-        os.rename(final, old)
-        shutil.rmtree(old, ignore_errors=True)
-    os.rename(tmp, final)
+def _publication(final: Path) -> storage.Publication:
+    """A hidden sibling of `final`, swapped into place once FETCHED.json is written."""
+    return storage.publish(final, marker=FETCHED, replace=True)
 
 
 # --- ESMFold ---------------------------------------------------------------------------
@@ -76,8 +78,8 @@ def _bin_to_safetensors(path: Path) -> None:
 
 def fetch_esmfold(dest: Path, revision: str | None = None) -> Path:
     final = dest / "esmfold"
-    tmp = dest / f".esmfold.fetch-{uuid.uuid4().hex[:8]}"
-    try:
+    with _publication(final) as pub:
+        tmp = pub.local_dir(create=False)  # the hub creates it
         _snapshot_download(repo_id=ESMFOLD_REPO, revision=revision, local_dir=str(tmp),
                            allow_patterns=ESMFOLD_PATTERNS)
         shutil.rmtree(tmp / ".cache", ignore_errors=True)  # hub bookkeeping, not model files
@@ -90,9 +92,6 @@ def fetch_esmfold(dest: Path, revision: str | None = None) -> Path:
         else:
             (tmp / "pytorch_model.bin").unlink(missing_ok=True)
         _manifest(tmp, {"engine": "esmfold", "source": f"huggingface:{ESMFOLD_REPO}", "revision": revision})
-        _install(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return final
 
 
@@ -149,17 +148,16 @@ def safe_extract_params(tar_path: Path, dest: Path) -> list[str]:
 def fetch_alphafold2(dest: Path, *, url: str = AF2_PARAMS_URL, sha256: str | None = None,
                      opener: Callable[[str], Any] | None = None) -> Path:
     final = dest / "alphafold2"
-    tmp = dest / f".alphafold2.fetch-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir(parents=True)
+    dest.mkdir(parents=True, exist_ok=True)
     tar_path = dest / f".{Path(url).name}.{uuid.uuid4().hex[:8]}"
     try:
-        digest = download(url, tar_path, expected_sha256=sha256, opener=opener)
-        names = safe_extract_params(tar_path, tmp)
-        _manifest(tmp, {"engine": "alphafold2", "source": url, "sha256": digest, "members": names})
-        _install(tmp, final)
+        with _publication(final) as pub:
+            tmp = pub.local_dir()
+            digest = download(url, tar_path, expected_sha256=sha256, opener=opener)
+            names = safe_extract_params(tar_path, tmp)
+            _manifest(tmp, {"engine": "alphafold2", "source": url, "sha256": digest, "members": names})
     finally:
         tar_path.unlink(missing_ok=True)
-        shutil.rmtree(tmp, ignore_errors=True)
     return final
 
 

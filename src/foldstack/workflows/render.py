@@ -1,4 +1,4 @@
-"""Render Jinja ASL templates to JSON (DESIGN §5).
+"""Render Jinja ASL templates to JSON (`statemachines/<workflow>/definition.asl.json.j2` -> `statemachines/rendered/`).
 
 StrictUndefined, then json.loads (so a template that emits invalid JSON fails here),
 then a sorted, indented dump. The rendered files are committed; a test fails on drift.

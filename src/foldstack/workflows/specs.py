@@ -1,43 +1,131 @@
-"""Loading a workflow's `jobs.yaml` (Batch job specs) and `knobs.yaml` into models."""
+"""The one model of a workflow's ``jobs.yaml`` (Batch job specs), and ``knobs.yaml``.
+
+:class:`JobsFile` is read by the renderer, the cost estimate (``foldstack.cost``), the
+local engine (``foldstack.local.jobs`` / ``batch``) and the tests. Terraform reads the
+same file with ``yamldecode`` (``terraform/modules/batch``, ``workflow``, ``platform``);
+``tests/terraform/test_jobspec_terraform_parity.py`` keeps the two readings in step.
+
+Batch's retry rules (``docs/reliability.md``) are checked in one place,
+:func:`check_exit_rule` / :func:`check_retry_strategy`: the model applies them to every
+``retry:`` block, ``foldstack.local.batch_retry`` to the AWS-shaped ``retryStrategy``
+dicts an ASL may pass to SubmitJob.
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, Protocol
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from foldstack.core.targets import SizeClass
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 
+# --------------------------------------------------------------------------- retry rules
+
+MAX_RULES = 5
+MIN_ATTEMPTS, MAX_ATTEMPTS = 1, 10
+RETRY_ACTIONS = ("RETRY", "EXIT")
+_MAX_PATTERN = 512
+_REASON_PATTERN = re.compile(r"^[A-Za-z0-9.:\s]*\*?$")
+_EXIT_CODE_PATTERN = re.compile(r"^[0-9]*\*?$")
+
+
+class RetryStrategyError(ValueError):
+    """A retry strategy or evaluateOnExit rule that AWS Batch would reject, or (in
+    jobs.yaml) a rule list that would retry application errors."""
+
+
+class _Rule(Protocol):
+    action: str
+    on_status_reason: str | None
+    on_reason: str | None
+    on_exit_code: str | None
+
+
+def check_exit_rule(rule: _Rule) -> None:
+    """One evaluateOnExit rule as Batch validates it: action RETRY or EXIT (upper case
+    here; callers normalise AWS's case-insensitive form), at least one condition, reason
+    patterns of letters, digits, ``.``, ``:`` and white space with at most one trailing
+    ``*``, exit-code patterns of digits with at most one trailing ``*``, 512 chars max."""
+    if rule.action not in RETRY_ACTIONS:
+        raise RetryStrategyError(f"evaluateOnExit action must be RETRY or EXIT, got {rule.action!r}")
+    if rule.on_status_reason is None and rule.on_reason is None and rule.on_exit_code is None:
+        raise RetryStrategyError("evaluateOnExit rule needs onStatusReason, onReason or onExitCode")
+    for name in ("on_status_reason", "on_reason"):
+        value = getattr(rule, name)
+        if value is not None and (len(value) > _MAX_PATTERN or not _REASON_PATTERN.match(value)):
+            raise RetryStrategyError(f"{name} {value!r}: letters, digits, '.', ':', spaces and one trailing '*' only")
+    code = rule.on_exit_code
+    if code is not None and (code == "" or len(code) > _MAX_PATTERN or not _EXIT_CODE_PATTERN.match(code)):
+        raise RetryStrategyError(f"on_exit_code {code!r}: digits and one trailing '*' only")
+
+
+def check_retry_strategy(attempts: int, rules: Sequence[_Rule], *, final_exit: bool) -> None:
+    """A retryStrategy as Batch validates it (1..10 attempts, at most 5 rules; each rule
+    by :func:`check_exit_rule`). ``final_exit`` adds jobs.yaml's own rule: Batch retries
+    an attempt that matches no rule, so the list must end with a catch-all
+    ``{on_exit_code: "*", action: EXIT}``."""
+    if isinstance(attempts, bool) or not MIN_ATTEMPTS <= attempts <= MAX_ATTEMPTS:
+        raise RetryStrategyError(f"attempts must be {MIN_ATTEMPTS}..{MAX_ATTEMPTS}, got {attempts}")
+    if len(rules) > MAX_RULES:
+        raise RetryStrategyError(f"at most {MAX_RULES} evaluateOnExit rules, got {len(rules)}")
+    for rule in rules:
+        check_exit_rule(rule)
+    if final_exit:
+        last = rules[-1] if rules else None
+        if (last is None or last.action != "EXIT" or last.on_exit_code != "*"
+                or last.on_status_reason is not None or last.on_reason is not None):
+            raise RetryStrategyError("evaluate_on_exit must end with {on_exit_code: '*', action: EXIT}: "
+                                     "Batch retries a job that matches no rule")
+
 
 class ExitRule(BaseModel):
+    """One ``evaluate_on_exit`` rule (Batch ``EvaluateOnExit``; Terraform lower-cases the action)."""
+
     model_config = _STRICT
     on_status_reason: str | None = None
     on_reason: str | None = None
     on_exit_code: str | None = None
     action: Literal["RETRY", "EXIT"]
 
-
-class RetrySpec(BaseModel):
-    model_config = _STRICT
-    attempts: int = Field(ge=1, le=10)
-    evaluate_on_exit: list[ExitRule] = Field(max_length=5)
+    @field_validator("on_exit_code", mode="before")
+    @classmethod
+    def _code_as_text(cls, value: Any) -> Any:
+        # An unquoted YAML exit code is a number; Terraform reads it with tostring().
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
     @model_validator(mode="after")
-    def _ends_with_exit(self) -> RetrySpec:
-        last = self.evaluate_on_exit[-1] if self.evaluate_on_exit else None
-        if last is None or last.action != "EXIT" or last.on_exit_code != "*":
-            raise ValueError("evaluate_on_exit must end with {on_exit_code: '*', action: EXIT}: "
-                             "Batch retries a job that matches no rule")
+    def _batch_rules(self) -> ExitRule:
+        check_exit_rule(self)
         return self
 
 
+class RetrySpec(BaseModel):
+    """A job's ``retry:`` block: Batch's ``retryStrategy`` (attempts + evaluateOnExit)."""
+
+    model_config = _STRICT
+    attempts: int
+    evaluate_on_exit: list[ExitRule]
+
+    @model_validator(mode="after")
+    def _batch_rules(self) -> RetrySpec:
+        check_retry_strategy(self.attempts, self.evaluate_on_exit, final_exit=True)
+        return self
+
+
+# --------------------------------------------------------------------------- jobs.yaml
+
+
 class Resources(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Batch resourceRequirements of one job definition (VCPU, MEMORY, GPU)."""
+
+    model_config = _STRICT
     vcpu: int = Field(gt=0)
     memory_mib: int = Field(gt=0)
     gpus: int = Field(default=0, ge=0)
@@ -45,17 +133,20 @@ class Resources(BaseModel):
 
 
 class JobSpec(BaseModel):
+    """One entry of ``jobs``: one Batch job definition, or one per size class."""
+
     model_config = _STRICT
     image: str
     command: list[str] = Field(min_length=1)
     parameters: dict[str, str] = Field(default_factory=dict)
     queue: str | None = None
     fallback_queue: str | None = None
-    queue_by_size_class: dict[str, str] | None = None
+    queue_by_size_class: dict[str, str] | None = Field(default=None, min_length=1)
     resources: Resources | None = None
-    size_classes: dict[str, Resources] | None = None
+    size_classes: dict[str, Resources] | None = Field(default=None, min_length=1)
     timeout_seconds: int = Field(gt=0)
     retry: RetrySpec
+    _name: str = PrivateAttr(default="")
 
     @model_validator(mode="after")
     def _shape(self) -> JobSpec:
@@ -63,13 +154,57 @@ class JobSpec(BaseModel):
             raise ValueError("a job declares exactly one of `resources` or `size_classes`")
         if (self.queue is None) == (self.queue_by_size_class is None):
             raise ValueError("a job declares exactly one of `queue` or `queue_by_size_class`")
+        if (self.size_classes is None) != (self.queue_by_size_class is None):
+            # Terraform (modules/batch) picks both by whether the job has size_classes.
+            raise ValueError("a job with `size_classes` routes by `queue_by_size_class`; one with `resources` "
+                             "names a `queue`")
         refs = {a[5:] for a in self.command if a.startswith("Ref::")}
         if refs - set(self.parameters):
             raise ValueError(f"command uses undeclared parameters: {sorted(refs - set(self.parameters))}")
         return self
 
+    @property
+    def name(self) -> str:
+        """The job's key under ``jobs`` (set by :class:`JobsFile`)."""
+        return self._name
+
+    def definition_names(self) -> list[tuple[str, str | None]]:
+        """(job, size class) per job definition: one per size class, else (job, None)."""
+        if self.size_classes is not None:
+            return [(self.name, size_class) for size_class in self.size_classes]
+        return [(self.name, None)]
+
+    def resources_for(self, size_class: str | None = None) -> Resources:
+        """The resources of the job definition for ``size_class`` (ignored by jobs without size classes)."""
+        if self.size_classes is None:
+            assert self.resources is not None
+            return self.resources
+        if size_class not in self.size_classes:
+            raise KeyError(f"job {self.name!r} has no size class {size_class!r}")
+        return self.size_classes[size_class]
+
+    def queue_for(self, size_class: str | None = None) -> str:
+        """The queue key the job (in ``size_class``, for jobs routed by size class) runs on."""
+        if self.queue_by_size_class is None:
+            assert self.queue is not None
+            return self.queue
+        if size_class not in self.queue_by_size_class:
+            raise KeyError(f"job {self.name!r} has no queue for size class {size_class!r}")
+        return self.queue_by_size_class[size_class]
+
+
+class SizeClassSpec(SizeClass):
+    """One entry of ``size_classes``: a target's upper bounds (``core.targets.SizeClass``)
+    and the GPU memory its predict job needs (the cost estimate and Terraform's
+    ``modules/config`` read it)."""
+
+    model_config = _STRICT
+    gpu_memory_gib: int | None = Field(default=None, gt=0)
+
 
 class QueueSpec(BaseModel):
+    """One entry of ``queues``: a Batch job queue and its compute environment."""
+
     model_config = _STRICT
     tier: Literal["cpu", "gpu"]
     purchase: Literal["spot", "on_demand"]
@@ -77,17 +212,21 @@ class QueueSpec(BaseModel):
 
 
 class JobsFile(BaseModel):
+    """``statemachines/<workflow>/jobs.yaml``."""
+
     model_config = _STRICT
     schema_version: Literal[1]
     workflow: str
     queues: dict[str, QueueSpec]
-    size_classes: dict[str, SizeClass]
+    size_classes: dict[str, SizeClassSpec]
     exit_codes: dict[str, int]
     jobs: dict[str, JobSpec]
+    _source: Path | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _references(self) -> JobsFile:
         for name, job in self.jobs.items():
+            job._name = name
             used = [job.queue, job.fallback_queue, *(job.queue_by_size_class or {}).values()]
             unknown = [q for q in used if q is not None and q not in self.queues]
             if unknown:
@@ -96,6 +235,19 @@ class JobsFile(BaseModel):
                 if mapping is not None and set(mapping) != set(self.size_classes):
                     raise ValueError(f"job {name!r} must cover exactly the size classes {list(self.size_classes)}")
         return self
+
+    @classmethod
+    def load(cls, path: Path | str) -> JobsFile:
+        """Read and validate a jobs.yaml file (pydantic.ValidationError if malformed)."""
+        source = Path(path)
+        model = cls.model_validate(yaml.safe_load(source.read_text()))
+        model._source = source
+        return model
+
+    @property
+    def source(self) -> Path | None:
+        """The file :meth:`load` read, if any."""
+        return self._source
 
 
 class Workflow(BaseModel):
@@ -114,7 +266,7 @@ class Workflow(BaseModel):
 
     @cached_property
     def jobs(self) -> JobsFile:
-        return JobsFile.model_validate(yaml.safe_load((self.directory / "jobs.yaml").read_text()))
+        return JobsFile.load(self.directory / "jobs.yaml")
 
     @cached_property
     def knobs(self) -> dict:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from foldstack.steps.common import BadInputError
+from foldstack.core.errors import BadInputError
 
 ENGINES = ("esmfold", "alphafold2")
 DEMO_MARKER = "DEMO_WEIGHTS"

@@ -4,6 +4,12 @@ read, atomic write, copy (server-side on S3, multipart above 5 GB via boto3's ma
 transfer), list, delete a prefix. Callers build keys with `core.uris.join_under`, and
 `delete_prefix`/`list_prefix` refuse to act on a bucket root, so nothing outside a run's
 prefix is ever touched.
+
+Publishing a whole directory or prefix so that it appears complete or not at all
+(:func:`publish`), and replacing a small pointer file such as ``CURRENT`` atomically
+(:func:`write_pointer`), live in :mod:`foldstack.storage.publishing` and are re-exported
+here. They call the functions of this module through the package (``storage.copy``,
+``storage.write_bytes``...), so there is one place to patch or instrument them.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import functools
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,12 +116,20 @@ def write_bytes(
     if u.is_s3:
         _s3().put_object(Bucket=u.bucket, Key=u.key, Body=data, ContentType=content_type, Metadata=metadata or {})
         return
-    path = Path(u.key)
+    write_stream(u.key, (data,))
+
+
+def write_stream(path: Path | str, chunks: Iterable[bytes]) -> None:
+    """Write a local file atomically from `chunks`: a temp file beside it (same directory,
+    hidden, unique name), fsync, then `os.replace`. Readers see the old file or the complete
+    new one; a failure removes the temp file and leaves the old file as it was."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            for chunk in chunks:
+                fh.write(chunk)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -185,6 +199,19 @@ def list_prefix(prefix: str) -> Iterator[ObjectInfo]:
                 yield ObjectInfo(path, os.stat(path).st_size)
 
 
+def delete(uri: str) -> None:
+    """Delete one object/file if it exists (a local symbolic link is removed, never followed)."""
+    u = parse_uri(uri)
+    if u.is_s3:
+        _require_prefix(u, "delete")
+        _s3().delete_object(Bucket=u.bucket, Key=u.key)
+        return
+    path = Path(u.key)
+    if path.is_dir() and not path.is_symlink():
+        raise IsADirectoryError(f"{uri} is a directory (use delete_prefix)")
+    path.unlink(missing_ok=True)
+
+
 def delete_prefix(prefix: str) -> int:
     """Delete everything under `prefix`; returns the number of objects/files removed.
 
@@ -213,3 +240,21 @@ def delete_prefix(prefix: str) -> int:
     count = sum(len(files) for _, _, files in os.walk(root, followlinks=False))
     shutil.rmtree(root)  # rmtree unlinks symlinks inside the tree without following them
     return count
+
+
+# Re-exported last: publishing.py calls the functions above through this package.
+from foldstack.storage.publishing import (  # noqa: E402
+    Publication,
+    PublishConflictError,
+    is_published,
+    publish,
+    read_pointer,
+    remove_partials,
+    write_pointer,
+)
+
+__all__ = [
+    "MULTIPART_THRESHOLD", "ObjectInfo", "Publication", "PublishConflictError", "copy", "delete", "delete_prefix",
+    "exists", "is_published", "list_prefix", "make_directory", "publish", "read_bytes", "read_pointer",
+    "remove_partials", "reset_clients", "safe_join", "size", "write_bytes", "write_pointer", "write_stream",
+]

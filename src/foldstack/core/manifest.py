@@ -1,0 +1,143 @@
+"""The run manifest: what Collect Outputs publishes last at ``<output_uri>/<run_id>/manifest.json``.
+
+Its presence means the run's outputs are complete. Collect Outputs writes it through
+:class:`Manifest`; the client, the CLI and the cost code read it through
+:func:`load_manifest`, never as a bare dict.
+
+Compatibility: ``schema_version`` is bumped when a field changes meaning or a required
+field appears. A reader accepts every version in ``READABLE_VERSIONS`` (older ones are
+upgraded on load); a newer or unknown version fails with a :class:`ManifestVersionError`
+that names the foldstack version which wrote the file and the one reading it. Unknown
+extra keys are kept (``extra="allow"``), so a newer foldstack that only *adds* fields
+stays readable.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from foldstack.core.errors import FoldstackError
+from foldstack.core.request import RunRequest
+
+MANIFEST = "manifest.json"
+SCHEMA_VERSION = 1
+READABLE_VERSIONS = (1,)
+
+_OPEN = ConfigDict(extra="allow")
+
+
+class ManifestError(FoldstackError):
+    """A manifest that cannot be read (not JSON, or not a manifest)."""
+
+    code = "manifest_invalid"
+
+
+class ManifestVersionError(ManifestError):
+    """A manifest written by a foldstack whose schema this one does not know."""
+
+    code = "manifest_version"
+
+
+class PublishedFile(BaseModel):
+    """One published file, relative to ``<run_id>/<target>/``."""
+
+    model_config = _OPEN
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size: int = Field(ge=0)
+
+
+class StepProvenance(BaseModel):
+    """What one step recorded in its done record (tool versions, timings) plus, for the
+    msa step, where its alignment came from."""
+
+    model_config = _OPEN
+    tool_versions: dict[str, Any] | None = None
+    timings: dict[str, Any] | None = None
+    msa_cache: str | None = None  # "hit" | "miss" (msa step only)
+    chain_cache: list[str] | None = None  # per chain: "hit" | "miss" | "off"
+
+
+class TargetResult(BaseModel):
+    """One target's published results: the validated target plus files, metrics,
+    provenance per step and (an estimate) its cost."""
+
+    model_config = _OPEN
+    id: str
+    length: int | None = None
+    chains: int | None = None
+    sha256: str | None = None
+    size_class: str | None = None
+    files: dict[str, PublishedFile] = Field(default_factory=dict)
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    provenance: dict[str, StepProvenance] = Field(default_factory=dict)
+    cost: dict[str, Any] | None = None
+
+    @property
+    def demo_weights(self) -> bool:
+        return bool(self.metrics.get("demo_weights"))
+
+    @property
+    def mean_plddt(self) -> float | None:
+        value = self.metrics.get("mean_plddt")
+        return float(value) if isinstance(value, int | float) else None
+
+
+class Manifest(BaseModel):
+    model_config = _OPEN
+    schema_version: int = SCHEMA_VERSION
+    run_id: str
+    created_at: str
+    foldstack_version: str
+    request: RunRequest
+    targets: list[TargetResult]
+    cost: dict[str, Any] = Field(default_factory=dict)
+
+    def target(self, target_id: str) -> TargetResult:
+        for t in self.targets:
+            if t.id == target_id:
+                return t
+        raise KeyError(target_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form, with exactly the keys that were given (build it with every
+        field set, as Collect Outputs does, and nothing is left out)."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
+def _this_version() -> str:
+    from foldstack import __version__
+
+    return __version__
+
+
+def parse_manifest(raw: Mapping[str, Any], *, source: str = MANIFEST) -> Manifest:
+    """A manifest dict → :class:`Manifest`, checking its schema version first."""
+    if not isinstance(raw, Mapping):
+        raise ManifestError(f"{source}: not a manifest (a JSON object was expected)")
+    version = raw.get("schema_version")
+    if version not in READABLE_VERSIONS:
+        writer = raw.get("foldstack_version", "an unknown version")
+        raise ManifestVersionError(
+            f"{source}: written by foldstack {writer} (manifest schema {version!r}); this is foldstack "
+            f"{_this_version()}, which reads schema {', '.join(map(str, READABLE_VERSIONS))}: "
+            "upgrade foldstack to read it",
+        )
+    try:
+        return Manifest.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ManifestError(f"{source}: {where}: {first['msg']}") from None
+
+
+def load_manifest(data: bytes | str, *, source: str = MANIFEST) -> Manifest:
+    """Bytes of a ``manifest.json`` → :class:`Manifest` (see :func:`parse_manifest`)."""
+    try:
+        raw = json.loads(data)
+    except ValueError as exc:
+        raise ManifestError(f"{source}: not valid JSON ({exc})") from None
+    return parse_manifest(raw, source=source)

@@ -1,0 +1,229 @@
+"""The Lambda tasks' contracts: one model per task for its event and one for its result.
+
+The workflow definitions (``statemachines/rendered/*.asl.json``) are the other side of
+these contracts: each Lambda Task state's ``Payload`` must name exactly the fields of its
+task's event model, and its ``ResultSelector`` only fields of the result model
+(tests/workflows/test_task_contracts.py checks every state). Events forbid unknown keys,
+so a key renamed on one side fails loudly instead of silently arriving as a default.
+
+``@task_handler`` (:mod:`foldstack.tasks.runtime`) parses each event into its model and
+dumps the returned result model to JSON; ``CONTRACTS`` says which models a task uses.
+
+This module runs inside the Lambda zips: it may import only pydantic and ``foldstack.core``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from foldstack.core.targets import Target
+
+__all__ = [
+    "CONTRACTS",
+    "Batch",
+    "BatchManifest",
+    "BatchTarget",
+    "CleanupEvent",
+    "CleanupResult",
+    "CollectOutputsEvent",
+    "CollectOutputsResult",
+    "Contract",
+    "MsaCacheEvent",
+    "MsaCacheResult",
+    "PlanBatchesEvent",
+    "PlanBatchesResult",
+    "StageInputsEvent",
+    "StageInputsResult",
+    "Target",
+    "TargetsEvent",
+    "ValidateInputEvent",
+    "ValidateInputResult",
+]
+
+#: sha256 of the canonical target list (:func:`foldstack.core.targets.targets_digest`).
+Digest = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+#: A JSON object (the run request as the execution input carries it); the task functions
+#: parse it into a RunRequest themselves, with their own error codes.
+JsonObject = dict[str, Any]
+Count = Annotated[int, Field(ge=0)]
+
+
+class _Contract(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# -- shared pieces -------------------------------------------------------------------------
+
+
+class TargetsEvent(_Contract):
+    """An event that carries Validate Input's target list or, for runs above
+    ``state_targets_max``, only its digest (the task then reads the list Stage Inputs
+    staged and checks it against the digest). One of the two must be there."""
+
+    targets: list[Target] | None = None
+    targets_digest: Digest | None = None
+
+    @model_validator(mode="after")
+    def _targets_or_digest(self) -> TargetsEvent:
+        if self.targets is None and self.targets_digest is None:
+            # "event_message": the whole message, used as is by the handler's error
+            raise PydanticCustomError("event_message", "event is missing targets (or targets_digest)")
+        return self
+
+    def target_dicts(self) -> list[dict[str, Any]] | None:
+        """``targets`` as the plain dicts the task functions take (None: use the digest)."""
+        return None if self.targets is None else [t.model_dump(mode="json") for t in self.targets]
+
+
+class BatchTarget(_Contract):
+    """One target of a Plan Batches batch: what the per-target MSA cache lookup gets."""
+
+    id: str
+    sha256: str
+    length: int
+    chains: int
+
+
+class Batch(_Contract):
+    """One Predict job: ``target_ids`` (comma-joined) is its ``target`` parameter."""
+
+    batch: str
+    size_class: str
+    target_ids: str
+    targets: list[BatchTarget]
+
+
+class BatchManifest(_Contract):
+    """Where a Distributed Map's ItemReader finds the batches (S3 Bucket/Key; locally the
+    scratch directory and the path under it)."""
+
+    bucket: str
+    key: str
+
+
+# -- validate_input ------------------------------------------------------------------------
+
+
+class ValidateInputEvent(_Contract):
+    run_id: str
+    request: JsonObject
+    #: knobs.yaml: above this many targets only their count and digest go back in the
+    #: state (Step Functions state is at most 256 KB); absent: every target goes back.
+    state_targets_max: Annotated[StrictInt, Field(ge=0)] | None = None
+
+
+class ValidateInputResult(_Contract):
+    run_id: str
+    targets: list[Target] | None  # None above state_targets_max
+    targets_digest: Digest
+    n_targets: Count
+    needs_msa: bool
+
+
+# -- stage_inputs --------------------------------------------------------------------------
+
+
+class StageInputsEvent(TargetsEvent):
+    run_id: str
+    request: JsonObject
+
+
+class StageInputsResult(_Contract):
+    scratch: str
+    staged: Count
+
+
+# -- msa_cache -----------------------------------------------------------------------------
+
+
+class MsaCacheEvent(_Contract):
+    run_id: str
+    request: JsonObject
+    target: BatchTarget
+
+
+class MsaCacheResult(_Contract):
+    hit: bool
+    reason: str
+    #: where the Msa job looks for per-chain entries on a miss ("" when there is no cache)
+    cache_root: str
+    db_version: str | None = None
+
+
+# -- plan_batches --------------------------------------------------------------------------
+
+
+class PlanBatchesEvent(TargetsEvent):
+    run_id: str
+    max_targets_per_job: Annotated[StrictInt, Field(ge=1)]
+    bulk_threshold: Annotated[StrictInt, Field(ge=0)]
+
+
+class PlanBatchesResult(_Contract):
+    n_targets: Count
+    n_batches: Count
+    mode: Literal["inline", "distributed"]
+    batches: list[Batch]  # empty in distributed mode: they are in the manifest
+    manifest: BatchManifest | None  # None in inline mode
+
+
+# -- collect_outputs -----------------------------------------------------------------------
+
+
+class CollectOutputsEvent(TargetsEvent):
+    run_id: str
+    request: JsonObject
+
+
+class CollectOutputsResult(_Contract):
+    output: str  # <output_uri>/<run_id>
+    targets: Count  # how many targets were published
+
+
+# -- cleanup -------------------------------------------------------------------------------
+
+
+class CleanupEvent(_Contract):
+    """Cleanup runs on every failure, including runs whose input never validated, so it
+    takes whatever the execution input held: a run id that is no string cleans nothing,
+    and a request that does not parse means no published results are touched."""
+
+    run_id: str | None
+    request: Any = None
+    failed: bool = False
+
+    @field_validator("run_id", mode="before")
+    @classmethod
+    def _malformed_run_id_is_none(cls, value: Any) -> Any:
+        return value if isinstance(value, str) else None
+
+
+class CleanupResult(_Contract):
+    run_id: str | None  # None: the run id was malformed and nothing was deleted
+    scratch_deleted: Count
+    partial_outputs_deleted: Count
+
+
+# -- the registry --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Contract:
+    """The event and result models of one task (``lambdas/<name>/``)."""
+
+    event: type[BaseModel]
+    result: type[BaseModel]
+
+
+CONTRACTS: dict[str, Contract] = {
+    "validate_input": Contract(event=ValidateInputEvent, result=ValidateInputResult),
+    "stage_inputs": Contract(event=StageInputsEvent, result=StageInputsResult),
+    "msa_cache": Contract(event=MsaCacheEvent, result=MsaCacheResult),
+    "plan_batches": Contract(event=PlanBatchesEvent, result=PlanBatchesResult),
+    "collect_outputs": Contract(event=CollectOutputsEvent, result=CollectOutputsResult),
+    "cleanup": Contract(event=CleanupEvent, result=CleanupResult),
+}
