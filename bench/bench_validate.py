@@ -1,4 +1,4 @@
-"""Benchmark: validate a 1 MB FASTA (issue 6: "well under a second").
+"""Benchmark: validate a 1 MB FASTA (target: well under a second).
 
     .venv/bin/python bench/bench_validate.py [--mb 1] [--repeat 5]
 

@@ -1,4 +1,4 @@
-"""The full fault-injected soak (issue 6, item 4): 1,000 runs of the rendered fold
+"""The full fault-injected soak (docs/reliability.md): 1,000 runs of the rendered fold
 workflow on the local engine with seeded faults; prints the counts and exits non-zero if
 any invariant was violated.
 

@@ -1,4 +1,4 @@
-"""The fault-injected soak (issue 6, item 4): many runs of the real rendered fold
+"""The fault-injected soak (docs/reliability.md): many runs of the real rendered fold
 definition on the local engine, with seeded faults, and the invariants checked over all.
 
 What is real: the rendered ASL (``statemachines/rendered/fold.asl.json``), the Lambda

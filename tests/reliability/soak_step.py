@@ -2,7 +2,7 @@
 
 Standard library only, so it can run as ``python -I -S soak_step.py <step> ...`` and a
 Batch attempt costs milliseconds. It honours the step contract of
-``foldstack.steps.common`` (DESIGN §4):
+``foldstack.steps.common`` (the step contract):
 
 * reads the staged target FASTA (``<scratch>/<run_id>/input/targets/<target>.fasta``;
   missing -> exit 2, bad input);

@@ -1,4 +1,4 @@
-"""Issue 6 item 6: nothing read from S3, scratch or a weights directory is ever unpickled.
+"""Nothing read from S3, scratch or a weights directory is ever unpickled.
 
 A static (AST) check over every Python file in src/, lambdas/ and scripts/ (bandit runs
 too, in tests/test_static_checks.py), plus planted malicious pickles fed to the loaders

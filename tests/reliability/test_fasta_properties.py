@@ -1,4 +1,4 @@
-"""Issue 6 item 1, property-based: legitimate variants (lowercase, CRLF/CR, BOM, wrapped
+"""FASTA rules, property-based: legitimate variants (lowercase, CRLF/CR, BOM, wrapped
 lines, blank lines, one terminal '*', spaces in sequence lines) normalise identically;
 every accepted input round-trips through `to_fasta()`; single bad characters are
 rejected with their code and the record's line; arbitrary bytes never crash the parser.

@@ -1,4 +1,4 @@
-"""Issue 6 item 5: idempotent submission. 1,000 duplicate submissions of one request,
+"""Idempotent submission. 1,000 duplicate submissions of one request,
 spelled differently (reordered JSON keys, other URIs and URL-encoded names for the same
 content, CRLF/lowercase/wrapped FASTA, inline instead of file, defaults written out,
 different tags) give exactly one run id, and exactly one execution on the local

@@ -1,4 +1,4 @@
-"""Issue 6 item 1: every malformed input in tests/fixtures/malformed/ is rejected with its
+"""Every malformed input in tests/fixtures/malformed/ is rejected with its
 stable code (and, where the error is line-based, the line and record), by the parser,
 by the Validate Input handler on local directories and on moto S3 (0 objects written),
 by the workflow on the local engine (0 jobs submitted) and by local mode's runner
@@ -34,7 +34,7 @@ CASES = corpus_cases()
 FASTA_CASES = corpus_cases("fasta")
 validate = load_handler("validate_input")
 
-# The categories issue 6 names, mapped to the corpus categories that cover them.
+# The categories of malformed input docs/reliability.md lists, mapped to the corpus categories that cover them.
 REQUIRED = {
     "empty files": {"empty"},
     "no header": {"no_header"},

@@ -1,4 +1,4 @@
-"""Issue 6 item 2: path and key safety. Traversal attempts ('..', encoded dots, leading
+"""Path and key safety. Traversal attempts ('..', encoded dots, leading
 '/', backslashes, NUL, URL-encoded keys, symlinks planted in scratch or outputs) against
 uris, storage, Stage Inputs, Collect Outputs, Cleanup, the step contract and the local
 engine's S3 emulation: 0 escapes from the run's prefix or scratch directory; cleanup

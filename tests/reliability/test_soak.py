@@ -1,4 +1,4 @@
-"""Fault-injected soak (issue 6, item 4) of the real rendered fold workflow on the local
+"""Fault-injected soak (docs/reliability.md) of the real rendered fold workflow on the local
 engine: Spot loss, SubmitJob throttling, step crashes (before and midway), timeouts, OOM,
 Lambda transient errors and lost responses, and storage writes failing halfway in Stage
 Inputs and Collect Outputs. The harness and the invariants are in ``soak_harness.py``; the

@@ -1,4 +1,4 @@
-"""The msa step's per-chain cache (issue 5 item 4): a chain searched in one target is not
+"""The msa step's per-chain cache: a chain searched in one target is not
 searched again in another, monomer or complex, and the features come out the same.
 
 Searches are counted by wrapping the step's jackhmmer and template search functions, so

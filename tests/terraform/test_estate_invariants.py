@@ -1,4 +1,4 @@
-"""Estate invariants over every Terraform file (issue 6 item 7), read statically so they
+"""Estate invariants over every Terraform file, read statically so they
 hold for any module, including ones added later. The plan-level checks (scoped IAM
 statements, bucket encryption, IMDSv2, ...) are the modules' `terraform test` runs and
 checkov in test_terraform.py; this file covers what is clearest as a rule over the code."""

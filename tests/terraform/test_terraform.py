@@ -1,4 +1,4 @@
-"""The offline Terraform chain (DESIGN §8), the container and CI checks, wrapped in pytest.
+"""The offline Terraform chain (docs/terraform.md), the container and CI checks, wrapped in pytest.
 
 fmt, init -backend=false against the local provider mirror, validate, `terraform test`
 (mock_provider, plan-mode assertions) per module, checkov, hadolint, workflow YAML,

@@ -1,4 +1,4 @@
-"""Cost estimates (issue 5 item 9): runtime x price from the dated table, per step and target."""
+"""Cost estimates: runtime x price from the dated table, per step and target."""
 
 from __future__ import annotations
 

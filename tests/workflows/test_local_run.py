@@ -1,4 +1,4 @@
-"""Issue 2's promises, end to end on the local engine with the real steps and demo weights."""
+"""The local vertical slice, end to end on the local engine with the real steps and demo weights."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 5 item 5: a multimer run end to end on the local engine, both engines, demo weights.
+"""A multimer run end to end on the local engine, both engines, demo weights.
 
 One FASTA record per complex, chains joined by ':'. The published ``ranked_0.pdb`` /
 ``ranked_0.cif`` keep one chain per input chain (A, B, ... in input order, residues

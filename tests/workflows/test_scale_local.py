@@ -1,4 +1,4 @@
-"""Issue 5 items 4, 6, 7, 8 and issue 6 item 3's on-demand fallback, on the local engine
+"""MSA cache, batching, OOM escalation, bulk fan-out and the on-demand MSA fallback, on the local engine
 with the real rendered ASL, real Lambdas and real steps (demo database and weights).
 
 Speed: the AlphaFold2 runs here use a copy of the fold workflow whose predict command
@@ -200,7 +200,7 @@ CHAIN_Z = "MADQLTEEQIAEFKEAFSLFDKDGDGTITTKELGTVMRSLGQNPTEAELQDMINEVDA"
 
 
 def test_a_complex_reuses_the_chain_msa_an_earlier_run_searched(demo_home, tmp_path, repo):
-    """Issue 5 item 4's main case: chain X, searched for a monomer run, is not searched
+    """The per-chain cache's main case: chain X, searched for a monomer run, is not searched
     again for the complex X:Y (the complex misses the per-target cache, so its Msa job
     runs, and finds X in the chain cache the lookup pointed it to)."""
     wf = workflow_copy(tmp_path, repo, fast_af2=True)

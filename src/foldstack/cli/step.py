@@ -1,4 +1,6 @@
-"""`foldstack step ...`: what a Batch job runs (DESIGN §4). Thin: logic in foldstack.steps."""
+"""`foldstack step ...`: what a Batch job runs (the step contract is :mod:`foldstack.steps.common`).
+
+Thin: the logic lives in foldstack.steps."""
 
 from __future__ import annotations
 

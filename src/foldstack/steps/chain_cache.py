@@ -28,17 +28,17 @@ Reads and writes go through :mod:`foldstack.storage`: a local directory, or
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
 from foldstack import storage
+from foldstack.core.clock import utcnow
+from foldstack.core.hashing import sha256_bytes
 from foldstack.steps.databases import Database
 from foldstack.steps.features import features_from_bytes, features_to_bytes, n_templates
 
@@ -104,14 +104,6 @@ class ChainSearch:
         return self.origin is not None
 
 
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
 def _gunzip(data: bytes, limit: int) -> bytes:
     inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
     out = inflater.decompress(data, limit + 1)
@@ -157,7 +149,7 @@ class ChainCache:
     def key(self, chain: str) -> str:
         from foldstack.cachekeys import chain_cache_key
 
-        return chain_cache_key(self.cache_root, self.msa_tool, self.db_version, _sha(chain.encode("ascii")))
+        return chain_cache_key(self.cache_root, self.msa_tool, self.db_version, sha256_bytes(chain.encode("ascii")))
 
     # -- read -----------------------------------------------------------------------------
     def get(self, chain: str, databases: Sequence[str]) -> ChainSearch | None:
@@ -191,7 +183,7 @@ class ChainCache:
         blobs = {}
         for name, digest in files.items():
             data = storage.read_bytes(storage.safe_join(key, name), max_bytes=_MAX_FILE_BYTES)
-            if _sha(data) != digest:
+            if sha256_bytes(data) != digest:
                 return None, f"damaged: {name} does not match {MARKER}"
             blobs[name] = data
         alignments = [Alignment(name, fmt, _gunzip(blobs[f"{name}.{fmt}.gz"], _MAX_ALIGNMENT_BYTES).decode("utf-8"))
@@ -219,13 +211,13 @@ class ChainCache:
             for name, data in blobs.items():
                 storage.write_bytes(storage.safe_join(key, name), data)
             marker = {
-                "schema_version": 1, "sha256": _sha(chain.encode("ascii")), "length": len(chain),
+                "schema_version": 1, "sha256": sha256_bytes(chain.encode("ascii")), "length": len(chain),
                 "msa_tool": self.msa_tool, "db_version": self.db_version, "databases": self.databases,
                 "alignments": [{"database": a.database, "fmt": a.fmt} for a in search.alignments],
                 "max_template_date": self.max_template_date, "tool_versions": self.tool_versions,
                 "template_info": search.template_info,
-                "files": {name: _sha(data) for name, data in blobs.items()},
-                "source_run": source_run, "created_at": _now(),
+                "files": {name: sha256_bytes(data) for name, data in blobs.items()},
+                "source_run": source_run, "created_at": utcnow(),
             }
             storage.write_bytes(storage.safe_join(key, MARKER),
                                 json.dumps(marker, indent=2, sort_keys=True).encode(),

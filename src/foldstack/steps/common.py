@@ -1,4 +1,4 @@
-"""The step contract, in one place (DESIGN §4).
+"""The step contract, in one place (docs/architecture.md, "Step contract").
 
 Every step (`foldstack step <name> ...`) runs through :func:`run_step`:
 

@@ -1,4 +1,4 @@
-"""The features file: the MSA → Predict hand-off (DESIGN §4).
+"""The features file: the MSA → Predict hand-off (docs/architecture.md).
 
 ``features.npz`` holds the AlphaFold2 feature dict exactly as AlphaFold's data pipeline
 builds it, except that object arrays of bytes (``domain_name``, ``sequence``,

@@ -117,7 +117,7 @@ BATCH_ENV_OOM = "FOLDSTACK_FAULT_OOM"  # test hook: "<size class>" or "<target>"
 
 
 class _SharedModels:
-    """Load each model once per process while a batch runs (issue 5 item 7).
+    """Load each model once per process while a batch runs (batched predict jobs).
 
     The engine modules load their model per call (``esmfold.load_model``,
     ``alphafold2._load_params`` + ``alphafold.model.model.RunModel``); for the length of a

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from foldstack import __version__, storage
+from foldstack.core.clock import utcnow
 from foldstack.core.errors import FoldstackError, OutputIntegrityError, OutputsNotReadyError, PublishError
+from foldstack.core.hashing import sha256_bytes
 from foldstack.core.manifest import SCHEMA_VERSION, Manifest, load_manifest
 from foldstack.tasks.publish import MANIFEST, Publisher, is_complete
 from foldstack.tasks.settings import TaskSettings
@@ -32,7 +32,7 @@ def _done(run_root: str, step: str, target: str) -> dict[str, Any]:
 
 def _verified(run_root: str, step: str, target: str, rel: str, sha256: str) -> bytes:
     data = storage.read_bytes(storage.safe_join(run_root, step, target, rel))
-    if hashlib.sha256(data).hexdigest() != sha256:
+    if sha256_bytes(data) != sha256:
         raise OutputIntegrityError(f"{step}/{target}/{rel} does not match the checksum its step recorded")
     return data
 
@@ -98,7 +98,7 @@ def collect_outputs(
         manifest = Manifest.model_validate({
             "schema_version": SCHEMA_VERSION,
             "run_id": run_id,
-            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "created_at": utcnow(),
             "foldstack_version": __version__,
             "request": request.model_dump(mode="json"),
             "targets": entries,

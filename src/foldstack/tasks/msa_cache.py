@@ -1,4 +1,4 @@
-"""The MSA cache (DESIGN §3 step 4, §4): no alignment is computed twice.
+"""The MSA cache: no alignment is computed twice (keys: :mod:`foldstack.cachekeys`).
 
 Layout: ``<cache_root>/msa/<msa_tool>/<db_version>/<sha256>/`` holding ``msa.a3m``,
 ``features.npz``, ``features.json`` and, written last, ``cache.json`` (the completeness
@@ -31,11 +31,9 @@ refreshed mid-run makes a miss, never a wrong entry). Fill failures never fail a
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from foldstack import storage
@@ -46,6 +44,8 @@ from foldstack.cachekeys import (
     db_version_label,
     resolve_db_versions,
 )
+from foldstack.core.clock import utcnow
+from foldstack.core.hashing import sha256_bytes
 from foldstack.tasks.settings import TaskSettings
 
 log = logging.getLogger("foldstack.task")
@@ -107,7 +107,7 @@ def _materialise(settings: TaskSettings, run_id: str, tid: str, key: str, marker
     blobs: dict[str, bytes] = {}
     for name in CACHED_FILES:
         data = storage.read_bytes(storage.safe_join(key, name))
-        if hashlib.sha256(data).hexdigest() != marker["files"][name]:
+        if sha256_bytes(data) != marker["files"][name]:
             log.warning(json.dumps({"task": "msa_cache", "key": key, "damaged": name}))
             return False
         blobs[name] = data
@@ -115,7 +115,7 @@ def _materialise(settings: TaskSettings, run_id: str, tid: str, key: str, marker
     meta = _posix(settings)
     for name, data in blobs.items():
         storage.write_bytes(storage.safe_join(final, name), data, metadata=meta)
-    now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    now = utcnow()
     done = {
         "step": "msa", "run_id": run_id, "target": tid,
         "outputs": dict(marker["files"]),
@@ -177,7 +177,7 @@ def _fill_one(settings: TaskSettings, run_id: str, tid: str) -> str:
     blobs = {}
     for name in CACHED_FILES:
         data = storage.read_bytes(storage.safe_join(src, name))
-        if hashlib.sha256(data).hexdigest() != done["outputs"].get(name):
+        if sha256_bytes(data) != done["outputs"].get(name):
             raise ValueError(f"msa/{tid}/{name} does not match msa.done.json")
         blobs[name] = data
     used = _used_versions(blobs["features.json"])
@@ -193,7 +193,7 @@ def _fill_one(settings: TaskSettings, run_id: str, tid: str) -> str:
         "db_version": record["db_version"], "databases": resolved,
         "files": {n: done["outputs"][n] for n in CACHED_FILES},
         "tool_versions": done.get("tool_versions") or {}, "timings": done.get("timings") or {},
-        "source_run": run_id, "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "source_run": run_id, "created_at": utcnow(),
     }
     storage.write_bytes(storage.safe_join(key, MARKER), json.dumps(marker, indent=2, sort_keys=True).encode(),
                         content_type="application/json")

@@ -1,6 +1,6 @@
 """Plan Batches: pack the validated targets into GPU jobs and pick the fan-out mode.
 
-* **Batching** (issue 5 item 7): targets of one size class, sorted by length (shortest
+* **Batching**: targets of one size class, sorted by length (shortest
   first), are packed into batches of at most ``max_per_job`` targets; one batch = one
   Predict job, so the model is loaded (and for AlphaFold2 compiled) once per batch. A
   batch travels as ``{"batch", "size_class", "target_ids": "a,b,c", "targets": [...]}``:

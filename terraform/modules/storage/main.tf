@@ -7,7 +7,7 @@ locals {
   partition  = data.aws_partition.current.partition
   region     = data.aws_region.current.name
 
-  # Layout inside the stack's own buckets (DESIGN §4). Run working sets live at the
+  # Layout inside the stack's own buckets (docs/architecture.md, storage layout). Run working sets live at the
   # root of the scratch bucket (<scratch>/<run_id>/...), client uploads under uploads/.
   database_prefix = "db/"
   cache_prefix    = "cache/"
