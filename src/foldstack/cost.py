@@ -32,6 +32,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from foldstack.core.manifest import TargetResult
 from foldstack.workflows.specs import JobsFile, load_workflow
 
 PRICES_DIR = Path(__file__).parent / "data" / "prices"
@@ -195,7 +196,7 @@ def step_cost(done: Mapping[str, Any], rate: Rate) -> dict[str, Any]:
     return out
 
 
-def target_cost(jobs: JobsFile, target: Mapping[str, Any], dones: Mapping[str, Mapping[str, Any] | None],
+def target_cost(jobs: JobsFile, target: TargetResult, dones: Mapping[str, Mapping[str, Any] | None],
                 table: PriceTable) -> dict[str, Any]:
     """Cost of one target: ``dones`` maps step name (a jobs.yaml job) to its done record,
     or None where the step did not run (e.g. an MSA cache hit)."""
@@ -205,7 +206,7 @@ def target_cost(jobs: JobsFile, target: Mapping[str, Any], dones: Mapping[str, M
         if done is None:
             steps[step] = {"usd": 0.0, "skipped": True}
             continue
-        size_class = done.get("size_class") or target.get("size_class")
+        size_class = done.get("size_class") or target.size_class
         rate = rate_for(jobs, step, size_class, table)
         steps[step] = step_cost(done, rate)
         total += steps[step]["usd"]
@@ -216,24 +217,24 @@ def _fold_jobs() -> JobsFile:
     return load_workflow("fold").jobs
 
 
-def annotate_costs(entries: Sequence[dict[str, Any]], run_root: str | None = None, *, jobs: JobsFile | None = None,
+def annotate_costs(targets: Sequence[TargetResult], *, jobs: JobsFile | None = None,
                    table: PriceTable | None = None) -> dict[str, Any]:
-    """Add ``cost`` to each manifest target entry and return the run-level ``cost`` section.
+    """Set ``cost`` on each manifest target and return the run-level ``cost`` section.
 
-    Each entry is a Collect Outputs manifest entry (id, size_class, provenance[step] with
-    timings). Never raises: a cost that cannot be estimated is reported, not fatal, because
-    a run's results matter more than its price tag.
+    Each target is the manifest's :class:`TargetResult` (size_class, provenance[step] with
+    timings; a step that did not run is None). Never raises: a cost that cannot be
+    estimated is reported, not fatal, because a run's results matter more than its price.
     """
     try:
         jobs = jobs if jobs is not None else _fold_jobs()
         table = table or load_price_table()
         total = 0.0
-        for entry in entries:
-            keep = ("timings", "started_at", "finished_at", "size_class")
-            dones = {step: None if p is None else {k: v for k, v in p.items() if k in keep}
-                     for step, p in (entry.get("provenance") or {}).items()}
-            entry["cost"] = target_cost(jobs, entry, dones, table)
-            total += entry["cost"]["usd"]
+        keep = {"timings", "started_at", "finished_at", "size_class"}
+        for target in targets:
+            dones = {step: None if p is None else p.model_dump(include=keep, exclude_none=True)
+                     for step, p in target.provenance.items()}
+            target.cost = target_cost(jobs, target, dones, table)
+            total += target.cost["usd"]
         return {"estimated_total_usd": round(total, 6), "currency": table.currency, "region": table.region,
                 "price_table": table.path.name, "price_table_date": table.date, "note": NOTE}
     except Exception as exc:  # noqa: BLE001 - see docstring
@@ -245,12 +246,12 @@ def run_cost_from_scratch(run_dir: Path | str, targets: Sequence[Mapping[str, An
     """Cost of a run straight from ``<scratch>/<run_id>/<step>/<target>/<step>.done.json``
     files (for runs still in scratch, and for tests)."""
     run_dir = Path(run_dir)
-    entries = []
+    results = []
     for t in targets:
         prov: dict[str, Any] = {}
         for step in steps:
             f = run_dir / step / t["id"] / f"{step}.done.json"
             prov[step] = json.loads(f.read_text()) if f.is_file() else None
-        entries.append({"id": t["id"], "size_class": t.get("size_class"), "provenance": prov})
-    section = annotate_costs(entries, jobs=jobs, table=table)
-    return {**section, "targets": {e["id"]: e["cost"] for e in entries if "cost" in e}}
+        results.append(TargetResult(id=t["id"], size_class=t.get("size_class"), provenance=prov))
+    section = annotate_costs(results, jobs=jobs, table=table)
+    return {**section, "targets": {r.id: r.cost for r in results if r.cost is not None}}

@@ -20,6 +20,7 @@ from moto.stepfunctions.models import Execution, StateMachine
 
 from foldstack import storage
 from tests.conftest import REPO
+from tests.jobspecs import size_classes_json
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -63,11 +64,6 @@ def fake_jobs_yaml(tmp: Path) -> Path:
     path = tmp / "jobs.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
-
-
-def size_classes_json() -> str:
-    data = yaml.safe_load((REPO / "statemachines/fold/jobs.yaml").read_text())
-    return json.dumps(data["size_classes"])
 
 
 class BridgedExecution(Execution):

@@ -52,6 +52,7 @@ from typing import Any
 
 import yaml
 
+from tests.jobspecs import size_classes_json
 from tests.reliability.soak_step import draw, expected_outputs, step_fault
 
 REPO = Path(__file__).resolve().parents[2]
@@ -386,11 +387,6 @@ def soak_jobs_yaml(root: Path) -> Path:
     path = root / "jobs.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
-
-
-def size_classes_json() -> str:
-    data = yaml.safe_load((REPO / "statemachines/fold/jobs.yaml").read_text())
-    return json.dumps(data["size_classes"])
 
 
 @contextlib.contextmanager

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from foldstack import cost
+from foldstack.core.manifest import TargetResult
 from foldstack.cost import annotate_costs, load_price_table, rate_for, run_cost_from_scratch, runtime_seconds
 
 
@@ -62,25 +63,26 @@ def test_runtime_from_timings_or_timestamps():
 
 
 def test_annotate_costs_per_step_target_and_total(table, fold_workflow):
-    entries = [
+    entries = [TargetResult.model_validate(e) for e in [
         {"id": "a", "size_class": "small",
          "provenance": {"msa": {"timings": {"total": 3600}}, "predict": {"timings": {"total": 1800}}}},
         {"id": "b", "size_class": "medium", "provenance": {"msa": None, "predict": {"timings": {"total": 360}}}},
-    ]
+    ]]
     section = annotate_costs(entries, jobs=fold_workflow.jobs, table=table)
     msa = rate_for(fold_workflow.jobs, "msa", None, table).hourly_usd
     small = rate_for(fold_workflow.jobs, "predict", "small", table).hourly_usd
     medium = rate_for(fold_workflow.jobs, "predict", "medium", table).hourly_usd
-    assert entries[0]["cost"]["steps"]["msa"]["usd"] == pytest.approx(msa)
-    assert entries[0]["cost"]["usd"] == pytest.approx(msa + small / 2)
-    assert entries[1]["cost"]["steps"]["msa"] == {"usd": 0.0, "skipped": True}  # e.g. an MSA cache hit
+    assert entries[0].cost["steps"]["msa"]["usd"] == pytest.approx(msa)
+    assert entries[0].cost["usd"] == pytest.approx(msa + small / 2)
+    assert entries[1].cost["steps"]["msa"] == {"usd": 0.0, "skipped": True}  # e.g. an MSA cache hit
     assert section["estimated_total_usd"] == pytest.approx(msa + small / 2 + medium / 10)
     assert section["price_table_date"] == table.date and "Estimate" in section["note"]
-    assert entries[0]["cost"]["steps"]["msa"]["purchase"] == "spot"
+    assert entries[0].cost["steps"]["msa"]["purchase"] == "spot"
 
 
 def test_annotate_costs_never_raises(table, fold_workflow):
-    entries = [{"id": "x", "size_class": "huge", "provenance": {"predict": {"timings": {"total": 1}}}}]
+    entries = [TargetResult.model_validate(
+        {"id": "x", "size_class": "huge", "provenance": {"predict": {"timings": {"total": 1}}}})]
     section = annotate_costs(entries, jobs=fold_workflow.jobs, table=table)
     assert section["estimated_total_usd"] is None and "huge" in section["unavailable"]
 

@@ -73,7 +73,8 @@ class TargetResult(BaseModel):
     size_class: str | None = None
     files: dict[str, PublishedFile] = Field(default_factory=dict)
     metrics: dict[str, Any] = Field(default_factory=dict)
-    provenance: dict[str, StepProvenance] = Field(default_factory=dict)
+    # None: the step did not run for this target (e.g. an MSA cache hit in a cost estimate)
+    provenance: dict[str, StepProvenance | None] = Field(default_factory=dict)
     cost: dict[str, Any] | None = None
 
     @property

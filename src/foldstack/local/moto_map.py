@@ -60,20 +60,25 @@ class LocalItemReaderS3(ResourceEvalS3):
             else:
                 raise ValueError(f"ItemReader action {self.resource.api_action!r} is not supported locally")
         except (OSError, KeyError, ValueError) as err:
-            error_name = StatesErrorName(typ=StatesErrorNameType.StatesItemReaderFailed)
-            raise FailureEventException(
-                failure_event=FailureEvent(
-                    env=env,
-                    error_name=error_name,
-                    event_type=HistoryEventType.TaskFailed,
-                    event_details=EventDetails(
-                        mapRunFailedEventDetails=MapRunFailedEventDetails(
-                            error=error_name.error_name, cause=f"{type(err).__name__}: {err}"
-                        )
-                    ),
-                )
-            ) from err
+            raise _map_failure(env, StatesErrorNameType.StatesItemReaderFailed, HistoryEventType.TaskFailed,
+                               f"{type(err).__name__}: {err}") from err
         env.stack.append(value)
+
+
+def _map_failure(env: Environment, error: StatesErrorNameType, event_type: HistoryEventType,
+                 cause: str) -> FailureEventException:
+    """A Map Run failure as moto's interpreter raises one: a States error with its cause."""
+    error_name = StatesErrorName(typ=error)
+    return FailureEventException(
+        failure_event=FailureEvent(
+            env=env,
+            error_name=error_name,
+            event_type=event_type,
+            event_details=EventDetails(
+                mapRunFailedEventDetails=MapRunFailedEventDetails(error=error_name.error_name, cause=cause)
+            ),
+        )
+    )
 
 
 # --------------------------------------------------------------------------- Distributed Map
@@ -101,23 +106,10 @@ def _tolerant_map_run(self, base: type, env: Environment, eval_input: Any) -> No
             percentage > 0 and total > 0 and 100.0 * failed / total > percentage
         )
     if exceeded:
-        error_name = StatesErrorName(typ=StatesErrorNameType.StatesExceedToleratedFailureThreshold)
-        raise FailureEventException(
-            failure_event=FailureEvent(
-                env=env,
-                error_name=error_name,
-                event_type=HistoryEventType.MapRunFailed,
-                event_details=EventDetails(
-                    mapRunFailedEventDetails=MapRunFailedEventDetails(
-                        error=error_name.error_name,
-                        cause=(
-                            f"The specified tolerated failure threshold was exceeded: {failed} of {total} "
-                            f"items failed (ToleratedFailurePercentage {percentage:g}, "
-                            f"ToleratedFailureCount {count:g})"
-                        ),
-                    )
-                ),
-            )
+        raise _map_failure(
+            env, StatesErrorNameType.StatesExceedToleratedFailureThreshold, HistoryEventType.MapRunFailed,
+            f"The specified tolerated failure threshold was exceeded: {failed} of {total} items failed "
+            f"(ToleratedFailurePercentage {percentage:g}, ToleratedFailureCount {count:g})",
         )
 
 

@@ -280,29 +280,15 @@ MOTO_PRIVATE_NAMES: tuple[MotoName, ...] = (
     _attr(f"{_EVAL}.event.event_manager", "EventHistoryContext.of_program_start"),
     _instance(f"{_EVAL}.event.event_manager", "EventHistoryContext.last_published_event_id"),
     _call(f"{_EVAL}.event.event_manager", "EventManager", "cloud_watch_logging_session"),
-    _override(
-        f"{_EVAL}.event.event_manager",
-        "EventManager.add_event",
-        ("context", "event_type", "event_details", "timestamp", "update_source_event_id"),
-        local="foldstack.local.moto_history:HookedEventManager.add_event",
-    ),
-    _override(
-        f"{_EVAL}.event.event_manager",
-        "EventManager._publish_history_event",
-        ("event_id", "source_event_id", "event_type", "timestamp", "event_details"),
-        local="foldstack.local.moto_history:HookedEventManager._publish_history_event",
-    ),
-    _override(
-        f"{_EVAL}.event.event_manager",
-        "EventManager.add_event",
-        ("context", "event_type", "event_details", "timestamp", "update_source_event_id"),
-        local="foldstack.local.moto_history:ChildEventManager.add_event",
-    ),
-    _override(
-        f"{_EVAL}.event.event_manager",
-        "EventManager._publish_history_event",
-        ("event_id", "source_event_id", "event_type", "timestamp", "event_details"),
-        local="foldstack.local.moto_history:ChildEventManager._publish_history_event",
+    # Both of our event managers override the same two methods.
+    *(
+        _override(f"{_EVAL}.event.event_manager", f"EventManager.{method}", params,
+                  local=f"foldstack.local.moto_history:{manager}.{method}")
+        for manager in ("HookedEventManager", "ChildEventManager")
+        for method, params in (
+            ("add_event", ("context", "event_type", "event_details", "timestamp", "update_source_event_id")),
+            ("_publish_history_event", ("event_id", "source_event_id", "event_type", "timestamp", "event_details")),
+        )
     ),
     _instance(f"{_EVAL}.event.event_manager", "EventManager._mutex"),
     # -- parsing

@@ -97,23 +97,14 @@ def kalign_binary() -> str:
 
 def _hmm_from_stockholm(sto: str):
     """``hmmbuild --hand --amino`` on AlphaFold's cleaned-up template MSA."""
-    import pyhmmer
     from alphafold.data import parsers
 
     sto = parsers.remove_empty_columns_from_stockholm_msa(parsers.deduplicate_stockholm_msa(sto))
-    alphabet = pyhmmer.easel.Alphabet.amino()
-    with pyhmmer.easel.MSAFile(io.BytesIO(sto.encode()), format="stockholm", digital=True,
-                               alphabet=alphabet) as f:
-        msa = f.read()
-    msa.name = b"query"
-    builder = pyhmmer.plan7.Builder(alphabet, architecture="hand")
-    hmm, _, _ = builder.build_msa(msa, pyhmmer.plan7.Background(alphabet))
-    return hmm
+    return _build_hmm(sto, "stockholm", "hand")
 
 
 def _hmm_from_a3m(a3m: str):
     """AlphaFold's ``build_profile_from_a3m``: insertions removed, ``fast`` architecture."""
-    import pyhmmer
 
     rows = []
     for line in a3m.splitlines():
@@ -121,12 +112,18 @@ def _hmm_from_a3m(a3m: str):
             rows.append(line.split()[0] + "\n")
         elif line.strip():
             rows.append(re.sub("[a-z]+", "", line.strip()) + "\n")
+    return _build_hmm("".join(rows), "afa", "fast")
+
+
+def _build_hmm(alignment: str, fmt: str, architecture: str):
+    """An HMM of the query's alignment (``hmmbuild --<architecture>``), named ``query``."""
+    import pyhmmer
+
     alphabet = pyhmmer.easel.Alphabet.amino()
-    with pyhmmer.easel.MSAFile(io.BytesIO("".join(rows).encode()), format="afa", digital=True,
-                               alphabet=alphabet) as f:
+    with pyhmmer.easel.MSAFile(io.BytesIO(alignment.encode()), format=fmt, digital=True, alphabet=alphabet) as f:
         msa = f.read()
     msa.name = b"query"
-    builder = pyhmmer.plan7.Builder(alphabet, architecture="fast")
+    builder = pyhmmer.plan7.Builder(alphabet, architecture=architecture)
     hmm, _, _ = builder.build_msa(msa, pyhmmer.plan7.Background(alphabet))
     return hmm
 

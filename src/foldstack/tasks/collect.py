@@ -10,7 +10,7 @@ from foldstack import __version__, storage
 from foldstack.core.clock import utcnow
 from foldstack.core.errors import FoldstackError, OutputIntegrityError, OutputsNotReadyError, PublishError
 from foldstack.core.hashing import sha256_bytes
-from foldstack.core.manifest import SCHEMA_VERSION, Manifest, load_manifest
+from foldstack.core.manifest import SCHEMA_VERSION, Manifest, TargetResult, load_manifest
 from foldstack.tasks.publish import MANIFEST, Publisher, is_complete
 from foldstack.tasks.settings import TaskSettings
 from foldstack.tasks.stage import resolve_targets, run_scratch
@@ -47,13 +47,13 @@ def _chain_cache_summary(features_json: bytes) -> dict[str, Any]:
         return {}
 
 
-def _estimate_cost(entries: list[dict[str, Any]]) -> dict[str, Any]:
+def _estimate_cost(results: list[TargetResult]) -> dict[str, Any]:
     """Per-target and run cost estimate (foldstack.cost); never fails the collect."""
     try:
         from foldstack.cost import annotate_costs
     except ImportError as exc:  # a Lambda package built without foldstack.cost / PyYAML
         return {"estimated_total_usd": None, "unavailable": f"ImportError: {exc}"}
-    return annotate_costs(entries)
+    return annotate_costs(results)
 
 
 def collect_outputs(
@@ -71,7 +71,7 @@ def collect_outputs(
     run_root = run_scratch(settings, run_id)
     steps = ["msa", "predict"] if request.needs_msa else ["predict"]
     publisher = Publisher(request.output_uri, run_id)
-    entries = []
+    results: list[TargetResult] = []
     try:
         for target in targets:
             tid = target["id"]
@@ -93,15 +93,16 @@ def collect_outputs(
                     publisher.put(f"{tid}/{dest}{rel}", data)
                     files[f"{dest}{rel}"] = {"sha256": sha, "size": len(data)}
             metrics = json.loads(storage.read_bytes(storage.safe_join(run_root, "predict", tid, "metrics.json")))
-            entries.append({**dict(target), "files": files, "metrics": metrics, "provenance": provenance})
-        cost = _estimate_cost(entries)  # adds entry["cost"] per target; an estimate
+            results.append(TargetResult.model_validate(
+                {**dict(target), "files": files, "metrics": metrics, "provenance": provenance}))
+        cost = _estimate_cost(results)  # sets each target's cost; an estimate
         manifest = Manifest.model_validate({
             "schema_version": SCHEMA_VERSION,
             "run_id": run_id,
             "created_at": utcnow(),
             "foldstack_version": __version__,
             "request": request.model_dump(mode="json"),
-            "targets": entries,
+            "targets": results,
             "cost": cost,
         })
         publisher.commit(manifest.to_dict())
@@ -116,4 +117,4 @@ def collect_outputs(
         from foldstack.tasks.msa_cache import fill
 
         fill(settings, run_id, targets)
-    return {"output": publisher.final, "targets": len(entries)}
+    return {"output": publisher.final, "targets": len(results)}
