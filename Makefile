@@ -10,8 +10,8 @@ PY := $(BIN)/python
 # torch must be installed as exactly this version before the package: a wider spec
 # lets pip pick the newest CUDA build (several GB).
 TORCH_VERSION ?= 2.13.0
-FOLDSTACK_HOME ?= $(CURDIR)/.foldstack
-export FOLDSTACK_HOME
+# The local state dir is the CLI's own default (FOLDSTACK_HOME, else ~/.foldstack): no
+# override here, so `make demo` and a later `foldstack run --local` use the same home.
 
 .PHONY: help setup system-deps venv demo-data demo test test-fast soak lint render build clean
 
@@ -37,11 +37,11 @@ venv: $(BIN)/activate
 	test -x $(CHECKOV_VENV)/bin/checkov || { $(PYTHON) -m venv $(CHECKOV_VENV) && \
 	  $(CHECKOV_VENV)/bin/pip install -q "checkov==$(CHECKOV_VERSION)"; }
 
-demo-data: ## build the demo sequence DB and tiny random-weight models under $(FOLDSTACK_HOME)
-	$(BIN)/foldstack demo-data --home "$(FOLDSTACK_HOME)"
+demo-data: ## build the demo sequence DB and tiny random-weight models under $FOLDSTACK_HOME (default ~/.foldstack)
+	$(BIN)/foldstack demo-data
 
 demo: setup ## set up, then fold the bundled example with both engines locally
-	$(BIN)/foldstack demo --home "$(FOLDSTACK_HOME)"
+	$(BIN)/foldstack demo
 
 test: ## the whole offline suite (the 1,000-run soak is `make soak`)
 	$(BIN)/pytest -q -m "not soak"
@@ -49,8 +49,8 @@ test: ## the whole offline suite (the 1,000-run soak is `make soak`)
 soak: ## the full fault-injected soak (slow; run by hand)
 	$(BIN)/pytest -q -m soak -s
 
-test-fast: ## the suite without the slow model tests
-	$(BIN)/pytest -q -m "not slow and not soak"
+test-fast: ## the suite without Terraform, whole-run and model tests (under 90 s on 2 cores)
+	$(BIN)/pytest -q -m "not slow and not soak and not terraform and not e2e"
 
 lint: ## ruff + bandit
 	$(BIN)/ruff check src lambdas tests scripts bench

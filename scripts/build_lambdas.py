@@ -7,7 +7,7 @@ normalised, so the same sources always give byte-identical zips (and Terraform's
 ``source_code_hash`` changes only when code does). Terraform consumes these files; it
 never builds them.
 
-Third-party dependencies (``LAYER_REQUIREMENTS``: pydantic …; boto3 is in the runtime)
+Third-party dependencies (``LAYER_REQUIREMENTS``: pydantic, numpy …; boto3 is in the runtime)
 go into a separate layer zip with ``--deps`` (needs a package index):
 
     python scripts/build_lambdas.py --out build/lambdas
@@ -37,6 +37,7 @@ PACKAGE_PARTS = [
     "core",
     "storage",
     "tasks",
+    "cachekeys.py",  # the MSA cache's keys (msa_cache lookup, Collect Outputs' fill)
     "workflows/__init__.py",
     "workflows/specs.py",  # jobs.yaml model: size classes, queues (cost estimate)
     "cost.py",
@@ -47,7 +48,9 @@ PACKAGE_PARTS = [
 STATEMACHINE_FILES = ["jobs.yaml", "knobs.yaml"]
 
 # Installed into the dependency layer (python/ prefix) by --deps. boto3 ships with the runtime.
-LAYER_REQUIREMENTS = ["pydantic>=2.6,<3", "pyyaml>=6,<7"]
+# numpy: the MSA cache lookup loads a cached features.npz as Predict does
+# (foldstack.core.npz.check_features) before serving it.
+LAYER_REQUIREMENTS = ["pydantic>=2.6,<3", "pyyaml>=6,<7", "numpy>=1.26,<3"]
 
 FIXED_DATE = (1980, 1, 1, 0, 0, 0)  # earliest date a zip can hold
 SKIP_DIRS = {"__pycache__", ".mypy_cache", ".pytest_cache"}

@@ -46,6 +46,26 @@ def files_under(path: Path) -> list[Path]:
     return sorted(p for p in Path(path).rglob("*") if p.is_file() or p.is_symlink())
 
 
+@pytest.fixture(scope="session", autouse=True)
+def never_the_users_home(tmp_path_factory):
+    """Tests never touch ~/.foldstack (the default home, which `make demo` fills):
+    FOLDSTACK_HOME is a session temp dir unless a test passes its own home. The
+    AlphaFold2 JAX cache, which follows FOLDSTACK_HOME, stays in one temp dir across
+    sessions (as the step tests' own)."""
+    import os
+    import tempfile
+
+    saved = {k: os.environ.get(k) for k in ("FOLDSTACK_HOME", "FOLDSTACK_JAX_CACHE_DIR")}
+    os.environ["FOLDSTACK_HOME"] = str(tmp_path_factory.mktemp("foldstack-home"))
+    os.environ.setdefault("FOLDSTACK_JAX_CACHE_DIR", str(Path(tempfile.gettempdir()) / "foldstack-test-jax-cache"))
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 @pytest.fixture(scope="session")
 def demo_home(tmp_path_factory) -> Path:
     """A FOLDSTACK_HOME with the demo database and random-weight models (built once)."""

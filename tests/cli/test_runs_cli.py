@@ -66,7 +66,7 @@ def test_submit_wait_status_results_list_json(cli, tmp_path):
     listed = json.loads(text)
     assert code == 0 and listed["count"] == 1 and listed["runs"][0]["run_id"] == run_id
     code, text = cli("list", "--status", "FAILED", "--json")
-    assert json.loads(text) == {"count": 0, "runs": []}
+    assert json.loads(text) == {"count": 0, "runs": [], "env": "test"}
 
     code, text = cli("config", "show", "--json")
     assert code == 0 and json.loads(text)["output_prefix"] == "s3://fs-results/runs"
@@ -98,9 +98,9 @@ def test_wait_timeout_then_cancel(cli, tmp_path):
     assert code == 0 and json.loads(text)["status"] in ("ABORTED", "FAILED")  # see test_cancelled_run_is_aborted
 
 
-def test_missing_configuration_is_a_usage_error(aws):
+def test_missing_configuration_is_a_configuration_error(aws):
     result = runner.invoke(app, ["config", "show", "--env", "nowhere", "--json"])
-    assert result.exit_code == 2
+    assert result.exit_code == 4
     error = json.loads(result.stdout)
     assert error["error"] == "ConfigurationError" and "state_machine_arn" in error["missing"]
 

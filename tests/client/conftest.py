@@ -66,6 +66,46 @@ def fake_jobs_yaml(tmp: Path) -> Path:
     return path
 
 
+def install_fake_data(home: Path) -> Path:
+    """What `Client.check_installed` looks for (presence only): esmfold and alphafold2
+    weight files and one sequence database, all empty (the fake steps read none)."""
+    esm = home / "weights" / "esmfold"
+    esm.mkdir(parents=True, exist_ok=True)
+    (esm / "config.json").write_text("{}")
+    (esm / "model.safetensors").write_bytes(b"")
+    af2 = home / "weights" / "alphafold2"
+    af2.mkdir(parents=True, exist_ok=True)
+    (af2 / "params_model_1_ptm.npz").write_bytes(b"")
+    db = home / "db" / "fake_uniref"
+    db.mkdir(parents=True, exist_ok=True)
+    (db / "CURRENT").write_text("1\n")
+    return home
+
+
+def fake_local_client(tmp_path: Path, *, home: Path | None = None, output: Path | None = None,
+                      install: bool = True, job_env: dict[str, str] | None = None, **limits: Any):
+    """`Client.local` over the real rendered fold workflow with `fake_step.py` as every
+    Batch job (milliseconds per step), the fake weights/databases installed."""
+    import shutil
+
+    from foldstack.client import Client
+    from foldstack.core.fasta import FastaLimits
+    from foldstack.local.runner import LocalRunner
+    from foldstack.workflows.specs import Workflow
+
+    wf = tmp_path / "wf" / "fold"
+    if not wf.exists():
+        shutil.copytree(REPO / "statemachines" / "fold", wf)
+        shutil.copy(fake_jobs_yaml(tmp_path), wf / "jobs.yaml")
+    home = home or tmp_path / "home"
+    if install:
+        install_fake_data(home)
+    runner = LocalRunner(home, workflow=Workflow(directory=wf),
+                         job_env={"PYTHONPATH": str(REPO / "src"), **(job_env or {})},
+                         limits=FastaLimits(**limits) if limits else None)
+    return Client.local(runner=runner, output=output or tmp_path / "out")
+
+
 class BridgedExecution(Execution):
     """moto's Execution, answered from a local-engine execution."""
 

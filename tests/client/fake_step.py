@@ -1,7 +1,10 @@
 """A stand-in for `foldstack step msa|predict` (what a Batch job runs), for client tests:
 writes the step's outputs and done-file the way the real steps do, in milliseconds.
 
-A target whose id starts with `slow` sleeps (to be cancelled); `boom` fails predict."""
+A target whose id starts with `slow` sleeps (to be cancelled); `boom` fails predict with a
+plain line on stderr, `coded` fails it the way the real steps report a contract failure
+(exit 2, a `[code]` in the last line). FAKE_STEP_SLEEP=<seconds> makes every target take
+that long (for progress displays)."""
 
 import argparse
 import hashlib
@@ -22,9 +25,14 @@ def fake(target):
     print(f"fake {args.step} for target {target} of run {args.run_id}", flush=True)
     if target.startswith("slow"):
         time.sleep(60)
+    time.sleep(float(os.environ.get("FAKE_STEP_SLEEP") or 0))
     if args.step == "predict" and target.startswith("boom"):
         print("out of luck", file=sys.stderr, flush=True)
         sys.exit(1)
+    if args.step == "predict" and target.startswith("coded"):
+        print(f"[12:00:00] foldstack step predict [{target}] FAILED (bad input, exit 2): [weights_missing] "
+              "no esmfold weights in /w/esmfold", file=sys.stderr, flush=True)
+        sys.exit(2)
 
     base = os.path.join(args.scratch, args.run_id, args.step, target)
     if args.step == "msa":

@@ -26,12 +26,15 @@ dir, then die without cleaning up (``os._exit(1)``, as a SIGKILL would) -- and
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
 import shutil
+import struct
 import sys
 import uuid
+import zipfile
 
 EXIT_BAD_INPUT = 2
 EXIT_OUT_OF_MEMORY = 3
@@ -43,6 +46,45 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _npy(dtype: str, shape: tuple[int, ...], data: bytes) -> bytes:
+    """One array in NumPy's .npy format (version 1.0), written without numpy."""
+    header = repr({"descr": dtype, "fortran_order": False, "shape": shape}).encode("latin1")
+    header += b" " * (63 - (10 + len(header)) % 64) + b"\n"  # the whole preamble a multiple of 64
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header + data
+
+
+def features_npz(length: int, rows: int) -> bytes:
+    """A features.npz the MSA cache lookup (and Predict) accepts: AlphaFold's monomer
+    features for `length` residues and `rows` MSA rows, zeros but for the sizes.
+    Deterministic bytes, so a cached copy is byte-identical too."""
+    def ints(shape: tuple[int, ...], value: int = 0) -> bytes:
+        count = 1
+        for n in shape:
+            count *= n
+        return _npy("<i4", shape, struct.pack(f"<{count}i", *([value] * count)))
+
+    def zeros(shape: tuple[int, ...]) -> bytes:
+        count = 1
+        for n in shape:
+            count *= n
+        return _npy("<f4", shape, bytes(4 * count))
+
+    arrays = {
+        "aatype": ints((length, 21)), "between_segment_residues": ints((length,)),
+        "residue_index": _npy("<i4", (length,), struct.pack(f"<{length}i", *range(length))),
+        "seq_length": ints((length,), length), "num_alignments": ints((length,), rows),
+        "msa": ints((rows, length)), "deletion_matrix_int": ints((rows, length)),
+        "template_aatype": zeros((1, length, 22)), "template_all_atom_masks": zeros((1, length, 37)),
+        "template_all_atom_positions": zeros((1, length, 37, 3)),
+    }
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, data in arrays.items():
+            zf.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0)), data,
+                        compress_type=zipfile.ZIP_DEFLATED)
+    return buf.getvalue()
+
+
 def expected_outputs(step: str, sequence: str, params: dict[str, str]) -> dict[str, bytes]:
     """The step's outputs (relative path -> bytes) for one target."""
     seq_sha = _sha(sequence.encode())
@@ -52,7 +94,8 @@ def expected_outputs(step: str, sequence: str, params: dict[str, str]) -> dict[s
         a3m = "".join(f">hit{i}\n{row}\n" for i, row in enumerate(rows)).encode()
         features = json.dumps({"tool": tool, "sequence_sha256": seq_sha, "rows": len(rows),
                                "databases": [{"name": "uniref90", "version": "2024_01"}]}, sort_keys=True)
-        return {"msa.a3m": a3m, "features.json": features.encode(), "features.npz": b"SOAKNPZ" + seq_sha.encode()}
+        return {"msa.a3m": a3m, "features.json": features.encode(),
+                "features.npz": features_npz(len(sequence.replace(":", "")), len(rows))}
     if step == "predict":
         engine = params.get("engine") or "esmfold"
         preset = params.get("preset") or "monomer"

@@ -172,7 +172,7 @@ class _CrashEveryJob:
 def test_local_mode_deduplicates_a_thousand_submissions(tmp_path, monkeypatch):
     from foldstack.core.request import RunRequest
     from foldstack.local import LocalEngine
-    from foldstack.localmode import LocalRunner
+    from foldstack.local.runner import LocalRunner
 
     starts = []
     real_start = LocalEngine.start_execution
@@ -183,7 +183,7 @@ def test_local_mode_deduplicates_a_thousand_submissions(tmp_path, monkeypatch):
 
     monkeypatch.setattr(LocalEngine, "start_execution", counting_start)
     import foldstack.local.placeholders as ph
-    import foldstack.localmode as lm
+    import foldstack.local.runner as lm
 
     if not hasattr(__import__("foldstack.local", fromlist=["x"]), "placeholder_values"):
         monkeypatch.setattr(lm.LocalRunner, "placeholders", lambda self: ph.local_values(
@@ -240,7 +240,7 @@ def test_local_mode_deduplicates_a_thousand_submissions(tmp_path, monkeypatch):
 
 def test_local_mode_file_scheme_output_is_the_same_location(tmp_path, monkeypatch):
     from foldstack.core.request import RunRequest
-    from foldstack.localmode import LocalRunner
+    from foldstack.local.runner import LocalRunner
 
     monkeypatch.chdir(tmp_path)
     fasta = tmp_path / "a.fasta"
@@ -257,7 +257,7 @@ def test_local_mode_never_uses_a_truncated_input_copy(tmp_path):
     import hashlib
 
     from foldstack.core.request import RunRequest
-    from foldstack.localmode import LocalRunner
+    from foldstack.local.runner import LocalRunner
 
     runner = LocalRunner(tmp_path / "home")
     full = f">t1\n{SEQ}\n>t2\n{SEQ2}\n".encode()

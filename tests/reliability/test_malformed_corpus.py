@@ -241,7 +241,7 @@ def _placeholders(runner) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def engine_home(tmp_path_factory):
-    from foldstack.localmode import LocalRunner
+    from foldstack.local.runner import LocalRunner
 
     home = tmp_path_factory.mktemp("home")
     return LocalRunner(home)

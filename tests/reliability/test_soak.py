@@ -26,6 +26,7 @@ def _assert_sound(report) -> None:
     assert report.violations == [], report.format()
 
 
+@pytest.mark.e2e
 def test_soak_small(tmp_path):
     report = run_soak(SoakConfig(runs=60, bulk_runs=1), tmp_path)
     print("\n" + report.format())

@@ -36,6 +36,8 @@ from foldstack.local.jobs import placeholder_values
 from foldstack.workflows import specs
 from foldstack.workflows.specs import JobsFile
 
+pytestmark = pytest.mark.terraform
+
 REPO = Path(__file__).resolve().parents[2]
 TERRAFORM = REPO / "terraform"
 TF_FILES = sorted(p for p in TERRAFORM.rglob("*.tf") if ".terraform" not in p.parts)

@@ -10,7 +10,9 @@ from tests.conftest import files_under
 
 from foldstack.core.errors import InputValidationError
 from foldstack.core.request import RunRequest
-from foldstack.localmode import LocalRunner
+from foldstack.local.runner import LocalRunner
+
+pytestmark = pytest.mark.e2e
 
 SEQ = "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQAPILSRVGDGTQDNLSGAEKAVQVKVKALPDAQ"
 

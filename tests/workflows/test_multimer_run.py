@@ -13,7 +13,9 @@ import gemmi
 import pytest
 
 from foldstack.core.request import RunRequest
-from foldstack.localmode import LocalRunner
+from foldstack.local.runner import LocalRunner
+
+pytestmark = pytest.mark.e2e
 
 CHAIN_A = "MNEELILKNRLKEVRKEKGYSQQKLADEVGVSRNTISSIETGQFNPTAKLALILCIALDEKFEDLFYF"
 CHAIN_B = "MTKILVKDKEDWLKLVNNLSKLRKEKGINQTDLGRMVGVSRQTISLIERGDYNPSVMVALSLAKVFAVSVEDIF"

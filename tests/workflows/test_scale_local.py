@@ -16,8 +16,10 @@ import pytest
 import yaml
 
 from foldstack.core.request import RunRequest
-from foldstack.localmode import LocalRunner
+from foldstack.local.runner import LocalRunner
 from foldstack.workflows.specs import Workflow
+
+pytestmark = pytest.mark.e2e
 
 SEQ = "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQAPILSRVGDGTQDNLSGAEKAVQVKVKALPDAQ"
 # a sequence no other test folds, so the (session-wide) demo home's MSA cache starts cold for it

@@ -1,8 +1,13 @@
-"""`foldstack run --local`, `demo`, `demo-data` and `render`: the local workflow commands."""
+"""`foldstack run --local`, `demo`, `demo-data` and `render`: the local workflow commands.
+
+`run --local` goes through the SDK's front door, `Client.local(...)`, and the same `Run`
+handle as the cloud: the same validation, the same live table while it waits
+(`Run.wait(progress=True)`), the same `Run.failure()` when it fails. Errors and exit
+codes are `foldstack.cli.output`'s.
+"""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,69 +15,81 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from foldstack.core.errors import FoldstackError
-from foldstack.core.manifest import MANIFEST, load_manifest
-from foldstack.core.request import RunRequest
+from foldstack.cli.output import (
+    EXIT_FAILED,
+    EXIT_OK,
+    UsageError,
+    check_request_options,
+    configure_task_logs,
+    emit,
+    follow_task_log,
+    handled,
+    report_error,
+    report_failure,
+    task_log,
+)
 
-err = Console(stderr=True)
-out = Console()
-
-EXIT_FAILED_RUN = 1
-EXIT_USAGE = 2
-
-_SHOWN = {"TaskStateEntered", "MapIterationStarted", "ExecutionFailed", "ExecutionSucceeded", "TaskFailed"}
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
 
 
-def _progress(event: dict[str, Any]) -> None:
-    """One line per state transition a person cares about."""
-    kind = event.get("type", "")
-    if kind not in _SHOWN:
-        return
-    state = event.get("state") or event.get("name") or ""
-    target = event.get("target") or ""
-    where = f" [{target}]" if target else ""
-    if kind == "TaskStateEntered":
-        err.print(f"  -> {state}{where}")
-    elif kind in ("TaskFailed", "ExecutionFailed"):
-        err.print(f"  [red]x {state}{where} failed[/red]: {event.get('error', '')}")
+def make_local_client(home: Path | None, output: Path) -> Any:
+    """The local-mode Client `run --local` and `demo` use (tests replace this)."""
+    from foldstack.client import Client
+
+    return Client.local(home, output=output)
 
 
 def run_local(
     inputs: list[str], out_dir: Path, engine: str, preset: str, msa_tool: str | None, home: Path | None,
-    *, quiet: bool = False,
+    *, progress: bool = True, verbose: bool = False,
 ) -> tuple[Any, int]:
-    from foldstack.localmode import LocalRunner
+    """Submit through `Client.local` and wait (with the live table unless `progress` is
+    False; with the tasks' log lines if `verbose`); (run, exit code)."""
+    check_request_options(engine, preset, msa_tool)
+    configure_task_logs()
+    client = make_local_client(home, out_dir)
+    run = client.submit(list(inputs), engine=engine, preset=preset, msa_tool=msa_tool, output=str(out_dir))
+    if progress:
+        note = " (already run: existing results)" if run.existed else ""
+        err.print(f"run [bold]{escape(run.run_id)}[/bold] ({escape(engine)}, {escape(preset)}){note}")
+    with follow_task_log(task_log(client, run.run_id), verbose):
+        status = run.wait(progress=progress)
+    return run, EXIT_OK if status == "SUCCEEDED" else EXIT_FAILED
 
-    request = RunRequest.model_validate({
-        "inputs": inputs, "output_uri": str(out_dir), "engine": engine, "preset": preset,
-        **({"msa_tool": msa_tool} if msa_tool else {}),
-    })
-    runner = LocalRunner(home, on_event=None if quiet else _progress)
-    run = runner.submit(request)
-    err.print(f"run [bold]{run.run_id}[/bold] ({engine}, {preset})")
-    status = run.wait()
-    return run, 0 if status == "SUCCEEDED" else EXIT_FAILED_RUN
+
+def _home_args(home: Path | None) -> str:
+    return " --env local" + (f" --home {home}" if home else "")
 
 
-def _report(run: Any, as_json: bool) -> None:
-    record = run.record()
+def report(run: Any, as_json: bool, home: Path | None = None) -> None:
+    """The results (read through the manifest model: `Run.manifest()`), or why the run failed."""
+    info = run.info
+    output = run.output_uri
     if as_json:
-        out.print_json(json.dumps({k: record.get(k) for k in ("run_id", "status", "output", "error", "cause")}))
+        doc = {"run_id": run.run_id, "status": info.status, "output": output, "error": info.error,
+               "cause": info.cause}
+        failure = run.failure()
+        if failure is not None:
+            doc.update(code=failure.code, message=str(failure), failure=failure.to_dict())
+        emit(doc)
         return
-    if record["status"] == "SUCCEEDED":
-        path = run.output / MANIFEST
-        manifest = load_manifest(path.read_bytes(), source=str(path))
+    if info.status == "SUCCEEDED":
+        manifest = run.manifest()
         for t in manifest.targets:
             note = "  [yellow](demo weights: structure not meaningful)[/yellow]" if t.demo_weights else ""
             plddt = t.mean_plddt if t.mean_plddt is not None else float("nan")
             out.print(f"  {escape(t.id)}: mean pLDDT {plddt:.1f}{note}")
-        out.print(f"[green]results:[/green] {run.output}")
-    else:
-        out.print(f"[red]run {record['status']}[/red]: {record.get('error')}: {record.get('cause')}")
+        out.print(f"[green]results:[/green] {escape(str(output))}")
+        return
+    failure = run.failure()
+    if failure is not None:
+        report_failure(failure, env_args=_home_args(home))
 
 
 def register(app: typer.Typer) -> None:
     @app.command("run")
+    @handled
     def run_cmd(
         inputs: Annotated[list[str], typer.Argument(help="FASTA files")],
         local: Annotated[bool, typer.Option("--local", help="run on this machine (the only mode of `run`)")] = False,
@@ -81,42 +98,43 @@ def register(app: typer.Typer) -> None:
         preset: Annotated[str, typer.Option(help="monomer | multimer")] = "monomer",
         msa_tool: Annotated[str | None, typer.Option(help="jackhmmer | mmseqs2 (alphafold2 only)")] = None,
         home: Annotated[Path | None, typer.Option(help="local state dir (default $FOLDSTACK_HOME)")] = None,
-        as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+        as_json: Annotated[bool, typer.Option("--json", help="machine-readable output, errors included")] = False,
+        verbose: Annotated[bool, typer.Option("--verbose", "-v", help="also show the tasks' JSON log lines")] = False,
     ) -> None:
         """Fold proteins on this machine through the same workflow the cloud runs."""
         if not local:
-            err.print("`foldstack run` runs locally: add --local (use `foldstack submit --env ENV` for AWS)")
-            raise typer.Exit(EXIT_USAGE)
-        try:
-            run, code = run_local(inputs, out_dir, engine, preset, msa_tool, home, quiet=as_json)
-        except (FoldstackError, ValueError) as exc:
-            err.print(f"[red]rejected[/red]: {exc}")
-            raise typer.Exit(EXIT_USAGE) from None
-        _report(run, as_json)
+            raise UsageError("`foldstack run` runs locally: add --local",
+                             hint="use `foldstack submit --env ENV` for AWS")
+        run, code = run_local(inputs, out_dir, engine, preset, msa_tool, home, progress=not as_json,
+                              verbose=verbose)
+        report(run, as_json, home)
         raise typer.Exit(code)
 
     @app.command("demo-data")
+    @handled
     def demo_data_cmd(
         home: Annotated[Path | None, typer.Option(help="local state dir (default $FOLDSTACK_HOME)")] = None,
     ) -> None:
         """Build the demo sequence database and tiny random-weight models (no download)."""
         from foldstack.demo_data import build_demo_data
-        from foldstack.localmode import default_home
+        from foldstack.local.paths import default_home
 
         target = (home or default_home()).resolve()
         build_demo_data(target)
-        err.print(f"demo database and weights ready under {target}")
+        err.print(f"demo database and weights ready under {escape(str(target))}")
 
     @app.command("demo")
+    @handled
     def demo_cmd(
         home: Annotated[Path | None, typer.Option(help="local state dir (default $FOLDSTACK_HOME)")] = None,
         out_dir: Annotated[Path | None, typer.Option("--out", help="results dir")] = None,
+        verbose: Annotated[bool, typer.Option("--verbose", "-v", help="also show the tasks' JSON log lines")] = False,
     ) -> None:
         """Fold the bundled example through alphafold2 (MSA -> features -> predict) and esmfold."""
         from importlib.resources import files
 
         from foldstack.demo_data import build_demo_data
-        from foldstack.localmode import default_home
+        from foldstack.local.paths import default_home
 
         home = (home or default_home()).resolve()
         build_demo_data(home)
@@ -124,15 +142,20 @@ def register(app: typer.Typer) -> None:
         results = (out_dir or home / "demo-results").resolve()
         failed = False
         for engine in ("alphafold2", "esmfold"):
-            err.print(f"[bold]{engine}[/bold]: folding {Path(example).name}")
-            run, code = run_local([example], results, engine, "monomer", None, home)
-            _report(run, False)
+            err.print(f"[bold]{engine}[/bold]: folding {escape(Path(example).name)}")
+            try:
+                run, code = run_local([example], results, engine, "monomer", None, home, verbose=verbose)
+            except Exception as exc:  # noqa: BLE001 - reported the one way; the other engine still runs
+                failed |= report_error(exc, verbose=verbose) != EXIT_OK
+                continue
+            report(run, False, home)
             failed |= code != 0
         err.print("[yellow]demo weights are random: these structures show the pipeline works, "
                   "not what the proteins look like[/yellow]")
-        raise typer.Exit(EXIT_FAILED_RUN if failed else 0)
+        raise typer.Exit(EXIT_FAILED if failed else 0)
 
     @app.command("render")
+    @handled
     def render_cmd(
         check: Annotated[bool, typer.Option(help="fail if a rendered file is out of date")] = False,
     ) -> None:
@@ -141,8 +164,7 @@ def register(app: typer.Typer) -> None:
 
         changed = render_all(check=check)
         for path in changed:
-            err.print(f"{'out of date' if check else 'rendered'}: {path}")
+            err.print(f"{'out of date' if check else 'rendered'}: {escape(str(path))}")
         if check and changed:
             raise typer.Exit(1)
-
 

@@ -2,36 +2,44 @@
 
 Every command takes `--env ENV` (or $FOLDSTACK_ENV); `--env local` means local mode
 (the local engine under --home / $FOLDSTACK_HOME). Human output is tables and progress
-bars on stderr/stdout; `--json` prints one JSON document on stdout.
+on stderr/stdout; `--json` prints one JSON document on stdout, errors included.
 
-Exit codes: 0 ok; 1 the run failed (or was aborted/timed out; doctor: a check failed);
-2 usage, validation or configuration error (nothing was started); 3 not finished yet
-(`wait --timeout` ran out, results of an unfinished run); 4 an AWS error.
+Errors and exit codes are reported one way, by `foldstack.cli.output` (its docstring
+and docs/cli.md list the codes): 0 ok; 1 the run failed; 2 usage or input; 3 not
+finished yet; 4 configuration or AWS.
 """
 
 from __future__ import annotations
 
-import functools
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from foldstack.core.errors import FoldstackError
+from foldstack.cli.output import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_PENDING,
+    configure_task_logs,
+    emit,
+    follow_task_log,
+    handled,
+    report_failure,
+    task_log,
+)
 
-err = Console(stderr=True)
-out = Console()
-
-EXIT_OK, EXIT_FAILED_RUN, EXIT_USAGE, EXIT_PENDING, EXIT_AWS = 0, 1, 2, 3, 4
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
 
 EnvOpt = Annotated[str, typer.Option("--env", "-e", envvar="FOLDSTACK_ENV",
                                      help="environment name (SSM /foldstack/<env>/), or 'local'")]
 HomeOpt = Annotated[Path | None, typer.Option(help="local mode state dir (default $FOLDSTACK_HOME)")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON document (for scripts)")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON document (for scripts), errors included")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="local mode: also show the tasks' JSON log lines")]
 
 
 def make_client(env: str, home: Path | None = None) -> Any:
@@ -43,43 +51,16 @@ def make_client(env: str, home: Path | None = None) -> Any:
     return Client(env)
 
 
-def emit(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
-
-
-def _exit_code(exc: Exception) -> int:
-    from foldstack.client.errors import AwsError, RunNotCompleteError
-
-    if isinstance(exc, AwsError):
-        return EXIT_AWS
-    if isinstance(exc, RunNotCompleteError):
-        return EXIT_PENDING
-    return EXIT_USAGE
-
-
-def handled(fn: Callable[..., None]) -> Callable[..., None]:
-    """Typed errors -> one clear line (or JSON) and the documented exit code."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> None:
-        try:
-            fn(*args, **kwargs)
-        except (FoldstackError, ValueError) as exc:
-            if kwargs.get("as_json"):
-                emit(exc.to_dict() if isinstance(exc, FoldstackError)
-                     else {"error": type(exc).__name__, "code": "invalid_request", "message": str(exc)})
-            else:
-                err.print(f"[red]error[/red]: {exc}", highlight=False)
-            raise typer.Exit(_exit_code(exc)) from None
-
-    return wrapper
+def env_args(env: str, home: Path | None = None) -> str:
+    """How to name this environment again on a command line (for hints)."""
+    return f" --env {env}" + (f" --home {home}" if env == "local" and home else "")
 
 
 def _status_code(status: str) -> int:
     if status == "SUCCEEDED":
         return EXIT_OK
     if status in ("FAILED", "ABORTED", "TIMED_OUT"):
-        return EXIT_FAILED_RUN
+        return EXIT_FAILED
     return EXIT_PENDING
 
 
@@ -88,28 +69,64 @@ def _colour(status: str) -> str:
 
 
 def _print_run(run: Any, steps: bool = True) -> None:
+    """A run's status and per-target steps on stdout. Why a failed run failed is
+    `report_failure`'s (stderr), never the raw Step Functions cause."""
     info = run.info
-    out.print(f"[bold]{run.run_id}[/bold]  [{_colour(info.status)}]{info.status}[/]", highlight=False)
-    if info.error:
-        out.print(f"  {info.error}: {(info.cause or '')[:500]}", highlight=False)
+    out.print(f"[bold]{escape(run.run_id)}[/bold]  [{_colour(info.status)}]{info.status}[/]")
     if steps:
         rows = [s for s in run.steps() if s.target]
         if rows:
             table = Table("target", "step", "size", "status", "batch job", "attempts")
+            table.columns[4].overflow = "fold"
             for s in rows:
-                table.add_row(s.target, s.step, s.size_class or "", f"[{_colour(s.status)}]{s.status}[/]",
-                              s.job_id or "", str(s.attempts))
+                table.add_row(escape(s.target), escape(s.step), escape(s.size_class or ""),
+                              f"[{_colour(s.status)}]{escape(s.status)}[/]", escape(s.job_id or ""), str(s.attempts))
             out.print(table)
     if info.status == "SUCCEEDED":
-        out.print(f"results: {run.output_uri}", highlight=False)
+        out.print(f"results: {escape(run.output_uri)}")
+
+
+def _print_failure(run: Any, env: str, home: Path | None) -> None:
+    failure = run.failure()
+    if failure is not None:
+        report_failure(failure, env_args=env_args(env, home))
+
+
+def _when(iso: str | None) -> str:
+    """ISO time -> 'YYYY-MM-DD HH:MM' (UTC) for tables."""
+    if not iso:
+        return ""
+    from datetime import UTC, datetime
+
+    try:
+        when = datetime.fromisoformat(iso)
+    except ValueError:
+        return iso
+    return (when.astimezone(UTC) if when.tzinfo else when).strftime("%Y-%m-%d %H:%M")
+
+
+def _took(start: str | None, stop: str | None) -> str:
+    """How long a finished run took, as h:mm:ss or m:ss."""
+    from datetime import datetime
+
+    if not start or not stop:
+        return ""
+    try:
+        seconds = int((datetime.fromisoformat(stop) - datetime.fromisoformat(start)).total_seconds())
+    except (ValueError, TypeError):
+        return ""
+    h, rest = divmod(max(seconds, 0), 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
 
 
 def _parse_tags(tags: list[str]) -> dict[str, str]:
+    from foldstack.core.errors import InputValidationError
+
     parsed = {}
     for tag in tags:
         key, sep, value = tag.partition("=")
         if not sep:
-            raise ValueError(f"--tag {tag!r}: use key=value")
+            raise InputValidationError(f"--tag {tag!r}: use key=value", code="invalid_request")
         parsed[key] = value
     return parsed
 
@@ -131,20 +148,28 @@ def register(app: typer.Typer) -> None:
         wait: Annotated[bool, typer.Option(help="wait for the run to finish")] = False,
         home: HomeOpt = None,
         as_json: JsonOpt = False,
+        verbose: VerboseOpt = False,
     ) -> None:
         """Validate locally, upload, and start a run (the same request twice: the same run)."""
+        from foldstack.cli.output import check_request_options
+
+        check_request_options(engine, preset, msa_tool)
+        tags = _parse_tags(tag)
+        configure_task_logs()
         client = make_client(env, home)
         run = client.submit(inputs, engine=engine, preset=preset, msa_tool=msa_tool, output=output,
-                            owner=owner, tags=_parse_tags(tag))
+                            owner=owner, tags=tags)
+        if not as_json:
+            note = " (already submitted: existing run)" if run.existed else ""
+            err.print(f"run [bold]{escape(run.run_id)}[/bold]{note}")
         if wait:
-            run.wait(progress=not as_json)
+            with follow_task_log(task_log(client, run.run_id), verbose):
+                run.wait(progress=not as_json)
         if as_json:
             emit(run.to_dict())
-        else:
-            note = " (already submitted: existing run)" if run.existed else ""
-            err.print(f"run [bold]{run.run_id}[/bold]{note}", highlight=False)
-            if wait:
-                _print_run(run)
+        elif wait:
+            _print_run(run, steps=run.status != "SUCCEEDED")
+            _print_failure(run, env, home)
         raise typer.Exit(_status_code(run.status) if wait else EXIT_OK)
 
     @app.command("status")
@@ -161,6 +186,7 @@ def register(app: typer.Typer) -> None:
             emit(run.to_dict(steps=True))
         else:
             _print_run(run)
+            _print_failure(run, env, home)
 
     @app.command("wait")
     @handled
@@ -171,30 +197,33 @@ def register(app: typer.Typer) -> None:
         home: HomeOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
-        """Wait for a run to finish: exit 0 if it succeeded, 1 if not, 3 if still running."""
+        """Wait for a run to finish, with a live table (per step: targets done, running,
+        failed; elapsed): exit 0 if it succeeded, 1 if not, 3 if still running."""
         run = make_client(env, home).run(run_id)
         status = run.wait(timeout=timeout, progress=not as_json)
         if as_json:
             emit(run.to_dict(steps=True))
         else:
-            _print_run(run, steps=status != "SUCCEEDED")
+            _print_run(run, steps=False)
+            _print_failure(run, env, home)
         raise typer.Exit(_status_code(status))
 
     @app.command("logs")
     @handled
     def logs_cmd(
         run_id: Annotated[str, typer.Argument(help="run id")],
-        step: Annotated[str, typer.Argument(help="msa | predict")],
-        target: Annotated[str, typer.Argument(help="target (FASTA record) id")],
         env: EnvOpt,
+        step: Annotated[str | None, typer.Argument(help="msa | predict (default: every step)")] = None,
+        target: Annotated[str | None, typer.Argument(help="target (FASTA record) id (default: every target)")] = None,
         home: HomeOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
-        """The Batch job log of one step of one target (every attempt)."""
+        """The Batch job logs of a run (every attempt): of one step of one target, of one
+        step, or of every job; for finished runs too (local: <home>/runs/<run_id>/logs/)."""
         run = make_client(env, home).run(run_id)
         lines = run.logs(step, target)
         if as_json:
-            state = run.progress().find(step, target)
+            state = run.progress().find(step, target) if step and target else None
             emit({"run_id": run_id, "step": step, "target": target, "job_id": state.job_id if state else None,
                   "lines": lines})
         else:
@@ -223,10 +252,10 @@ def register(app: typer.Typer) -> None:
         table = Table("target", "size", "mean pLDDT")
         for r in rows:
             plddt = r.get("mean_plddt")
-            table.add_row(str(r["id"]), str(r.get("size_class") or ""),
+            table.add_row(escape(str(r["id"])), escape(str(r.get("size_class") or "")),
                           f"{plddt:.1f}" if isinstance(plddt, int | float) else "")
         out.print(table)
-        out.print(f"[green]downloaded[/green] {root}", highlight=False)
+        out.print(f"[green]downloaded[/green] {escape(str(root))}")
 
     @app.command("cancel")
     @handled
@@ -243,7 +272,7 @@ def register(app: typer.Typer) -> None:
         if as_json:
             emit({"run_id": run_id, "status": status})
         else:
-            out.print(f"{run_id}: [{_colour(status)}]{status}[/]", highlight=False)
+            out.print(f"{escape(run_id)}: [{_colour(status)}]{status}[/]")
 
     @app.command("list")
     @handled
@@ -255,14 +284,30 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOpt = False,
     ) -> None:
         """Runs of the environment, newest first (every page: nothing truncated)."""
-        runs = make_client(env, home).runs(status=status, since=since)
-        if as_json:
-            emit({"count": len(runs), "runs": [r.info.to_dict() for r in runs]})
-            return
-        table = Table("run id", "status", "started", "stopped", caption=f"{len(runs)} runs")
+        client = make_client(env, home)
+        runs = client.runs(status=status, since=since)
+        home_dir = getattr(client, "home", None)
+        source = f"home {home_dir}" if home_dir else f"environment {env}"
+        rows = []
         for r in runs:
             d = r.info.to_dict()
-            table.add_row(r.run_id, f"[{_colour(d['status'])}]{d['status']}[/]", d["start"] or "", d["stop"] or "")
+            d["engine"] = (r.info.request or {}).get("engine")  # cloud listings carry no request
+            d["n_targets"] = r.n_targets
+            rows.append(d)
+        if as_json:
+            emit({"count": len(runs), "runs": rows, **({"home": str(home_dir)} if home_dir else {"env": env})})
+            return
+        from rich import box
+
+        table = Table(caption=escape(f"{len(runs)} runs in {source} (times UTC)"), box=box.SIMPLE_HEAD,
+                      pad_edge=False, padding=(0, 1, 0, 0))
+        table.add_column("run id", no_wrap=True, min_width=max((len(d["run_id"]) for d in rows), default=6))
+        for name in ("engine", "targets", "status", "started", "took"):
+            table.add_column(name, justify="right" if name in ("targets", "took") else "left", no_wrap=True)
+        for d in rows:
+            table.add_row(escape(d["run_id"]), escape(d["engine"] or ""), str(d["n_targets"] or ""),
+                          f"[{_colour(d['status'])}]{escape(d['status'])}[/]", _when(d["start"]),
+                          _took(d["start"], d["stop"]))
         out.print(table)
 
     config_app = typer.Typer(help="The environment's configuration (SSM /foldstack/<env>/).", no_args_is_help=True)
@@ -276,9 +321,9 @@ def register(app: typer.Typer) -> None:
         if as_json:
             emit(data)
             return
-        table = Table("parameter", "value", title=f"/foldstack/{env}/")
+        table = Table("parameter", "value", title=escape(f"/foldstack/{env}/"))
         for key, value in data.items():
-            table.add_row(key, value if isinstance(value, str) else json.dumps(value))
+            table.add_row(escape(key), escape(value if isinstance(value, str) else json.dumps(value)))
         out.print(table)
 
     app.add_typer(config_app, name="config")
@@ -295,4 +340,4 @@ def register(app: typer.Typer) -> None:
             emit({"env": env, "ok": ok, "checks": [r.to_dict() for r in results]})
         else:
             out.print(render(results, env))
-        raise typer.Exit(EXIT_OK if ok else EXIT_FAILED_RUN)
+        raise typer.Exit(EXIT_OK if ok else EXIT_FAILED)

@@ -159,10 +159,20 @@ class CloudBackend:
                           Metadata={"sha256": hashlib.sha256(data).hexdigest()})
 
     def start(self, prepared: Prepared) -> bool:
+        """Start the run's execution; True if it already existed. Step Functions answers a
+        StartExecution with the same name *and the same input* while that execution is
+        still running with success (the existing execution), not ExecutionAlreadyExists,
+        so the execution is looked up first."""
         from botocore.exceptions import ClientError
 
         body = json.dumps({"run_id": prepared.run_id, "request": prepared.request.model_dump(mode="json")},
                           sort_keys=True, separators=(",", ":"))
+        try:
+            self.api.call("stepfunctions", "describe_execution", allow=("ExecutionDoesNotExist",),
+                          executionArn=self.config.execution_arn(prepared.run_id))
+            return True
+        except ClientError:
+            pass  # not started yet
         try:
             self.api.call("stepfunctions", "start_execution", allow=("ExecutionAlreadyExists",),
                           stateMachineArn=self.config.state_machine_arn, name=prepared.run_id, input=body)
@@ -215,6 +225,10 @@ class CloudBackend:
             yield ExecutionInfo(run_id=e["name"], status=e["status"], start=start, stop=e.get("stopDate"),
                                 arn=e.get("executionArn"))
 
+    def log_location(self, stream: str) -> str:
+        """Where a Batch job's log stream is, for people: the CloudWatch group and stream."""
+        return f"CloudWatch Logs {self.config.log_group_batch} {stream} ({self.config.region})"
+
     def log_lines(self, run_id: str, job_id: str) -> list[str]:
         jobs = self.api.call("batch", "describe_jobs", jobs=[job_id]).get("jobs", [])
         if not jobs:
@@ -252,15 +266,21 @@ class CloudBackend:
 
 
 class LocalBackend:
-    """Local mode: the same Run API over `LocalRunner` (runs in this process's engine;
-    runs recorded under FOLDSTACK_HOME are visible to later processes)."""
+    """Local mode: the same Run API over `foldstack.local.runner.LocalRunner`.
+
+    Thin on purpose: it only translates between the client's types (`ExecutionInfo`,
+    `Prepared`, `RunNotFoundError`, AWS-shaped history) and the local runner, which owns
+    everything else (drivers, run records, locks, finding dead drivers, cleanup). It lives
+    here because those types are the client's and `foldstack.local` is a layer below.
+    `detach=True`: `start` hands each run to a background driver process that outlives
+    this one (`foldstack submit --env local` without `--wait`)."""
 
     name = "local"
 
-    def __init__(self, runner: Any, output: str | None = None) -> None:
+    def __init__(self, runner: Any, output: str | None = None, *, detach: bool = False) -> None:
         self.runner = runner
         self._output = output
-        self._runs: dict[str, Any] = {}
+        self.detach = detach
 
     def default_output(self) -> str:
         return self._output or str(Path.cwd() / "foldstack-results")
@@ -273,62 +293,51 @@ class LocalBackend:
         return None  # LocalRunner.prepare copied the inputs under <home>/inputs already
 
     def start(self, prepared: Prepared) -> bool:
-        existed = self.runner.paths.run_dir(prepared.run_id).joinpath("run.json").exists()
-        run = self.runner.submit(prepared.request)
-        self._runs[run.run_id] = run
-        return existed and getattr(run, "_execution", None) is None
+        return bool(self.runner.submit(prepared.request, detach=self.detach).existed)
 
     def _record(self, run_id: str) -> dict[str, Any]:
-        path = self.runner.paths.run_dir(run_id) / "run.json"
-        if not path.exists():
-            raise RunNotFoundError(f"no local run {run_id!r} under {self.runner.paths.home}", run_id=run_id)
-        return json.loads(path.read_text())
+        from foldstack.local.errors import LocalRunNotFound
+
+        try:
+            return self.runner.describe(run_id)  # a run whose driver died is recorded ABORTED here
+        except LocalRunNotFound as exc:
+            raise RunNotFoundError(exc.message, run_id=run_id) from None
+
+    @staticmethod
+    def _info(rec: dict[str, Any]) -> ExecutionInfo:
+        return ExecutionInfo(
+            run_id=str(rec.get("run_id")), status=str(rec.get("status") or "UNKNOWN"),
+            start=_dt(rec.get("started_at")), stop=_dt(rec.get("stopped_at")), error=rec.get("error"),
+            cause=rec.get("cause"), request=rec.get("request"), output=rec.get("result"),
+        )
 
     def describe(self, run_id: str) -> ExecutionInfo:
-        rec = self._record(run_id)
-        status = rec.get("status", "RUNNING")
-        execution = getattr(self._runs.get(run_id), "_execution", None)
-        if execution is not None and status not in TERMINAL:
-            status = getattr(execution, "status", status)
-            if status in TERMINAL:  # the recording thread is about to write the record
-                execution.wait(5)
-                rec = self._record(run_id)
-        return ExecutionInfo(
-            run_id=run_id, status=status, start=_dt(rec.get("started_at")), stop=_dt(rec.get("stopped_at")),
-            error=rec.get("error"), cause=rec.get("cause"), request=rec.get("request"), output=rec.get("result"),
-        )
+        return self._info({**self._record(run_id), "run_id": run_id})
 
     def history(self, run_id: str) -> list[dict[str, Any]]:
         from foldstack.client.history import from_engine
 
-        run = self._runs.get(run_id)
-        execution = getattr(run, "_execution", None)
-        if execution is not None:
-            return from_engine(execution.history())
-        recorded = self._record(run_id).get("history") or []
-        return from_engine(e for e in recorded if isinstance(e, Mapping))
+        self._record(run_id)
+        return from_engine(e for e in self.runner.history(run_id) if not isinstance(e, Mapping) or e.get("type"))
 
     def stop(self, run_id: str, cause: str) -> None:
-        execution = getattr(self._runs.get(run_id), "_execution", None)
-        if execution is None:
-            rec = self._record(run_id)
-            if rec.get("status") in TERMINAL:
-                return
-            raise RunNotFoundError(f"local run {run_id!r} runs in another process (pid {rec.get('pid')}); "
-                                   "stop it there")
-        execution.stop(error="Cancelled", cause=cause)
+        from foldstack.local.errors import LocalRunNotFound
+
+        try:
+            self.runner.cancel(run_id, cause)  # wherever it is driven; it is cleaned up
+        except LocalRunNotFound as exc:
+            raise RunNotFoundError(exc.message, run_id=run_id) from None
 
     def list_runs(self, status: str | None, since: datetime | None) -> Iterator[ExecutionInfo]:
-        root = self.runner.paths.runs
         infos = []
-        for path in sorted(root.glob("*/run.json")):
-            info = self.describe(path.parent.name)
+        for rec in self.runner.list_runs():  # a corrupt record is listed as UNKNOWN
+            info = self._info(rec)
             if status and info.status != status:
                 continue
             if since and info.start and _aware(info.start) < _aware(since):
                 continue
             infos.append(info)
-        yield from sorted(infos, key=lambda i: i.start or datetime.min, reverse=True)
+        yield from sorted(infos, key=lambda i: _aware(i.start or datetime.min), reverse=True)
 
     def log_lines(self, run_id: str, job_id: str) -> list[str]:
         logs = self.runner.paths.run_dir(run_id) / "logs"

@@ -14,9 +14,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from foldstack.client.aws import AwsApi, RetryPolicy
+from foldstack.client.aws import AwsApi, RetryPolicy, check_configured, session_for
 from foldstack.client.backends import CloudBackend, LocalBackend, Prepared
 from foldstack.client.config import ClientConfig, discover
+from foldstack.client.errors import NotInstalledError
 from foldstack.client.ratelimit import RateLimiter
 from foldstack.client.run import Run, RunContext, RunSet, _CountBar
 from foldstack.core.errors import InputValidationError
@@ -92,6 +93,10 @@ class Client:
         self._sleep = sleep or time.sleep
         self.poll_interval = poll_interval
         if api is None:
+            # No region or no credentials: say so now (in milliseconds), not after
+            # botocore's retries end in a traceback.
+            session = session if session is not None else session_for(region)
+            check_configured(session)
             limiter = RateLimiter(rate_limit, clock=self._clock, sleep=self._sleep)
             api = AwsApi(session, region=region, limiter=limiter, retry=retry, sleep=self._sleep)
         self.config = config or discover(api, env, prefix=ssm_prefix)
@@ -112,7 +117,7 @@ class Client:
     ) -> Client:
         """Local mode: the same workflow on the local engine, the same Run API."""
         if runner is None:
-            from foldstack.localmode import LocalRunner
+            from foldstack.local.runner import LocalRunner
 
             runner = LocalRunner(Path(home) if home else None, wait_scale=wait_scale, job_env=job_env,
                                  limits=limits)
@@ -133,10 +138,38 @@ class Client:
         return isinstance(self._backend, LocalBackend)
 
     @property
-    def limits(self) -> FastaLimits:
-        if self.config is not None:
-            return self.config.fasta_limits
-        return getattr(self._backend.runner, "limits", FastaLimits())
+    def home(self) -> Path | None:
+        """Local mode: the state directory (FOLDSTACK_HOME) this client reads; else None."""
+        paths = getattr(getattr(self._backend, "runner", None), "paths", None)
+        return Path(paths.home) if paths is not None else None
+
+    def check_installed(self, engine: str) -> None:
+        """Local mode: raise `NotInstalledError` (exit 2 in the CLI) unless the engine's
+        weights, and for alphafold2 a sequence database, are under the home. Presence
+        only: a damaged file is the step's to report. Cloud: nothing to check here."""
+        from foldstack.core.errors import BadInputError
+        from foldstack.steps.weights_layout import alphafold2_param_files, require_esmfold
+
+        paths = getattr(getattr(self._backend, "runner", None), "paths", None)
+        if paths is None:
+            return
+        weights, db = Path(paths.weights), Path(paths.db)
+        how = (f"run `foldstack demo-data --home {paths.home}` or `make demo-data` for tiny demo weights and a "
+               f"demo database, or `foldstack weights fetch {engine} --dest {weights}` for the real weights")
+        if engine == "esmfold":
+            try:
+                require_esmfold(weights)
+            except BadInputError:
+                raise NotInstalledError(f"no esmfold weights in {weights / 'esmfold'}", code="weights_missing",
+                                        engine=engine, path=str(weights / "esmfold"), hint=how) from None
+            return
+        if not alphafold2_param_files(weights):
+            raise NotInstalledError(f"no alphafold2 weights (params_*.npz) in {weights / 'alphafold2'}",
+                                    code="weights_missing", engine=engine, path=str(weights / "alphafold2"),
+                                    hint=how)
+        if not any(db.glob("*/CURRENT")):
+            raise NotInstalledError(f"no sequence database for the MSA under {db}", code="databases_missing",
+                                    engine=engine, path=str(db), hint=how)
 
     # -- submission
     def request(self, inputs: InputLike | Iterable[InputLike], *, engine: str = "alphafold2",
@@ -151,10 +184,14 @@ class Client:
                reuse_msa: bool = True, owner: str | None = None, tags: dict[str, str] | None = None) -> Run:
         """Validate locally (the Lambda's own checks), upload local files, start the run.
 
-        Submitting the same request again returns the existing run (`run.existed`)."""
+        Submitting the same request again returns the existing run (`run.existed`). In
+        local mode the engine's weights (and databases) must be installed: once the
+        inputs passed every check, `NotInstalledError` says how to get them if not."""
         request = self.request(inputs, engine=engine, output=output, preset=preset, msa_tool=msa_tool,
                                reuse_msa=reuse_msa, owner=owner, tags=tags or None)
-        prepared = self._backend.prepare(request)
+        prepared = self._backend.prepare(request)  # every input check, before anything starts
+        if self.is_local:
+            self.check_installed(prepared.request.engine)
         return self._launch(prepared)
 
     def _launch(self, prepared: Prepared) -> Run:
@@ -193,6 +230,8 @@ class Client:
             )
             for chunk in chunks
         ]
+        if self.is_local:
+            self.check_installed(engine)
         bar = _CountBar("sequences submitted", len(records)) if progress else None
         try:
             def launch(item: tuple[Prepared, int]) -> Run:

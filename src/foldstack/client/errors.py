@@ -37,3 +37,10 @@ class RunNotCompleteError(FoldstackError):
     """Outputs were asked for before the run's manifest exists."""
 
     code = "run_not_complete"
+
+
+class NotInstalledError(FoldstackError):
+    """Local mode: the engine's model weights or sequence databases are not on this
+    machine (code `weights_missing` or `databases_missing`); nothing was started."""
+
+    code = "not_installed"

@@ -47,9 +47,52 @@ class StepState:
 
 
 @dataclass
+class StepSummary:
+    """One target-level step (msa, predict, ...) across the run's targets."""
+
+    step: str
+    done: int = 0
+    running: int = 0
+    failed: int = 0  # FAILED, TIMED_OUT or ABORTED
+    started: datetime | None = None  # the first target's start
+    stopped: datetime | None = None  # the last target's end; None while any target runs
+
+
+@dataclass
 class Progress:
     steps: list[StepState] = field(default_factory=list)
     current_state: str | None = None  # last top-level state entered
+    n_targets: int | None = None  # from Validate Input's result, once it has run
+
+    def summary(self) -> list[StepSummary]:
+        """Per target-level step, in the order the run reached them: how many targets
+        are done, running and failed there (each target counted once per step, by its
+        latest attempt: a Predict retried on a larger size class counts once)."""
+        latest: dict[tuple[str, str], StepState] = {}
+        records: dict[str, list[StepState]] = {}
+        for s in self.steps:
+            if s.target is None:
+                continue
+            latest[(s.step, s.target)] = s
+            records.setdefault(s.step, []).append(s)
+        out = []
+        for step, states in records.items():
+            row = StepSummary(step)
+            for (name, _target), s in latest.items():
+                if name != step:
+                    continue
+                if s.status == "SUCCEEDED":
+                    row.done += 1
+                elif s.status == "RUNNING":
+                    row.running += 1
+                else:
+                    row.failed += 1
+            starts = [s.started for s in states if s.started is not None]
+            stops = [s.stopped for s in states if s.stopped is not None]
+            row.started = min(starts) if starts else None
+            row.stopped = max(stops) if stops and not row.running else None
+            out.append(row)
+        return out
 
     def for_target(self, target: str) -> list[StepState]:
         return [s for s in self.steps if s.target == target]
@@ -134,6 +177,18 @@ def _job_id(text: Any) -> str | None:
     return None
 
 
+def _timestamp(value: Any) -> datetime | None:
+    """A datetime (AWS, the live local engine) or ISO text (a recorded local run)."""
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    return None
+
+
 def _step_of(state: str) -> tuple[str, str | None]:
     family, _, rest = state.removeprefix("Bulk").partition("_")
     return family.lower(), (rest or None)
@@ -202,7 +257,7 @@ def parse(events: Iterable[Mapping[str, Any]]) -> Progress:
     for ev in ordered:
         eid, etype = int(ev.get("id") or 0), str(ev.get("type", ""))
         d = details_of(ev)
-        ts = ev.get("timestamp") if isinstance(ev.get("timestamp"), datetime) else None
+        ts = _timestamp(ev.get("timestamp"))
         key = _iteration_key(ev, etype, d, iteration, open_maps)
         iteration[eid] = key
         if key and ev.get("_target") and key not in members:
@@ -228,7 +283,10 @@ def parse(events: Iterable[Mapping[str, Any]]) -> Progress:
             if name == "ValidateInput":
                 out = _json(d.get("output"))
                 if isinstance(out, Mapping):
-                    validated = list((out.get("validated") or {}).get("targets") or [])
+                    result = out.get("validated") or {}
+                    validated = list(result.get("targets") or [])
+                    if isinstance(result.get("n_targets"), int):
+                        progress.n_targets = result["n_targets"]
             for st in opened:
                 if st.status == "RUNNING":
                     st.status, st.stopped = "SUCCEEDED", ts

@@ -114,6 +114,23 @@ class BadInputError(StepError):
     exit_code = EXIT_BAD_INPUT
 
 
+class DamagedFileError(BadInputError):
+    """A file the step needs is there but cannot be used (truncated, garbled, not the format
+    it should be). Exit 2: another attempt of the step would read the same bytes; the
+    message (one line, led by `code`) names the file and what rebuilds it."""
+
+    code = "damaged_file"
+
+    def __init__(self, message: str, *, path: object, code: str | None = None) -> None:  # path: str | Path
+        super().__init__(message)
+        self.path = str(path)
+        if code is not None:
+            self.code = code
+
+    def __str__(self) -> str:
+        return f"[{self.code}] {super().__str__()}"
+
+
 class OutOfMemoryError(StepError):
     """The target does not fit this machine; the workflow retries a larger size class."""
 

@@ -6,8 +6,43 @@ Accepted and normalised (identically in the client, the Lambda and local mode):
   * spaces and tabs inside sequence lines (removed);
   * lowercase residues (upper-cased);
   * one terminal `*` per chain (removed);
-  * multimer complexes as one record whose chains are joined by `:`.
+  * multimer complexes as one record whose chains are joined by `:`;
+  * UniProt and NCBI style headers (see "Ids from database headers" below).
 Everything else is rejected with a stable `code`, the source, the line and the record.
+
+Ids from database headers
+-------------------------
+A record's id is the header's first word (up to the first space). Ids are 1-64
+characters of letters, digits, `.`, `_` and `-`, starting with a letter or digit, because
+they name folders and files. Headers pasted from UniProt or NCBI carry `|`-separated
+fields instead; when the first field is one of these database tags (any case) the id is
+taken from the accession:
+
+  * `sp|P19841|LUXC_PHOPO Acyl-CoA reductase`  -> `P19841`    (UniProtKB/Swiss-Prot)
+  * `tr|A0A023GPI8|A0A023GPI8_CANAL ...`        -> `A0A023GPI8` (UniProtKB/TrEMBL)
+  * `sp|P19841-2|LUXC_PHOPO` (an isoform)       -> `P19841-2`
+  * `ref|NP_000509.1|`, and likewise `gb`, `emb`, `dbj`, `pir`, `prf`, `tpg`, `tpe`,
+    `tpd`, `lcl`                                -> the second field, `NP_000509.1`
+  * `gi|4504349|ref|NP_000509.1|`               -> `NP_000509.1` (the accession after the
+    gi number; `gi|4504349` alone -> `4504349`)
+  * `gnl|db|ident`                              -> `ident` (the third field)
+  * `pdb|1ABC|A`                                -> `1ABC_A` (entry and chain)
+
+The accession is then made safe: every character outside the id alphabet becomes `_`,
+leading characters that are not a letter or digit are dropped, and it is cut at 64
+characters. The whole original header is kept as the record's description. Any other
+first word containing `|` (`a|b`, `xx|P1|...`) is rejected as `unsafe_id`. Two records
+whose ids (derived or not) are equal ignoring case are rejected as `duplicate_id`, naming
+both headers.
+
+Nucleotide sequences
+--------------------
+A chain of at least 20 residues of which at least 90 % are `A`, `C`, `G`, `T`, `U` or `N`,
+using at least three different bases, is rejected as `nucleotide_sequence`: it is almost
+certainly DNA or RNA, and folding it as a protein (alanine, cysteine, glycine,
+threonine...) gives a meaningless structure while still costing GPU time. Translate it
+first. Homopolymers and two-letter repeats (`AAAA...`, `ACAC...`) are ambiguous (poly-Ala
+is a protein) and are not rejected by this rule.
 """
 
 from __future__ import annotations
@@ -26,6 +61,13 @@ ALPHABET = AMINO_ACIDS | {"X"}
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 # Names that would collide with files foldstack writes next to the per-target folders.
 RESERVED_IDS = frozenset({"manifest.json", "input", "msa", "predict"})
+# UniProt/NCBI FASTA header tags whose second field is the accession (see the docstring).
+ACCESSION_TAGS = frozenset({"sp", "tr", "ref", "gb", "emb", "dbj", "pir", "prf", "tpg", "tpe", "tpd", "lcl"})
+_UNSAFE_ID_CHAR = re.compile(r"[^A-Za-z0-9_.-]")
+NUCLEOTIDES = frozenset("ACGTUN")
+NUCLEOTIDE_MIN_RESIDUES = 20
+NUCLEOTIDE_FRACTION = 0.9
+NUCLEOTIDE_MIN_BASES = 3  # distinct A/C/G/T/U: fewer is a homopolymer or a repeat, ambiguous
 GZIP_MAGIC = b"\x1f\x8b"
 _ALLOWED_CONTROL = {"\t", "\n", "\r"}
 _EXPLAIN_RESIDUE = {
@@ -89,7 +131,8 @@ def validate_id(record_id: str, *, source: str, line: int) -> str:
         raise InputValidationError(
             f"id {record_id!r} is not allowed", code="unsafe_id", source=source, line=line,
             hint="ids are 1-64 characters of letters, digits, '.', '_' and '-', starting with a "
-            "letter or digit; e.g. rename 'sp|P69905|HBA_HUMAN' to 'P69905'",
+            "letter or digit; UniProt/NCBI headers such as 'sp|P69905|HBA_HUMAN' are read as their "
+            "accession ('P69905')",
         )
     if record_id.lower() in RESERVED_IDS:
         raise InputValidationError(
@@ -97,6 +140,61 @@ def validate_id(record_id: str, *, source: str, line: int) -> str:
             hint="choose another id",
         )
     return record_id
+
+
+def accession_id(word: str) -> str | None:
+    """The id a UniProt/NCBI-style header word (`sp|P19841|LUXC_PHOPO`) maps to, by the
+    rule in the module docstring; None when `word` is not such a header (no `|`, or an
+    unknown first field). The result may still be empty or reserved: `validate_id` says so."""
+    fields = word.split("|")
+    if len(fields) < 2:
+        return None
+    tag = fields[0].lower()
+    if tag == "gi":
+        if len(fields) >= 4 and fields[2].lower() in ACCESSION_TAGS | {"pdb", "gnl"}:
+            return accession_id("|".join(fields[2:]))
+        accession = fields[1]
+    elif tag in ACCESSION_TAGS:
+        accession = fields[1]
+    elif tag == "gnl":
+        accession = fields[2] if len(fields) >= 3 else ""
+    elif tag == "pdb":
+        accession = "_".join(f for f in fields[1:3] if f)
+    else:
+        return None
+    safe = _UNSAFE_ID_CHAR.sub("_", accession)
+    while safe and not safe[0].isalnum():
+        safe = safe[1:]
+    return safe[:64]
+
+
+def header_id(word: str, *, source: str, line: int) -> str:
+    """The record id of a header's first word: the word itself, or the accession of a
+    UniProt/NCBI-style header; validated either way."""
+    derived = accession_id(word)
+    if derived is None:
+        return validate_id(word, source=source, line=line)
+    if not derived:
+        raise InputValidationError(
+            f"header {word!r} has no usable accession", code="unsafe_id", source=source, line=line,
+            hint="write an id right after '>', e.g. '>P69905 Hemoglobin alpha'",
+        )
+    return validate_id(derived, source=source, line=line)
+
+
+def _nucleotide_check(chain: str, index: int, *, record_id: str, source: str, line: int) -> None:
+    residues = [c for c in chain if c.isalpha()]
+    if len(residues) < NUCLEOTIDE_MIN_RESIDUES:
+        return
+    bases = sum(c in NUCLEOTIDES for c in residues)
+    if bases < NUCLEOTIDE_FRACTION * len(residues) or len(set(residues) & set("ACGTU")) < NUCLEOTIDE_MIN_BASES:
+        return
+    raise InputValidationError(
+        f"chain {index} looks like a nucleotide sequence ({100 * bases // len(residues)}% of its "
+        f"{len(residues)} residues are A/C/G/T/U/N)", code="nucleotide_sequence", source=source,
+        record=record_id, line=line,
+        hint="translate it first; foldstack folds proteins, and DNA folded as protein is meaningless",
+    )
 
 
 def normalise_chains(
@@ -117,6 +215,7 @@ def normalise_chains(
                 f"chain {index} is empty", code="empty_chain", source=source, record=record_id,
                 line=line, hint="separate complex chains with a single ':' and no trailing ':'",
             )
+        _nucleotide_check(chain, index, record_id=record_id, source=source, line=line)
         bad = next((c for c in chain if c not in ALPHABET), None)
         if bad is not None:
             position = chain.index(bad) + 1
@@ -199,7 +298,7 @@ def parse_fasta(
         data = data.encode("utf-8")
     text = _decode(data, source, limits)
     records: list[FastaRecord] = []
-    seen: dict[str, int] = {}
+    seen: dict[str, tuple[int, str]] = {}  # lower-case id -> (line, header word)
     header: tuple[str, str, int] | None = None
     parts: list[str] = []
 
@@ -222,15 +321,21 @@ def parse_fasta(
                     f"more than {limits.max_records} records", code="too_many_records", source=source,
                     line=lineno, hint="split the input; use submit_many for large campaigns",
                 )
-            rid, _, desc = stripped[1:].strip().partition(" ")
-            rid = validate_id(rid, source=source, line=lineno)
+            word, _, desc = stripped[1:].strip().partition(" ")
+            rid = header_id(word, source=source, line=lineno)
+            if rid != word:  # derived from a database header: keep the header as description
+                desc = f"{word} {desc.strip()}"
             key = rid.lower()
             if key in seen:
+                first_line, first_word = seen[key]
+                shown = f"{rid!r}" + ("" if word == rid else f" (from {word!r})")
+                first = "" if first_word.lower() == key else f" ({first_word!r})"
                 raise InputValidationError(
-                    f"id {rid!r} repeats the record at line {seen[key]}", code="duplicate_id",
-                    source=source, record=rid, line=lineno, hint="ids must be unique (case-insensitive)",
+                    f"id {shown} repeats the record at line {first_line}{first}", code="duplicate_id",
+                    source=source, record=rid, line=lineno,
+                    hint="ids must be unique (case-insensitive); UniProt/NCBI headers use their accession",
                 )
-            seen[key] = lineno
+            seen[key] = (lineno, word)
             header, parts = (rid, desc.strip(), lineno), []
         elif header is None:
             raise InputValidationError(

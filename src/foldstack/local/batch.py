@@ -8,7 +8,10 @@ from ``batch:submitJob.sync``.
 
 Every attempt gets ``AWS_BATCH_JOB_ID`` and ``AWS_BATCH_JOB_ATTEMPT`` in its
 environment (as on Batch), so steps can use attempt-scoped temp dirs. Output goes to
-``<log_dir>/<job name>-<job id>-<attempt>.log``, named in ``LogStreamName``.
+``<log_dir>/<job name>-<job id>-<attempt>.log``, named in ``LogStreamName``. Each attempt
+runs in its own session; with ``groups`` (:class:`foldstack.local.driver.JobGroups`) its
+process group is recorded while it runs, and what the leader leaves behind is killed
+when it exits (as a container's processes end with it).
 """
 
 from __future__ import annotations
@@ -142,6 +145,7 @@ class LocalJob:
     injector: Any = None
     first_fault: str | None = None
     on_change: Callable[[LocalJob], None] | None = None
+    groups: Any = None  # driver.JobGroups: where each attempt's process group is recorded
     created_at: int = field(default_factory=_now_ms)
     status: str = "SUBMITTED"
     status_reason: str | None = None
@@ -318,6 +322,8 @@ class LocalJob:
                     attempt.stopped_at = _now_ms()
                     return attempt
                 self._proc = proc
+                if self.groups is not None:
+                    self.groups.add(proc.pid, self.info.job_name)
             self._set("RUNNING")
             deadline = time.monotonic() + self.timeout_seconds if self.timeout_seconds else None
             while True:
@@ -329,6 +335,8 @@ class LocalJob:
                         _kill(proc)
                         attempt.timed_out = True
                         break
+            if self.groups is not None:
+                self.groups.ended(proc.pid)
         with self._lock:
             self._proc = None
         attempt.stopped_at = _now_ms()
@@ -382,8 +390,10 @@ class LocalBatch:
         job_env: Mapping[str, str] | None = None,
         injector: Any = None,
         on_change: Callable[[LocalJob], None] | None = None,
+        groups: Any = None,
     ):
         self.jobs = jobs
+        self.groups = groups
         self.log_dir = Path(log_dir)
         self.job_env = dict(job_env or {})
         self.injector = injector
@@ -460,6 +470,7 @@ class LocalBatch:
             injector=self.injector,
             first_fault=first_fault,
             on_change=self.on_change,
+            groups=self.groups,
         )
         with self._lock:
             self._jobs[job.job_id] = job

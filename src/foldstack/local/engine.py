@@ -239,6 +239,10 @@ class LocalEngine:
             (``<s3_root>/<bucket>/<key>``); an absolute-path Bucket is used as is.
         on_event: called with each new HistoryEvent (from engine threads).
         state_machine_name: name used in ARNs and ``$$.StateMachine.Name``.
+        job_groups: records each Batch job attempt's process group
+            (:class:`foldstack.local.driver.JobGroups`), so a dead driver's jobs can be found.
+        task_log: the Lambda tasks' log lines (logger ``foldstack.task``) go to this file
+            instead of the terminal.
     """
 
     def __init__(
@@ -257,10 +261,13 @@ class LocalEngine:
         s3_root: Path | str | None = None,
         on_event: Callable[[HistoryEvent], None] | None = None,
         state_machine_name: str | None = None,
+        job_groups: Any = None,
+        task_log: Path | str | None = None,
     ):
         self.jobs = JobsFile.load(jobs_yaml) if jobs_yaml is not None else None
         self.lambdas = LambdaRunner(
-            Path(lambdas_dir) if lambdas_dir else None, lambda_env=lambda_env, injector=injector
+            Path(lambdas_dir) if lambdas_dir else None, lambda_env=lambda_env, injector=injector,
+            task_log=Path(task_log) if task_log else None,
         )
         self.log_dir = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix="foldstack-local-"))
         self.wait_scale = float(wait_scale)
@@ -268,7 +275,8 @@ class LocalEngine:
         self.injector = injector
         self.s3_root = Path(s3_root) if s3_root else None
         self.on_event = on_event
-        self.batch = LocalBatch(self.jobs, log_dir=self.log_dir, job_env=job_env, injector=injector)
+        self.batch = LocalBatch(self.jobs, log_dir=self.log_dir, job_env=job_env, injector=injector,
+                                groups=job_groups)
         if find_placeholders(definition):
             values = local_values(self.jobs, lambdas=self.lambdas.names(), extra=placeholders)
             definition = substitute(definition, values)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from foldstack.core.errors import FoldstackError
+
 
 class LocalEngineError(Exception):
     """Base class for errors raised by the local engine itself."""
@@ -82,3 +84,31 @@ class BatchJobFailed(Exception):
     def __init__(self, description: dict[str, Any]):
         self.description = description
         super().__init__(description.get("StatusReason", "job failed"))
+
+
+# --------------------------------------------------------------------------- local runs
+
+
+class LocalRunNotFound(FoldstackError):
+    """No run record with this id under the local home."""
+
+    code = "run_not_found"
+
+
+class CorruptRecord(FoldstackError):
+    """A run record that is not a JSON object with a status (reported for that run only)."""
+
+    code = "corrupt_record"
+
+
+class HomeNotWritable(FoldstackError):
+    """The run record could not be written under FOLDSTACK_HOME (e.g. the disk is full);
+    nothing was started."""
+
+    code = "home_not_writable"
+
+
+class DriverError(FoldstackError):
+    """The detached driver process could not be started."""
+
+    code = "driver_failed"

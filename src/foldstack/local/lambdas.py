@@ -7,6 +7,9 @@
   the handler's directory on ``sys.path`` during import (as Lambda's ``/var/task``).
 * ``lambda_env`` is applied to ``os.environ`` while the handler is imported and while it
   runs, under one process-wide lock (so Lambda calls are serialised in a process).
+* With ``task_log``, the handlers' structured log lines (logger ``foldstack.task``, see
+  :mod:`foldstack.tasks.runtime`) go to that file while they run, not to the terminal;
+  the logger is restored afterwards (:func:`task_log_to`).
 * An exception becomes what real Lambda returns: errorType = the class name, and the
   Cause JSON ``{"errorMessage", "errorType", "stackTrace"}``. A result that is not JSON
   serialisable fails with ``Runtime.MarshalError``, as on Lambda.
@@ -18,6 +21,7 @@ import contextlib
 import hashlib
 import importlib.util
 import json
+import logging
 import os
 import sys
 import threading
@@ -79,6 +83,34 @@ def applied_environ(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ[k] = old
 
 
+@contextlib.contextmanager
+def task_log_to(path: Path | None) -> Iterator[None]:
+    """Send the ``foldstack.task`` logger's lines to `path` (appended) while inside;
+    restore its handlers, level and propagation afterwards. Callers hold ENVIRON_LOCK
+    (the logger is process-wide, like os.environ). ``None``: leave the logger alone."""
+    if path is None:
+        yield
+        return
+    log = logging.getLogger("foldstack.task")
+    saved = (list(log.handlers), log.level, log.propagate)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler: logging.Handler = logging.FileHandler(path, encoding="utf-8")
+    except OSError:  # a full or read-only disk: drop the lines rather than fail the task
+        handler = logging.NullHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log.handlers = [handler]
+    log.propagate = False
+    if log.level == logging.NOTSET:
+        log.setLevel(os.environ.get("FOLDSTACK_LOG_LEVEL", "INFO"))
+    try:
+        yield
+    finally:
+        log.handlers, _, log.propagate = saved
+        log.setLevel(saved[1])
+        handler.close()
+
+
 @dataclass
 class LambdaContext:
     """The subset of the Lambda context object handlers use."""
@@ -115,8 +147,10 @@ class LambdaRunner:
         *,
         lambda_env: Mapping[str, str] | None = None,
         injector: Any = None,
+        task_log: Path | None = None,
     ):
         self.lambdas_dir = Path(lambdas_dir) if lambdas_dir else find_lambdas_dir()
+        self.task_log = task_log
         self.lambda_env = {str(k): str(v) for k, v in (lambda_env or {}).items()}
         self.injector = injector
         self._modules: dict[str, ModuleType] = {}
@@ -189,7 +223,7 @@ class LambdaRunner:
             raise LambdaInvocationError("Runtime.ImportModuleError", payload) from exc
         context = LambdaContext(function_name=f"{NAME_PREFIX}-{name}", invoked_function_arn=lambda_arn(name))
         event_copy = json.loads(json.dumps(event))
-        with ENVIRON_LOCK, applied_environ(self._env_for(name)):
+        with ENVIRON_LOCK, applied_environ(self._env_for(name)), task_log_to(self.task_log):
             try:
                 result = handler(event_copy, context)
             except Exception as exc:

@@ -1,9 +1,14 @@
 """AlphaFold2 inference from a features file (model code from `alphafold-colabfold`).
 
-Reads only ``features.npz`` (``allow_pickle=False``) and parameter files from
-``W/alphafold2/``; no database. Runs every model of the preset whose parameters are
-present (``FOLDSTACK_AF2_MODELS=model_1_ptm,model_3_ptm`` narrows it), ranks them by
-AlphaFold's ranking confidence and returns them best first.
+Reads only ``features.npz`` (``allow_pickle=False``, checked by
+:func:`foldstack.core.npz.check_features`, as the MSA cache lookup checks it) and parameter
+files from ``W/alphafold2/``; no database. A features file that cannot be used raises
+:class:`~foldstack.core.errors.DamagedFileError` (code ``features_damaged``); parameter or
+config-override files that cannot be loaded raise
+:class:`~foldstack.steps.weights_layout.WeightsDamagedError`: both exit 2, naming the file.
+Runs every model of the preset whose parameters are present
+(``FOLDSTACK_AF2_MODELS=model_1_ptm,model_3_ptm`` narrows it), ranks them by AlphaFold's
+ranking confidence and returns them best first.
 
 The JAX compilation cache is persistent: ``FOLDSTACK_JAX_CACHE_DIR`` if set, else
 ``$FOLDSTACK_HOME/cache/jax`` if ``FOLDSTACK_HOME`` is set, else
@@ -23,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from foldstack.core.errors import BadInputError
+from foldstack.core.errors import BadInputError, DamagedFileError
 from foldstack.steps.outputs import Prediction
-from foldstack.steps.weights_layout import AF2_OVERRIDES, engine_dir, require_alphafold2
+from foldstack.steps.weights_layout import AF2_OVERRIDES, engine_dir, require_alphafold2, weights_damaged
 
 MONOMER_MODELS = ("model_1_ptm", "model_2_ptm", "model_3_ptm", "model_4_ptm", "model_5_ptm",
                   "model_1", "model_2", "model_3", "model_4", "model_5")
@@ -54,8 +59,9 @@ def enable_jax_cache() -> Path:
     return path
 
 
-def model_config(model_name: str, overrides: dict[str, Any] | None = None):
-    """AlphaFold's config for `model_name` with flattened overrides applied."""
+def model_config(model_name: str, overrides: dict[str, Any] | None = None, *, source: Path | None = None):
+    """AlphaFold's config for `model_name` with flattened overrides applied (`source`: the
+    overrides file, named when a value does not fit the config)."""
     from alphafold.model import config
 
     try:
@@ -63,7 +69,12 @@ def model_config(model_name: str, overrides: dict[str, Any] | None = None):
     except ValueError as exc:
         raise BadInputError(f"unknown AlphaFold model {model_name!r}") from exc
     if overrides:
-        cfg.update_from_flattened_dict(dict(overrides))
+        try:
+            cfg.update_from_flattened_dict(dict(overrides))
+        except (TypeError, ValueError) as exc:  # ml_collections: a value of the wrong type
+            if source is None:
+                raise
+            raise weights_damaged("alphafold2", source, exc) from exc
     return cfg
 
 
@@ -92,23 +103,50 @@ def dummy_features(multimer: bool = False, length: int = 16) -> dict[str, np.nda
     return pipeline_multimer.pad_msa(example, 512)
 
 
-def model_overrides(weights: Path, model_name: str) -> dict[str, Any]:
-    """Config overrides for one model: ``config_overrides.<model_name>.json`` if present,
-    else the shared ``config_overrides.json``, else none. (Monomer and multimer configs
-    have different keys, so a weights dir holding both needs per-model files.)"""
+def model_overrides_path(weights: Path, model_name: str) -> Path | None:
+    """``config_overrides.<model_name>.json`` if present, else the shared
+    ``config_overrides.json``, else None."""
     base = engine_dir(weights, "alphafold2")
     for path in (base / AF2_OVERRIDES.replace(".json", f".{model_name}.json"), base / AF2_OVERRIDES):
         if path.is_file():
-            return json.loads(path.read_text())
-    return {}
+            return path
+    return None
+
+
+def model_overrides(weights: Path, model_name: str) -> dict[str, Any]:
+    """Config overrides for one model (:func:`model_overrides_path`; none: {}). (Monomer and
+    multimer configs have different keys, so a weights dir holding both needs per-model
+    files.) A file that is not a JSON object raises WeightsDamagedError naming it."""
+    path = model_overrides_path(weights, model_name)
+    if path is None:
+        return {}
+    try:
+        overrides = json.loads(path.read_bytes())
+    except (OSError, ValueError) as exc:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise weights_damaged("alphafold2", path, exc) from exc
+    if not isinstance(overrides, dict):
+        raise weights_damaged("alphafold2", path, f"is a JSON {type(overrides).__name__}, not an object")
+    return overrides
 
 
 def _load_params(path: Path):
+    """AlphaFold's parameters from a ``params_*.npz`` (never unpickled). Raises ValueError
+    (:class:`~foldstack.core.npz.NpzError` for a file that is not an intact npz)."""
     from alphafold.model import utils
 
-    with np.load(path, allow_pickle=False) as data:
-        flat = {k: data[k] for k in data.files}
-    return utils.flat_params_to_haiku(flat, fuse=True)
+    from foldstack.core.npz import load_npz
+
+    return utils.flat_params_to_haiku(load_npz(path), fuse=True)
+
+
+def load_params(path: Path):
+    """The loading boundary for a parameter file: :func:`_load_params` (memoised while a
+    batch runs), with a file that does not load (truncated, not an npz, not AlphaFold's
+    ``<scope>//<name>`` layout) reported as WeightsDamagedError naming it."""
+    try:
+        return _load_params(path)
+    except ValueError as exc:  # NpzError, or flat_params_to_haiku on keys it cannot split
+        raise weights_damaged("alphafold2", path, exc) from exc
 
 
 def _selected_models(preset: str) -> tuple[str, ...]:
@@ -127,15 +165,19 @@ def predict_alphafold2(features_path: Path, weights: Path, preset: str, *, seed:
                        log: Callable[[str], None] = print, timings: dict[str, float] | None = None,
                        ) -> list[Prediction]:
     """Run the preset's models on the features file; predictions best first."""
-    from foldstack.steps.features import load_features
+    from foldstack.core.npz import FeaturesFileError, check_features
 
     timings = timings if timings is not None else {}
     if not features_path.is_file():
         raise BadInputError(f"features file not found: {features_path} (the msa step writes it)")
     try:
-        raw = load_features(features_path)
-    except ValueError as exc:
-        raise BadInputError(f"{features_path} is not a valid features file: {exc}") from exc
+        raw = check_features(features_path)
+    except FeaturesFileError as exc:
+        raise DamagedFileError(
+            f"{features_path} cannot be used: {exc}. It is the msa step's output (or its copy from the MSA "
+            "cache), so running predict again reads the same file: submit the target again (the MSA cache "
+            "lookup verifies its entry and recomputes a damaged one), or with reuse_msa=false to recompute "
+            "the MSA regardless", path=features_path, code="features_damaged") from exc
     multimer_features = "asym_id" in raw
     if preset == "multimer" and not multimer_features:
         raise BadInputError("preset 'multimer' needs multimer features (a target of >= 2 chains joined by ':')")
@@ -155,9 +197,10 @@ def predict_alphafold2(features_path: Path, weights: Path, preset: str, *, seed:
 
     predictions = []
     for model_name, path in param_files.items():
-        cfg = model_config(model_name, model_overrides(weights, model_name))
+        cfg = model_config(model_name, model_overrides(weights, model_name),
+                           source=model_overrides_path(weights, model_name))
         t = time.perf_counter()
-        params = _load_params(path)
+        params = load_params(path)
         runner = af_model.RunModel(cfg, params)
         processed = runner.process_features(dict(raw), random_seed=seed)
         timings[f"{model_name}_load"] = round(time.perf_counter() - t, 3)

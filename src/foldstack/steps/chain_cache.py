@@ -14,11 +14,13 @@ search results are kept as well, under
 (:func:`~foldstack.tasks.msa_cache.db_version_label`), so a database refresh invalidates
 both levels at once. The cache is used only when every database the step searches has the
 label's version. An entry is a miss (searched again, and overwritten) when a file does not
-match ``chain.json`` or does not parse, or when it was made with another template date
-cut-off or other search/featurizer versions. A search whose template featurisation
-reported errors is not stored. Every chain is searched under one fixed query name, so two
-jobs storing the same chain at once write the same alignments. Jobs that run at the same
-time do not wait for each other: both search a new chain they share.
+match ``chain.json``, is cut short (a gzip member without its end, an alignment row shorter
+than the chain, a ``templates.npz`` that does not load) or does not parse, or when it was
+made with another template date cut-off or other search/featurizer versions. A search
+whose template featurisation reported errors is not stored. Every chain is searched under
+one fixed query name, so two jobs storing the same chain at once write the same alignments.
+Jobs that run at the same time do not wait for each other: both search a new chain they
+share.
 
 Reads and writes go through :mod:`foldstack.storage`: a local directory, or
 ``s3://<database bucket>/cache`` in the cloud, where the msa job role may read and write
@@ -105,10 +107,13 @@ class ChainSearch:
 
 
 def _gunzip(data: bytes, limit: int) -> bytes:
+    """Decompress one gzip member; a truncated one raises (zlib alone returns what it got)."""
     inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
     out = inflater.decompress(data, limit + 1)
     if len(out) > limit or inflater.unconsumed_tail:
         raise ValueError(f"alignment larger than {limit} bytes once decompressed")
+    if not inflater.eof:
+        raise ValueError("truncated gzip stream")
     return out
 
 
@@ -186,15 +191,28 @@ class ChainCache:
             if sha256_bytes(data) != digest:
                 return None, f"damaged: {name} does not match {MARKER}"
             blobs[name] = data
-        alignments = [Alignment(name, fmt, _gunzip(blobs[f"{name}.{fmt}.gz"], _MAX_ALIGNMENT_BYTES).decode("utf-8"))
-                      for name, fmt in wanted]
-        templates = features_from_bytes(blobs[TEMPLATES]) if TEMPLATES in blobs else None
+        alignments = []
+        for name, fmt in wanted:
+            filename = f"{name}.{fmt}.gz"
+            try:
+                text = _gunzip(blobs[filename], _MAX_ALIGNMENT_BYTES).decode("utf-8")
+            except (ValueError, zlib.error) as exc:  # truncated or garbled (UnicodeDecodeError is a ValueError)
+                return None, f"damaged: {filename} does not decompress ({type(exc).__name__}: {exc})"
+            alignments.append(Alignment(name, fmt, text))
+        templates = None
+        if TEMPLATES in blobs:
+            try:
+                templates = features_from_bytes(blobs[TEMPLATES])
+            except ValueError as exc:  # NpzError: not an intact npz, or pickled data
+                return None, f"damaged: {TEMPLATES} {exc}"
         if templates is not None and np.shape(templates.get("template_aatype"))[1:2] != (len(chain),):
             return None, "its templates do not fit the chain"
         origin = {"source_run": marker.get("source_run"), "created_at": marker.get("created_at")}
         search = ChainSearch.build(alignments, templates, marker.get("template_info"), origin)
         if any(not msa.sequences or msa.sequences[0] != chain for msa in search.msas):
             return None, "an alignment does not start with the chain"
+        if any(len(row) != len(chain) for msa in search.msas for row in msa.sequences):
+            return None, "an alignment row does not fit the chain (a cut-off alignment)"
         return search, ""
 
     # -- write ----------------------------------------------------------------------------

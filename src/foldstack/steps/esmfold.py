@@ -5,10 +5,15 @@ and only from safetensors (``use_safetensors=True``): no pickle is ever loaded.
 Complexes (chains joined by ':') use ESMFold's own recipe: chains joined by a 25-residue
 poly-Gly linker, residue index jumps of 512 between chains, linker removed from the output.
 pLDDT is converted from ESMFold's 0–1 scale to AlphaFold's 0–100.
+
+Weights that are there but do not load (a truncated or garbled ``*.safetensors``, a
+corrupt ``config.json``) raise :class:`~foldstack.steps.weights_layout.WeightsDamagedError`
+naming the file (exit 2), never the loader's own exception.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable
@@ -17,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from foldstack.steps.outputs import Prediction
-from foldstack.steps.weights_layout import require_esmfold
+from foldstack.steps.weights_layout import require_esmfold, weights_damaged
 
 CHAIN_LINKER = "G" * 25
 RESIDUE_INDEX_OFFSET = 512
@@ -42,16 +47,48 @@ def encode_chains(chains: tuple[str, ...] | list[str]) -> tuple[str, np.ndarray,
     return seq, position, chain_index, keep
 
 
+def _check_config(path: Path) -> None:
+    """``config.json`` must be a JSON object (transformers would raise OSError for bad JSON
+    and TypeError for any other JSON value)."""
+    config = Path(path) / "config.json"
+    try:
+        data = json.loads(config.read_bytes())
+    except (OSError, ValueError) as exc:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise weights_damaged("esmfold", config, exc) from exc
+    if not isinstance(data, dict):
+        raise weights_damaged("esmfold", config, f"is a JSON {type(data).__name__}, not an object")
+
+
+def _damaged_model_file(path: Path) -> Path:
+    """The first ``*.safetensors`` whose header does not load (safetensors checks that the
+    header's tensors cover the file exactly, so this finds a truncated file), else the
+    directory itself."""
+    from safetensors import SafetensorError, safe_open
+
+    for file in sorted(Path(path).glob("*.safetensors")):
+        try:
+            with safe_open(str(file), "np"):
+                pass
+        except (SafetensorError, OSError):
+            return file
+    return Path(path)
+
+
 def load_model(path: Path):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     import torch
+    from safetensors import SafetensorError
     from transformers import EsmForProteinFolding
 
-    # a local directory, never the hub (local_files_only): no revision to pin
-    model = EsmForProteinFolding.from_pretrained(  # nosec B615
-        str(path), local_files_only=True, use_safetensors=True
-    )
+    _check_config(path)
+    try:
+        # a local directory, never the hub (local_files_only): no revision to pin
+        model = EsmForProteinFolding.from_pretrained(  # nosec B615
+            str(path), local_files_only=True, use_safetensors=True
+        )
+    except (SafetensorError, OSError, ValueError, EOFError) as exc:  # what loading a damaged file raises
+        raise weights_damaged("esmfold", _damaged_model_file(path), exc) from exc
     model = model.eval()
     if torch.cuda.is_available():
         model = model.cuda()

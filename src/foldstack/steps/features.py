@@ -5,6 +5,11 @@ builds it, except that object arrays of bytes (``domain_name``, ``sequence``,
 ``msa_species_identifiers``, ``template_domain_names``, ``template_sequence``) are
 stored as fixed-width bytes (``dtype="S"``), so the file always loads with
 ``np.load(path, allow_pickle=False)``. Nothing is ever unpickled.
+
+Whether a features file is usable (it loads, AlphaFold's required features are there, their
+shapes fit the sequence) is decided by one function, :func:`foldstack.core.npz.check_features`:
+the MSA cache lookup (a Lambda, which carries ``core`` but not the steps) and the predict
+step both call it.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+
+from foldstack.core.npz import load_npz
 
 FEATURES_NPZ = "features.npz"
 
@@ -93,9 +100,9 @@ def features_to_bytes(features: Mapping[str, np.ndarray]) -> bytes:
 
 
 def features_from_bytes(data: bytes) -> dict[str, np.ndarray]:
-    """Load ``.npz`` bytes; never unpickles (object arrays raise ValueError)."""
-    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-        return {key: npz[key] for key in npz.files}
+    """Load ``.npz`` bytes; never unpickles (object arrays, and anything that is not an
+    intact archive, raise :class:`~foldstack.core.npz.NpzError`, a ValueError)."""
+    return load_npz(data)
 
 
 def save_features(path: Path, features: Mapping[str, np.ndarray]) -> None:

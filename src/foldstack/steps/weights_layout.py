@@ -13,13 +13,20 @@ locally) holds one folder per engine::
 
 Demo weights (random, tiny) carry a marker file ``W/<engine>/DEMO_WEIGHTS``; any run
 that uses them says so in stderr and in metrics.json.
+
+Missing weights raise :class:`WeightsNotFoundError`; weights that are there but do not
+load (a truncated ``model.safetensors`` or ``params_*.npz``, a corrupt ``config.json`` or
+``config_overrides.json``, ``config.json`` missing beside a model file) raise
+:class:`WeightsDamagedError`. Both exit 2 with one line naming the file and the command
+that installs the weights again.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from foldstack.core.errors import BadInputError
+from foldstack.core.errors import BadInputError, DamagedFileError
+from foldstack.core.npz import NpzError
 
 ENGINES = ("esmfold", "alphafold2")
 DEMO_MARKER = "DEMO_WEIGHTS"
@@ -35,6 +42,13 @@ class WeightsNotFoundError(BadInputError):
     """No usable weights for an engine (exit code 2)."""
 
 
+class WeightsDamagedError(DamagedFileError):
+    """An engine's weights are there but a file of them does not load (exit code 2); the
+    message names the file and how to install the weights again."""
+
+    code = "weights_damaged"
+
+
 def engine_dir(weights: Path | str, engine: str) -> Path:
     if engine not in ENGINES:
         raise BadInputError(f"unknown engine {engine!r} (known: {', '.join(ENGINES)})")
@@ -45,18 +59,45 @@ def is_demo(engine_path: Path) -> bool:
     return (engine_path / DEMO_MARKER).is_file()
 
 
-def _missing(engine: str, path: Path, what: str) -> WeightsNotFoundError:
+def reinstall_hint(engine: str, path: Path) -> str:
+    """How to (re)install `engine`'s weights into `path` (``W/<engine>``). Demo weights are
+    rewritten only with ``--force`` (``foldstack demo-data`` keeps demo weights whose marker
+    is current, damaged or not); a directory of real weights only by fetching them again."""
     weights = path.parent
-    return WeightsNotFoundError(
-        f"no {engine} weights: {what} in {path}. Provide them with "
-        f"`foldstack weights fetch {engine} --dest {weights}` (real weights, needs internet) or "
-        f"`foldstack weights demo --dest {weights}` (tiny random demo weights)."
-    )
+    fetch = f"`foldstack weights fetch {engine} --dest {weights}` (real weights, needs internet)"
+    if is_demo(path):
+        return (f"These are demo weights: rewrite them with `foldstack weights demo --dest {weights} "
+                f"--engine {engine} --force`, or install real ones with {fetch}.")
+    if path.is_dir() and any(path.iterdir()):
+        return f"Install them again with {fetch}."
+    return (f"Provide them with {fetch} or "
+            f"`foldstack weights demo --dest {weights}` (tiny random demo weights).")
+
+
+def _missing(engine: str, path: Path, what: str) -> WeightsNotFoundError:
+    return WeightsNotFoundError(f"no {engine} weights: {what} in {path}. {reinstall_hint(engine, path)}")
+
+
+def weights_damaged(engine: str, file: Path, why: BaseException | str) -> WeightsDamagedError:
+    """The error for a weights file that does not load. `why`: the loader's exception, or
+    what is wrong ("is missing ...", "is a JSON list ..."). One line: the file, why, and
+    :func:`reinstall_hint`."""
+    if isinstance(why, NpzError):  # already "does not load (<the loader's error>)"
+        why = str(why)
+    elif isinstance(why, BaseException):
+        text = " ".join(str(why).split())
+        text = text if len(text) <= 200 else text[:200] + "..."
+        why = f"does not load ({type(why).__name__}: {text})" if text else f"does not load ({type(why).__name__})"
+    file = Path(file)
+    return WeightsDamagedError(f"damaged {engine} weights: {file} {why}. {reinstall_hint(engine, file.parent)}",
+                               path=file)
 
 
 def require_esmfold(weights: Path | str) -> Path:
     path = engine_dir(weights, "esmfold")
     if not (path / "config.json").is_file():
+        if any(path.glob("*.safetensors")):  # a model file without its config: an incomplete install
+            raise weights_damaged("esmfold", path / "config.json", "is missing beside the model file")
         raise _missing("esmfold", path, "config.json not found")
     if not any(path.glob("*.safetensors")):
         raise _missing("esmfold", path, "no *.safetensors model file found")

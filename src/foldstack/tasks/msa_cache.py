@@ -15,7 +15,14 @@ The key
     any database invalidates the cache, never serves a stale alignment;
   * ``PARAMS_VERSION``: bumped when the msa step's result-changing parameters change.
 
-Lookup (the ``msa_cache`` Lambda, before the CPU job): on a hit the cached files are
+Lookup (the ``msa_cache`` Lambda, before the CPU job): an entry is a hit only if its
+files match ``cache.json`` *and* its ``features.npz`` is features Predict can use, checked
+by the function Predict uses (:func:`foldstack.core.npz.check_features`: it loads without
+pickle, has AlphaFold's required features, their shapes fit the target's length) and
+``features.json`` is a JSON object. Anything else (a missing or unreadable marker, a
+missing file, a checksum mismatch, features that do not load) is a miss whose ``reason``
+says why (``damaged: features.npz does not load (...)``); the Msa job recomputes it and the
+fill below replaces the entry. On a hit the cached files are
 copied into ``scratch/<run_id>/msa/<target>/`` with a valid ``msa.done.json`` (so Predict
 and Collect need no special case) and the workflow skips the Msa job. Either way the key
 is recorded in ``scratch/<run_id>/cache/<target>.json`` for the fill. On a miss the
@@ -26,7 +33,11 @@ a complex whose chains were all searched before costs a featurisation, not a sea
 Fill (Collect Outputs, after the run's results are published): for each miss, copy the
 msa step's outputs to the key, ``cache.json`` last. Only if every database the step
 recorded in ``features.json`` still has the version the lookup resolved (a database
-refreshed mid-run makes a miss, never a wrong entry). Fill failures never fail a run.
+refreshed mid-run makes a miss, never a wrong entry), and only features that pass the
+same check. An entry that is valid (another run filled it meanwhile) is left untouched; a
+damaged or marker-less one is replaced: its ``cache.json`` is deleted first, so while the
+files are rewritten the entry does not exist, and the new marker records what it
+repaired. Fill failures never fail a run.
 """
 
 from __future__ import annotations
@@ -46,9 +57,13 @@ from foldstack.cachekeys import (
 )
 from foldstack.core.clock import utcnow
 from foldstack.core.hashing import sha256_bytes
+from foldstack.core.npz import FeaturesFileError, check_features
 from foldstack.tasks.settings import TaskSettings
 
 log = logging.getLogger("foldstack.task")
+_MAX_MARKER_BYTES = 1 << 20
+NOT_CACHED = "not cached"
+
 
 def _record_uri(settings: TaskSettings, run_id: str, target: str) -> str:
     return storage.safe_join(settings.scratch_root, run_id, "cache", f"{target}.json")
@@ -60,18 +75,49 @@ def _posix(settings: TaskSettings) -> dict[str, str] | None:
     return posix_metadata(settings, FILE_MODE)
 
 
-def _read_marker(key: str) -> dict[str, Any] | None:
+def _read_marker(key: str) -> tuple[dict[str, Any] | None, str]:
+    """(the entry's cache.json, "") or (None, why there is no usable one)."""
     uri = storage.safe_join(key, MARKER)
     if not storage.exists(uri):
-        return None
+        return None, NOT_CACHED
     try:
-        marker = json.loads(storage.read_bytes(uri, max_bytes=1 << 20))
+        marker = json.loads(storage.read_bytes(uri, max_bytes=_MAX_MARKER_BYTES))
     except ValueError:
-        return None
+        return None, f"damaged: {MARKER} is not JSON"
     files = marker.get("files") if isinstance(marker, dict) else None
     if not isinstance(files, dict) or set(files) != set(CACHED_FILES):
-        return None
-    return marker
+        return None, f"damaged: {MARKER} does not list {', '.join(CACHED_FILES)}"
+    return marker, ""
+
+
+def _verify(key: str, marker: Mapping[str, Any], length: int | None) -> tuple[dict[str, bytes] | None, str]:
+    """({name: bytes}, "") if the entry is usable, else (None, "damaged: <why>"): every file
+    present and matching cache.json, features.npz features Predict can use for `length`
+    residues, features.json a JSON object."""
+    blobs: dict[str, bytes] = {}
+    for name in CACHED_FILES:
+        uri = storage.safe_join(key, name)
+        if not storage.exists(uri):
+            return None, f"damaged: {name} is missing"
+        data = storage.read_bytes(uri)
+        if sha256_bytes(data) != marker["files"][name]:
+            return None, f"damaged: {name} does not match {MARKER}"
+        blobs[name] = data
+    try:
+        check_features(blobs["features.npz"], length, keep=False)
+    except FeaturesFileError as exc:
+        return None, f"damaged: features.npz {exc}"
+    try:
+        if not isinstance(json.loads(blobs["features.json"]), dict):
+            return None, "damaged: features.json is not a JSON object"
+    except ValueError:
+        return None, "damaged: features.json is not JSON"
+    return blobs, ""
+
+
+def _length(target: Mapping[str, Any]) -> int | None:
+    value = target.get("length")
+    return int(value) if value is not None else None
 
 
 def lookup(settings: TaskSettings, run_id: str, request: Mapping[str, Any],
@@ -88,29 +134,27 @@ def lookup(settings: TaskSettings, run_id: str, request: Mapping[str, Any],
         return {"hit": False, "reason": f"no database versions under {settings.db_root}", "cache_root": ""}
     db_version = db_version_label(versions)
     key = cache_key(settings.cache_root, tool, db_version, sha)
-    record = {"target": tid, "sha256": sha, "msa_tool": tool, "db_version": db_version,
+    length = _length(target)
+    record = {"target": tid, "sha256": sha, "length": length, "msa_tool": tool, "db_version": db_version,
               "databases": versions, "key": key, "hit": False}
-    marker = _read_marker(key)
+    marker, reason = _read_marker(key)
     if marker is not None:
-        record["hit"] = _materialise(settings, run_id, tid, key, marker)
+        blobs, reason = _verify(key, marker, length)
+        if blobs is not None:
+            _materialise(settings, run_id, tid, key, marker, blobs)
+            record["hit"], reason = True, "cached"
+    record["reason"] = reason
     storage.write_bytes(_record_uri(settings, run_id, tid), json.dumps(record, indent=2).encode())
-    reason = "cached" if record["hit"] else ("cache entry damaged" if marker is not None else "not cached")
-    log.info(json.dumps({"task": "msa_cache", "run_id": run_id, "target": tid, "hit": record["hit"],
-                         "key": key}))
+    line = {"task": "msa_cache", "run_id": run_id, "target": tid, "hit": record["hit"], "key": key, "reason": reason}
+    (log.warning if reason.startswith("damaged") else log.info)(json.dumps(line))
     # cache_root goes to the Msa job on a miss: it reuses the chains it finds there
     return {"hit": record["hit"], "reason": reason, "db_version": db_version, "cache_root": settings.cache_root}
 
 
-def _materialise(settings: TaskSettings, run_id: str, tid: str, key: str, marker: dict[str, Any]) -> bool:
-    """Copy a cache entry to scratch/<run_id>/msa/<tid>/ with msa.done.json; verify sha256s
-    first (a damaged entry is a miss, and nothing is written)."""
-    blobs: dict[str, bytes] = {}
-    for name in CACHED_FILES:
-        data = storage.read_bytes(storage.safe_join(key, name))
-        if sha256_bytes(data) != marker["files"][name]:
-            log.warning(json.dumps({"task": "msa_cache", "key": key, "damaged": name}))
-            return False
-        blobs[name] = data
+def _materialise(settings: TaskSettings, run_id: str, tid: str, key: str, marker: dict[str, Any],
+                 blobs: dict[str, bytes]) -> None:
+    """Copy a verified cache entry (:func:`_verify`) to scratch/<run_id>/msa/<tid>/ with
+    msa.done.json last."""
     final = storage.safe_join(settings.scratch_root, run_id, "msa", tid)
     meta = _posix(settings)
     for name, data in blobs.items():
@@ -127,7 +171,6 @@ def _materialise(settings: TaskSettings, run_id: str, tid: str, key: str, marker
     # written last: its presence (with matching checksums) is what marks the step done
     storage.write_bytes(storage.safe_join(final, "msa.done.json"),
                         (json.dumps(done, indent=2, sort_keys=True) + "\n").encode(), metadata=meta)
-    return True
 
 
 def _used_versions(features_json: bytes) -> dict[str, str] | None:
@@ -154,7 +197,7 @@ def fill(settings: TaskSettings, run_id: str, targets: Sequence[Mapping[str, Any
     for target in targets:
         tid = str(target["id"])
         try:
-            counts[_fill_one(settings, run_id, tid)] += 1
+            counts[_fill_one(settings, run_id, tid, _length(target))] += 1
         except Exception as exc:  # noqa: BLE001 - the cache is an optimisation
             counts["failed"] += 1
             log.warning(json.dumps({"task": "msa_cache_fill", "run_id": run_id, "target": tid,
@@ -162,16 +205,22 @@ def fill(settings: TaskSettings, run_id: str, targets: Sequence[Mapping[str, Any
     return counts
 
 
-def _fill_one(settings: TaskSettings, run_id: str, tid: str) -> str:
+def _fill_one(settings: TaskSettings, run_id: str, tid: str, length: int | None = None) -> str:
     rec_uri = _record_uri(settings, run_id, tid)
     if not storage.exists(rec_uri):
         return "skipped"  # reuse_msa off, or no cache configured at lookup time
     record = json.loads(storage.read_bytes(rec_uri, max_bytes=1 << 20))
     if record.get("hit"):
         return "skipped"
+    if record.get("length") is not None:
+        length = int(record["length"])
     key = cache_key(settings.cache_root or "", record["msa_tool"], record["db_version"], record["sha256"])
-    if _read_marker(key) is not None:
-        return "skipped"  # another run filled it meanwhile
+    old_marker, why = _read_marker(key)
+    if old_marker is not None:
+        kept, why = _verify(key, old_marker, length)
+        if kept is not None:
+            return "skipped"  # a valid entry (another run filled it meanwhile): untouched
+    # absent, marker-less, or damaged (why): (re)written below
     src = storage.safe_join(settings.scratch_root, run_id, "msa", tid)
     done = json.loads(storage.read_bytes(storage.safe_join(src, "msa.done.json")))
     blobs = {}
@@ -186,6 +235,15 @@ def _fill_one(settings: TaskSettings, run_id: str, tid: str) -> str:
         log.info(json.dumps({"task": "msa_cache_fill", "run_id": run_id, "target": tid,
                              "skipped": "database versions changed since the lookup", "used": used}))
         return "skipped"
+    try:  # never store what the lookup would refuse
+        check_features(blobs["features.npz"], length, keep=False)
+    except FeaturesFileError as exc:
+        log.warning(json.dumps({"task": "msa_cache_fill", "run_id": run_id, "target": tid,
+                                "skipped": f"features.npz {exc}"}))
+        return "skipped"
+    marker_uri = storage.safe_join(key, MARKER)
+    if storage.exists(marker_uri):
+        storage.delete(marker_uri)  # a damaged entry: it does not exist while its files are rewritten
     for name, data in blobs.items():
         storage.write_bytes(storage.safe_join(key, name), data)
     marker = {
@@ -194,6 +252,7 @@ def _fill_one(settings: TaskSettings, run_id: str, tid: str) -> str:
         "files": {n: done["outputs"][n] for n in CACHED_FILES},
         "tool_versions": done.get("tool_versions") or {}, "timings": done.get("timings") or {},
         "source_run": run_id, "created_at": utcnow(),
+        **({"repaired": why} if why != NOT_CACHED else {}),
     }
     storage.write_bytes(storage.safe_join(key, MARKER), json.dumps(marker, indent=2, sort_keys=True).encode(),
                         content_type="application/json")

@@ -31,6 +31,7 @@ module "platform" {
   compute_environments        = var.compute_environments
   fsx                         = var.fsx
   storage                     = var.storage
+  ecr_force_delete            = var.ecr_force_delete
   log_retention_days          = var.log_retention_days
   alarm_emails                = var.alarm_emails
   permissions_boundary_arn    = var.permissions_boundary_arn

@@ -100,6 +100,12 @@ variable "storage" {
   default = {}
 }
 
+variable "ecr_force_delete" {
+  description = "Destroy deletes the step-image repositories with their images (true for disposable envs)."
+  type        = bool
+  default     = false
+}
+
 variable "log_retention_days" {
   description = "Retention of every log group."
   type        = number

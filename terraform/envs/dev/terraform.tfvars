@@ -34,6 +34,9 @@ storage = {
   kms_deletion_window     = 7
 }
 
+# Disposable: destroy also deletes pushed images (like force_destroy on the buckets).
+ecr_force_delete = true
+
 fsx = {
   backup_retention_days = 0
   skip_final_backup     = true

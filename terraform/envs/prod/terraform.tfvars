@@ -40,6 +40,9 @@ storage = {
   kms_deletion_window     = 30
 }
 
+# Never: a destroy must not take the images prod runs with it.
+ecr_force_delete = false
+
 fsx = {
   database_storage_capacity = 4800
   scratch_storage_capacity  = 4800

@@ -1,5 +1,12 @@
 data "aws_caller_identity" "current" {}
+data "aws_partition" "current" {}
 data "aws_region" "current" {}
+
+locals {
+  account_id = data.aws_caller_identity.current.account_id
+  partition  = data.aws_partition.current.partition
+  region     = data.aws_region.current.name
+}
 
 resource "aws_ecr_repository" "this" {
   for_each = var.repositories
@@ -66,9 +73,56 @@ resource "aws_ecr_repository_creation_template" "pull_through" {
   description          = "Base images cached from ${each.value.upstream_registry_url}"
   applied_for          = ["PULL_THROUGH_CACHE"]
   image_tag_mutability = "IMMUTABLE"
+  # A template that encrypts with KMS (or tags) must name the role ECR assumes to create
+  # the repositories; without it AWS rejects the template.
+  custom_role_arn = aws_iam_role.repository_creation[0].arn
 
   encryption_configuration {
     encryption_type = "KMS"
     kms_key         = var.kms_key_arn
   }
+
+  depends_on = [aws_iam_role_policy.repository_creation]
+}
+
+# The role ECR assumes to create pull-through repositories from the template: create
+# (and tag) repositories under the cache prefixes, and let them use our KMS key.
+resource "aws_iam_role" "repository_creation" {
+  count = length(var.pull_through_cache_rules) > 0 ? 1 : 0
+
+  name                 = "${var.name_prefix}-ecr-repository-creation"
+  permissions_boundary = var.permissions_boundary_arn
+  assume_role_policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Effect    = "Allow"
+      Principal = { Service = "ecr.amazonaws.com" }
+      Action    = "sts:AssumeRole"
+      Condition = { StringEquals = { "aws:SourceAccount" = local.account_id } }
+    }]
+  })
+}
+
+resource "aws_iam_role_policy" "repository_creation" {
+  count = length(var.pull_through_cache_rules) > 0 ? 1 : 0
+
+  name = "repository-creation"
+  role = aws_iam_role.repository_creation[0].id
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid      = "CreatePullThroughRepositories"
+        Effect   = "Allow"
+        Action   = ["ecr:CreateRepository", "ecr:ReplicateImage", "ecr:TagResource"]
+        Resource = [for prefix in keys(var.pull_through_cache_rules) : "arn:${local.partition}:ecr:${local.region}:${local.account_id}:repository/${prefix}/*"]
+      },
+      {
+        Sid      = "EncryptWithStackKey"
+        Effect   = "Allow"
+        Action   = ["kms:CreateGrant", "kms:RetireGrant", "kms:DescribeKey"]
+        Resource = [var.kms_key_arn]
+      },
+    ]
+  })
 }

@@ -32,3 +32,9 @@ variable "pull_through_cache_rules" {
     "ecr-public" = { upstream_registry_url = "public.ecr.aws" }
   }
 }
+
+variable "permissions_boundary_arn" {
+  description = "Optional permissions boundary for the repository-creation role."
+  type        = string
+  default     = null
+}

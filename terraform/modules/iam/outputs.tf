@@ -1,6 +1,10 @@
+# The two ARNs a compute environment is created with carry their policy attachments:
+# a CE created before AWSBatchServiceRole / the ECS instance policy is attached goes
+# INVALID, and one destroyed after them cannot scale its instances down.
 output "batch_service_role_arn" {
-  description = "Role AWS Batch uses to manage compute environments."
+  description = "Role AWS Batch uses to manage compute environments (available once its managed policy is attached)."
   value       = aws_iam_role.batch_service.arn
+  depends_on  = [aws_iam_role_policy_attachment.batch_service]
 }
 
 output "instance_role_arn" {
@@ -9,8 +13,9 @@ output "instance_role_arn" {
 }
 
 output "instance_profile_arn" {
-  description = "Instance profile of the Batch compute instances."
+  description = "Instance profile of the Batch compute instances (available once the ECS instance policy is attached)."
   value       = aws_iam_instance_profile.instance.arn
+  depends_on  = [aws_iam_role_policy_attachment.instance_ecs]
 }
 
 output "job_role_arns" {

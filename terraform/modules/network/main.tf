@@ -56,15 +56,25 @@ resource "aws_vpc_security_group_egress_rule" "compute_https_endpoints" {
   referenced_security_group_id = aws_security_group.endpoints.id
 }
 
-resource "aws_vpc_security_group_egress_rule" "compute_https_s3" {
-  count = var.create_s3_gateway_endpoint ? 1 : 0
+# S3 is reached through a gateway endpoint, ours or one the VPC already has
+# (create_s3_gateway_endpoint = false): either way its destination is the Region's
+# AWS-managed S3 prefix list, so the rule does not depend on who made the endpoint.
+data "aws_ec2_managed_prefix_list" "s3" {
+  name = "com.amazonaws.${local.region}.s3"
+}
 
+resource "aws_vpc_security_group_egress_rule" "compute_https_s3" {
   security_group_id = aws_security_group.compute.id
   description       = "HTTPS to S3 through the gateway endpoint"
   ip_protocol       = "tcp"
   from_port         = 443
   to_port           = 443
-  prefix_list_id    = aws_vpc_endpoint.s3[0].prefix_list_id
+  prefix_list_id    = data.aws_ec2_managed_prefix_list.s3.id
+}
+
+moved {
+  from = aws_vpc_security_group_egress_rule.compute_https_s3[0]
+  to   = aws_vpc_security_group_egress_rule.compute_https_s3
 }
 
 # Lustre: compute -> FSx, and FSx with itself (servers talk to each other) and back to

@@ -82,9 +82,10 @@ module "ecr" {
   source = "../ecr"
 
   name_prefix              = local.name_prefix
-  repositories             = { for image in local.images : image => {} }
+  repositories             = { for image in local.images : image => { force_delete = var.ecr_force_delete } }
   kms_key_arn              = module.storage.kms_key_arn
   pull_through_cache_rules = var.pull_through_cache_rules
+  permissions_boundary_arn = var.permissions_boundary_arn
 }
 
 module "lambdas" {

@@ -219,3 +219,9 @@ variable "create_s3_gateway_endpoint" {
   type        = bool
   default     = true
 }
+
+variable "ecr_force_delete" {
+  description = "Delete the step-image repositories with their images on destroy (disposable environments, like storage.force_destroy for buckets)."
+  type        = bool
+  default     = false
+}

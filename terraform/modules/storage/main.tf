@@ -153,6 +153,10 @@ resource "aws_s3_bucket_logging" "this" {
   bucket        = aws_s3_bucket.this[each.key].id
   target_bucket = aws_s3_bucket.this["logs"].id
   target_prefix = "${each.key}/"
+
+  # S3 checks the target bucket's policy (the S3ServerAccessLogs grant) when logging is
+  # enabled: without this ordering PutBucketLogging races the policy and is refused.
+  depends_on = [aws_s3_bucket_policy.this]
 }
 
 resource "aws_s3_bucket_lifecycle_configuration" "this" {

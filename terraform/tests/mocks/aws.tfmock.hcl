@@ -35,6 +35,14 @@ mock_data "aws_vpc" {
   }
 }
 
+mock_data "aws_ec2_managed_prefix_list" {
+  defaults = {
+    id   = "pl-6da54004"
+    arn  = "arn:aws:ec2:eu-west-1:aws:prefix-list/pl-6da54004"
+    name = "com.amazonaws.eu-west-1.s3"
+  }
+}
+
 mock_resource "aws_kms_key" {
   defaults = {
     arn    = "arn:aws:kms:eu-west-1:111111111111:key/0b6f7c8e-1111-4d2b-9a44-123456789abc"

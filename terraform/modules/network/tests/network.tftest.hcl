@@ -58,3 +58,32 @@ run "no_internet_route_needed" {
     error_message = "Interface endpoints use private DNS in every subnet."
   }
 }
+
+run "s3_egress_with_our_gateway_endpoint" {
+  command = plan
+
+  assert {
+    condition     = aws_vpc_security_group_egress_rule.compute_https_s3.prefix_list_id == "pl-6da54004" && aws_vpc_security_group_egress_rule.compute_https_s3.from_port == 443
+    error_message = "Compute reaches S3 (HTTPS) through the Region's S3 prefix list."
+  }
+}
+
+# A VPC that already has an S3 gateway endpoint: we create none, and compute still has
+# its only route to S3 (the AWS-managed prefix list the existing endpoint serves).
+run "s3_egress_without_our_gateway_endpoint" {
+  command = plan
+
+  variables {
+    create_s3_gateway_endpoint = false
+  }
+
+  assert {
+    condition     = length(aws_vpc_endpoint.s3) == 0
+    error_message = "No S3 gateway endpoint is created when the VPC has one."
+  }
+
+  assert {
+    condition     = aws_vpc_security_group_egress_rule.compute_https_s3.prefix_list_id == "pl-6da54004" && aws_vpc_security_group_egress_rule.compute_https_s3.ip_protocol == "tcp" && aws_vpc_security_group_egress_rule.compute_https_s3.to_port == 443
+    error_message = "The compute SG keeps its HTTPS egress to S3 with the endpoint setting off."
+  }
+}

@@ -1,0 +1,103 @@
+"""A stand-in for `foldstack step msa|predict` for the local durability tests (starts in
+milliseconds; numpy only for the features file), honouring the step contract: outputs in
+``<scratch>/<run_id>/<step>/<target>/``, ``<step>.done.json`` (with each output's sha256)
+written last; a valid done record means the target is skipped.
+
+Test hooks (environment):
+* ``FOLDSTACK_TEST_COUNTER_DIR``: each run of a target appends ``start <pid>`` (then
+  ``done``) to ``<dir>/<step>-<target>``, so a test counts what was (re)computed;
+* ``FOLDSTACK_TEST_SLEEP=<step>:<target>[:<seconds>]`` (``*`` for any target;
+  comma-separated): sleep there (default 120 s) after ``start``, so a test can act
+  while the job runs. The MSA outputs (a features file with AlphaFold's feature shapes for
+  the staged sequence, a ``fake@v1`` database in features.json) are what the MSA cache
+  accepts."""
+
+import argparse
+import hashlib
+import io
+import json
+import os
+import time
+
+parser = argparse.ArgumentParser()
+parser.add_argument("step")
+for opt in ("--run-id", "--target", "--scratch", "--db", "--msa-tool", "--cache", "--weights", "--engine",
+            "--preset"):
+    parser.add_argument(opt, default="")
+args = parser.parse_args()
+
+
+def note(target, text):
+    directory = os.environ.get("FOLDSTACK_TEST_COUNTER_DIR")
+    if directory:
+        with open(os.path.join(directory, f"{args.step}-{target}"), "a") as fh:
+            fh.write(text + "\n")
+
+
+def sleep_for(target):
+    for spec in filter(None, os.environ.get("FOLDSTACK_TEST_SLEEP", "").split(",")):
+        step, who, *seconds = spec.split(":")
+        if step == args.step and who in ("*", target):
+            return float(seconds[0]) if seconds else 120.0
+    return 0.0
+
+
+def features(target):
+    """A features file Predict (and the MSA cache) accepts, for the staged sequence."""
+    import numpy as np
+
+    path = os.path.join(args.scratch, args.run_id, "input", "targets", f"{target}.fasta")
+    with open(path) as fh:
+        n = len("".join(line.strip() for line in fh if not line.startswith(">")).replace(":", ""))
+    arrays = {"aatype": np.zeros((n, 21)), "between_segment_residues": np.zeros(n), "residue_index": np.arange(n),
+              "seq_length": np.full(n, n), "num_alignments": np.ones(n), "msa": np.zeros((1, n)),
+              "deletion_matrix_int": np.zeros((1, n)), "template_aatype": np.zeros((0, n, 22)),
+              "template_all_atom_masks": np.zeros((0, n, 37)), "template_all_atom_positions": np.zeros((0, n, 37, 3))}
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def done_is_valid(base):
+    try:
+        with open(os.path.join(base, f"{args.step}.done.json")) as fh:
+            outputs = json.load(fh)["outputs"]
+        for rel, sha in outputs.items():
+            with open(os.path.join(base, rel), "rb") as fh:
+                if hashlib.sha256(fh.read()).hexdigest() != sha:
+                    return False
+        return True
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+targets = args.target.split(",") if args.step == "predict" else [args.target]
+for target in targets:
+    base = os.path.join(args.scratch, args.run_id, args.step, target)
+    if done_is_valid(base):
+        continue
+    note(target, f"start {os.getpid()}")
+delay = max(sleep_for(t) for t in targets)
+if delay:
+    time.sleep(delay)
+for target in targets:
+    base = os.path.join(args.scratch, args.run_id, args.step, target)
+    if done_is_valid(base):
+        continue
+    if args.step == "msa":
+        provenance = {"tool": "fake", "databases": [{"name": "fake", "version": "v1"}]}
+        files = {"msa.a3m": f">{target}\nMKT\n".encode(), "features.npz": features(target),
+                 "features.json": json.dumps(provenance).encode()}
+    else:
+        files = {"ranked_0.pdb": f"REMARK fake structure of {target}\nEND\n".encode(),
+                 "metrics.json": json.dumps({"mean_plddt": 50.0, "engine": args.engine}).encode()}
+    os.makedirs(base, exist_ok=True)
+    outputs = {}
+    for rel, data in files.items():
+        with open(os.path.join(base, rel), "wb") as fh:
+            fh.write(data)
+        outputs[rel] = hashlib.sha256(data).hexdigest()
+    with open(os.path.join(base, f"{args.step}.done.json"), "w") as fh:
+        json.dump({"step": args.step, "run_id": args.run_id, "target": target, "outputs": outputs,
+                   "tool_versions": {"fake": "1"}, "timings": {}}, fh)
+    note(target, "done")
