@@ -1,6 +1,6 @@
 """Cost per 1,000 AlphaFold2 folds: three deployments, one workload, one set of timings and prices.
 
-    .venv/bin/python bench/cost_model.py [--price-table PATH] [--cache-hit 0.3] [--batch 8]
+    .venv/bin/python bench/cost_model.py [--region us-east-1 | --price-table PATH] [--cache-hit 0.3] [--batch 8]
 
 (a) everything on one GPU instance: MSA (jackhmmer) and inference run one after the other
     on the same on-demand GPU instance, sized for the largest target; the GPU idles
@@ -82,12 +82,13 @@ def size_class_of(length: int, jobs) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--price-table", default=None)
+    ap.add_argument("--price-table", default=None, help="a price table file (default: the newest for --region)")
+    ap.add_argument("--region", default="us-east-1", help="price with the newest table of this region")
     ap.add_argument("--cache-hit", type=float, default=0.30, help="MSA cache hit rate in (c)")
     ap.add_argument("--batch", type=int, default=8, help="targets per GPU job in (c)")
     args = ap.parse_args(argv)
 
-    table = load_price_table(args.price_table)
+    table = load_price_table(Path(args.price_table).resolve() if args.price_table else None, region=args.region)
     jobs = load_workflow("fold", REPO / "statemachines").jobs
     inst = table.instances
     import yaml

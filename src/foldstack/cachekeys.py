@@ -4,8 +4,12 @@ One module both sides use: the ``msa_cache`` Lambda (:mod:`foldstack.tasks.msa_c
 looks whole targets up and fills them; the msa step (:mod:`foldstack.steps.chain_cache`)
 keeps each chain's searches. Layout::
 
-    <cache_root>/msa/<msa_tool>/<db_version>/<sha256>/            a whole target
-    <cache_root>/msa/<msa_tool>/<db_version>/chains/<sha256>/     one chain
+    <cache_root>/msa/<search>/<db_version>/<sha256>/            a whole target
+    <cache_root>/msa/<search>/<db_version>/chains/<sha256>/     one chain
+
+``search`` is :func:`search_label`: the MSA tool and the database preset
+(``jackhmmer-reduced_dbs``, ``mmseqs2-colabfold``, ...), so MSAs of different presets never
+meet.
 
 ``db_version`` is :func:`db_version_label` of the versions in use of every database
 under the database root (``<db_root>/<name>/CURRENT``) plus ``PARAMS_VERSION`` (bumped
@@ -26,16 +30,17 @@ from foldstack.core.uris import parse_uri
 
 CACHED_FILES = ("msa.a3m", "features.npz", "features.json")
 MARKER = "cache.json"
-PARAMS_VERSION = "p1"
+PARAMS_VERSION = "p2"  # p2: database presets (AlphaFold's MSA order and row deduplication)
 CHAINS_DIR = "chains"  # per-chain entries of the msa step, next to the per-target ones
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9@+._-]{0,127}$")  # db_version_label's output
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 
 
-def resolve_db_versions(db_root: str) -> dict[str, str]:
+def resolve_db_versions(db_root: str, pins: Mapping[str, str] | None = None) -> dict[str, str]:
     """``{name: version}`` from ``<db_root>/<name>/CURRENT`` (directories without one,
-    e.g. ``weights/``, are not databases)."""
+    e.g. ``weights/``, are not databases), with a run's pinned versions (the request's
+    ``db_versions``) in place of CURRENT's."""
     root = parse_uri(db_root)
     currents: list[str] = []
     if root.is_s3:
@@ -50,7 +55,24 @@ def resolve_db_versions(db_root: str) -> dict[str, str]:
         version = storage.read_bytes(uri, max_bytes=256).decode("utf-8", "replace").strip()
         if _SAFE.fullmatch(name) and _SAFE.fullmatch(version):
             versions[name] = version
+    for name, version in (pins or {}).items():
+        if _SAFE.fullmatch(name) and _SAFE.fullmatch(version):
+            versions[name] = version
     return dict(sorted(versions.items()))
+
+
+def search_label(msa_tool: str | None, db_preset: str | None) -> str:
+    """The cache's name for how an MSA was searched: ``<msa_tool>-<db_preset>``. Missing
+    values take the request model's defaults (jackhmmer, or mmseqs2 for colabfold;
+    reduced_dbs), as :class:`foldstack.core.request.RunRequest` fills them."""
+    from foldstack.core.request import DEFAULT_DB_PRESET
+
+    preset = db_preset or DEFAULT_DB_PRESET
+    tool = msa_tool or ("mmseqs2" if preset == "colabfold" else "jackhmmer")
+    label = f"{tool}-{preset}"
+    if not _SAFE.fullmatch(label):
+        raise ValueError(f"invalid msa_tool / db_preset: {msa_tool!r}, {db_preset!r}")
+    return label
 
 
 def db_version_label(versions: Mapping[str, str]) -> str:

@@ -1,30 +1,48 @@
 """Estimated dollar cost of a run: job runtime x instance price (an estimate, never a bill).
 
-For every step a target ran (``<step>.done.json``)::
+Each job is priced where it ran. For every step a target ran (``<step>.done.json``)::
 
     runtime  = timings.total (else finished_at - started_at), seconds
-    queue    = jobs.yaml: job.queue, or job.queue_by_size_class[target size class]
-    tier, purchase = jobs.yaml queues[queue]   (cpu|gpu, spot|on_demand)
+    queue    = ran_on.queue (the Batch queue the job ran on, AWS_BATCH_JQ_NAME, mapped to
+               its jobs.yaml key); without ran_on: jobs.yaml's job.queue, or
+               job.queue_by_size_class[class], flagged ``priced_by: jobs.yaml``
+    class    = ran_on.size_class, else the queue's size class, else the target's (jobs with
+               size classes): an OOM-escalated predict is priced in the class it ran in
+    tier, purchase = jobs.yaml queues[queue]   (cpu|gpu, spot|on_demand): an MSA that fell
+               back to cpu-ondemand is priced on demand
     share    = the fraction of one instance the job holds: max(vCPU, memory, GPU share)
                (a CPU job with 8 of a 2xlarge's 8 vCPUs holds all of it; a 1-GPU job on
                an 8-GPU p5 holds 1/8)
     rate     = share x $/h of the cheapest instance type in the price table that fits the
-               job (GPU jobs: the size class's instance_types with enough GPU memory; CPU
-               jobs: the CPU types of the price table), on-demand or Spot per the queue
-    cost     = rate x runtime / 3600
+               job (GPU jobs: the class's instance_types with enough GPU memory; CPU jobs:
+               the CPU types of the price table), on-demand or Spot per the queue. The job
+               does not see its instance type (the EC2 task metadata has none), so the
+               queue and class decide the instance family.
+    cost     = rate x runtime / 3600; its overhead part is the time the job waited for its
+               inputs (timings.await_inputs) plus, for predict, model loading (metrics
+               timings ``load``, ``import_jax``, ``*_load``)
 
-It leaves out instance boot and idle time, queue wait, retried attempts, storage, FSx,
-data transfer, Lambda and Step Functions; the cheapest-fit instance makes it a lower
-bound for the compute it counts. The price table is a dated YAML under
-``foldstack/data/prices/`` (``aws-<YYYY-MM-DD>.yaml``); the newest is used unless
-``FOLDSTACK_PRICE_TABLE`` names a file. jobs.yaml is read only through its model,
-:class:`foldstack.workflows.specs.JobsFile` (default: the fold workflow's).
+The run's total splits into ``msa``, ``predict`` and ``overhead`` (``by_part_usd``). It
+leaves out instance boot and idle time, queue wait, attempts before the one that
+finished (a Spot-reclaimed or fallen-back job's earlier attempts), storage, FSx, data
+transfer, Lambda and Step Functions; the cheapest-fit instance makes it a lower bound for
+the compute it counts.
+
+Prices: dated tables ``foldstack/data/prices/aws-<region>-<YYYY-MM-DD>.yaml`` (older
+files are ``aws-<YYYY-MM-DD>.yaml``; the ``region`` inside each file counts). A run is
+priced with the newest table of the deployment's region (:func:`deployment_region`:
+``FOLDSTACK_PRICE_REGION``, else ``AWS_REGION`` as Lambda sets it, else us-east-1, the
+local engine's region); a region without a table is reported as unavailable, never priced
+with another region's table. ``FOLDSTACK_PRICE_TABLE`` names a file instead. jobs.yaml is
+read only through its model, :class:`foldstack.workflows.specs.JobsFile` (default: the
+fold workflow's).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,9 +55,18 @@ from foldstack.workflows.specs import JobsFile, load_workflow
 
 PRICES_DIR = Path(__file__).parent / "data" / "prices"
 PRICE_TABLE_ENV = "FOLDSTACK_PRICE_TABLE"
-NOTE = ("Estimate: job runtime x instance price from the dated price table (cheapest fitting instance, "
-        "share of it the job holds). Excludes instance boot/idle, queue wait, retried attempts, storage, "
-        "FSx, transfer, Lambda and Step Functions. Not a bill.")
+PRICE_REGION_ENV = "FOLDSTACK_PRICE_REGION"
+DEFAULT_REGION = "us-east-1"
+_TABLE_NAME = re.compile(r"aws-(?:(?P<region>[a-z]{2}(?:-[a-z]+)+-\d+)-)?(?P<date>\d{4}-\d{2}-\d{2})\.yaml")
+PARTS = ("msa", "predict")  # run totals: these steps' work, and "overhead"
+NOTE = ("Estimate: each job's runtime x the price of the queue and size class it ran on (ran_on in its "
+        "done record; the cheapest instance type of that queue that fits, share of it the job holds), from "
+        "the dated price table of the deployment's region. Excludes instance boot/idle, queue wait, attempts "
+        "before the one that finished, storage, FSx, transfer, Lambda and Step Functions. Not a bill.")
+
+
+class NoPriceTable(LookupError):
+    """No price table for the region asked for (a cost section then says ``unavailable``)."""
 
 
 @dataclass(frozen=True)
@@ -80,17 +107,39 @@ class Rate:
     note: str = ""
 
 
-def latest_price_table_path(directory: Path = PRICES_DIR) -> Path:
+def deployment_region() -> str:
+    """The region a run's jobs ran in: ``FOLDSTACK_PRICE_REGION``, else ``AWS_REGION``
+    (Lambda sets it), else us-east-1 (the local engine's region)."""
+    return os.environ.get(PRICE_REGION_ENV) or os.environ.get("AWS_REGION") or DEFAULT_REGION
+
+
+def price_tables(directory: Path = PRICES_DIR) -> dict[str, list[Path]]:
+    """Every dated table under `directory` by the region it prices, oldest first."""
+    found: dict[str, list[tuple[str, Path]]] = {}
+    for path in sorted(Path(directory).glob("aws-*.yaml")):
+        if _TABLE_NAME.fullmatch(path.name) is None:
+            continue
+        table = _load(str(path))
+        found.setdefault(table.region, []).append((table.date, path))
+    return {region: [p for _, p in sorted(items)] for region, items in found.items()}
+
+
+def latest_price_table_path(directory: Path = PRICES_DIR, *, region: str | None = None) -> Path:
+    """``FOLDSTACK_PRICE_TABLE`` if set, else the newest table for `region`
+    (:func:`deployment_region` by default); :class:`NoPriceTable` if there is none."""
     override = os.environ.get(PRICE_TABLE_ENV)
     if override:
         return Path(override)
-    tables = sorted(directory.glob("aws-????-??-??.yaml"))
-    if not tables:
-        raise FileNotFoundError(f"no price table aws-<YYYY-MM-DD>.yaml under {directory}")
-    return tables[-1]
+    region = region or deployment_region()
+    tables = price_tables(directory)
+    if region not in tables:
+        have = ", ".join(sorted(tables)) or "none"
+        raise NoPriceTable(f"no price table for region {region} under {directory} (tables exist for: {have}); "
+                           f"add aws-{region}-<YYYY-MM-DD>.yaml with a source for every figure")
+    return tables[region][-1]
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=16)
 def _load(path: str) -> PriceTable:
     import yaml
 
@@ -109,8 +158,9 @@ def _load(path: str) -> PriceTable:
                       instances=instances)
 
 
-def load_price_table(path: Path | str | None = None) -> PriceTable:
-    return _load(str(Path(path) if path else latest_price_table_path()))
+def load_price_table(path: Path | str | None = None, *, region: str | None = None) -> PriceTable:
+    """The table at `path`, else the newest for `region` (see :func:`latest_price_table_path`)."""
+    return _load(str(Path(path) if path else latest_price_table_path(region=region)))
 
 
 def _share(inst: InstancePrice, vcpu: float, memory_mib: float, gpus: int) -> float | None:
@@ -124,18 +174,20 @@ def _share(inst: InstancePrice, vcpu: float, memory_mib: float, gpus: int) -> fl
     return max(shares)
 
 
-def rate_for(jobs: JobsFile, job: str, size_class: str | None, table: PriceTable) -> Rate:
+def rate_for(jobs: JobsFile, job: str, size_class: str | None, table: PriceTable, *,
+             queue: str | None = None) -> Rate:
     """The hourly rate of `job` (in a size class, for jobs that have them) of the workflow's
-    jobs.yaml model (``load_workflow(...).jobs`` or ``JobsFile.load(path)``)."""
+    jobs.yaml model (``load_workflow(...).jobs`` or ``JobsFile.load(path)``), on `queue`
+    (a jobs.yaml queue key: where it ran) or, by default, the queue jobs.yaml names."""
     if not isinstance(jobs, JobsFile):
         raise TypeError(f"rate_for needs the jobs.yaml model (foldstack.workflows.specs.JobsFile), "
                         f"got {type(jobs).__name__}")
     spec = jobs.jobs[job]
     if spec.size_classes is not None:
-        res, queue = spec.resources_for(size_class), spec.queue_for(size_class)
+        res, queue = spec.resources_for(size_class), queue or spec.queue_for(size_class)
         min_gpu_mem = float(jobs.size_classes[size_class].gpu_memory_gib or 0)
     else:
-        res, queue, min_gpu_mem = spec.resources_for(), spec.queue_for(), 0.0
+        res, queue, min_gpu_mem = spec.resources_for(), queue or spec.queue_for(), 0.0
     q = jobs.queues[queue]
     tier, purchase = q.tier, q.purchase
     gpus = res.gpus
@@ -166,6 +218,36 @@ def rate_for(jobs: JobsFile, job: str, size_class: str | None, table: PriceTable
                 queue=queue, price_estimate=inst.estimate, note=note)
 
 
+def queue_key(jobs: JobsFile, name: str) -> str | None:
+    """The jobs.yaml queue key of a Batch queue name or ARN (``<prefix>-<key>``; the
+    longest key that ends it), or None."""
+    name = name.rsplit("/", 1)[-1]
+    keys = [k for k in jobs.queues if name == k or name.endswith(f"-{k}")]
+    return max(keys, key=len) if keys else None
+
+
+def where_it_ran(jobs: JobsFile, job: str, done: Mapping[str, Any],
+                 target_class: str | None) -> tuple[str, str | None, str, str]:
+    """(queue key, size class, ``priced_by``, note) of one job, from its done record's
+    ``ran_on`` or, without one, from jobs.yaml (flagged)."""
+    spec = jobs.jobs[job]
+    sized = spec.size_classes is not None
+    ran = done.get("ran_on")
+    if isinstance(ran, Mapping) and ran.get("queue"):
+        key = queue_key(jobs, str(ran["queue"]))
+        if key is not None:
+            size_class = None
+            if sized:
+                candidates = (ran.get("size_class"), jobs.queues[key].size_class, done.get("size_class"), target_class)
+                size_class = next((c for c in candidates if c in (spec.size_classes or {})), target_class)
+            return key, size_class, "ran_on", ""
+        note = f"ran_on.queue {ran['queue']!r} is no queue of jobs.yaml"
+    else:
+        note = "the done record has no ran_on"
+    size_class = (done.get("size_class") or target_class) if sized else None
+    return spec.queue_for(size_class), size_class, "jobs.yaml", f"{note}: priced on the queue jobs.yaml names"
+
+
 def runtime_seconds(done: Mapping[str, Any]) -> float:
     """A step's runtime from its done record: timings.total, else finished_at - started_at."""
     total = (done.get("timings") or {}).get("total")
@@ -179,7 +261,20 @@ def runtime_seconds(done: Mapping[str, Any]) -> float:
     return max(0.0, (end - start).total_seconds())
 
 
-def step_cost(done: Mapping[str, Any], rate: Rate) -> dict[str, Any]:
+def overhead_seconds(done: Mapping[str, Any], metrics: Mapping[str, Any] | None = None) -> float:
+    """The part of a job's runtime that is not its step's work: waiting for inputs
+    (``timings.await_inputs``) and loading the model (predict's metrics timings)."""
+    def num(value: Any) -> float:
+        return float(value) if isinstance(value, int | float) and value > 0 else 0.0
+
+    seconds = num((done.get("timings") or {}).get("await_inputs"))
+    timings = (metrics or {}).get("timings") or {}
+    if isinstance(timings, Mapping):
+        seconds += sum(num(v) for k, v in timings.items() if k in ("load", "import_jax") or k.endswith("_load"))
+    return min(seconds, runtime_seconds(done))
+
+
+def step_cost(done: Mapping[str, Any], rate: Rate, *, overhead_s: float = 0.0) -> dict[str, Any]:
     seconds = runtime_seconds(done)
     out = {
         "usd": round(rate.hourly_usd * seconds / 3600, 6),
@@ -190,6 +285,8 @@ def step_cost(done: Mapping[str, Any], rate: Rate) -> dict[str, Any]:
         "queue": rate.queue,
         "purchase": rate.purchase,
         "price_is_estimate": rate.price_estimate,
+        "overhead_seconds": round(overhead_s, 3),
+        "overhead_usd": round(rate.hourly_usd * overhead_s / 3600, 6),
     }
     if rate.note:
         out["note"] = rate.note
@@ -198,17 +295,27 @@ def step_cost(done: Mapping[str, Any], rate: Rate) -> dict[str, Any]:
 
 def target_cost(jobs: JobsFile, target: TargetResult, dones: Mapping[str, Mapping[str, Any] | None],
                 table: PriceTable) -> dict[str, Any]:
-    """Cost of one target: ``dones`` maps step name (a jobs.yaml job) to its done record,
-    or None where the step did not run (e.g. an MSA cache hit)."""
+    """Cost of one target: ``dones`` maps step name (a jobs.yaml job) to its done record
+    (with ``ran_on`` when it has one), or None where no job ran (e.g. an MSA cache hit)."""
     steps: dict[str, Any] = {}
     total = 0.0
     for step, done in dones.items():
-        if done is None:
+        if done is None or done.get("msa_cache") == "hit" or (done.get("cache") or {}).get("hit"):
             steps[step] = {"usd": 0.0, "skipped": True}
             continue
-        size_class = done.get("size_class") or target.size_class
-        rate = rate_for(jobs, step, size_class, table)
-        steps[step] = step_cost(done, rate)
+        queue, size_class, priced_by, flag = where_it_ran(jobs, step, done, target.size_class)
+        rate = rate_for(jobs, step, size_class, table, queue=queue)
+        metrics = target.metrics if step == "predict" else None
+        steps[step] = step_cost(done, rate, overhead_s=overhead_seconds(done, metrics))
+        steps[step]["priced_by"] = priced_by
+        if size_class is not None:
+            steps[step]["size_class"] = size_class
+        ran = done.get("ran_on") if isinstance(done.get("ran_on"), Mapping) else {}
+        for key in ("attempt", "availability_zone"):
+            if ran.get(key) is not None:
+                steps[step][key] = ran[key]
+        if flag:
+            steps[step]["note"] = "; ".join(filter(None, [steps[step].get("note"), flag]))
         total += steps[step]["usd"]
     return {"usd": round(total, 6), "steps": steps}
 
@@ -218,31 +325,48 @@ def _fold_jobs() -> JobsFile:
 
 
 def annotate_costs(targets: Sequence[TargetResult], *, jobs: JobsFile | None = None,
-                   table: PriceTable | None = None) -> dict[str, Any]:
+                   table: PriceTable | None = None, region: str | None = None) -> dict[str, Any]:
     """Set ``cost`` on each manifest target and return the run-level ``cost`` section.
 
     Each target is the manifest's :class:`TargetResult` (size_class, provenance[step] with
-    timings; a step that did not run is None). Never raises: a cost that cannot be
-    estimated is reported, not fatal, because a run's results matter more than its price.
+    timings and ran_on; a step that did not run is None). `table`: the price table, else the
+    newest for `region` (:func:`deployment_region` by default). Never raises: a cost that
+    cannot be estimated (no table for the region, a size class jobs.yaml lacks) is
+    reported as ``unavailable``, because a run's results matter more than its price.
     """
+    region = region or deployment_region()
     try:
         jobs = jobs if jobs is not None else _fold_jobs()
-        table = table or load_price_table()
-        total = 0.0
-        keep = {"timings", "started_at", "finished_at", "size_class"}
+        table = table or load_price_table(region=region)
+        total, parts, spec_priced = 0.0, dict.fromkeys((*PARTS, "overhead"), 0.0), 0
+        keep = {"timings", "started_at", "finished_at", "size_class", "ran_on", "msa_cache"}
         for target in targets:
             dones = {step: None if p is None else p.model_dump(include=keep, exclude_none=True)
                      for step, p in target.provenance.items()}
             target.cost = target_cost(jobs, target, dones, table)
             total += target.cost["usd"]
-        return {"estimated_total_usd": round(total, 6), "currency": table.currency, "region": table.region,
-                "price_table": table.path.name, "price_table_date": table.date, "note": NOTE}
+            for step, c in target.cost["steps"].items():
+                overhead = c.get("overhead_usd", 0.0) if step in PARTS else c["usd"]  # other steps: all overhead
+                if step in PARTS:
+                    parts[step] += c["usd"] - overhead
+                parts["overhead"] += overhead
+                spec_priced += c.get("priced_by") == "jobs.yaml"
+        section = {"estimated_total_usd": round(total, 6), "by_part_usd": {k: round(v, 6) for k, v in parts.items()},
+                   "currency": table.currency, "region": table.region, "price_table": table.path.name,
+                   "price_table_date": table.date, "note": NOTE}
+        if table.region != region:
+            section["region_note"] = f"priced with a {table.region} table given explicitly; the run is in {region}"
+        if spec_priced:
+            section["priced_from_jobs_yaml"] = spec_priced  # jobs without ran_on (older steps)
+        return section
     except Exception as exc:  # noqa: BLE001 - see docstring
-        return {"estimated_total_usd": None, "unavailable": f"{type(exc).__name__}: {exc}", "note": NOTE}
+        return {"estimated_total_usd": None, "region": region, "unavailable": f"{type(exc).__name__}: {exc}",
+                "note": NOTE}
 
 
 def run_cost_from_scratch(run_dir: Path | str, targets: Sequence[Mapping[str, Any]], steps: Sequence[str],
-                          *, jobs: JobsFile | None = None, table: PriceTable | None = None) -> dict[str, Any]:
+                          *, jobs: JobsFile | None = None, table: PriceTable | None = None,
+                          region: str | None = None) -> dict[str, Any]:
     """Cost of a run straight from ``<scratch>/<run_id>/<step>/<target>/<step>.done.json``
     files (for runs still in scratch, and for tests)."""
     run_dir = Path(run_dir)
@@ -251,7 +375,12 @@ def run_cost_from_scratch(run_dir: Path | str, targets: Sequence[Mapping[str, An
         prov: dict[str, Any] = {}
         for step in steps:
             f = run_dir / step / t["id"] / f"{step}.done.json"
-            prov[step] = json.loads(f.read_text()) if f.is_file() else None
-        results.append(TargetResult(id=t["id"], size_class=t.get("size_class"), provenance=prov))
-    section = annotate_costs(results, jobs=jobs, table=table)
+            done = json.loads(f.read_text()) if f.is_file() else None
+            if done is not None and (done.get("cache") or {}).get("hit"):
+                done["msa_cache"] = "hit"
+            prov[step] = done
+        metrics_file = run_dir / "predict" / t["id"] / "metrics.json"
+        metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+        results.append(TargetResult(id=t["id"], size_class=t.get("size_class"), provenance=prov, metrics=metrics))
+    section = annotate_costs(results, jobs=jobs, table=table, region=region)
     return {**section, "targets": {r.id: r.cost for r in results if r.cost is not None}}

@@ -6,7 +6,13 @@
   ``home/db/demo_uniref/CURRENT``): 2,122 real protein sequences that ship inside the
   installed ``pyhmmer`` wheel (its ``tests/data/seqs``: a 2,100-protein bacterial
   proteome, 12 LuxC and 10 PKS I UniProtKB entries), never downloaded; the DB plays
-  AlphaFold's ``uniref90`` role for the jackhmmer search;
+  AlphaFold's ``uniref90`` role and ColabFold's UniRef30 (``colabfold_uniref30``);
+* ``home/db/demo_mgnify/`` and ``home/db/demo_small_bfd/``: the other roles of the
+  ``reduced_dbs`` and ``colabfold`` presets (:data:`foldstack.steps.databases.PRESETS`):
+  the 10 proteins of the MIBiG cluster BGC0001090 (bacillomycin D, *Bacillus velezensis*
+  FZB42; GenBank translations in the same wheel) as ``mgnify`` and ColabFold's
+  environmental DB, the 22 LuxC/PKS I UniProtKB entries as ``small_bfd``. So a local run
+  searches exactly what an AlphaFold ``reduced_dbs`` (or ColabFold) run does, at demo scale;
 * ``home/db/pdb_mmcif/<version>/`` (``mmcif_files/*.cif`` + ``pdb_seqres.txt``): a tiny
   template DB assembled from the real PDB entries 1A7G and 2XHE that ship in Debian's
   ``python-biopython-doc`` (``Tests/PDB/*.cif.gz``; they carry the revision dates
@@ -26,8 +32,15 @@ import os
 from pathlib import Path
 
 DB_NAME = "demo_uniref"
-DB_VERSION = "pyhmmer-seqs-1"
+DB_VERSION = "pyhmmer-seqs-2"  # 2: roles for the database presets, sequence_count
 DB_FASTA = f"{DB_NAME}.fasta"
+DB_ROLES = ["uniref90", "colabfold_uniref30"]
+MGNIFY_NAME, MGNIFY_ROLES, MGNIFY_VERSION = "demo_mgnify", ["mgnify", "colabfold_envdb"], "bgc0001090-1"
+SMALL_BFD_NAME, SMALL_BFD_ROLES, SMALL_BFD_VERSION = "demo_small_bfd", ["small_bfd"], "uniprot-luxc-pksi-1"
+BGC_FILE = "BGC0001090.gbk"
+BGC_SOURCE = ("pyhmmer (MIT) tests/data/seqs/BGC0001090.gbk: MIBiG BGC0001090 (bacillomycin D, Bacillus "
+              "velezensis FZB42), the CDS translations (GenBank ABS74177-ABS74186)")
+BGC_LICENSE = "MIBiG data CC BY 4.0; INSDC (GenBank) data: free and unrestricted use"
 SOURCE_FILES = ("938293.PRJEB85.HG003687.faa", "LuxC.faa", "PKSI.faa")
 SOURCE = ("pyhmmer (MIT) tests/data/seqs: " + ", ".join(SOURCE_FILES)
           + "; LuxC/PKSI entries from UniProtKB, the proteome from ENA project PRJEB85 (Prodigal gene calls)")
@@ -66,21 +79,53 @@ def _demo_records() -> list[tuple[str, str, str]]:
     return records
 
 
-def build_demo_db(db_root: Path) -> Path:
-    """Build (or keep) the demo DB under `db_root`; return its version directory."""
+def _bgc_records() -> list[tuple[str, str, str]]:
+    """(id, description, sequence) of every CDS translation in the bundled BGC0001090."""
+    from Bio import SeqIO
+
+    records = []
+    for rec in SeqIO.parse(str(pyhmmer_seqs_dir() / BGC_FILE), "genbank"):
+        for feature in rec.features:
+            q = feature.qualifiers
+            if feature.type == "CDS" and q.get("translation"):
+                rid = (q.get("protein_id") or q.get("locus_tag"))[0]
+                desc = f"{(q.get('product') or [''])[0]} OS=Bacillus velezensis FZB42 {(q.get('locus_tag') or [''])[0]}"
+                records.append((rid, desc.strip(), q["translation"][0].rstrip("*")))
+    return records
+
+
+def _write_fasta(path: Path, records: list[tuple[str, str, str]]) -> None:
+    with open(path, "w") as f:
+        for rid, desc, seq in records:
+            f.write(f">{rid} {desc}".rstrip() + "\n")
+            for i in range(0, len(seq), 60):
+                f.write(seq[i:i + 60] + "\n")
+
+
+def _build_role_db(db_root: Path, name: str, version: str, roles: list[str], records, source: str,
+                   license: str, description: str, max_hits: int | None) -> Path:
     from foldstack.steps.databases import build_local_version, write_manifest
 
     def fill(tmp: Path) -> None:
-        with open(tmp / DB_FASTA, "w") as f:
-            for rid, desc, seq in _demo_records():
-                f.write(f">{rid} {desc}".rstrip() + "\n")
-                for i in range(0, len(seq), 60):
-                    f.write(seq[i:i + 60] + "\n")
-        write_manifest(tmp, name=DB_NAME, version=DB_VERSION, role="uniref90", sequences=DB_FASTA,
-                       max_hits=10000, source=SOURCE, license=LICENSE,
-                       extra={"description": "demo sequence DB for foldstack's local demo (not UniRef90)"})
+        _write_fasta(tmp / f"{name}.fasta", records)
+        write_manifest(tmp, name=name, version=version, role=roles[0], sequences=f"{name}.fasta",
+                       max_hits=max_hits, source=source, license=license,
+                       extra={"roles": roles, "description": description})
 
-    return build_local_version(db_root, DB_NAME, DB_VERSION, fill)
+    return build_local_version(db_root, name, version, fill)
+
+
+def build_demo_db(db_root: Path) -> Path:
+    """Build (or keep) the demo DBs under `db_root` (every role of the ``reduced_dbs`` and
+    ``colabfold`` presets); return the main one's (``demo_uniref``) version directory."""
+    _build_role_db(db_root, MGNIFY_NAME, MGNIFY_VERSION, MGNIFY_ROLES, _bgc_records(), BGC_SOURCE, BGC_LICENSE,
+                   "demo metagenome-like DB for foldstack's local demo (not MGnify)", 501)
+    luxc_pksi = [r for r in _demo_records() if not r[0].startswith("938293.")]
+    _build_role_db(db_root, SMALL_BFD_NAME, SMALL_BFD_VERSION, SMALL_BFD_ROLES, luxc_pksi,
+                   "pyhmmer (MIT) tests/data/seqs: LuxC.faa, PKSI.faa (UniProtKB)", LICENSE,
+                   "demo DB for foldstack's local demo (not small BFD)", None)
+    return _build_role_db(db_root, DB_NAME, DB_VERSION, DB_ROLES, _demo_records(), SOURCE, LICENSE,
+                          "demo sequence DB for foldstack's local demo (not UniRef90)", 10000)
 
 
 TEMPLATE_DB_NAME = "pdb_mmcif"

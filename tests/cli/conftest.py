@@ -16,7 +16,7 @@ def fake_local(tmp_path, monkeypatch):
 
     real = runs.make_client
 
-    def make_client(env, home=None):
+    def make_client(env, home=None, **_local):
         return fake_local_client(tmp_path, home=home, install=home is None) if env == "local" else real(env, home)
 
     monkeypatch.setattr(local, "make_local_client", lambda home, output: fake_local_client(

@@ -96,7 +96,7 @@ def test_every_corpus_case_shows_its_code_and_exits_2_writing_nothing(tmp_path, 
 
     current: dict = {}
     monkeypatch.setattr(local, "make_local_client", lambda _home, _output: client_for(current["limits"]))
-    monkeypatch.setattr(runs, "make_client", lambda env, _home=None: client_for(current["limits"]))
+    monkeypatch.setattr(runs, "make_client", lambda env, _home=None, **_kw: client_for(current["limits"]))
     client_for({})  # the home, with its fake weights
     before = files_under(home)
     work = tmp_path / "work"
@@ -216,7 +216,8 @@ def test_exit_codes_of_the_local_commands(fake_local, tmp_path):
     code, stdout, stderr = invoke("run", "--local", str(boom), "--engine", "esmfold", *out)
     assert code == 1
     line = one_error_line(stderr)
-    assert line.startswith("error: [step_failed] run ") and line.endswith("FAILED in predict of target boom1: out of luck")
+    assert line.startswith("error: [step_failed] run ")
+    assert line.endswith("FAILED in predict of target boom1: out of luck")
     assert "\n  log: " in stderr and "\n  see: foldstack logs " in stderr
     assert '"JobId"' not in stderr and "Attempts" not in stderr  # never the Batch job description
     failed_id = line.split()[3]
@@ -351,3 +352,21 @@ def test_missing_ssm_configuration_is_4_too(aws):
 def test_limits_from_the_corpus_are_honoured_by_the_client(tmp_path):
     client = fake_local_client(tmp_path, max_records=2)
     assert client.limits == FastaLimits(max_records=2)
+
+
+def test_an_unexpected_error_is_one_line_exit_1_and_the_traceback_on_request(monkeypatch):
+    def broken(env, home=None, **_kw):
+        raise RuntimeError("something [odd] happened")
+
+    monkeypatch.setattr(runs, "make_client", broken)
+    code, _, stderr = invoke("status", "r", "--env", "x")
+    assert code == 1 and one_error_line(stderr) == (
+        "error: [internal_error] RuntimeError: something [odd] happened "
+        "(unexpected; FOLDSTACK_DEBUG=1 shows the traceback)")
+    assert "Traceback" not in stderr
+    code, stdout, _ = invoke("status", "r", "--env", "x", "--json")
+    assert code == 1 and json.loads(stdout) == {"error": "RuntimeError", "code": "internal_error",
+                                                "message": "something [odd] happened"}
+    monkeypatch.setenv("FOLDSTACK_DEBUG", "1")
+    code, _, stderr = invoke("status", "r", "--env", "x")
+    assert code == 1 and "Traceback" in stderr

@@ -88,15 +88,27 @@ def test_doctor_reports_passing_and_failing_checks(infra):
     images = checks["ecr-images"]
     assert images.status == "fail" and "foldstack-predict:v1: RepositoryNotFoundException" in images.detail
     assert "foldstack-msa" not in images.detail
-    assert checks["database"].status == "fail" and checks["database"].fix
+    assert checks["databases"].status == "fail" and "refresh_databases" in checks["databases"].fix
+    assert checks["weights"].status == "fail" and "foldstack weights fetch" in checks["weights"].fix
 
 
 def test_database_check_passes_once_populated_and_failures_to_read_are_reported(infra):
     deployment, _ = infra
     client = deployment.client()
-    boto3.client("s3", region_name=REGION).put_object(Bucket="fs-db", Key="db/uniref90/2024_01/x", Body=b"x")
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.put_object(Bucket="fs-db", Key="db/uniref90/2024_01/x", Body=b"x")  # a version no CURRENT names
     doctor = Doctor(client.api, client.config)
-    assert doctor.database()[0].status == "pass"
+    assert doctor.databases()[0].status == "fail" and "no database" in doctor.databases()[0].detail
+    s3.put_object(Bucket="fs-db", Key="db/uniref90/CURRENT", Body=b"2024_01\n")
+    assert "has no manifest.json" in doctor.databases()[0].detail
+    s3.put_object(Bucket="fs-db", Key="db/uniref90/2024_01/manifest.json", Body=json.dumps(
+        {"name": "uniref90", "version": "2024_01", "files": {"x": {"bytes": 1}, "y.fasta": {"bytes": 3}}}))
+    assert doctor.databases()[0].status == "fail" and "y.fasta" in doctor.databases()[0].detail
+    s3.put_object(Bucket="fs-db", Key="db/uniref90/2024_01/y.fasta", Body=b">a\n")
+    assert doctor.databases()[0].status == "pass" and "uniref90@2024_01 (2 files)" in doctor.databases()[0].detail
+    s3.put_object(Bucket="fs-db", Key="db/weights/esmfold/config.json", Body=b"{}")
+    s3.put_object(Bucket="fs-db", Key="db/weights/esmfold/model.safetensors", Body=b"x")
+    assert doctor.weights()[0].status == "warn" and "missing: alphafold2" in doctor.weights()[0].detail
     sq = Stubber(client.api.client("service-quotas"))
     sq.add_client_error("list_service_quotas", "AccessDeniedException", "not authorized to ListServiceQuotas")
     with sq:

@@ -89,6 +89,19 @@ def invoke(args: list[str]):
     return CliRunner().invoke(app, args)
 
 
+DEMO_DBS = ("demo_uniref", "demo_small_bfd", "demo_mgnify")
+
+
+def copy_demo_dbs(db_root: Path, dest: Path) -> Path:
+    """A private copy of the demo sequence DBs (every role of the reduced_dbs and colabfold
+    presets), without their MMseqs2 indexes."""
+    import shutil
+
+    for name in DEMO_DBS:
+        shutil.copytree(db_root / name, dest / name, ignore=shutil.ignore_patterns("mmseqs"))
+    return dest
+
+
 @pytest.fixture(scope="session")
 def template_root(tmp_path_factory, db_root) -> Path:
     """The demo sequence DB plus the 1A7G/2XHE template DB assembled from Debian's
@@ -98,7 +111,7 @@ def template_root(tmp_path_factory, db_root) -> Path:
     from foldstack.demo_data import build_demo_templates, template_cif_files
 
     root = tmp_path_factory.mktemp("db-templates")
-    shutil.copytree(db_root / "demo_uniref", root / "demo_uniref", ignore=shutil.ignore_patterns("mmseqs"))
+    copy_demo_dbs(db_root, root)
     if template_cif_files() is not None:
         assert build_demo_templates(root) is not None
     return root

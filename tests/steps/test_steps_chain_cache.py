@@ -26,16 +26,18 @@ needs_templates = pytest.mark.skipif(template_cif_files() is None,
 
 @pytest.fixture
 def searches(monkeypatch) -> Counter:
-    """Counts jackhmmer searches and template searches per sequence."""
+    """Counts jackhmmer searches of the UniRef90-role database (one per chain searched; the
+    preset searches small BFD and MGnify alongside) and template searches, per sequence."""
     import foldstack.steps.msa as msa
     import foldstack.steps.templates as templates
 
     counts: Counter = Counter()
     real_jackhmmer, real_templates = msa.jackhmmer_stockholm, templates.search_templates
 
-    def jackhmmer(sequence, *args, **kwargs):
-        counts[("jackhmmer", sequence)] += 1
-        return real_jackhmmer(sequence, *args, **kwargs)
+    def jackhmmer(sequence, name, db, *args, **kwargs):
+        if db.name == "demo_uniref":
+            counts[("jackhmmer", sequence)] += 1
+        return real_jackhmmer(sequence, name, db, *args, **kwargs)
 
     def search_templates(query, *args, **kwargs):
         counts[("templates", query)] += 1
@@ -77,7 +79,8 @@ def test_complex_reuses_the_chain_a_monomer_searched(tmp_path, template_root, ch
     assert entry.parent.name == "chains" and entry.name == mono["chain_cache"]["chains"][0]["sha256"]
     assert entry.parent.parent.name == mono["chain_cache"]["db_version"]
     marker = json.loads((entry / "chain.json").read_text())
-    assert marker["source_run"] == "r1" and marker["alignments"] == [{"database": "demo_uniref", "fmt": "sto"}]
+    assert marker["source_run"] == "r1" and marker["alignments"] == [
+        {"database": name, "fmt": "sto"} for name in ("demo_uniref", "demo_small_bfd", "demo_mgnify")]
     if template_cif_files() is not None:  # the template features are kept with the alignments
         assert "templates.npz" in marker["files"] and marker["template_info"]["templates"]
 
@@ -207,7 +210,9 @@ def test_s3_cache_round_trip_and_damage(monkeypatch):
         for name, value in templates.items():
             assert np.array_equal(got.templates[name], value), name
         assert cache.get(DEMO_SEQ, ["uniref", "mgnify"]) is None  # another chain: a miss, not an error
-        assert cache.get(OTHER, ["uniref"]) is None  # searched against other databases
+        assert cache.get(OTHER, ["uniref", "uniprot"]) is None  # lacks an alignment this job needs
+        subset = cache.get(OTHER, ["mgnify"])  # an entry with more alignments serves a job needing fewer
+        assert subset is not None and [a.database for a in subset.alignments] == ["mgnify"]
         newer = ChainCache(**{**cache.__dict__, "tool_versions": {"pyhmmer": "0.12"}})
         assert newer.get(OTHER, ["uniref", "mgnify"]) is None  # another search tool version
 

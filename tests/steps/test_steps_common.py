@@ -96,8 +96,12 @@ def test_demo_data_is_idempotent_and_credited(demo_home):
     build_demo_data(demo_home)
     assert time.perf_counter() - t < 5
     assert manifest.read_text() == before
-    (db,) = msa_databases(demo_home / "db")
+    db, small_bfd, mgnify = msa_databases(demo_home / "db")  # every reduced_dbs role, in role order
+    assert (db.name, small_bfd.name, mgnify.name) == ("demo_uniref", "demo_small_bfd", "demo_mgnify")
     assert db.role == "uniref90" and db.manifest["files"]["demo_uniref.fasta"]["bytes"] > 500_000
+    assert db.roles == ("uniref90", "colabfold_uniref30") and mgnify.roles == ("mgnify", "colabfold_envdb")
+    assert db.sequence_count == 2122 and small_bfd.sequence_count == 22 and mgnify.sequence_count == 10
+    assert "CC BY 4.0" in mgnify.manifest["license"] and "BGC0001090" in mgnify.manifest["source"]
     assert "CC BY 4.0" in db.manifest["license"]
     text = db.sequences.read_text()
     assert text.count(">") == 2122 and "*" not in text

@@ -9,17 +9,15 @@ import numpy as np
 import pytest
 
 from foldstack.steps.features import load_features
-from tests.steps.conftest import DEMO_SEQ, TARGET, invoke, stage
+from tests.steps.conftest import DEMO_SEQ, TARGET, copy_demo_dbs, invoke, stage
 
 pytestmark = pytest.mark.skipif(shutil.which("mmseqs") is None, reason="Debian mmseqs2 not installed")
 
 
 @pytest.fixture(scope="module")
 def own_db(tmp_path_factory, db_root):
-    """A private copy of the demo DB (the lazily built MMseqs2 index goes next to it)."""
-    root = tmp_path_factory.mktemp("mmseqs-db")
-    shutil.copytree(db_root / "demo_uniref", root / "demo_uniref", ignore=shutil.ignore_patterns("mmseqs"))
-    return root
+    """A private copy of the demo DBs (the lazily built MMseqs2 indexes go next to them)."""
+    return copy_demo_dbs(db_root, tmp_path_factory.mktemp("mmseqs-db"))
 
 
 @pytest.fixture(scope="module")
@@ -117,18 +115,20 @@ def test_chain_cache_keeps_mmseqs_a3m_per_tool(tmp_path, own_db, monkeypatch):
     from foldstack.steps.msa import run_msa
 
     calls = []
-    real = mmseqs.search_a3m
-    monkeypatch.setattr(mmseqs, "search_a3m", lambda seq, *a, **k: calls.append(seq) or real(seq, *a, **k))
+    real = mmseqs.search_many_a3m
+    monkeypatch.setattr(mmseqs, "search_many_a3m",
+                        lambda queries, *a, **k: calls.extend(s for _, s in queries) or real(queries, *a, **k))
     cache, scratch = tmp_path / "cache", tmp_path / "scratch"
     stage(scratch, "r1", "a", DEMO_SEQ)
     first = run_msa("r1", "a", scratch, own_db, "mmseqs2", str(cache))
     (marker,) = cache.glob("msa/mmseqs2/*/chains/*/chain.json")
-    assert json.loads(marker.read_text())["alignments"] == [{"database": "demo_uniref", "fmt": "a3m"}]
-    assert calls == [DEMO_SEQ] and not list(cache.glob("msa/jackhmmer"))
+    assert json.loads(marker.read_text())["alignments"] == [
+        {"database": name, "fmt": "a3m"} for name in ("demo_uniref", "demo_small_bfd", "demo_mgnify")]
+    assert calls == [DEMO_SEQ] * 3 and not list(cache.glob("msa/jackhmmer*"))
 
     stage(scratch, "r2", "b", DEMO_SEQ)
     second = run_msa("r2", "b", scratch, own_db, "mmseqs2", str(cache))
-    assert calls == [DEMO_SEQ]  # not searched again
+    assert calls == [DEMO_SEQ] * 3  # not searched again
     info = json.loads((second / "features.json").read_text())
     assert info["chain_cache"]["chains"][0]["cache"] == "hit"
     a, b = load_features(first / "features.npz"), load_features(second / "features.npz")

@@ -47,7 +47,11 @@ def test_features_json_and_done_record(msa_done):
     out = scratch / run_id / "msa" / TARGET
     info = json.loads((out / "features.json").read_text())
     assert info["tool"]["name"] == "jackhmmer" and info["tool"]["implementation"] == "pyhmmer"
-    (db,) = info["databases"]
+    assert info["tool"]["streamed"] is True
+    # the default preset, reduced_dbs, in AlphaFold's MSA order: uniref90, small_bfd, mgnify
+    assert info["db_preset"] == "reduced_dbs"
+    assert [d["name"] for d in info["databases"]] == ["demo_uniref", "demo_small_bfd", "demo_mgnify"]
+    db = info["databases"][0]
     assert db["name"] == "demo_uniref" and db["version"] and db["manifest_sha256"]
     assert db["files"]["demo_uniref.fasta"]["sha256"]
     assert info["parameters"]["incE"] == 0.0001 and info["parameters"]["max_iterations"] == 1
@@ -59,6 +63,9 @@ def test_features_json_and_done_record(msa_done):
     for rel, digest in done["outputs"].items():
         assert sha256_file(out / rel) == digest
     assert "pyhmmer" in done["tool_versions"]
+    resources = done["resources"]  # the step contract records what the job used
+    assert resources["peak_rss_mib"] > 0 and resources["cpu_seconds"] >= 0
+    assert set(resources["self"]) == set(resources["children"]) == {"peak_rss_mib", "cpu_seconds"}
 
 
 def test_rerun_is_idempotent(msa_done, db_root):

@@ -57,7 +57,8 @@ def db_root(tmp_path) -> Path:
 def spec_for(source: Path, version: str = "v2", **extra) -> dict:
     files = {p.name: _sha(p.read_bytes()) for p in sorted(source.iterdir()) if p.is_file()}
     return {"name": "luxc", "version": version, "source": str(source), "files": files,
-            "role": "uniref90", "sequences": "luxc.fasta", "max_hits": 100, "license": "CC BY 4.0", **extra}
+            "role": "uniref90", "sequences": "luxc.fasta", "max_hits": 100, "license": "CC BY 4.0",
+            "mmseqs_index": False, **extra}
 
 
 def listing(path: Path) -> list[str]:
@@ -96,7 +97,7 @@ def test_checksum_file_over_file_uri_with_unpack(tmp_path, db_root, fasta_bytes)
     (src / "luxc.fasta.gz").write_bytes(gz)
     (src / "SHA256SUMS").write_text(f"{_sha(gz)}  luxc.fasta.gz\n")
     spec = {"name": "luxc", "version": "2024_01", "source": f"file://{src}", "checksums": "SHA256SUMS",
-            "unpack": True, "role": "uniref90", "sequences": "luxc.fasta"}
+            "unpack": True, "role": "uniref90", "sequences": "luxc.fasta", "mmseqs_index": False}
     refresh_database(parse_spec(spec), db_root, RUN)
     db = open_database(db_root, "luxc", verify=True)
     assert db.sequences.read_bytes() == fasta_bytes

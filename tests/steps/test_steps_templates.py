@@ -70,7 +70,9 @@ def test_features_json_records_template_provenance(templated):
     assert block["n_templates"] >= 1 and "1a7g_E" in block["per_chain"][0]["templates"]
     assert block["featurizer"].endswith("HmmsearchHitFeaturizer")
     assert block["hmmsearch"]["E"] == 100.0 and block["max_template_date"]
-    assert [d["name"] for d in info["databases"]] == ["demo_uniref"]  # MSA databases only
+    assert [d["name"] for d in info["databases"]] == ["demo_uniref", "demo_small_bfd", "demo_mgnify"]  # MSA DBs
+    # a monomer: AlphaFold's hhsearch on pdb70, which is not installed here: hmmsearch, and the note says so
+    assert block["search"] == "hmmsearch" and "pdb70" in block["note"]
     assert info["timings"]["templates"] >= 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -18,14 +19,17 @@ def table():
 
 
 def test_price_table_is_dated_sourced_and_covers_jobs_and_cpu_families(table, fold_workflow, repo):
-    assert re.fullmatch(r"aws-\d{4}-\d{2}-\d{2}\.yaml", table.path.name) and table.date in table.path.name
+    assert re.fullmatch(r"aws-us-east-1-\d{4}-\d{2}-\d{2}\.yaml", table.path.name) and table.date in table.path.name
     assert table.region == "us-east-1" and table.currency == "USD"
     import yaml
 
+    for path in sorted(cost.PRICES_DIR.glob("aws-*.yaml")):  # every table, old ones too
+        raw = yaml.safe_load(path.read_text())
+        assert raw["date"] in path.name and (raw["region"] in path.name or path.name == "aws-2026-11-21.yaml")
+        for name, spec in raw["instances"].items():
+            assert spec["source"] in raw["sources"], f"{path.name} {name}: every figure names its source"
+            assert spec["on_demand"] > 0
     raw = yaml.safe_load(table.path.read_text())
-    for name, spec in raw["instances"].items():
-        assert spec["source"] in raw["sources"], f"{name}: every figure names its source"
-        assert spec["on_demand"] > 0
     wanted = {t for r in fold_workflow.jobs.jobs["predict"].size_classes.values() for t in r.instance_types}
     assert wanted <= set(table.instances)
     families = re.search(r'default\s*=\s*\[([^\]]*)\]', (repo / "terraform/modules/platform/variables.tf").read_text()
@@ -101,6 +105,144 @@ def test_cost_from_step_done_files(tmp_path, table, fold_workflow):
 
 
 def test_newest_table_is_default_and_env_overrides(tmp_path, monkeypatch):
-    assert cost.latest_price_table_path() == sorted(cost.PRICES_DIR.glob("aws-*.yaml"))[-1]
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.delenv(cost.PRICE_REGION_ENV, raising=False)
+    us = cost.price_tables()["us-east-1"]
+    assert [p.name for p in us][:2] == ["aws-2026-11-21.yaml", "aws-us-east-1-2026-11-30.yaml"]  # oldest first
+    assert cost.latest_price_table_path() == us[-1] == cost.latest_price_table_path(region="us-east-1")
     monkeypatch.setenv(cost.PRICE_TABLE_ENV, str(tmp_path / "aws-2000-01-01.yaml"))
     assert cost.latest_price_table_path() == Path(tmp_path / "aws-2000-01-01.yaml")
+
+
+# ------------------------------------------------------------------ priced where it ran
+
+
+def _done(seconds, queue=None, size_class=None, attempt=1, **timings):
+    done = {"timings": {"total": seconds, **timings}}
+    if queue is not None:
+        done["ran_on"] = {"queue": queue, "compute_environment": f"{queue}-ce", "size_class": size_class,
+                          "attempt": attempt, "job_id": "j-1", "availability_zone": "us-east-1b"}
+    return done
+
+
+def test_p4d_and_p4de_carry_the_public_prices_checked_2026_11(table):
+    assert table.instances["p4d.24xlarge"].on_demand == pytest.approx(21.957642)
+    assert table.instances["p4de.24xlarge"].on_demand == pytest.approx(27.44705)
+    assert not table.instances["p4d.24xlarge"].estimate and not table.instances["p4de.24xlarge"].estimate
+    old = load_price_table(cost.PRICES_DIR / "aws-2026-11-21.yaml")  # kept: older manifests name it
+    assert old.instances["p4d.24xlarge"].on_demand / 21.957642 == pytest.approx(1.49, abs=0.01)  # was ~49 % high
+
+
+def test_queue_names_map_back_to_jobs_yaml_keys(fold_workflow):
+    jobs = fold_workflow.jobs
+    assert cost.queue_key(jobs, "foldstack-dev-gpu-large") == "gpu-large"  # Terraform: <prefix>-<key>
+    assert cost.queue_key(jobs, "foldstack-local-cpu-ondemand") == "cpu-ondemand"
+    assert cost.queue_key(jobs, "arn:aws:batch:eu-west-1:1:job-queue/x-cpu-spot") == "cpu-spot"
+    assert cost.queue_key(jobs, "someone-elses-queue") is None
+
+
+def test_escalated_predict_is_priced_on_the_bigger_class_it_ran_on(table, fold_workflow):
+    """OOM escalation moves a small target's batch to gpu-medium: priced as medium
+    (g6e, 48 GB), not as the small class the target was planned in."""
+    jobs = fold_workflow.jobs
+    target = TargetResult.model_validate({"id": "t", "size_class": "small", "provenance": {
+        "predict": _done(3600, "foldstack-local-gpu-medium", "medium")}})
+    section = annotate_costs([target], jobs=jobs, table=table)
+    step = target.cost["steps"]["predict"]
+    medium = rate_for(jobs, "predict", "medium", table)
+    small = rate_for(jobs, "predict", "small", table)
+    assert step["queue"] == "gpu-medium" and step["size_class"] == "medium" and step["priced_by"] == "ran_on"
+    assert step["instance_type"] == medium.instance_type and table.instances[step["instance_type"]].gpu_memory_gib >= 48
+    assert step["usd"] == pytest.approx(medium.hourly_usd) and medium.hourly_usd > small.hourly_usd
+    assert step["availability_zone"] == "us-east-1b" and step["attempt"] == 1
+    assert section["estimated_total_usd"] == pytest.approx(medium.hourly_usd)
+    # the queue alone decides the class when the job definition's class was not recorded
+    target2 = TargetResult.model_validate({"id": "t2", "size_class": "small", "provenance": {
+        "predict": _done(3600, "foldstack-prod-gpu-large")}})
+    annotate_costs([target2], jobs=jobs, table=table)
+    large = target2.cost["steps"]["predict"]
+    assert large["size_class"] == "large"
+    assert large["usd"] == pytest.approx(rate_for(jobs, "predict", "large", table).hourly_usd)
+    assert large["instance_type"] == "p4de.24xlarge"  # cheapest 80 GB GPU, 1/8 of it
+    assert large["hourly_usd"] == pytest.approx(27.44705 / 8)
+
+
+def test_fallen_back_msa_is_priced_on_demand(table, fold_workflow):
+    jobs = fold_workflow.jobs
+    target = TargetResult.model_validate({"id": "t", "size_class": "small", "provenance": {
+        "msa": _done(3600, "foldstack-local-cpu-ondemand")}})
+    annotate_costs([target], jobs=jobs, table=table)
+    step = target.cost["steps"]["msa"]
+    assert step["queue"] == "cpu-ondemand" and step["purchase"] == "on_demand" and step["priced_by"] == "ran_on"
+    assert step["usd"] == pytest.approx(table.instances[step["instance_type"]].on_demand * step["instance_share"])
+    spot = rate_for(jobs, "msa", None, table)  # what the spec's queue (cpu-spot) would have said
+    assert step["usd"] > spot.hourly_usd * 3 and spot.purchase == "spot"
+
+
+def test_a_job_without_ran_on_is_priced_from_the_spec_and_flagged(table, fold_workflow):
+    target = TargetResult.model_validate({"id": "t", "size_class": "small", "provenance": {
+        "msa": _done(3600), "predict": _done(60, "not-a-foldstack-queue")}})
+    section = annotate_costs([target], jobs=fold_workflow.jobs, table=table)
+    msa, predict = target.cost["steps"]["msa"], target.cost["steps"]["predict"]
+    assert msa["priced_by"] == "jobs.yaml" and msa["queue"] == "cpu-spot" and "no ran_on" in msa["note"]
+    assert predict["priced_by"] == "jobs.yaml" and predict["queue"] == "gpu-small"
+    assert "not-a-foldstack" in predict["note"]
+    assert section["priced_from_jobs_yaml"] == 2
+
+
+def test_run_totals_split_into_msa_predict_and_overhead(table, fold_workflow):
+    jobs = fold_workflow.jobs
+    entries = [TargetResult.model_validate(e) for e in [
+        {"id": "a", "size_class": "small", "metrics": {"timings": {"load": 30.0, "predict": 500.0}},
+         "provenance": {"msa": _done(3600, "x-cpu-spot"),
+                        "predict": _done(600, "x-gpu-small", "small", await_inputs=60.0)}},
+        {"id": "b", "size_class": "small", "provenance": {"msa": {"msa_cache": "hit", "timings": {"total": 0.0}},
+                                                          "predict": _done(300, "x-gpu-small", "small")}},
+    ]]
+    section = annotate_costs(entries, jobs=jobs, table=table)
+    msa = rate_for(jobs, "msa", None, table).hourly_usd
+    gpu = rate_for(jobs, "predict", "small", table).hourly_usd
+    parts = section["by_part_usd"]
+    assert parts["msa"] == pytest.approx(msa)
+    assert parts["overhead"] == pytest.approx(gpu * 90 / 3600)  # 60 s waiting for inputs + 30 s model load
+    assert parts["predict"] == pytest.approx(gpu * (600 - 90 + 300) / 3600)
+    assert sum(parts.values()) == pytest.approx(section["estimated_total_usd"])
+    assert entries[1].cost["steps"]["msa"] == {"usd": 0.0, "skipped": True}  # cache hit: no job
+    assert entries[0].cost["steps"]["predict"]["overhead_seconds"] == 90
+
+
+def test_a_region_without_a_table_is_unavailable_not_priced_as_us_east_1(fold_workflow, monkeypatch):
+    monkeypatch.delenv(cost.PRICE_TABLE_ENV, raising=False)
+    monkeypatch.delenv(cost.PRICE_REGION_ENV, raising=False)
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")  # as Lambda sets it in the deployment's region
+    assert cost.deployment_region() == "eu-west-1"
+    with pytest.raises(cost.NoPriceTable, match="eu-west-1"):
+        cost.latest_price_table_path()
+    target = TargetResult.model_validate({"id": "t", "size_class": "small", "provenance": {
+        "predict": _done(60, "foldstack-dev-gpu-small")}})
+    section = annotate_costs([target], jobs=fold_workflow.jobs)
+    assert section["estimated_total_usd"] is None and section["region"] == "eu-west-1"
+    assert "no price table for region eu-west-1" in section["unavailable"] and target.cost is None
+    monkeypatch.setenv(cost.PRICE_REGION_ENV, "us-east-1")  # a configured region wins (local mode)
+    assert annotate_costs([target], jobs=fold_workflow.jobs)["region"] == "us-east-1"
+
+
+def test_cost_from_done_records_written_under_batch(tmp_path, table, fold_workflow, monkeypatch):
+    """The step contract records ran_on from what Batch (or the local engine) sets."""
+    from foldstack.steps.common import run_step
+
+    monkeypatch.setenv("AWS_BATCH_JQ_NAME", "foldstack-dev-gpu-medium")
+    monkeypatch.setenv("AWS_BATCH_CE_NAME", "foldstack-dev-gpu-medium-2026")
+    monkeypatch.setenv("AWS_BATCH_JOB_ID", "abc")
+    monkeypatch.setenv("AWS_BATCH_JOB_ATTEMPT", "2")
+    monkeypatch.setenv("FOLDSTACK_SIZE_CLASS", "medium")
+    monkeypatch.delenv("ECS_CONTAINER_METADATA_URI_V4", raising=False)
+    final = run_step("predict", "r1", "t1", tmp_path, lambda ctx: (ctx.work_dir / "x").write_text("1"))
+    done = json.loads((final / "predict.done.json").read_text())
+    assert done["ran_on"] == {"queue": "foldstack-dev-gpu-medium", "size_class": "medium", "attempt": 2,
+                              "compute_environment": "foldstack-dev-gpu-medium-2026", "job_id": "abc"}
+    assert done["output_sizes"] == {"x": 1}
+    out = run_cost_from_scratch(tmp_path / "r1", [{"id": "t1", "size_class": "small"}], ["predict"],
+                                jobs=fold_workflow.jobs, table=table)
+    assert out["targets"]["t1"]["steps"]["predict"]["queue"] == "gpu-medium"
+    assert out["targets"]["t1"]["steps"]["predict"]["attempt"] == 2

@@ -77,3 +77,82 @@ def test_record_count_limit_stops_early():
     many = "".join(f">r{i}\nMKTAYIAKQRQ\n" for i in range(1_000))
     err = rejects(many, "too_many_records", max_records=100)
     assert err.details["line"] == 201
+
+
+# -- database headers (UniProt, NCBI): the id is the accession -------------------------------------
+
+
+@pytest.mark.parametrize(
+    "header, rid",
+    [
+        ("sp|P19841|LUXC_PHOPO Acyl-CoA reductase", "P19841"),
+        ("tr|A0A023GPI8|A0A023GPI8_CANAL Lectin", "A0A023GPI8"),
+        ("sp|P19841-2|LUXC_PHOPO Isoform 2", "P19841-2"),
+        ("SP|p19841|x", "p19841"),
+        ("ref|NP_000509.1|", "NP_000509.1"),
+        ("ref|NP_000509.1| hemoglobin subunit beta", "NP_000509.1"),
+        ("gb|AAA35605.1|", "AAA35605.1"),
+        ("emb|CAA25757.1|", "CAA25757.1"),
+        ("dbj|BAA00001.1|", "BAA00001.1"),
+        ("lcl|my_seq", "my_seq"),
+        ("gi|4504349|ref|NP_000509.1| hemoglobin", "NP_000509.1"),
+        ("gi|4504349", "4504349"),
+        ("gnl|mydb|seq42", "seq42"),
+        ("pdb|1ABC|A", "1ABC_A"),
+        ("sp|P1:2|X", "P1_2"),  # characters outside the id alphabet become '_'
+        ("sp|../x|y", "x"),  # leading characters that are not letters or digits are dropped
+    ],
+)
+def test_database_headers_use_the_accession_as_id(header, rid):
+    (rec,) = parse_fasta(f">{header}\n{SEQ}\n")
+    assert rec.id == rid
+    assert rec.description.startswith(header.split(" ", 1)[0])  # the whole header is kept
+    again = parse_fasta(rec.to_fasta())  # and round-trips to the same record
+    assert [(r.id, r.chains, r.description) for r in again] == [(rec.id, rec.chains, rec.description)]
+
+
+@pytest.mark.parametrize("header, code", [
+    ("sp||HBA_HUMAN", "unsafe_id"), ("ref|..|", "unsafe_id"), ("a|b", "unsafe_id"), ("xx|P1|q", "unsafe_id"),
+    ("sp|MSA|x", "reserved_id"),
+])
+def test_database_headers_without_a_usable_accession_are_rejected(header, code):
+    rejects(f">{header}\n{SEQ}\n", code, 1)
+
+
+def test_two_headers_with_one_accession_are_duplicates_naming_both():
+    err = rejects(f">sp|P19841|LUXC_PHOPO a\n{SEQ}\n>tr|P19841|LUXC_X b\n{SEQ[::-1]}\n", "duplicate_id", 3)
+    assert "'P19841' (from 'tr|P19841|LUXC_X')" in str(err) and "('sp|P19841|LUXC_PHOPO')" in str(err)
+    assert err.details["record"] == "P19841"
+    rejects(f">P19841\n{SEQ}\n>sp|p19841|LUXC_PHOPO\n{SEQ}\n", "duplicate_id", 3)
+
+
+# -- nucleotide sequences -------------------------------------------------------------------------
+
+DNA = "ATGGCTAGCAAAGGAGAAGAACTTTTCACTGGAGTTGTCCCAATTCTTG"
+
+
+@pytest.mark.parametrize("seq", [
+    DNA, DNA.lower(), DNA.replace("T", "U"), DNA[:30] + "NNNN" + DNA[30:], f"{SEQ}:{DNA}",
+    DNA[:18] + "RY" + DNA[18:],  # 90 % or more A/C/G/T/U/N: a few ambiguity codes do not hide it
+    DNA[:20],  # the shortest that counts: 20 residues
+])
+def test_nucleotide_sequences_are_named_as_such(seq):
+    err = rejects(f">nt\n{seq}\n", "nucleotide_sequence", 1)
+    assert "translate it first" in str(err) and err.details["record"] == "nt"
+
+
+@pytest.mark.parametrize("seq", [
+    DNA[:19],  # too short to tell
+    "A" * 40, "G" * 30, "AC" * 20,  # homopolymers and two-letter repeats are ambiguous (poly-Ala is a protein)
+    DNA[:17] + "MKL",  # 85 % nucleotide letters: below the 90 % line
+    SEQ, "ACDEFGHIKLMNPQRSTVWY" * 3,
+])
+def test_proteins_and_ambiguous_chains_are_not_nucleotides(seq):
+    assert parse_fasta(f">p\n{seq}\n", limits=FastaLimits(min_chain_length=1))
+
+
+def test_the_nucleotide_check_comes_before_residue_and_length_checks():
+    rejects(f">rna\n{DNA.replace('T', 'U')}\n", "nucleotide_sequence", 1)  # not 'selenocysteine'
+    rejects(f">long\n{DNA * 60}\n", "nucleotide_sequence", 1)  # not 'too_long'
+    rejects(f">gb\n        1 {DNA[:10].lower()} {DNA[10:20].lower()} {DNA[20:30].lower()}\n",
+            "nucleotide_sequence", 1)  # GenBank numbering: not 'digit_in_sequence'

@@ -57,12 +57,12 @@ def test_jobs_publish_to_the_db_uri_not_the_read_only_mount(workflow):
 def luxc(src: Path, version="v1", sha=None) -> dict:
     return {"name": "luxc", "version": version, "source": str(src / "luxc"),
             "files": {"luxc.fasta": sha or _sha(src / "luxc" / "luxc.fasta")},
-            "role": "uniref90", "sequences": "luxc.fasta", "max_hits": 100}
+            "role": "uniref90", "sequences": "luxc.fasta", "max_hits": 100, "mmseqs_index": False}
 
 
 def pksi(src: Path) -> dict:
     return {"name": "pksi", "version": "v1", "source": f"file://{src / 'pksi'}", "checksums": "SHA256SUMS",
-            "role": "mgnify", "sequences": "pksi.fasta", "max_hits": 501}
+            "role": "mgnify", "sequences": "pksi.fasta", "max_hits": 501, "mmseqs_index": False}
 
 
 def entered(execution) -> list[str]:

@@ -75,9 +75,11 @@ class Injector:
 # ------------------------------------------------------------------ batching + OOM
 
 
-def test_batch_predicts_in_one_job_and_escalates_once_on_out_of_memory(demo_home, tmp_path):
+def test_batch_predicts_in_one_job_and_escalates_once_on_out_of_memory(demo_home, tmp_path, monkeypatch):
     """Three small targets -> one Predict job (model loaded once). The small class
-    exits 3 (out of memory): the batch is resubmitted once to the medium class."""
+    exits 3 (out of memory): the batch is resubmitted once to the medium class, and its
+    cost is that of the medium class's queue it ran on."""
+    monkeypatch.setenv("FOLDSTACK_PRICE_REGION", "us-east-1")
     records = [("t1", SEQ), ("t2", SEQ[:40]), ("t3", SEQ[5:60])]
     runner = LocalRunner(demo_home, job_env={"FOLDSTACK_FAULT_OOM": "small"})
     run = runner.submit(RunRequest(inputs=(fasta(tmp_path, "b", records),), output_uri=str(tmp_path / "out"),
@@ -93,6 +95,13 @@ def test_batch_predicts_in_one_job_and_escalates_once_on_out_of_memory(demo_home
     logs = "".join(p.read_text() for p in (demo_home / "runs" / run.run_id / "logs").glob("*predict*.log"))
     assert "batch of 3: 3 done, model loads: 1" in logs
     assert "injected out of memory" in logs
+    manifest = json.loads((result / "manifest.json").read_text())
+    for target in manifest["targets"]:  # planned small, ran (and priced) on gpu-medium
+        assert target["size_class"] == "small" and target["provenance"]["predict"]["ran_on"]["size_class"] == "medium"
+        predict = target["cost"]["steps"]["predict"]
+        assert (predict["queue"], predict["size_class"], predict["priced_by"]) == ("gpu-medium", "medium", "ran_on")
+        assert predict["instance_type"].startswith("g6e.")  # the medium class's 48 GB L40S
+    assert manifest["cost"]["region"] == "us-east-1" and manifest["cost"]["estimated_total_usd"] > 0
 
 
 def test_out_of_memory_on_the_escalated_class_fails_the_run(demo_home, tmp_path):
@@ -129,7 +138,8 @@ def test_bulk_input_runs_through_the_distributed_map(demo_home, tmp_path, repo):
 # ------------------------------------------------------------------ MSA cache + fallback
 
 
-def test_msa_cache_hit_skips_the_msa_job_and_spot_exhaustion_falls_back_once(demo_home, tmp_path, repo):
+def test_msa_cache_hit_skips_the_msa_job_and_spot_exhaustion_falls_back_once(demo_home, tmp_path, repo, monkeypatch):
+    monkeypatch.setenv("FOLDSTACK_PRICE_REGION", "us-east-1")
     wf = workflow_copy(tmp_path, repo, fast_af2=True)
     fa = fasta(tmp_path, "cache", [("cached1", CACHE_SEQ)])
     # first run: every Spot attempt of the MSA is reclaimed -> one on-demand resubmission
@@ -142,6 +152,8 @@ def test_msa_cache_hit_skips_the_msa_job_and_spot_exhaustion_falls_back_once(dem
     assert ("Msa", "cached1") in tasks and ("MsaOnDemand", "cached1") in tasks
     m1 = json.loads((tmp_path / "out1" / first.run_id / "manifest.json").read_text())
     assert m1["targets"][0]["provenance"]["msa"]["msa_cache"] == "miss"
+    msa_cost = m1["targets"][0]["cost"]["steps"]["msa"]  # priced on the on-demand queue it fell back to
+    assert (msa_cost["queue"], msa_cost["purchase"], msa_cost["priced_by"]) == ("cpu-ondemand", "on_demand", "ran_on")
     sha = m1["targets"][0]["sha256"]
     markers = list((demo_home / "cache" / "msa" / "jackhmmer").glob(f"*/{sha}/cache.json"))
     assert len(markers) == 1  # Collect Outputs filled the cache

@@ -9,6 +9,7 @@ import sys
 
 import typer
 
+from foldstack.cli import db as _db
 from foldstack.cli import local as _local
 from foldstack.cli import runs as _runs
 from foldstack.cli import step as _step
@@ -24,6 +25,7 @@ app.add_typer(_step.app, name="step", help="Run one workflow step (what a Batch 
 app.add_typer(_weights.app, name="weights", help="Install model weights (demo or real).")
 _local.register(app)
 _runs.register(app)
+_db.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

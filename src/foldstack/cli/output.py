@@ -11,6 +11,7 @@ Exit codes (docs/cli.md, "Exit codes"):
 0     ok (``wait``, ``submit --wait``, ``run``: the run SUCCEEDED)
 1     the run FAILED, TIMED_OUT or was ABORTED; ``doctor``: a check failed; an operation
       failed after it started (a download that does not match its checksum); a bug
+      (``[internal_error]``; ``FOLDSTACK_DEBUG=1`` or ``-v`` shows the traceback)
 2     usage or input: an unknown option value, invalid FASTA or request, a path outside
       the allowed prefixes, an unknown run id, local weights/databases not installed;
       nothing was started
@@ -26,6 +27,7 @@ import contextlib
 import functools
 import json
 import logging
+import os
 import sys
 import threading
 import traceback
@@ -62,7 +64,7 @@ def exit_code_for(exc: BaseException) -> int:
     if isinstance(exc, RunNotCompleteError):
         return EXIT_PENDING
     if isinstance(exc, InputValidationError | AccessDeniedError | RunNotFoundError | NotInstalledError | UsageError
-                  | ValidationError | typer.TyperException):
+                  | ValidationError | ValueError | typer.TyperException):
         return EXIT_USAGE
     return EXIT_FAILED
 
@@ -124,13 +126,14 @@ def report_error(exc: BaseException, *, as_json: bool = False, verbose: bool = F
         emit(obj)
     else:
         hint = obj.get("hint") if isinstance(exc, FoldstackError) else None
+        debug = verbose or bool(os.environ.get("FOLDSTACK_DEBUG"))
         if obj["code"] == "internal_error":
             message = f"{obj['error']}: {obj['message']}"
-            hint = None if verbose else "unexpected; run again with -v for the traceback"
+            hint = None if debug else "unexpected; FOLDSTACK_DEBUG=1 shows the traceback"
         else:
             message = obj["message"]
         echo_error(error_line(obj["code"], message, hint if isinstance(hint, str) else None))
-        if verbose and obj["code"] == "internal_error":
+        if debug and obj["code"] == "internal_error":
             traceback.print_exception(exc, file=sys.stderr)
     return exit_code_for(exc)
 

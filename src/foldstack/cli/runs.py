@@ -42,12 +42,13 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON document (
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="local mode: also show the tasks' JSON log lines")]
 
 
-def make_client(env: str, home: Path | None = None) -> Any:
-    """The Client the commands use (tests replace this)."""
+def make_client(env: str, home: Path | None = None, **local: Any) -> Any:
+    """The Client the commands use (tests replace this); `local`: options of
+    `Client.local` (`detach=True`: `submit --env local` without `--wait`)."""
     from foldstack.client import Client
 
     if env == "local":
-        return Client.local(home)
+        return Client.local(home, **local)
     return Client(env)
 
 
@@ -156,7 +157,7 @@ def register(app: typer.Typer) -> None:
         check_request_options(engine, preset, msa_tool)
         tags = _parse_tags(tag)
         configure_task_logs()
-        client = make_client(env, home)
+        client = make_client(env, home, **({} if wait or env != "local" else {"detach": True}))
         run = client.submit(inputs, engine=engine, preset=preset, msa_tool=msa_tool, output=output,
                             owner=owner, tags=tags)
         if not as_json:

@@ -27,12 +27,38 @@ def msa(
     cache: Annotated[str, typer.Option(
         "--cache", help="MSA cache root (directory or s3:// URI): chains searched before are reused, new ones kept; "
         "'' = none.")] = "",
+    db_preset: Annotated[str, typer.Option(
+        "--db-preset", help="full_dbs | reduced_dbs | colabfold; '' = the run's request (else reduced_dbs).")] = "",
 ) -> None:
-    """jackhmmer → msa.a3m + features.npz + features.json. Exit 0 ok, 2 bad input, 3 OOM."""
+    """A database preset's searches → msa.a3m + features.npz + features.json. Exit 0 ok, 2 bad input, 3 OOM."""
     from foldstack.steps.common import run_cli
     from foldstack.steps.msa import run_msa
 
-    code = run_cli("msa", target, lambda: run_msa(run_id, target, scratch, db, msa_tool, cache or None))
+    code = run_cli("msa", target, lambda: run_msa(run_id, target, scratch, db, msa_tool, cache or None,
+                                                  db_preset or None))
+    raise typer.Exit(code)
+
+
+@app.command("msa-chains")
+def msa_chains(
+    run_id: RunId,
+    scratch: Scratch,
+    db: Annotated[Path, typer.Option("--db", help="Database root, e.g. /fsx/db.")],
+    shard: Annotated[int, typer.Option("--shard", help="This job's shard, 0-based.")] = 0,
+    shards: Annotated[int, typer.Option("--shards", help="How many shards the run's chains are dealt to.")] = 1,
+    msa_tool: Annotated[str, typer.Option("--msa-tool", help="MSA tool: jackhmmer | mmseqs2.")] = "jackhmmer",
+    cache: Annotated[str, typer.Option(
+        "--cache", help="MSA cache root to fill; '' = the run's own chain store (scratch/<run_id>/chains).")] = "",
+    db_preset: Annotated[str, typer.Option(
+        "--db-preset", help="full_dbs | reduced_dbs | colabfold; '' = the run's request (else reduced_dbs).")] = "",
+) -> None:
+    """Search the run's distinct, not yet stored chains once (one shard of them), before the
+    per-target msa jobs. Exit 0 ok, 2 bad input, 3 OOM."""
+    from foldstack.steps.common import run_cli
+    from foldstack.steps.msa import run_msa_chains
+
+    code = run_cli("msa_chains", f"shard-{shard}", lambda: run_msa_chains(
+        run_id, scratch, db, msa_tool, cache or None, db_preset or None, shard, shards))
     raise typer.Exit(code)
 
 

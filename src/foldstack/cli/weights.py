@@ -1,12 +1,14 @@
-"""`foldstack weights ...`: install model weights. Thin: logic in foldstack.weights."""
+"""`foldstack weights ...`: install model weights. Thin: logic in foldstack.weights; errors
+are one line, `error: [code] message`, as everywhere (`foldstack.cli.output`)."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from foldstack.cli.output import EXIT_USAGE, echo_error, error_line
 
 app = typer.Typer(no_args_is_help=True, help="Install model weights (tiny demo weights, or the real ones).")
 
@@ -26,8 +28,9 @@ def demo(
     engines = tuple(engine) if engine else ENGINES
     unknown = [e for e in engines if e not in ENGINES]
     if unknown:
-        print(f"unknown engine(s): {', '.join(unknown)} (known: {', '.join(ENGINES)})", file=sys.stderr)
-        raise typer.Exit(2)
+        echo_error(error_line("invalid_request", f"--engine {', '.join(map(repr, unknown))} is not one of: "
+                              f"{', '.join(ENGINES)}"))
+        raise typer.Exit(EXIT_USAGE)
     write_demo_weights(dest, engines, force=force)
     for e in engines:
         print(f"demo weights for {e}: {Path(dest) / e}  (random; structures are NOT meaningful)")
@@ -47,6 +50,6 @@ def fetch(
     try:
         path = fetch_weights(engine, dest, sha256=sha256 or None, revision=revision or None)
     except BadInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise typer.Exit(2) from None
+        echo_error(error_line("bad_input", str(exc)))
+        raise typer.Exit(EXIT_USAGE) from None
     print(f"{engine} weights installed in {path}")

@@ -13,12 +13,14 @@
 from foldstack.client.aws import AwsApi, RetryPolicy
 from foldstack.client.client import Client, parse_since
 from foldstack.client.config import ClientConfig
-from foldstack.client.errors import AwsError, RunNotCompleteError, RunNotFoundError
+from foldstack.client.errors import AwsError, NotInstalledError, RunNotCompleteError, RunNotFoundError
+from foldstack.client.failure import Failure
 from foldstack.client.history import StepState
 from foldstack.client.ratelimit import FakeClock, RateLimiter
 from foldstack.client.run import OutputFile, Rows, Run, RunSet
 
 __all__ = [
-    "AwsApi", "AwsError", "Client", "ClientConfig", "FakeClock", "OutputFile", "RateLimiter", "RetryPolicy",
-    "Rows", "Run", "RunNotCompleteError", "RunNotFoundError", "RunSet", "StepState", "parse_since",
+    "AwsApi", "AwsError", "Client", "ClientConfig", "Failure", "FakeClock", "NotInstalledError", "OutputFile",
+    "RateLimiter", "RetryPolicy", "Rows", "Run", "RunNotCompleteError", "RunNotFoundError", "RunSet", "StepState",
+    "parse_since",
 ]

@@ -17,9 +17,10 @@ from typing import Any
 from foldstack.client.aws import AwsApi, RetryPolicy, check_configured, session_for
 from foldstack.client.backends import CloudBackend, LocalBackend, Prepared
 from foldstack.client.config import ClientConfig, discover
+from foldstack.client.display import CountBar
 from foldstack.client.errors import NotInstalledError
 from foldstack.client.ratelimit import RateLimiter
-from foldstack.client.run import Run, RunContext, RunSet, _CountBar
+from foldstack.client.run import Run, RunContext, RunSet
 from foldstack.core.errors import InputValidationError
 from foldstack.core.fasta import FastaLimits, FastaRecord, check_unique, normalise_chains, parse_fasta, validate_id
 from foldstack.core.request import InlineRecord, RunRequest
@@ -114,8 +115,10 @@ class Client:
         limits: FastaLimits | None = None,
         runner: Any = None,
         poll_interval: float = 0.2,
+        detach: bool = False,
     ) -> Client:
-        """Local mode: the same workflow on the local engine, the same Run API."""
+        """Local mode: the same workflow on the local engine, the same Run API.
+        `detach`: each run is driven by a background process that outlives this one."""
         if runner is None:
             from foldstack.local.runner import LocalRunner
 
@@ -124,7 +127,7 @@ class Client:
         self = cls.__new__(cls)
         self.env, self.config, self.api = "local", None, None
         self._clock, self._sleep, self.poll_interval = time.monotonic, time.sleep, poll_interval
-        self._backend = LocalBackend(runner, str(output) if output else None)
+        self._backend = LocalBackend(runner, str(output) if output else None, detach=detach)
         return self
 
     def __repr__(self) -> str:
@@ -170,6 +173,12 @@ class Client:
         if not any(db.glob("*/CURRENT")):
             raise NotInstalledError(f"no sequence database for the MSA under {db}", code="databases_missing",
                                     engine=engine, path=str(db), hint=how)
+
+    @property
+    def limits(self) -> FastaLimits:
+        if self.config is not None:
+            return self.config.fasta_limits
+        return getattr(self._backend.runner, "limits", FastaLimits())
 
     # -- submission
     def request(self, inputs: InputLike | Iterable[InputLike], *, engine: str = "alphafold2",
@@ -232,7 +241,7 @@ class Client:
         ]
         if self.is_local:
             self.check_installed(engine)
-        bar = _CountBar("sequences submitted", len(records)) if progress else None
+        bar = CountBar("sequences submitted", len(records)) if progress else None
         try:
             def launch(item: tuple[Prepared, int]) -> Run:
                 run = self._launch(item[0])

@@ -9,7 +9,13 @@ scale before anything is submitted, and says how to fix each problem.
   batch-quotas      Batch compute environment and job queue counts against their quotas
   sfn-quota         running executions against Step Functions' open-executions quota
   ecr-images        every job definition's image exists in ECR
-  database          the sequence database prefix (`db_uri`) is populated
+  databases         every database under `db_uri` (`<db_uri>/<name>/CURRENT`): the version it
+                    names has a readable manifest.json and every file the manifest lists, at
+                    the size it records (what the msa step and the MSA cache key will use)
+  weights           `<db_uri>/weights/<engine>/` holds each engine's weights in the layout
+                    of foldstack.steps.weights_layout (demo weights are a warning)
+  fsx-import        the database FSx file systems of this environment are AVAILABLE and
+                    their data repository associations import `db_uri` automatically
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from foldstack.client.aws import AwsApi
 from foldstack.client.config import ClientConfig
 from foldstack.client.errors import AwsError
 from foldstack.core.uris import parse_uri
+from foldstack.steps.weights_layout import AF2_OVERRIDES, DEMO_MARKER, ENGINES
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
 
@@ -40,6 +47,8 @@ EC2_QUOTAS = {
 _ECR = re.compile(r"^(?P<registry>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?/"
                   r"(?P<repo>[^:@]+)(?::(?P<tag>[^@]+))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?$")
 DEFAULT_MIN_VCPUS = 2  # when the smallest instance of a CE cannot be determined
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # database names and versions (cachekeys)
+MAX_MANIFEST_BYTES = 1 << 20
 
 
 @dataclass
@@ -205,25 +214,153 @@ class Doctor:
         problems += [f"job definition {d} not found" for d in missing]
         if problems:
             return [Check("ecr-images", FAIL, "; ".join(problems),
-                          "build and push the images (make build-images / the images workflow), then apply")]
+                          "push the images of this commit: `gh workflow run deploy.yml` (images are built once and "
+                          "promoted by digest, docs/operations.md), then `make plan apply ENV=<env> IMAGE_TAG=<sha>`")]
         return [Check("ecr-images", PASS, f"{ok} images of {len(job_defs)} job definitions exist in ECR")]
 
-    def database(self) -> list[Check]:
+    # -- databases, weights and their import into FSx
+    def _db_root(self) -> tuple[str, str] | None:
         if not self.config.db_uri:
-            return [Check("database", WARN, "db_uri is not published in SSM", "publish /foldstack/<env>/db_uri")]
+            return None
         u = parse_uri(self.config.db_uri)
-        page = self.api.call("s3", "list_objects_v2", Bucket=u.bucket, Prefix=u.key.rstrip("/") + "/", MaxKeys=1)
-        if page.get("KeyCount", 0) == 0:
-            return [Check("database", FAIL, f"{self.config.db_uri} is empty",
-                          "load the sequence databases (scripts/db refresh) before folding with MSAs")]
-        return [Check("database", PASS, f"{self.config.db_uri} is populated")]
+        return u.bucket, u.key.strip("/")
+
+    def _read(self, bucket: str, key: str, max_bytes: int) -> bytes | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            body = self.api.call("s3", "get_object", allow=("NoSuchKey", "404"), Bucket=bucket, Key=key)["Body"]
+        except ClientError:
+            return None
+        return body.read(max_bytes + 1)
+
+    def _objects(self, bucket: str, prefix: str) -> dict[str, int]:
+        return {o["Key"]: int(o.get("Size", 0)) for o in self.api.paginate(
+            "s3", "list_objects_v2", "Contents", cursor_in="ContinuationToken", cursor_out="NextContinuationToken",
+            Bucket=bucket, Prefix=prefix)}
+
+    def _refresh_hint(self) -> str:
+        name = self.config.state_machine_name.rsplit("-", 1)[0] + "-refresh_databases"
+        return (f"publish them with the refresh_databases workflow: `aws stepfunctions start-execution "
+                f"--state-machine-arn <arn of {name}> --input file://databases.json` (docs/architecture.md, "
+                f"Database lifecycle), or `foldstack step refresh-db --run-id <id> --scratch <dir> "
+                f"--db {self.config.db_uri} --spec <json>`")
+
+    def databases(self) -> list[Check]:
+        root = self._db_root()
+        if root is None:
+            return [Check("databases", WARN, "db_uri is not published in SSM",
+                          "terraform apply the config module (it publishes /foldstack/<env>/db_uri)")]
+        bucket, prefix = root
+        base = f"{prefix}/" if prefix else ""
+        names = [p["Prefix"][len(base):].strip("/") for p in self.api.paginate(
+            "s3", "list_objects_v2", "CommonPrefixes", cursor_in="ContinuationToken",
+            cursor_out="NextContinuationToken", Bucket=bucket, Prefix=base, Delimiter="/")]
+        found, problems = [], []
+        for name in sorted(n for n in names if _SAFE_NAME.match(n)):
+            current = self._read(bucket, f"{base}{name}/CURRENT", 256)
+            if current is None:
+                continue  # not a database (e.g. weights/)
+            version = current.decode("utf-8", "replace").strip()
+            if not _SAFE_NAME.match(version):
+                problems.append(f"{name}: CURRENT names an invalid version {version!r}")
+                continue
+            vbase = f"{base}{name}/{version}/"
+            raw = self._read(bucket, f"{vbase}manifest.json", MAX_MANIFEST_BYTES)
+            if raw is None:
+                problems.append(f"{name}: CURRENT names {version}, which has no manifest.json")
+                continue
+            try:
+                manifest = json.loads(raw)
+            except ValueError:
+                manifest = None
+            files = manifest.get("files") if isinstance(manifest, dict) else None
+            if not isinstance(files, dict):
+                problems.append(f"{name}@{version}: manifest.json is not a valid manifest")
+                continue
+            sizes = self._objects(bucket, vbase)
+            bad = [f for f, meta in sorted(files.items())
+                   if f"{vbase}{f}" not in sizes
+                   or (isinstance(meta, dict) and "bytes" in meta and sizes[f"{vbase}{f}"] != meta["bytes"])]
+            if not files or bad:
+                problems.append(f"{name}@{version}: " + (f"missing or wrong size: {', '.join(bad[:5])}" if bad
+                                                           else "manifest.json lists no files"))
+                continue
+            found.append(f"{name}@{version} ({len(files)} files)")
+        if problems:
+            return [Check("databases", FAIL, "; ".join(problems), self._refresh_hint())]
+        if not found:
+            return [Check("databases", FAIL, f"no database under {self.config.db_uri} (no <name>/CURRENT)",
+                          self._refresh_hint())]
+        return [Check("databases", PASS, "complete: " + ", ".join(found))]
+
+    def weights(self) -> list[Check]:
+        root = self._db_root()
+        if root is None:
+            return [Check("weights", WARN, "db_uri is not published in SSM",
+                          "terraform apply the config module (it publishes /foldstack/<env>/db_uri)")]
+        bucket, prefix = root
+        wbase = f"{prefix}/weights/" if prefix else "weights/"
+        keys = self._objects(bucket, wbase)
+        installed, missing, demo = [], [], []
+        for engine in ENGINES:
+            files = {k[len(f"{wbase}{engine}/"):] for k in keys if k.startswith(f"{wbase}{engine}/")}
+            if engine == "esmfold":
+                ok = "config.json" in files and any(f.endswith(".safetensors") for f in files)
+            else:
+                ok = any(re.fullmatch(r"params_[^/]+\.npz", f) for f in files - {AF2_OVERRIDES})
+            (installed if ok else missing).append(engine)
+            if ok and DEMO_MARKER in files:
+                demo.append(engine)
+        where = f"s3://{bucket}/{wbase}"
+        fix = ("`foldstack weights fetch <engine> --dest ./weights` then "
+               f"`aws s3 sync ./weights/<engine> {where}<engine>/`")
+        if not installed:
+            return [Check("weights", FAIL, f"no engine's weights under {where}", fix)]
+        detail = f"installed: {', '.join(installed)}" + (f"; missing: {', '.join(missing)}" if missing else "")
+        if demo:
+            return [Check("weights", WARN, f"{detail}; DEMO (random) weights: {', '.join(demo)}", fix)]
+        return [Check("weights", WARN if missing else PASS, detail, fix if missing else "")]
+
+    def fsx_import(self) -> list[Check]:
+        systems = [fs for fs in self.api.paginate("fsx", "describe_file_systems", "FileSystems",
+                                                  cursor_in="NextToken", cursor_out="NextToken")
+                   if {"Project": "foldstack", "Environment": self.config.env, "Role": "database"}.items()
+                   <= {t["Key"]: t["Value"] for t in fs.get("Tags", [])}.items()]
+        if not systems:
+            return [Check("fsx-import", FAIL, f"no database FSx file system tagged Environment={self.config.env}",
+                          "terraform apply the fsx module (make plan apply ENV=<env>)")]
+        problems, ok = [], 0
+        want = (self.config.db_uri or "").rstrip("/") + "/"
+        for fs in systems:
+            fs_id = fs["FileSystemId"]
+            if fs.get("Lifecycle") != "AVAILABLE":
+                problems.append(f"{fs_id} is {fs.get('Lifecycle')}")
+                continue
+            dras = self.api.call("fsx", "describe_data_repository_associations",
+                                 Filters=[{"Name": "file-system-id", "Values": [fs_id]}]).get("Associations", [])
+            importing = [d for d in dras if d.get("Lifecycle") == "AVAILABLE"
+                         and d.get("DataRepositoryPath", "").rstrip("/") + "/" == want
+                         and {"NEW", "CHANGED"} <= set(((d.get("S3") or {}).get("AutoImportPolicy") or {})
+                                                       .get("Events", []))]
+            if importing:
+                ok += 1
+            else:
+                states = ", ".join(f"{d.get('DataRepositoryPath')} {d.get('Lifecycle')}" for d in dras) or "none"
+                problems.append(f"{fs_id}: no AVAILABLE auto-import association from {want} (associations: {states})")
+        if problems:
+            return [Check("fsx-import", FAIL, "; ".join(problems),
+                          "`aws fsx describe-data-repository-associations` shows why (a MISCONFIGURED association "
+                          "names its cause); then terraform apply the fsx module again")]
+        return [Check("fsx-import", PASS, f"{ok} database file systems import {want} automatically")]
 
     def run(self) -> list[Check]:
         checks: list[Check] = []
         for name, fn in (("batch-queues", self.batch_queues), ("ec2-vcpu-quota", self.ec2_vcpu_quota),
                          ("subnet-ips", self.subnet_ips), ("batch-quotas", self.batch_quotas),
                          ("sfn-quota", self.sfn_quota), ("ecr-images", self.ecr_images),
-                         ("database", self.database)):
+                         ("databases", self.databases), ("weights", self.weights),
+                         ("fsx-import", self.fsx_import)):
             checks.extend(self.guarded(name, fn))
         return checks
 

@@ -260,8 +260,8 @@ def parse(events: Iterable[Mapping[str, Any]]) -> Progress:
         ts = _timestamp(ev.get("timestamp"))
         key = _iteration_key(ev, etype, d, iteration, open_maps)
         iteration[eid] = key
-        if key and ev.get("_target") and key not in members:
-            members[key] = [(str(ev["_target"]), None)]
+        if key and ev.get("_target") and key not in members:  # a batch's events name its ids joined by ','
+            members[key] = [(t, None) for t in str(ev["_target"]).split(",") if t]
 
         if etype.endswith("StateEntered"):
             name = str(d.get("name", ""))

@@ -11,20 +11,19 @@ failed, and the time spent there); the CLI shows the same table.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from foldstack.client import history as _history
 from foldstack.client.backends import TERMINAL, ExecutionInfo
+from foldstack.client.display import CountBar, WaitDisplay
 from foldstack.client.errors import RunNotCompleteError, RunNotFoundError
-from foldstack.core.errors import EXIT_BAD_INPUT, EXIT_OUT_OF_MEMORY, FoldstackError, OutputIntegrityError
+from foldstack.client.failure import BAD_STATUSES, Failure, explain, log_sections
+from foldstack.core.errors import OutputIntegrityError
 from foldstack.core.manifest import MANIFEST, Manifest, load_manifest
 from foldstack.core.uris import join_under
 
@@ -58,100 +57,6 @@ class OutputFile:
     uri: str
     size: int | None = None
     sha256: str | None = None
-
-
-@dataclass(frozen=True)
-class Failure:
-    """Why a run did not succeed, in the failing step's own words."""
-
-    run_id: str
-    status: str  # FAILED | TIMED_OUT | ABORTED
-    # the step's stable code (its "[code]"), else step_failed | bad_input | out_of_memory |
-    # timed_out | aborted | run_failed
-    code: str
-    message: str  # the failing step's last error line (its log's last non-empty line, or its error message)
-    step: str | None = None  # msa | predict | validateinput | ... (None: the run itself)
-    state: str | None = None  # the ASL state, e.g. Predict_small
-    target: str | None = None  # several, joined by ',', when one job served a batch and its log names none
-    error: str | None = None  # the Step Functions error name, e.g. States.TaskFailed
-    job_id: str | None = None  # the Batch job, for steps that are Batch jobs
-    log: str | None = None  # where the job's full log is: a local path, or a CloudWatch group and stream
-    exit_code: int | None = None
-
-    @property
-    def where(self) -> str:
-        if self.step and self.target:
-            return f"{self.step} of target{'s' if ',' in self.target else ''} {self.target}"
-        return self.state or self.step or "the run"
-
-    def __str__(self) -> str:
-        return f"run {self.run_id} {self.status} in {self.where}: {self.message}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-_BAD = ("FAILED", "TIMED_OUT", "ABORTED")
-_STEP_LOG_PREFIX = re.compile(r"^\[\d\d:\d\d:\d\d\] foldstack step \S+ \[([^\]]*)\] ")
-_CODE = re.compile(r"(?:^|: )\[([a-z][a-z0-9_]*)\] ")
-
-
-def _loads(text: Any) -> Any:
-    if not isinstance(text, str):
-        return text
-    try:
-        return json.loads(text)
-    except (json.JSONDecodeError, ValueError):
-        return None
-
-
-def _split_code(text: str) -> tuple[str | None, str]:
-    """("gap_character", "…message…") from "…: [gap_character] …message…"."""
-    text = _STEP_LOG_PREFIX.sub("", text.strip())
-    m = _CODE.search(text)
-    if m is None:
-        return None, text
-    return m.group(1), (text[:m.start()] + (": " if m.start() else "") + text[m.end():]).strip()
-
-
-def _log_sections(lines: Sequence[str]) -> list[tuple[str | None, list[str]]]:
-    """`log_lines` output ("==> name <==" then that log's lines) as (name, lines) pairs."""
-    sections: list[tuple[str | None, list[str]]] = []
-    for line in lines:
-        if line.startswith("==> ") and line.endswith(" <=="):
-            sections.append((line[4:-4], []))
-        elif sections:
-            sections[-1][1].append(line)
-        else:
-            sections.append((None, [line]))
-    return sections
-
-
-def _job_facts(job: Any) -> tuple[str | None, int | None, str | None]:
-    """(log stream, exit code, reason) of a Batch job description's last attempt."""
-    if not isinstance(job, Mapping):
-        return None, None, None
-    attempts = [a for a in job.get("Attempts") or [] if isinstance(a, Mapping)]
-    last = attempts[-1] if attempts else {}
-    container = last.get("Container") or job.get("Container") or {}
-    whole = job.get("Container") or {}
-    stream = container.get("LogStreamName") or whole.get("LogStreamName")
-    exit_code = container.get("ExitCode", whole.get("ExitCode"))
-    reason = container.get("Reason") or last.get("StatusReason") or job.get("StatusReason")
-    return stream, exit_code if isinstance(exit_code, int) else None, reason
-
-
-def _failing_step(progress: _history.Progress) -> _history.StepState | None:
-    """The step that made the run fail: a target's latest step that failed (the first to
-    stop), else a failed run-level step (ValidateInput, CollectOutputs, ...)."""
-    latest = progress.targets()
-    failed = [s for s in latest.values() if s.status in _BAD]
-    if not failed:
-        failed = [s for s in progress.steps if s.target is None and s.status in _BAD]
-    if not failed:
-        return None
-    real = [s for s in failed if s.status != "ABORTED"] or failed
-    return min(real, key=lambda s: (s.stopped is None, s.stopped or datetime.max.replace(tzinfo=UTC)))
 
 
 class Run:
@@ -224,7 +129,7 @@ class Run:
         clock, sleep = self._ctx.clock, self._ctx.sleep
         poll = self._ctx.poll_interval if poll is None else poll
         deadline = None if timeout is None else clock() + timeout
-        bar = _WaitDisplay(self) if progress else None
+        bar = WaitDisplay(self) if progress else None
         try:
             while True:
                 info = self.refresh()
@@ -295,7 +200,7 @@ class Run:
         if target is None:
             return lines
         out: list[str] = []
-        for name, body in _log_sections(lines):
+        for name, body in log_sections(lines):
             command = next((ln for ln in body[:3] if ln.startswith("$ ")), "")
             m = re.search(r"--target (\S+)", command)
             if m is None or target in m.group(1).split(","):
@@ -309,65 +214,13 @@ class Run:
         """Why the run failed (None unless it FAILED, TIMED_OUT or was ABORTED): the
         failing step and target from the history, and that step's own last error line
         (the last non-empty line of its Batch job's log, or the Lambda's error message)
-        with the location of the full log."""
+        with the location of the full log. See `foldstack.client.failure`."""
         info = self.info
-        if info.status not in _BAD:
+        if info.status not in BAD_STATUSES:
             return None
-        if self._failure is not None:
-            return self._failure
-        default = {"TIMED_OUT": "timed_out", "ABORTED": "aborted"}.get(info.status)
-        progress = self.progress()
-        step = _failing_step(progress) if info.status != "ABORTED" else None
-        if step is None:
-            cause = _loads(info.cause)
-            text = cause.get("errorMessage") if isinstance(cause, Mapping) else None
-            first = str(text or info.cause or info.error or f"the run {info.status}").splitlines() or [""]
-            code, message = _split_code(first[0])
-            self._failure = Failure(self.run_id, info.status, code or default or "run_failed", message[:500],
-                                    error=info.error)
-            return self._failure
-        cause = _loads(step.cause)
-        job = cause if isinstance(cause, Mapping) and ("Attempts" in cause or "JobId" in cause) else None
-        if step.job_id or job is not None:
-            stream, exit_code, reason = _job_facts(job)
-            line, section = self._last_log_line(step.job_id) if step.job_id else (None, None)
-            code, message = _split_code(line) if line else (None, "")
-            # One Predict job folds a batch of targets: name the one its log names, else all of them.
-            served = {t for s in progress.steps if s.job_id and s.job_id == step.job_id and s.target
-                      for t in s.target.split(",")} | set((step.target or "").split(",")) - {""}
-            named = _STEP_LOG_PREFIX.match(line or "")
-            target = named.group(1) if named and named.group(1) in served else ",".join(sorted(served)) or None
-            if not message:
-                message = (reason or f"the {step.step} job failed") + (f" (exit {exit_code})" if exit_code else "")
-            code = code or {EXIT_BAD_INPUT: "bad_input", EXIT_OUT_OF_MEMORY: "out_of_memory"}.get(exit_code or 0)
-            stream = stream or section
-            where = getattr(self._backend, "log_location", None)
-            self._failure = Failure(
-                self.run_id, info.status, code or default or "step_failed", message[:500], step=step.step,
-                state=step.state, target=target, error=step.error, job_id=step.job_id,
-                log=where(stream) if (where and stream) else stream, exit_code=exit_code,
-            )
-            return self._failure
-        text = cause.get("errorMessage") if isinstance(cause, Mapping) else step.cause
-        error = (cause.get("errorType") if isinstance(cause, Mapping) else None) or step.error
-        first = next((ln for ln in str(text or "").splitlines() if ln.strip()), "") or str(error or "failed")
-        code, message = _split_code(first)
-        self._failure = Failure(self.run_id, info.status, code or default or "step_failed", message[:500],
-                                step=step.step, state=step.state, target=step.target, error=error)
+        if self._failure is None:
+            self._failure = explain(self.run_id, info, self.progress(), self._backend)
         return self._failure
-
-    def _last_log_line(self, job_id: str) -> tuple[str | None, str | None]:
-        """(last non-empty line of the job's last attempt, that log's name), or Nones
-        when the log cannot be read (Batch forgot the job, no access, no file)."""
-        try:
-            lines = self._backend.log_lines(self.run_id, job_id)
-        except (FoldstackError, OSError):
-            return None, None
-        for name, body in reversed(_log_sections(lines)):
-            last = next((ln.strip() for ln in reversed(body) if ln.strip()), None)
-            if last is not None:
-                return last, name
-        return None, None
 
     # -- results
     def manifest(self) -> Manifest:
@@ -473,7 +326,7 @@ class RunSet:
         clock, sleep = self._ctx.clock, self._ctx.sleep
         poll = self._ctx.poll_interval if poll is None else poll
         deadline = None if timeout is None else clock() + timeout
-        bar = _CountBar("runs finished", len(self.runs)) if progress else None
+        bar = CountBar("runs finished", len(self.runs)) if progress else None
         try:
             while True:
                 pending = [r for r in self.runs if not r.is_done]
@@ -497,92 +350,3 @@ class RunSet:
         for run in self.runs:
             run.cancel(reason)
         return self.summary()
-
-
-# --------------------------------------------------------------------------- display
-
-
-class _CountBar:
-    def __init__(self, label: str, total: int) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self._p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                           TimeElapsedColumn(), transient=False)
-        self._task = self._p.add_task(label, total=total)
-        self._p.start()
-
-    def advance(self, n: int = 1) -> None:
-        self._p.advance(self._task, n)
-
-    def set(self, done: int) -> None:
-        self._p.update(self._task, completed=done)
-
-    def close(self) -> None:
-        self._p.stop()
-
-
-def _clock_text(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    h, rest = divmod(seconds, 3600)
-    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-class _WaitDisplay:
-    """The live table of `Run.wait(progress=True)` (the CLI's `run --local` and `wait`
-    show this same table): the run's status, elapsed time and current state; per
-    target-level step, how many of the run's targets are done, running and failed
-    there, and the time spent in it. It is re-rendered on every refresh (4 per second),
-    so times move between polls; on a non-terminal only the final table is printed."""
-
-    def __init__(self, run: Run, console: Any = None) -> None:
-        from rich.console import Console
-        from rich.live import Live
-
-        self.run_id, self._n = run.run_id, run.n_targets
-        self._status, self._progress, self._start = "RUNNING", _history.Progress(), None
-        self._t0 = time.monotonic()
-        self._live = Live(self, console=console or Console(stderr=True), refresh_per_second=4, transient=False)
-        self._live.start()
-
-    def update(self, status: str, progress: _history.Progress | None, start: datetime | None = None) -> None:
-        self._status = status
-        if progress is not None:
-            self._progress = progress
-        if start is not None:
-            self._start = _aware(start)
-        self._live.refresh()
-
-    def _elapsed(self, since: datetime | None, until: datetime | None, now: datetime) -> str:
-        if since is None:
-            return ""
-        return _clock_text(((_aware(until) if until else now) - _aware(since)).total_seconds())
-
-    def __rich__(self) -> Any:
-        from rich.table import Table
-        from rich.text import Text
-
-        now = datetime.now(UTC)
-        total = self._n or self._progress.n_targets
-        elapsed = (_clock_text((now - self._start).total_seconds()) if self._start
-                   else _clock_text(time.monotonic() - self._t0))
-        title = Text(f"{self.run_id}  {self._status}  {elapsed}")
-        table = Table(title=title, title_justify="left", show_header=True, box=None, padding=(0, 2))
-        for name, justify in (("step", "left"), ("done", "right"), ("running", "right"), ("failed", "right"),
-                              ("time", "right")):
-            table.add_column(name, justify=justify)  # type: ignore[arg-type]
-        for row in self._progress.summary():
-            done = f"{row.done}/{total}" if total else str(row.done)
-            table.add_row(Text(row.step), done, str(row.running), str(row.failed),
-                          self._elapsed(row.started, row.stopped, now))
-        if self._progress.current_state and self._status not in TERMINAL:
-            table.caption = Text(f"now: {self._progress.current_state}")
-        return table
-
-    def close(self) -> None:
-        self._live.stop()
-        if not self._live.console.is_terminal:  # rich ends the final table without a newline there
-            self._live.console.line()

@@ -99,6 +99,7 @@ class ConfigurationError(FoldstackError):
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
 EXIT_OUT_OF_MEMORY = 3
+EXIT_INPUTS_NOT_READY = 75  # EX_TEMPFAIL (sysexits.h): try again later
 
 
 class StepError(Exception):
@@ -126,6 +127,24 @@ class DamagedFileError(BadInputError):
         self.path = str(path)
         if code is not None:
             self.code = code
+
+    def __str__(self) -> str:
+        return f"[{self.code}] {super().__str__()}"
+
+
+class InputsNotReadyError(StepError):
+    """A step's inputs (another step's outputs in scratch) are not visible yet, or not yet
+    as their producer's done record lists them (size, sha256), after a bounded wait: on FSx
+    they may still be importing from another AZ's export. Exit 75, which the job
+    definitions' ``evaluateOnExit`` retries (jobs.yaml); never bad input. The message is one
+    line, led by ``code``, naming the file."""
+
+    exit_code = EXIT_INPUTS_NOT_READY
+    code = "inputs_not_ready"
+
+    def __init__(self, message: str, *, path: object) -> None:  # path: str | Path
+        super().__init__(message)
+        self.path = str(path)
 
     def __str__(self) -> str:
         return f"[{self.code}] {super().__str__()}"

@@ -50,15 +50,33 @@ class PublishedFile(BaseModel):
     size: int = Field(ge=0)
 
 
+class StepResources(BaseModel):
+    """What a step's process used (``resources`` of its done record, written by the step
+    contract): peak resident memory and CPU time, its own and its tool subprocesses'."""
+
+    model_config = _OPEN
+    peak_rss_mib: float | None = None  # max(self, children): what the job needs
+    cpu_seconds: float | None = None  # self + children, during the step
+    self: dict[str, float] | None = None  # {"peak_rss_mib", "cpu_seconds"} of the step process
+    children: dict[str, float] | None = None  # of the tools it ran (jackhmmer, hhblits, mmseqs)
+
+
 class StepProvenance(BaseModel):
-    """What one step recorded in its done record (tool versions, timings) plus, for the
-    msa step, where its alignment came from."""
+    """What one step recorded in its done record (tool versions, timings, resources) plus,
+    for the msa step, where its alignment came from and with which databases."""
 
     model_config = _OPEN
     tool_versions: dict[str, Any] | None = None
     timings: dict[str, Any] | None = None
+    resources: StepResources | None = None  # None: a cache hit (no job ran) or an older done record
+    # where the job ran (done record's ran_on: queue, compute_environment, size_class, attempt,
+    # job_id, availability_zone); None: no Batch job (a cache hit) or an older done record
+    ran_on: dict[str, Any] | None = None
     msa_cache: str | None = None  # "hit" | "miss" (msa step only)
     chain_cache: list[str] | None = None  # per chain: "hit" | "miss" | "off"
+    db_preset: str | None = None  # msa step: full_dbs | reduced_dbs | colabfold
+    databases: dict[str, str] | None = None  # msa step: {database name: version} it searched
+    pairing: str | None = None  # msa step, multimers: "on (<database>)" or "off: <why>"
 
 
 class TargetResult(BaseModel):

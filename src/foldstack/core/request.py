@@ -10,9 +10,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 Engine = Literal["alphafold2", "esmfold"]
 Preset = Literal["monomer", "multimer"]
 MsaTool = Literal["jackhmmer", "mmseqs2"]
+# Which databases the MSA step searches, and how (foldstack.steps.databases.PRESETS):
+# AlphaFold's full_dbs / reduced_dbs, ColabFold's colabfold_search.
+DbPreset = Literal["full_dbs", "reduced_dbs", "colabfold"]
+DEFAULT_DB_PRESET: DbPreset = "reduced_dbs"
 SCHEMA_VERSION = 1
 _OWNER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 _TAG_KEY = re.compile(r"^[A-Za-z0-9_.:/=+@-]{1,128}$")
+_DB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+_DB_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 class InlineRecord(BaseModel):
@@ -33,10 +39,27 @@ class RunRequest(BaseModel):
     output_uri: str
     engine: Engine = "alphafold2"
     preset: Preset = "monomer"
-    msa_tool: MsaTool | None = None  # alphafold2 defaults to jackhmmer; esmfold takes none
+    msa_tool: MsaTool | None = None  # alphafold2 defaults to jackhmmer (mmseqs2 for colabfold); esmfold takes none
+    db_preset: DbPreset | None = None  # alphafold2 defaults to reduced_dbs; esmfold takes none
     reuse_msa: bool = True
     owner: str | None = None
     tags: dict[str, str] = Field(default_factory=dict, max_length=50)
+    # Database versions this run searches instead of each database's CURRENT (`--db NAME=VERSION`);
+    # the msa step reads them from the staged request.json (foldstack.steps.databases.pinned_versions).
+    db_versions: dict[str, str] = Field(default_factory=dict, max_length=32)
+    # AlphaFold2: how many of the preset's models run (default all 5) and predictions per model
+    # (default 1 for monomer, 5 for multimer: AlphaFold's num_multimer_predictions_per_model).
+    num_models: int | None = Field(default=None, ge=1, le=5)
+    num_seeds: int | None = Field(default=None, ge=1, le=20)
+
+    @field_validator("db_versions")
+    @classmethod
+    def _db_versions(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, version in v.items():
+            if not _DB_NAME.fullmatch(name) or not _DB_VERSION.fullmatch(version):
+                raise ValueError(f"db_versions {name!r}={version!r}: names are 1-64 of [A-Za-z0-9_-], "
+                                 "versions 1-64 of [A-Za-z0-9._-], each starting alphanumeric")
+        return dict(sorted(v.items()))
 
     @field_validator("owner")
     @classmethod
@@ -58,11 +81,24 @@ class RunRequest(BaseModel):
     def _engine_defaults(cls, data: object) -> object:
         if isinstance(data, dict):
             engine = data.get("engine", "alphafold2")
-            if engine == "esmfold" and data.get("msa_tool") is not None:
-                raise ValueError("esmfold is single-sequence: it takes no msa_tool")
-            if engine == "alphafold2" and data.get("msa_tool") is None:
-                data = {**data, "msa_tool": "jackhmmer"}
+            if engine == "esmfold" and (data.get("msa_tool") is not None or data.get("db_preset") is not None):
+                raise ValueError("esmfold is single-sequence: it takes no msa_tool or db_preset")
+            if engine == "alphafold2":
+                preset, tool = data.get("db_preset"), data.get("msa_tool")
+                if preset == "colabfold" and tool not in (None, "mmseqs2"):
+                    raise ValueError("db_preset colabfold searches with MMseqs2 (colabfold_search): "
+                                     "leave msa_tool unset or set it to mmseqs2")
+                if tool is None:
+                    tool = "mmseqs2" if preset == "colabfold" else "jackhmmer"
+                data = {**data, "msa_tool": tool, "db_preset": preset or DEFAULT_DB_PRESET}
         return data
+
+    @model_validator(mode="after")
+    def _alphafold2_only(self) -> RunRequest:
+        if self.engine == "esmfold" and (self.db_versions or self.num_models or self.num_seeds):
+            raise ValueError("esmfold searches no database and runs one model: db_versions, num_models "
+                             "and num_seeds are alphafold2 options")
+        return self
 
     @property
     def needs_msa(self) -> bool:

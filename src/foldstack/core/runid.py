@@ -36,6 +36,11 @@ def canonical_request(request: RunRequest, records: Sequence[FastaRecord]) -> st
         "output_uri": request.output_uri.rstrip("/"),
         "targets": sorted([r.id, r.sha256] for r in records),
     }
+    # Options that change the results, only when set (run ids of requests without them stay as they were).
+    for key in ("db_versions", "num_models", "num_seeds"):
+        value = getattr(request, key, None)
+        if value:
+            body[key] = value
     return json.dumps(body, sort_keys=True, separators=(",", ":"))
 
 

@@ -6,8 +6,10 @@ attempt is killed and never retried) and an optional fault injector. Its state i
 reported as an AWS-shaped job description in PascalCase, as Step Functions returns it
 from ``batch:submitJob.sync``.
 
-Every attempt gets ``AWS_BATCH_JOB_ID`` and ``AWS_BATCH_JOB_ATTEMPT`` in its
-environment (as on Batch), so steps can use attempt-scoped temp dirs. Output goes to
+Every attempt gets ``AWS_BATCH_JOB_ID``, ``AWS_BATCH_JOB_ATTEMPT``, ``AWS_BATCH_JQ_NAME``
+and ``AWS_BATCH_CE_NAME`` in its environment (as on Batch), plus ``FOLDSTACK_SIZE_CLASS``
+for a job definition with a size class, so steps use attempt-scoped temp dirs and record
+where they ran (``ran_on``); ``FOLDSTACK_INPUT_WAIT_S`` defaults to 0 (nothing imports late). Output goes to
 ``<log_dir>/<job name>-<job id>-<attempt>.log``, named in ``LogStreamName``. Each attempt
 runs in its own session; with ``groups`` (:class:`foldstack.local.driver.JobGroups`) its
 process group is recorded while it runs, and what the leader leaves behind is killed
@@ -300,6 +302,11 @@ class LocalJob:
         env["AWS_BATCH_JOB_ID"] = self.info.job_id
         env["AWS_BATCH_JOB_ATTEMPT"] = str(attempt_no)
         env["AWS_BATCH_JQ_NAME"] = self.job_queue_arn.rsplit("/", 1)[-1]
+        env["AWS_BATCH_CE_NAME"] = f"{env['AWS_BATCH_JQ_NAME']}-local"  # Terraform: <prefix>-<queue>-<suffix>
+        env.pop("FOLDSTACK_SIZE_CLASS", None)  # the job definition's size class, if it has one (steps/ran_on.py)
+        if self.info.size_class:
+            env["FOLDSTACK_SIZE_CLASS"] = self.info.size_class
+        env.setdefault("FOLDSTACK_INPUT_WAIT_S", "0")  # no FSx import locally: an absent input will not appear
         with open(log_path, "wb") as fh:
             fh.write(f"$ {' '.join(self.argv)}\n".encode())
             fh.flush()

@@ -118,6 +118,7 @@ def check_output(output: Path, paths: LocalPaths) -> None:
     for name in OWN_DIRS:
         own = home / name
         if out == own or own in out.parents:
+            where = "is" if out == own else "is inside"
             raise InputValidationError(
-                f"output {out} is inside {own}, which foldstack manages (it would delete or overwrite "
+                f"output {out} {where} {own}, which foldstack manages (it would delete or overwrite "
                 "the results)", code="output_inside_home", hint=fix)

@@ -6,18 +6,37 @@ files from ``W/alphafold2/``; no database. A features file that cannot be used r
 :class:`~foldstack.core.errors.DamagedFileError` (code ``features_damaged``); parameter or
 config-override files that cannot be loaded raise
 :class:`~foldstack.steps.weights_layout.WeightsDamagedError`: both exit 2, naming the file.
-Runs every model of the preset whose parameters are present
-(``FOLDSTACK_AF2_MODELS=model_1_ptm,model_3_ptm`` narrows it), ranks them by AlphaFold's
-ranking confidence and returns them best first.
+Runs the first ``num_models`` (default 5, as AlphaFold) of the preset's models whose
+parameters are present (``FOLDSTACK_AF2_MODELS=model_1_ptm,model_3_ptm`` narrows the
+list), ``num_seeds`` predictions each (default 1 for monomers, 5 for multimers: AlphaFold's
+``num_multimer_predictions_per_model``; seeds ``seed, seed+1, ...``), ranks them by
+AlphaFold's ranking confidence and returns them best first. The run's request sets both
+(``num_models`` / ``num_seeds``); ``FOLDSTACK_AF2_NUM_MODELS`` / ``FOLDSTACK_AF2_NUM_SEEDS``
+override it.
 
-The JAX compilation cache is persistent: ``FOLDSTACK_JAX_CACHE_DIR`` if set, else
-``$FOLDSTACK_HOME/cache/jax`` if ``FOLDSTACK_HOME`` is set, else
-``<tmp>/foldstack-jax-cache``. A rerun of the same model at the same length skips the
-JIT compile (the largest cost for short targets).
+**Compile once per length bucket.** XLA compiles the model once per input shape. As
+ColabFold does, monomer inputs are padded after feature processing to the next length
+bucket (:data:`DEFAULT_BUCKETS`; ``FOLDSTACK_AF2_BUCKETS=64,128,...`` or ``off``) with
+AlphaFold's own ``make_fixed_size``; padded residues are masked (``seq_mask`` 0), so the
+structure and every confidence metric of the real residues are unchanged (outputs are cut
+back to the real length). The MSA dimensions are already fixed by the eval config. A batch
+of mixed lengths therefore compiles once per bucket and model config (models with the same
+config, e.g. model_3 and model_4, share one compiled function: the parameters are swapped,
+as ColabFold does). Multimer inputs are not padded (neither does ColabFold); their MSA
+depth is bucketed by the model (``split_msa_sampling``). Each prediction records its
+``bucket`` and how many executables it ``compiled`` (0: reused).
+
+**Persistent compilation cache**, shared by every job: ``FOLDSTACK_JAX_CACHE_DIR`` if set
+(FSx scratch in the cloud), else ``$FOLDSTACK_HOME/cache/jax``, else
+``<tmp>/foldstack-jax-cache``; inside it one directory per JAX/jaxlib version and backend
+and, below, per model config (``<model>-<sha256 of the config and the
+alphafold-colabfold version>``), so different JAX or model versions never mix
+(:func:`model_cache_dir`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -38,9 +57,18 @@ MULTIMER_MODELS = ("model_1_multimer_v3", "model_2_multimer_v3", "model_3_multim
                    "model_4_multimer_v3", "model_5_multimer_v3")
 PRESET_MODELS = {"monomer": MONOMER_MODELS, "multimer": MULTIMER_MODELS}
 MODELS_ENV = "FOLDSTACK_AF2_MODELS"
+NUM_MODELS_ENV = "FOLDSTACK_AF2_NUM_MODELS"
+NUM_SEEDS_ENV = "FOLDSTACK_AF2_NUM_SEEDS"
+BUCKETS_ENV = "FOLDSTACK_AF2_BUCKETS"
+DEFAULT_NUM_MODELS = 5  # AlphaFold runs all five models of a preset
+DEFAULT_NUM_SEEDS = {"monomer": 1, "multimer": 5}  # AlphaFold: num_multimer_predictions_per_model = 5
+# Padded lengths (as ColabFold pads): at most ~25 % waste, about 20 compiles up to 2,500 residues.
+DEFAULT_BUCKETS = (64, 96, 128, 160, 192, 224, 256, 320, 384, 448, 512, 640, 768, 896, 1024, 1280, 1536,
+                   1792, 2048, 2560, 3072, 3584, 4096)
 
 
 def jax_cache_dir() -> Path:
+    """The root of the persistent compilation cache (see the module docstring)."""
     if os.environ.get("FOLDSTACK_JAX_CACHE_DIR"):
         return Path(os.environ["FOLDSTACK_JAX_CACHE_DIR"])
     if os.environ.get("FOLDSTACK_HOME"):
@@ -48,15 +76,105 @@ def jax_cache_dir() -> Path:
     return Path(tempfile.gettempdir()) / "foldstack-jax-cache"
 
 
-def enable_jax_cache() -> Path:
+def _dist_version(dist: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def jax_cache_root() -> Path:
+    """``<jax_cache_dir>/jax-<jax>-jaxlib-<jaxlib>-<backend>``: one JAX build's entries."""
     import jax
 
-    path = jax_cache_dir()
+    return jax_cache_dir() / f"jax-{jax.__version__}-jaxlib-{_dist_version('jaxlib')}-{jax.default_backend()}"
+
+
+def model_cache_dir(model_name: str, cfg: Any) -> Path:
+    """Where one model config's compiled executables live: the JAX build's directory, then
+    ``<model>-<12 hex of sha256(config JSON, alphafold-colabfold version)>``."""
+    to_json = getattr(cfg, "to_json_best_effort", None)
+    blob = (to_json(sort_keys=True) if to_json else repr(cfg)) + "|" + _dist_version("alphafold-colabfold")
+    digest = hashlib.sha256(blob.encode()).hexdigest()[:12]
+    return jax_cache_root() / f"{model_name}-{digest}"
+
+
+def enable_jax_cache(path: Path | None = None) -> Path:
+    """Point JAX's persistent compilation cache at `path` (default: the JAX build's
+    directory); switching directories mid-process re-initialises the cache."""
+    import jax
+    from jax.experimental.compilation_cache import compilation_cache as cc
+
+    path = path or jax_cache_root()
     path.mkdir(parents=True, exist_ok=True)
-    jax.config.update("jax_compilation_cache_dir", str(path))
+    if jax.config.jax_compilation_cache_dir != str(path):
+        cc.set_cache_dir(str(path))
+        cc.reset_cache()
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     return path
+
+
+def length_bucket(n: int, buckets: tuple[int, ...] | None = None) -> int:
+    """The padded length for `n` residues: the smallest bucket >= n (past the last one, the
+    next multiple of 512); `n` itself when bucketing is off (``FOLDSTACK_AF2_BUCKETS=off``)."""
+    if buckets is None:
+        buckets = configured_buckets()
+    if not buckets:
+        return n
+    for b in buckets:
+        if b >= n:
+            return b
+    return -(-n // 512) * 512
+
+
+def configured_buckets() -> tuple[int, ...]:
+    """:data:`DEFAULT_BUCKETS`, or ``FOLDSTACK_AF2_BUCKETS`` (comma-separated; ``off``: none)."""
+    value = os.environ.get(BUCKETS_ENV, "").strip()
+    if not value:
+        return DEFAULT_BUCKETS
+    if value.lower() in ("off", "none", "0"):
+        return ()
+    try:
+        buckets = tuple(sorted({int(v) for v in value.split(",") if v.strip()}))
+    except ValueError as exc:
+        raise BadInputError(f"{BUCKETS_ENV}={value!r}: expected lengths like 64,128,256 or 'off'") from exc
+    if not buckets or buckets[0] < 1:
+        raise BadInputError(f"{BUCKETS_ENV}={value!r}: lengths must be positive")
+    return buckets
+
+
+def pad_to_length(processed: dict[str, np.ndarray], cfg: Any, length: int) -> dict[str, np.ndarray]:
+    """Monomer processed features padded along the residue axis to `length` with
+    AlphaFold's ``make_fixed_size`` (the eval config's shape schema; the MSA and template
+    dimensions keep their fixed sizes). Padded residues are masked out."""
+    from alphafold.model.tf import data_transforms
+
+    schema = {k: [None, *v] for k, v in dict(cfg.data.eval.feat).items()}
+    unknown = sorted(set(processed) - set(schema))
+    if unknown:
+        raise RuntimeError(f"cannot pad features {unknown}: not in the model's shape schema")
+    return data_transforms.make_fixed_size(schema, None, None, length, None)(dict(processed))
+
+
+def _executables(runner: Any) -> int:
+    """How many executables the model's jitted function holds (one per input shape)."""
+    size = getattr(getattr(runner, "apply", None), "_cache_size", None)
+    return int(size()) if callable(size) else 0
+
+
+def _count(value: int | None, env: str, default: int, top: int) -> int:
+    if os.environ.get(env):
+        try:
+            value = int(os.environ[env])
+        except ValueError as exc:
+            raise BadInputError(f"{env} must be a whole number") from exc
+    value = default if value is None else value
+    if not 1 <= value <= top:
+        raise BadInputError(f"{env.removeprefix('FOLDSTACK_AF2_').lower()} must be 1..{top}, got {value}")
+    return value
 
 
 def model_config(model_name: str, overrides: dict[str, Any] | None = None, *, source: Path | None = None):
@@ -162,9 +280,11 @@ def _selected_models(preset: str) -> tuple[str, ...]:
 
 
 def predict_alphafold2(features_path: Path, weights: Path, preset: str, *, seed: int = 0,
+                       num_models: int | None = None, num_seeds: int | None = None,
                        log: Callable[[str], None] = print, timings: dict[str, float] | None = None,
                        ) -> list[Prediction]:
-    """Run the preset's models on the features file; predictions best first."""
+    """Run the preset's models (``num_models`` of them, ``num_seeds`` seeds each) on the
+    features file; predictions best first."""
     from foldstack.core.npz import FeaturesFileError, check_features
 
     timings = timings if timings is not None else {}
@@ -184,16 +304,20 @@ def predict_alphafold2(features_path: Path, weights: Path, preset: str, *, seed:
     if preset == "monomer" and multimer_features:
         raise BadInputError("these features are for a complex; use --preset multimer")
 
-    param_files = require_alphafold2(weights, _selected_models(preset))
+    n_models = _count(num_models, NUM_MODELS_ENV, DEFAULT_NUM_MODELS, len(PRESET_MODELS[preset]))
+    n_seeds = _count(num_seeds, NUM_SEEDS_ENV, DEFAULT_NUM_SEEDS[preset], 100)
+    param_files = dict(list(require_alphafold2(weights, _selected_models(preset)).items())[:n_models])
+    n_res = int(np.asarray(raw["aatype"]).shape[0])
+    bucket = n_res if multimer_features else length_bucket(n_res)
 
     t = time.perf_counter()
     import jax
     from alphafold.model import model as af_model
 
-    cache = enable_jax_cache()
     timings["import_jax"] = round(time.perf_counter() - t, 3)
-    log(f"alphafold2 {preset}: models {', '.join(param_files)}; JAX {jax.__version__} on "
-        f"{jax.default_backend()}; compile cache {cache}")
+    log(f"alphafold2 {preset}: models {', '.join(param_files)} x {n_seeds} seed(s); {n_res} residues"
+        + (f" padded to {bucket}" if bucket != n_res else "") + f"; JAX {jax.__version__} on "
+        f"{jax.default_backend()}; compile cache {jax_cache_root()}")
 
     predictions = []
     for model_name, path in param_files.items():
@@ -202,17 +326,28 @@ def predict_alphafold2(features_path: Path, weights: Path, preset: str, *, seed:
         t = time.perf_counter()
         params = load_params(path)
         runner = af_model.RunModel(cfg, params)
-        processed = runner.process_features(dict(raw), random_seed=seed)
+        runner.params = params  # a runner shared by models of the same config (batches) gets this model's
+        enable_jax_cache(model_cache_dir(model_name, cfg))
         timings[f"{model_name}_load"] = round(time.perf_counter() - t, 3)
-        t = time.perf_counter()
-        result, recycles = runner.predict(processed, random_seed=seed)
-        timings[f"{model_name}_predict"] = round(time.perf_counter() - t, 3)
-        pred = _to_prediction(model_name, raw, result, multimer_features)
-        pred.extra["recycles"] = int(recycles)
-        log(f"{model_name}: mean pLDDT {pred.mean_plddt:.1f}"
-            + (f", pTM {pred.ptm:.3f}" if pred.ptm is not None else "")
-            + f" ({timings[f'{model_name}_predict']:.1f}s incl. compile)")
-        predictions.append(pred)
+        for index in range(n_seeds):
+            model_seed = seed + index
+            key = model_name if index == 0 else f"{model_name}_seed_{model_seed}"
+            t = time.perf_counter()
+            processed = runner.process_features(dict(raw), random_seed=model_seed)
+            if bucket > n_res:
+                processed = pad_to_length(processed, runner.config, bucket)
+            timings[f"{key}_features"] = round(time.perf_counter() - t, 3)
+            before = _executables(runner)
+            t = time.perf_counter()
+            result, recycles = runner.predict(processed, random_seed=model_seed)
+            timings[f"{key}_predict"] = round(time.perf_counter() - t, 3)
+            compiled = _executables(runner) - before
+            pred = _to_prediction(model_name, raw, result, multimer_features)
+            pred.extra.update(recycles=int(recycles), seed=model_seed, bucket=bucket, compiled=compiled)
+            log(f"{model_name} seed {model_seed}: mean pLDDT {pred.mean_plddt:.1f}"
+                + (f", pTM {pred.ptm:.3f}" if pred.ptm is not None else "")
+                + f" ({timings[f'{key}_predict']:.1f}s" + (", compiled" if compiled else ", no compile") + ")")
+            predictions.append(pred)
     predictions.sort(key=lambda p: -(p.ranking_confidence if p.ranking_confidence is not None else p.mean_plddt))
     return predictions
 

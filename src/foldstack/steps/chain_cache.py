@@ -4,9 +4,11 @@ The workflow's cache (:mod:`foldstack.tasks.msa_cache`) keys whole targets, so a
 hits only when the same chains come again together. Inside the msa job, every chain's
 search results are kept as well, under
 
-    <cache_root>/msa/<msa_tool>/<db_version>/chains/<chain sequence sha256>/
+    <cache_root>/msa/<search>/<db_version>/chains/<chain sequence sha256>/
         <database>.<sto|a3m>.gz   that database's alignment as the search returned it
-                                  (after max_hits), so re-parsing it gives the same features
+                                  (after max_hits), so re-parsing it gives the same features;
+                                  one per MSA search of the preset, plus UniProt's when a
+                                  multimer searched it for pairing
         templates.npz             the chain's template features (absent: no template hit)
         chain.json                written last: every file's sha256, template provenance
 
@@ -16,7 +18,10 @@ both levels at once. The cache is used only when every database the step searche
 label's version. An entry is a miss (searched again, and overwritten) when a file does not
 match ``chain.json``, is cut short (a gzip member without its end, an alignment row shorter
 than the chain, a ``templates.npz`` that does not load) or does not parse, or when it was
-made with another template date cut-off or other search/featurizer versions. A search
+made with another template date cut-off, template search (hmmsearch or hhsearch) or other
+search/featurizer versions, or lacks an alignment the job needs (a monomer's entry has no
+UniProt alignment for a multimer: searched again, and stored with it). An entry with more
+alignments than a job needs serves it (a multimer's entry serves a monomer). A search
 whose template featurisation reported errors is not stored. Every chain is searched under
 one fixed query name, so two jobs storing the same chain at once write the same alignments.
 Jobs that run at the same time do not wait for each other: both search a new chain they
@@ -41,7 +46,7 @@ import numpy as np
 from foldstack import storage
 from foldstack.core.clock import utcnow
 from foldstack.core.hashing import sha256_bytes
-from foldstack.steps.databases import Database
+from foldstack.steps.databases import Database, current_pins
 from foldstack.steps.features import features_from_bytes, features_to_bytes, n_templates
 
 MARKER = "chain.json"
@@ -133,23 +138,24 @@ class ChainCache:
     max_template_date: str | None  # the templates' cut-off (None: no template DB)
     tool_versions: dict[str, str]  # e.g. pyhmmer / mmseqs2 and alphafold-colabfold versions
     log: Callable[[str], None]
+    template_search: str | None = None  # "hmmsearch" | "hhsearch" | None (templates off)
 
     @classmethod
     def open(cls, cache_root: str, msa_tool: str, db_root: str, used: Sequence[Database],
              max_template_date: str | None, tool_versions: dict[str, str],
-             log: Callable[[str], None]) -> tuple[ChainCache | None, str]:
+             log: Callable[[str], None], template_search: str | None = None) -> tuple[ChainCache | None, str]:
         """The cache for this step, or (None, why not)."""
         from foldstack.cachekeys import db_version_label, resolve_db_versions
 
         try:
-            versions = resolve_db_versions(str(db_root))
+            versions = resolve_db_versions(str(db_root), current_pins())  # a run's pinned versions count
         except Exception as exc:  # noqa: BLE001 - the cache is an optimisation
             return None, f"database versions unreadable: {type(exc).__name__}: {exc}"
         stale = sorted(f"{d.name}@{d.version}" for d in used if versions.get(d.name) != d.version)
         if stale:
             return None, f"database(s) not at their CURRENT version: {', '.join(stale)}"
         return cls(cache_root, msa_tool, db_version_label(versions), versions, max_template_date,
-                   dict(tool_versions), log), "ok"
+                   dict(tool_versions), log, template_search), "ok"
 
     def key(self, chain: str) -> str:
         from foldstack.cachekeys import chain_cache_key
@@ -158,7 +164,8 @@ class ChainCache:
 
     # -- read -----------------------------------------------------------------------------
     def get(self, chain: str, databases: Sequence[str]) -> ChainSearch | None:
-        """The chain's stored search against `databases` (names, in search order), or None."""
+        """The chain's stored search against `databases` (alignment names, in the order the
+        job wants them; the entry may hold more), or None."""
         try:
             key = self.key(chain)
             found, why = self._get(key, chain, list(databases))
@@ -178,15 +185,24 @@ class ChainCache:
             return None, "made with another template date cut-off"
         if marker.get("tool_versions") != self.tool_versions:
             return None, f"made by {marker.get('tool_versions')}, this job runs {self.tool_versions}"
-        wanted = [(str(a["database"]), str(a["fmt"])) for a in marker["alignments"]]
-        if [name for name, _ in wanted] != databases or any(fmt not in FORMATS for _, fmt in wanted):
+        if marker.get("template_search") != self.template_search:
+            return None, f"templates made by {marker.get('template_search')}, this job uses {self.template_search}"
+        stored = [(str(a["database"]), str(a["fmt"])) for a in marker["alignments"]]
+        if any(fmt not in FORMATS for _, fmt in stored):
             return None, "made for other databases"
-        expected = {f"{name}.{fmt}.gz" for name, fmt in wanted}
+        formats = dict(stored)
+        if not set(databases) <= set(formats):
+            return None, f"lacks {', '.join(sorted(set(databases) - set(formats)))}"
+        wanted = [(name, formats[name]) for name in databases]
+        expected = {f"{name}.{fmt}.gz" for name, fmt in stored}
         files: dict[str, str] = marker["files"]
         if not expected <= set(files) <= expected | {TEMPLATES}:
             return None, "its file list does not match its alignments"
+        needed = {f"{name}.{fmt}.gz" for name, fmt in wanted} | ({TEMPLATES} & set(files))
         blobs = {}
         for name, digest in files.items():
+            if name not in needed:
+                continue
             data = storage.read_bytes(storage.safe_join(key, name), max_bytes=_MAX_FILE_BYTES)
             if sha256_bytes(data) != digest:
                 return None, f"damaged: {name} does not match {MARKER}"
@@ -233,7 +249,7 @@ class ChainCache:
                 "msa_tool": self.msa_tool, "db_version": self.db_version, "databases": self.databases,
                 "alignments": [{"database": a.database, "fmt": a.fmt} for a in search.alignments],
                 "max_template_date": self.max_template_date, "tool_versions": self.tool_versions,
-                "template_info": search.template_info,
+                "template_search": self.template_search, "template_info": search.template_info,
                 "files": {name: sha256_bytes(data) for name, data in blobs.items()},
                 "source_run": source_run, "created_at": utcnow(),
             }

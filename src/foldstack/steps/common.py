@@ -14,7 +14,31 @@ Every step (`foldstack step <name> ...`) runs through :func:`run_step`:
 Exit codes (what Batch ``evaluateOnExit`` and the local engine read):
 0 ok; 2 bad input (:class:`BadInputError`, never retried); 3 out of memory
 (:class:`OutOfMemoryError`, or anything :func:`is_out_of_memory` recognises: the
-workflow moves the target one size class up); anything else is a crash and raises.
+workflow moves the target one size class up); 75 inputs not ready
+(:class:`InputsNotReadyError`: another step's outputs are not visible yet, or not yet as
+its done record lists them; jobs.yaml's ``evaluateOnExit`` retries exit 75); anything
+else is a crash and raises.
+
+Inputs from another step (cross-AZ readiness): a step reads another step's outputs only
+through :func:`await_inputs` (``ctx.await_inputs(producer, names)``): it waits, with
+bounded backoff, until the producer's ``<step>.done.json`` is visible and every named file
+has the size (``output_sizes``) and sha256 (``outputs``) it lists. On FSx a file another
+AZ's job wrote appears by asynchronous import, so absence is "not yet", never bad input:
+after ``FOLDSTACK_INPUT_WAIT_S`` seconds (default 600; the local engine sets 0) it raises
+:class:`InputsNotReadyError` (exit 75) naming the file. Test hook:
+``FOLDSTACK_INJECT_HIDE=<glob>:<seconds>[,...]`` makes the check treat files whose path
+relative to the run dir matches ``<glob>`` as absent until ``<seconds>`` after the step
+started (``inf``: never), so tests drive the real wait loop.
+
+Where a job ran: done records carry ``ran_on`` (:func:`ran_on`: queue, compute
+environment, size class, attempt, job id and, from the ECS task metadata endpoint, the
+availability zone) when the step runs as a Batch job (AWS Batch sets ``AWS_BATCH_*``;
+the local engine sets the same); the cost estimate prices each job by it.
+
+Resource use: every done record carries ``resources`` (:func:`resource_usage`): the
+step process's peak RSS and CPU seconds (``RUSAGE_SELF``) and those of the tool
+subprocesses it waited for (``RUSAGE_CHILDREN``: jackhmmer, hhblits, mmseqs), so operators
+can size jobs; Collect Outputs copies it into the manifest (``provenance.<step>.resources``).
 
 Fault injection for tests: ``FOLDSTACK_INJECT_FAULT=<step>:<target>`` (or
 ``<step>:*``; several comma-separated) raises ``RuntimeError("injected fault")``
@@ -25,8 +49,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import fnmatch
 import json
 import os
+import resource
 import shutil
 import sys
 import time
@@ -39,17 +65,23 @@ from typing import Any
 from foldstack.core.clock import utcnow
 from foldstack.core.errors import (
     EXIT_BAD_INPUT,
+    EXIT_INPUTS_NOT_READY,
     EXIT_OK,
     EXIT_OUT_OF_MEMORY,
     BadInputError,
+    InputsNotReadyError,
     InputValidationError,
     StepError,
     is_out_of_memory,
 )
 from foldstack.core.fasta import FastaLimits, FastaRecord, parse_fasta, validate_id
 from foldstack.core.hashing import sha256_file
+from foldstack.steps.ran_on import ran_on
 
 FAULT_ENV = "FOLDSTACK_INJECT_FAULT"
+INPUT_WAIT_ENV = "FOLDSTACK_INPUT_WAIT_S"
+HIDE_ENV = "FOLDSTACK_INJECT_HIDE"
+DEFAULT_INPUT_WAIT_S = 600.0
 RUN_ID_MAX = 80
 
 
@@ -76,6 +108,7 @@ class StepContext:
     timings: dict[str, float] = field(default_factory=dict)
     tool_versions: dict[str, str] = field(default_factory=dict)
     inputs: dict[str, str] = field(default_factory=dict)
+    started: float = field(default_factory=time.monotonic)
 
     @property
     def run_dir(self) -> Path:
@@ -100,10 +133,47 @@ class StepContext:
             rel = str(path)
         self.inputs[rel] = sha256_file(path)
 
+    def await_inputs(self, producer: str, names: list[str], *, target: str | None = None,
+                     accept_unrecorded: bool = False) -> dict[str, Path]:
+        """Wait for `names` in ``<run>/<producer>/<target>/`` to match the producer's done
+        record (:func:`await_inputs`); record them as inputs; the wait is ``timings.await_inputs``."""
+        folder = self.run_dir / producer / (target or self.target)
+        with self.timer("await_inputs"):
+            paths = await_inputs(done_path(folder, producer), names, since=self.started,
+                                 accept_unrecorded=accept_unrecorded, log_fn=self.log)
+        for path in paths.values():
+            self.record_input(path)
+        return paths
+
     def read_target(self) -> FastaRecord:
         """The staged target FASTA: exactly one record (chains joined by ':')."""
         path = target_fasta_path(self.scratch, self.run_id, self.target)
         return read_target_fasta(path)
+
+
+def _cpu_times() -> tuple[float, float]:
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime, kids.ru_utime + kids.ru_stime
+
+
+def resource_usage(since: tuple[float, float] = (0.0, 0.0)) -> dict[str, Any]:
+    """Peak RSS (MiB) and CPU seconds of this process and of its waited-for children.
+
+    ``peak_rss_mib`` is the larger of the two peaks (the job's memory need: a child runs
+    while the step waits for it; Linux reports ru_maxrss in KiB); ``cpu_seconds`` is their
+    sum since `since` (:func:`_cpu_times` at the step's start). The peak is the process's:
+    a step run in-process (tests) shares it with whatever ran before in that process.
+    """
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    scale = 1024.0 * 1024.0 if sys.platform == "darwin" else 1024.0  # macOS reports bytes
+    self_rss, child_rss = me.ru_maxrss / scale, kids.ru_maxrss / scale
+    self_cpu, child_cpu = (now - then for now, then in zip(_cpu_times(), since, strict=True))
+    return {
+        "peak_rss_mib": round(max(self_rss, child_rss), 1),
+        "cpu_seconds": round(self_cpu + child_cpu, 2),
+        "self": {"peak_rss_mib": round(self_rss, 1), "cpu_seconds": round(self_cpu, 2)},
+        "children": {"peak_rss_mib": round(child_rss, 1), "cpu_seconds": round(child_cpu, 2)},
+    }
 
 
 def target_fasta_path(scratch: Path, run_id: str, target: str) -> Path:
@@ -210,7 +280,7 @@ def run_step(
     ctx = StepContext(step=step, run_id=run_id, target=target, scratch=scratch, work_dir=work_dir,
                       final_dir=final_dir)
     started_at = utcnow()
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), _cpu_times()
     log(step, target, f"attempt dir {work_dir}")
     try:
         if _fault_requested(step, target):
@@ -218,17 +288,23 @@ def run_step(
         body(ctx)
         ctx.timings["total"] = round(time.perf_counter() - t0, 3)
         done_name = done_path(work_dir, step).name
+        outputs = _list_outputs(work_dir, exclude=done_name)
         done = {
             "step": step,
             "run_id": run_id,
             "target": target,
-            "outputs": _list_outputs(work_dir, exclude=done_name),
+            "outputs": outputs,
+            "output_sizes": {rel: (work_dir / rel).stat().st_size for rel in outputs},
             "inputs": ctx.inputs,
             "tool_versions": ctx.tool_versions,
             "timings": ctx.timings,
+            "resources": resource_usage(cpu0),
             "started_at": started_at,
             "finished_at": utcnow(),
         }
+        where = ran_on()
+        if where is not None:
+            done["ran_on"] = where
         write_json(work_dir / done_name, done)
         _promote(work_dir, final_dir, step, run_id, target)
     except BaseException:
@@ -275,7 +351,120 @@ def run_cli(step: str, target: str, fn: Callable[[], Any]) -> int:
         code = exit_code_for(exc)
         if code is None:
             raise
-        kind = {EXIT_BAD_INPUT: "bad input", EXIT_OUT_OF_MEMORY: "out of memory"}.get(code, "error")
+        kind = {EXIT_BAD_INPUT: "bad input", EXIT_OUT_OF_MEMORY: "out of memory",
+                EXIT_INPUTS_NOT_READY: "inputs not ready"}.get(code, "error")
         log(step, target, f"FAILED ({kind}, exit {code}): {exc}")
         return code
     return EXIT_OK
+
+
+# --------------------------------------------------------------------------- inputs from other steps
+
+
+def input_wait_seconds() -> float:
+    """How long :func:`await_inputs` waits: ``FOLDSTACK_INPUT_WAIT_S`` (default 600 s)."""
+    raw = os.environ.get(INPUT_WAIT_ENV, "").strip()
+    try:
+        value = float(raw) if raw else DEFAULT_INPUT_WAIT_S
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # also NaN
+        raise BadInputError(f"{INPUT_WAIT_ENV}={raw!r}: expected seconds >= 0")
+    return value
+
+
+def _hide_rules() -> list[tuple[str, float]]:
+    rules = []
+    for item in os.environ.get(HIDE_ENV, "").split(","):
+        pattern, sep, seconds = item.strip().rpartition(":")
+        if sep and pattern:
+            try:
+                rules.append((pattern, float(seconds)))
+            except ValueError:
+                continue
+    return rules
+
+
+def _visible(path: Path, run_dir: Path, since: float, rules: list[tuple[str, float]]) -> bool:
+    """``path.is_file()``, unless the hide injector (``FOLDSTACK_INJECT_HIDE``) still hides it."""
+    if rules:
+        try:
+            rel = str(path.relative_to(run_dir))
+        except ValueError:
+            rel = str(path)
+        elapsed = time.monotonic() - since
+        if any(fnmatch.fnmatchcase(rel, pattern) and elapsed < seconds for pattern, seconds in rules):
+            return False
+    return path.is_file()
+
+
+def _not_ready(done_file: Path, names: list[str], since: float, verified: set[str],
+               accept_unrecorded: bool) -> tuple[Path, str] | None:
+    """None when every input is usable, else (the file, what is wrong with it)."""
+    folder, rules = done_file.parent, _hide_rules()
+    run_dir = done_file.parents[2] if len(done_file.parents) > 2 else folder
+    if not _visible(done_file, run_dir, since, rules):
+        absent = [folder / n for n in names if not _visible(folder / n, run_dir, since, rules)]
+        if not absent and accept_unrecorded:
+            return None
+        return (absent[0] if absent else done_file,
+                f"is not visible{' and neither is ' + done_file.name if absent else ''}")
+    try:
+        record = json.loads(done_file.read_text())
+        outputs, sizes = record["outputs"], record.get("output_sizes") or {}
+    except (OSError, ValueError, KeyError, TypeError):
+        return done_file, "is not a readable done record yet"
+    for name in names:
+        path = folder / name
+        if name in verified:
+            continue
+        if name not in outputs:
+            raise BadInputError(f"{path}: {done_file.name} does not list it (its step finished without it)")
+        if not _visible(path, run_dir, since, rules):
+            return path, f"is listed in {done_file.name} but not visible"
+        size = path.stat().st_size
+        if name in sizes and size != sizes[name]:
+            return path, f"has {size} bytes, {done_file.name} records {sizes[name]}"
+        if sha256_file(path) != outputs[name]:
+            return path, f"does not match the sha256 in {done_file.name}"
+        verified.add(name)
+    return None
+
+
+def await_inputs(done_file: Path | str, names: list[str], *, timeout: float | None = None,
+                 since: float | None = None, accept_unrecorded: bool = False,
+                 log_fn: Callable[[str], None] | None = None) -> dict[str, Path]:
+    """Wait until the producer's done record `done_file` is visible and each of `names`
+    (relative to its folder) has the size and sha256 it records; return their paths.
+
+    Polls with backoff (0.25 s doubling to 30 s) for at most `timeout` seconds
+    (:func:`input_wait_seconds`), then raises :class:`InputsNotReadyError` (exit 75) naming
+    the first file that is missing or differs. A record that does not list a name is bad
+    input (its step finished without it). ``accept_unrecorded``: files that are all there
+    while no record is (placed by hand, or a step run outside the workflow) are used as
+    they are; a visible record is always checked. `since`: the step's start
+    (``time.monotonic()``), for the hide injector.
+    """
+    done_file = Path(done_file)
+    timeout = input_wait_seconds() if timeout is None else timeout
+    start = time.monotonic()
+    since = start if since is None else since
+    delay, verified, waiting = 0.25, set(), False
+    while True:
+        problem = _not_ready(done_file, names, since, verified, accept_unrecorded)
+        if problem is None:
+            if waiting and log_fn is not None:
+                log_fn(f"inputs visible after {time.monotonic() - start:.1f}s")
+            return {name: done_file.parent / name for name in names}
+        path, why = problem
+        remaining = timeout - (time.monotonic() - start)
+        if remaining <= 0:
+            raise InputsNotReadyError(
+                f"input {path} {why} after waiting {timeout:g}s ({INPUT_WAIT_ENV}); on FSx it may still be "
+                "importing from another AZ: the job is retried (exit 75)", path=path)
+        if not waiting and log_fn is not None:
+            log_fn(f"waiting up to {timeout:g}s for input {path} ({why})")
+        waiting = True
+        time.sleep(min(delay, remaining))
+        delay = min(delay * 2, 30.0)
+

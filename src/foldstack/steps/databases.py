@@ -11,18 +11,28 @@ Layout (the DB cache)::
     {
       "schema_version": 1,
       "name": "uniref90", "version": "2022_05",
-      "role": "uniref90",               # uniref90 | mgnify | small_bfd (AlphaFold's jackhmmer DBs)
-      "sequences": "uniref90.fasta",    # the FASTA file jackhmmer searches
-      "max_hits": 10000,                # AlphaFold: uniref90 10000, mgnify 501, small_bfd all
+      "role": "uniref90",               # what it is for: one of ROLES (below)
+      "roles": ["uniref90", ...],       # optional: a database serving several roles (the demo's)
+      "sequences": "uniref90.fasta",    # the FASTA file jackhmmer streams / MMseqs2 indexes
+      "sequence_count": 135301051,      # records in it, counted once at build: jackhmmer's Z
+      "hhsuite_db": "bfd_..._opt",      # HH-suite roles (bfd, uniref30, pdb70): the ffindex prefix
+      "max_hits": 10000,                # informational; the preset decides (AlphaFold's caps)
       "files": {"uniref90.fasta": {"sha256": "...", "bytes": 123}},
       "source": "...", "license": "..."
     }
 
-How the msa step finds its databases: it lists ``<db_root>/*/CURRENT``, reads each
-version's manifest, and searches every database that declares a ``role``, in
-AlphaFold's order (uniref90, mgnify, small_bfd; names sorted within a role). Other
-directories under the root (e.g. ``weights/``) have no ``CURRENT`` and are ignored.
-A missing or inconsistent database is a bad-input error (exit 2) naming the path.
+**Database presets** (:data:`PRESETS`, the request's ``db_preset``), as AlphaFold's
+``run_alphafold.py --db_preset`` and ColabFold's ``colabfold_search`` define them: which
+roles are searched, by which tool, with which parameters, and in which order their MSAs go
+into the features. :func:`plan_searches` turns a preset into the databases installed
+under the root; a required role that is missing is a :class:`MissingDatabaseError` (exit
+2) naming the roles and how to get them; optional ones (templates, UniProt for multimer
+pairing) switch the feature off with a note that features.json records.
+
+How databases are found: the step lists ``<db_root>/*/CURRENT``, reads each version's
+manifest and serves each role from the databases that declare it (names sorted within a
+role). Other directories under the root (e.g. ``weights/``) have no ``CURRENT`` and are
+ignored. A missing or inconsistent database is a bad-input error (exit 2) naming the path.
 
 Checksums: file sizes are always checked against the manifest; sha256 is checked for
 files up to ``FOLDSTACK_DB_VERIFY_MAX_BYTES`` (default 256 MiB) — hashing a 70 GB
@@ -40,11 +50,13 @@ database, the version and what is missing; it never uses a half-imported version
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,7 +66,7 @@ from foldstack.core.errors import BadInputError
 from foldstack.core.hashing import sha256_file
 from foldstack.steps.common import log
 
-ROLE_ORDER = ("uniref90", "mgnify", "small_bfd")
+ROLE_ORDER = ("uniref90", "small_bfd", "mgnify")  # the FASTA (jackhmmer) MSA roles, in AlphaFold's MSA order
 _VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 VERIFY_ENV = "FOLDSTACK_DB_VERIFY_MAX_BYTES"
 DEFAULT_VERIFY_MAX = 256 * 1024 * 1024
@@ -80,6 +92,26 @@ class Database:
     @property
     def role(self) -> str | None:
         return self.manifest.get("role")
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        """Every role this database serves (``roles``, else its one ``role``)."""
+        roles = self.manifest.get("roles")
+        if isinstance(roles, list) and roles:
+            return tuple(str(r) for r in roles)
+        return (self.role,) if self.role else ()
+
+    @property
+    def sequence_count(self) -> int | None:
+        """Records in the FASTA, counted at build (jackhmmer's Z); None if not recorded."""
+        value = self.manifest.get("sequence_count")
+        return int(value) if value is not None else None
+
+    @property
+    def hhsuite_prefix(self) -> Path | None:
+        """HH-suite databases: the ffindex prefix (``<prefix>_a3m.ffdata`` etc.)."""
+        value = self.manifest.get("hhsuite_db")
+        return self.path / value if value else None
 
     @property
     def sequences(self) -> Path:
@@ -134,11 +166,68 @@ def _not_yet_there(path: Path) -> list[str]:
     return [str(path / rel) for rel in sorted(files) if not (path / rel).is_file()]
 
 
-def open_database(db_root: Path, name: str, *, verify: bool = True) -> Database:
+_PINS: ContextVar[Mapping[str, str] | None] = ContextVar("foldstack_db_pins", default=None)
+
+
+@contextlib.contextmanager
+def pinned_versions(pins: Mapping[str, str] | None) -> Iterator[None]:
+    """While active, :func:`open_database` opens ``pins[name]`` instead of the version
+    ``CURRENT`` names (a run's ``db_versions``: ``--db NAME=VERSION``)."""
+    for name, version in (pins or {}).items():
+        if not _VERSION_RE.match(str(version)) or not _VERSION_RE.match(str(name)):
+            raise BadInputError(f"invalid pinned database version {name!r}={version!r}")
+    token = _PINS.set(dict(pins or {}))
+    try:
+        yield
+    finally:
+        _PINS.reset(token)
+
+
+def current_pins() -> dict[str, str]:
+    """The versions pinned by :func:`pinned_versions` (empty: every database at CURRENT)."""
+    return dict(_PINS.get() or {})
+
+
+def request_pins(run_dir: Path) -> dict[str, str]:
+    """A run's pinned versions: ``db_versions`` of ``<run_dir>/input/request.json`` (what
+    Stage Inputs wrote), or {} when absent."""
+    path = Path(run_dir) / "input" / "request.json"
+    if not path.is_file():
+        return {}
+    try:
+        pins = json.loads(path.read_text()).get("db_versions") or {}
+    except (ValueError, AttributeError) as exc:
+        raise BadInputError(f"{path}: not a JSON request object: {exc}") from exc
+    return {str(k): str(v) for k, v in pins.items()}
+
+
+def with_request_pins(body: Callable[[Any], None]) -> Callable[[Any], None]:
+    """A step body (``body(ctx)``) that runs with its run's pinned database versions
+    (:func:`request_pins` of ``ctx.run_dir``) active."""
+    def pinned_body(ctx: Any) -> None:
+        pins = request_pins(ctx.run_dir)
+        if pins:
+            ctx.log(f"database versions pinned by the request: {pins}")
+        with pinned_versions(pins):
+            body(ctx)
+
+    return pinned_body
+
+
+def open_database(db_root: Path, name: str, *, verify: bool = True, version: str | None = None) -> Database:
+    """The database `name` at `version`, else the version pinned for this run
+    (:func:`pinned_versions`), else the one ``CURRENT`` names."""
     base = Path(db_root) / name
+    pinned = version or (_PINS.get() or {}).get(name)
+    if pinned is not None and not _VERSION_RE.match(pinned):
+        raise BadInputError(f"database {name!r}: invalid version {pinned!r}")
+    if pinned is not None and not base.is_dir():
+        raise BadInputError(f"database {name!r} version {pinned} was asked for, but {base} does not exist")
+    named_by = f"pinned for this run (installed: {', '.join(installed_versions(base)) or 'none'})" \
+        if pinned is not None else f"named by {base / 'CURRENT'}"
     retries, interval = _import_wait()
     for attempt in range(retries + 1):
-        version = _read_version(base, name)  # re-read: CURRENT may move while we wait
+        version = pinned or _read_version(base, name)  # re-read: CURRENT may move while we wait
         path = base / version
         missing = _not_yet_there(path)
         if not missing:
@@ -150,7 +239,7 @@ def open_database(db_root: Path, name: str, *, verify: bool = True) -> Database:
     else:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         raise DatabaseNotReadyError(
-            f"database {name!r} version {version} (named by {base / 'CURRENT'}) is incomplete after "
+            f"database {name!r} version {version} ({named_by}) is incomplete after "
             f"{retries} retries {interval:g}s apart: missing {shown}. If it was just published, the DB file "
             f"system has not imported it yet (retry later, or raise {IMPORT_RETRIES_ENV}); otherwise republish it.")
     manifest_path = path / "manifest.json"
@@ -165,10 +254,18 @@ def open_database(db_root: Path, name: str, *, verify: bool = True) -> Database:
     return db
 
 
+def installed_versions(base: Path) -> list[str]:
+    """Versions published under ``<db_root>/<name>`` (directories with a manifest.json)."""
+    if not base.is_dir():
+        return []
+    return sorted(p.name for p in base.iterdir()
+                  if p.is_dir() and not p.name.startswith(".") and (p / "manifest.json").is_file())
+
+
 def verify_database(db: Database) -> None:
     limit = int(os.environ.get(VERIFY_ENV, DEFAULT_VERIFY_MAX))
     files = db.manifest.get("files") or {}
-    if "sequences" in db.manifest and db.manifest["sequences"] not in files:
+    if db.manifest.get("sequences") and db.manifest["sequences"] not in files:  # null: no FASTA (templates)
         raise BadInputError(f"database {db.name}: manifest lists no checksum for {db.manifest['sequences']}")
     for rel, meta in files.items():
         f = (db.path / rel).resolve()
@@ -211,7 +308,12 @@ def write_manifest(db_dir: Path, *, name: str, version: str, role: str, sequence
                    max_hits: int | None, source: str, license: str, extra: dict[str, Any] | None = None,
                    ) -> dict[str, Any]:
     """Write `<db_dir>/manifest.json` for the files already in `db_dir` (used by the demo
-    builder and by DB refresh scripts)."""
+    builder and by DB refresh scripts). A FASTA `sequences` file is counted once here
+    (``sequence_count``: jackhmmer's Z, so a streamed search needs no counting pass)."""
+    extra = dict(extra or {})
+    fasta = db_dir / sequences if sequences else None
+    if fasta is not None and fasta.is_file() and "sequence_count" not in extra:
+        extra["sequence_count"] = count_fasta_records(fasta)
     files = {}
     for f in sorted(db_dir.rglob("*")):
         if f.is_file() and f.name != "manifest.json":
@@ -226,10 +328,20 @@ def write_manifest(db_dir: Path, *, name: str, version: str, role: str, sequence
         "files": files,
         "source": source,
         "license": license,
-        **(extra or {}),
+        **extra,
     }
     (db_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest
+
+
+def count_fasta_records(path: Path) -> int:
+    """Records (``>`` lines) in a FASTA file, read in 8 MiB chunks (memory stays flat)."""
+    count, last = 0, b"\n"
+    with open(path, "rb") as f:
+        while chunk := f.read(8 << 20):
+            count += chunk.count(b"\n>") + (1 if last == b"\n" and chunk[:1] == b">" else 0)
+            last = chunk[-1:]
+    return count
 
 
 def build_local_version(db_root: Path, name: str, version: str, fill: Callable[[Path], None]) -> Path:
@@ -249,3 +361,277 @@ def build_local_version(db_root: Path, name: str, version: str, fill: Callable[[
         fill(pub.local_dir())
     storage.write_pointer(str(base / "CURRENT"), version + "\n")
     return final
+
+
+# ----------------------------------------------------------------------------- presets
+
+# Every role a database can serve, with how to get it (the hint a missing one gets).
+_AF = "AlphaFold's scripts/download_{}.sh"
+ROLES: dict[str, str] = {
+    "uniref90": _AF.format("uniref90") + " (FASTA)",
+    "mgnify": _AF.format("mgnify") + " (FASTA)",
+    "small_bfd": _AF.format("small_bfd") + " (FASTA)",
+    "bfd": _AF.format("bfd") + " (HH-suite database; manifest: hhsuite_db = its ffindex prefix)",
+    "uniref30": _AF.format("uniref30") + " (HH-suite database; manifest: hhsuite_db)",
+    "uniprot": _AF.format("uniprot") + " (FASTA of UniProt TrEMBL + Swiss-Prot, headers sp|ACC|NAME_SPECIES)",
+    "pdb70": _AF.format("pdb70") + " (HH-suite database; manifest: hhsuite_db)",
+    "pdb_mmcif": _AF.format("pdb_mmcif") + " and download_pdb_seqres.sh (mmcif_files/ + pdb_seqres.txt)",
+    "colabfold_uniref30": "ColabFold's setup_databases.sh: the UniRef30 sequences, indexed by MMseqs2",
+    "colabfold_envdb": "ColabFold's setup_databases.sh: the ColabFold environmental DB, indexed by MMseqs2",
+}
+PUBLISH_HINT = ("publish it under the database root with the refresh_databases workflow (or `foldstack db`), "
+                "its manifest naming the role")
+
+# AlphaFold's tool settings (alphafold/data/tools/*.py defaults, as run_alphafold.py uses them).
+JACKHMMER = {"n_iter": 1, "e_value": 0.0001, "F1": 0.0005, "F2": 0.00005, "F3": 0.0000005}
+HHBLITS = {"n_iter": 3, "e_value": 0.001, "maxseq": 1_000_000, "realign_max": 100_000, "maxfilt": 100_000,
+           "min_prefilter_hits": 1000, "all_seqs": False, "p": 20, "z": 500}
+HHSEARCH = {"maxseq": 1_000_000}
+HMMSEARCH = {"F1": 0.1, "F2": 0.1, "F3": 0.1, "incE": 100.0, "E": 100.0, "domE": 100.0, "incdomE": 100.0}
+# ColabFold 1.5's colabfold_search defaults (colabfold/mmseqs/search.py): the search, and the
+# filter result2msa applies to the A3M it writes.
+COLABFOLD_SEARCH = {"sensitivity": 8.0, "num_iterations": 3, "evalue": 0.1, "max_seqs": 10000, "db_load_mode": 2}
+COLABFOLD_FILTER = {"filter_msa": 1, "filter_min_enable": 1000, "diff": 3000, "qid": "0.0,0.2,0.4,0.6,0.8,1.0",
+                    "qsc": 0, "max_seq_id": 0.95}
+MAX_TEMPLATE_HITS = 20  # run_alphafold.py MAX_TEMPLATE_HITS
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    """One search of a preset: these roles' databases, one tool, its parameters."""
+
+    roles: tuple[str, ...]  # hhblits searches bfd + uniref30 together, everything else one role
+    tool: str  # jackhmmer | hhblits | mmseqs2 | hhsearch | hmmsearch
+    params: dict[str, Any]
+    max_hits: int | None = None  # rows AlphaFold keeps (None: all)
+    seeded_by_profile: bool = False  # ColabFold: the env DB search starts from the UniRef profile
+
+    @property
+    def key(self) -> str:
+        """The search's name in features.json and the chain cache: its roles, joined."""
+        return "+".join(self.roles)
+
+
+@dataclass(frozen=True)
+class DbPreset:
+    """A database preset: MSA searches (in the order their MSAs enter the features),
+    template searches for monomers and multimers (the first whose databases are installed
+    runs), and the UniProt search multimers pair with."""
+
+    name: str
+    msa: tuple[SearchSpec, ...]
+    templates_monomer: tuple[SearchSpec, ...]
+    templates_multimer: tuple[SearchSpec, ...]
+    pairing: SearchSpec | None
+    dedupe: bool  # AlphaFold's make_msa_features drops repeated rows across MSAs; ColabFold filters in MMseqs2
+    defined_by: str
+
+
+_UNIREF90 = SearchSpec(("uniref90",), "jackhmmer", JACKHMMER, 10_000)
+_MGNIFY = SearchSpec(("mgnify",), "jackhmmer", JACKHMMER, 501)
+_UNIPROT = SearchSpec(("uniprot",), "jackhmmer", JACKHMMER, 50_000)  # pipeline_multimer max_uniprot_hits
+_PDB70 = SearchSpec(("pdb70", "pdb_mmcif"), "hhsearch", HHSEARCH, MAX_TEMPLATE_HITS)
+_PDB_SEQRES = SearchSpec(("pdb_mmcif",), "hmmsearch", HMMSEARCH, MAX_TEMPLATE_HITS)
+PRESETS: dict[str, DbPreset] = {
+    "full_dbs": DbPreset(
+        "full_dbs",
+        msa=(_UNIREF90, SearchSpec(("bfd", "uniref30"), "hhblits", HHBLITS), _MGNIFY),
+        templates_monomer=(_PDB70, _PDB_SEQRES), templates_multimer=(_PDB_SEQRES,), pairing=_UNIPROT, dedupe=True,
+        defined_by="AlphaFold 2.3 run_alphafold.py --db_preset=full_dbs (data/pipeline.py, pipeline_multimer.py)"),
+    "reduced_dbs": DbPreset(
+        "reduced_dbs",
+        msa=(_UNIREF90, SearchSpec(("small_bfd",), "jackhmmer", JACKHMMER), _MGNIFY),
+        templates_monomer=(_PDB70, _PDB_SEQRES), templates_multimer=(_PDB_SEQRES,), pairing=_UNIPROT, dedupe=True,
+        defined_by="AlphaFold 2.3 run_alphafold.py --db_preset=reduced_dbs (data/pipeline.py, pipeline_multimer.py)"),
+    "colabfold": DbPreset(
+        "colabfold",
+        msa=(SearchSpec(("colabfold_uniref30",), "mmseqs2", {**COLABFOLD_SEARCH, "filter": COLABFOLD_FILTER}),
+             SearchSpec(("colabfold_envdb",), "mmseqs2", {**COLABFOLD_SEARCH, "filter": COLABFOLD_FILTER},
+                        seeded_by_profile=True)),
+        templates_monomer=(_PDB_SEQRES,), templates_multimer=(_PDB_SEQRES,),
+        pairing=SearchSpec(("uniprot",), "mmseqs2", {**COLABFOLD_SEARCH, "num_iterations": 1}, 50_000),
+        dedupe=False,
+        defined_by="ColabFold 1.5 colabfold_search (MMseqs2: UniRef30 then the environmental DB, seeded by "
+                   "the UniRef30 profile; A3M filtered by result2msa)"),
+}
+DEFAULT_PRESET = "reduced_dbs"
+OPTIONAL_ROLES = ("pdb70", "pdb_mmcif", "uniprot")  # off with a note when missing
+
+
+class MissingDatabaseError(BadInputError):
+    """A preset needs a database role that no database under the root serves (exit 2;
+    ``details``: the preset and the missing roles)."""
+
+    code = "database_missing"
+
+    def __init__(self, message: str, *, preset: str, missing: list[str]) -> None:
+        super().__init__(message)
+        self.preset, self.missing = preset, missing
+
+    def __str__(self) -> str:
+        return f"[{self.code}] {super().__str__()}"
+
+
+@dataclass
+class PlannedSearch:
+    """A preset's search bound to the installed databases that serve its roles."""
+
+    spec: SearchSpec
+    databases: list[Database]
+    tool: str  # the spec's tool, or mmseqs2 when --msa-tool mmseqs2 stands in for jackhmmer
+
+    @property
+    def key(self) -> str:
+        return self.spec.key
+
+    @property
+    def label(self) -> str:
+        return ", ".join(f"{d.name}/{d.version}" for d in self.databases)
+
+
+@dataclass
+class SearchPlan:
+    """What one msa job searches: MSA searches in feature order, the template search
+    (None: templates off, ``template_note`` says why), the pairing search (None: off)."""
+
+    preset: DbPreset
+    msa_tool: str
+    msa: list[PlannedSearch]
+    templates: PlannedSearch | None
+    template_note: str
+    pairing: PlannedSearch | None
+    pairing_note: str
+
+    def databases(self) -> list[Database]:
+        """Every database this plan reads, once, in plan order."""
+        seen: dict[tuple[str, str], Database] = {}
+        for search in [*self.msa, self.templates, self.pairing]:
+            for db in (search.databases if search else []):
+                seen.setdefault((db.name, db.version), db)
+        return list(seen.values())
+
+    def describe(self) -> dict[str, Any]:
+        """The plan as features.json records it."""
+        def one(search: PlannedSearch | None) -> dict[str, Any] | None:
+            if search is None:
+                return None
+            return {"search": search.key, "tool": search.tool, "databases": [d.name for d in search.databases],
+                    "params": search.spec.params if search.tool == search.spec.tool else "mmseqs2 (--msa-tool)",
+                    "max_hits": search.spec.max_hits}
+        return {"name": self.preset.name, "defined_by": self.preset.defined_by, "msa_tool": self.msa_tool,
+                "msa": [one(s) for s in self.msa], "templates": one(self.templates),
+                "template_note": self.template_note, "pairing": one(self.pairing), "pairing_note": self.pairing_note,
+                "dedupe_across_msas": self.preset.dedupe}
+
+
+def installed_roles(db_root: Path | str) -> dict[str, list[Database]]:
+    """``{role: [databases serving it, by name]}`` under the root (unverified)."""
+    root = Path(db_root)
+    if not root.is_dir():
+        raise BadInputError(
+            f"database root {root} does not exist (for the local demo, "
+            "foldstack.demo_data.build_demo_data(<home>) builds <home>/db)")
+    by_role: dict[str, list[Database]] = {}
+    for current in sorted(root.glob("*/CURRENT")):
+        db = open_database(root, current.parent.name, verify=False)
+        for role in db.roles:
+            by_role.setdefault(role, []).append(db)
+    return by_role
+
+
+def _usable(db: Database, role: str, tool: str) -> str:
+    """'' if `db` can serve `role` for `tool`, else what its manifest lacks."""
+    if tool in ("hhblits", "hhsearch") and role != "pdb_mmcif" and db.hhsuite_prefix is None:
+        return f"{db.name} has no hhsuite_db (the HH-suite ffindex prefix) in its manifest"
+    if tool in ("jackhmmer", "mmseqs2") and not db.manifest.get("sequences"):
+        return f"{db.name} has no sequences (FASTA) in its manifest"
+    if role == "pdb_mmcif" and not (db.manifest.get("seqres") and db.manifest.get("mmcif_dir")):
+        return f"{db.name} lacks seqres or mmcif_dir in its manifest"
+    return ""
+
+
+def _bind(spec: SearchSpec, by_role: dict[str, list[Database]], tool: str) -> tuple[list[Database], list[str]]:
+    """(the first usable database of each role, [what is missing])."""
+    found, missing = [], []
+    for role in spec.roles:
+        candidates = by_role.get(role, [])
+        usable = [d for d in candidates if not _usable(d, role, tool)]
+        if usable:
+            found.append(usable[0])
+        else:
+            why = "; ".join(_usable(d, role, tool) for d in candidates)
+            missing.append(f"{role} ({why})" if why else role)
+    return found, missing
+
+
+def plan_searches(db_root: Path | str, preset: str = DEFAULT_PRESET, msa_tool: str = "jackhmmer", *,
+                  multimer: bool = False, pairing: bool | None = None, verify: bool = True) -> SearchPlan:
+    """Bind `preset` to the databases under `db_root` (see :data:`PRESETS`).
+
+    `multimer` picks the multimer template search; `pairing` (default: `multimer`) plans
+    the UniProt search, which AlphaFold runs for heteromers only. ``msa_tool="mmseqs2"``
+    with an AlphaFold preset searches the jackhmmer roles with MMseqs2 instead (the fast
+    path; hhblits stays hhblits). Raises :class:`MissingDatabaseError` for a missing
+    required role.
+    """
+    pairing = multimer if pairing is None else pairing
+    if preset not in PRESETS:
+        raise BadInputError(f"unknown db_preset {preset!r} (known: {', '.join(PRESETS)})")
+    spec = PRESETS[preset]
+    if preset == "colabfold" and msa_tool != "mmseqs2":
+        raise BadInputError("db_preset colabfold searches with MMseqs2: use msa_tool mmseqs2")
+    by_role = installed_roles(db_root)
+
+    def tool_for(s: SearchSpec) -> str:
+        return "mmseqs2" if (s.tool == "jackhmmer" and msa_tool == "mmseqs2") else s.tool
+
+    msa, missing = [], []
+    for s in spec.msa:
+        dbs, lacking = _bind(s, by_role, tool_for(s))
+        missing += lacking
+        msa.append(PlannedSearch(s, dbs, tool_for(s)))
+    if missing:
+        raise MissingDatabaseError(
+            f"db_preset {preset} needs database role(s) that nothing under {db_root} serves: "
+            + "; ".join(f"{m}: get it from {ROLES.get(m.split(' ')[0], 'its publisher')}" for m in missing)
+            + f". Then {PUBLISH_HINT}. Installed roles: {', '.join(sorted(by_role)) or 'none'}."
+            + (" For a local try-out, foldstack.demo_data builds demo databases for reduced_dbs and colabfold."
+               if preset != "full_dbs" else
+               " For a local try-out use db_preset reduced_dbs (the demo databases serve it)."),
+            preset=preset, missing=[m.split(" ")[0] for m in missing])
+
+    templates, template_note = None, ""
+    options = spec.templates_multimer if multimer else spec.templates_monomer
+    notes = []
+    for s in options:
+        dbs, lacking = _bind(s, by_role, s.tool)
+        if not lacking:
+            templates = PlannedSearch(s, dbs, s.tool)
+            if s is not options[0]:
+                template_note = (f"{options[0].tool} on {options[0].key} as AlphaFold does is not possible "
+                                 f"({'; '.join(notes)}): {s.tool} on {s.key} instead")
+            break
+        notes.append(f"missing {', '.join(lacking)}")
+    if templates is None:
+        template_note = (f"templates off: no template database ({'; '.join(notes)}); the features hold the empty "
+                         f"template placeholder. Get them from {ROLES['pdb_mmcif']}")
+
+    pairing_search, pairing_note = None, "monomer: no pairing"
+    if multimer and not pairing:
+        pairing_note = "off: a homomer (AlphaFold pairs no rows and searches no UniProt for it)"
+    elif multimer:
+        if spec.pairing is None:
+            pairing_note = "off: the preset pairs no MSA rows"
+        else:
+            dbs, lacking = _bind(spec.pairing, by_role, tool_for(spec.pairing))
+            if lacking:
+                pairing_note = (f"off: no uniprot database ({', '.join(lacking)}), so no rows are paired across "
+                                f"chains (the paired MSA holds only the query). Get it from {ROLES['uniprot']}")
+            else:
+                pairing_search = PlannedSearch(spec.pairing, dbs, tool_for(spec.pairing))
+                pairing_note = f"on: species identifiers from {dbs[0].name}/{dbs[0].version}"
+    plan = SearchPlan(spec, msa_tool, msa, templates, template_note, pairing_search, pairing_note)
+    if verify:
+        for db in plan.databases():
+            verify_database(db)
+    return plan

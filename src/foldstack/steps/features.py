@@ -47,13 +47,38 @@ def empty_template_features(sequence: str) -> dict[str, np.ndarray]:
     }
 
 
+def make_msa_features(msas: Sequence, *, dedupe: bool) -> dict[str, np.ndarray]:
+    """AlphaFold's ``pipeline.make_msa_features``. With `dedupe` a row whose aligned
+    sequence came earlier (in this or an earlier MSA) is dropped, as upstream AlphaFold
+    does; the ``alphafold-colabfold`` fork keeps every row (ColabFold's MSAs are filtered
+    by MMseqs2 instead), which is what ``dedupe=False`` gives."""
+    from alphafold.data import pipeline
+
+    msas = list(msas)
+    if not dedupe:
+        return pipeline.make_msa_features(msas)
+    from alphafold.data import parsers
+
+    seen: set[str] = set()
+    unique = []
+    for msa in msas:
+        keep = [i for i, seq in enumerate(msa.sequences) if not (seq in seen or seen.add(seq))]
+        unique.append(parsers.Msa(sequences=[msa.sequences[i] for i in keep],
+                                  deletion_matrix=[msa.deletion_matrix[i] for i in keep],
+                                  descriptions=[msa.descriptions[i] for i in keep]))
+    # pipeline.make_msa_features refuses an empty MSA: one whose every row came before adds nothing
+    return pipeline.make_msa_features([m for m in unique if m.sequences])
+
+
 def build_monomer_features(sequence: str, description: str, msas: Sequence,
-                           templates: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+                           templates: Mapping[str, np.ndarray] | None = None, *,
+                           dedupe: bool = True) -> dict[str, np.ndarray]:
     """AlphaFold's own feature functions: sequence + MSA + templates.
 
     `templates` is the feature dict of AlphaFold's template featurizer
     (:func:`foldstack.steps.templates.search_templates`); None or an empty one gives the
-    all-masked placeholder (:func:`empty_template_features`).
+    all-masked placeholder (:func:`empty_template_features`). `dedupe`: see
+    :func:`make_msa_features` (the database preset decides).
     """
     from alphafold.data import pipeline
 
@@ -61,7 +86,7 @@ def build_monomer_features(sequence: str, description: str, msas: Sequence,
         templates = empty_template_features(sequence)
     feats = {
         **pipeline.make_sequence_features(sequence=sequence, description=description, num_res=len(sequence)),
-        **pipeline.make_msa_features(list(msas)),
+        **make_msa_features(msas, dedupe=dedupe),
         **templates,
     }
     return to_storable(feats)

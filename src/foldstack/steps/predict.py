@@ -49,6 +49,21 @@ def _versions(engine: str) -> dict[str, str]:
     return out
 
 
+def _request_options(run_dir: Path) -> dict[str, int]:
+    """``num_models`` / ``num_seeds`` of the run's staged request (``input/request.json``),
+    where set; {} without one (a step run by hand)."""
+    import json
+
+    path = run_dir / "input" / "request.json"
+    try:
+        request = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(request, dict):
+        return {}
+    return {k: int(request[k]) for k in ("num_models", "num_seeds") if request.get(k)}
+
+
 def run_predict(run_id: str, target: str, scratch: Path | str, weights: Path | str, engine: str,
                 preset: str, *, batch: dict[str, Any] | None = None) -> Path:
     check_engine_preset(engine, preset)
@@ -80,11 +95,13 @@ def run_predict(run_id: str, target: str, scratch: Path | str, weights: Path | s
         else:
             from foldstack.steps.alphafold2 import predict_alphafold2
 
-            features = ctx.run_dir / "msa" / target / "features.npz"
-            if features.is_file():
-                ctx.record_input(features)
+            # msa's output, possibly written in another AZ: wait until it matches msa.done.json
+            # (exit 75, retried, if it never does); hand-placed features without a record are used
+            features = ctx.await_inputs("msa", ["features.npz"], accept_unrecorded=True)["features.npz"]
+            options = _request_options(ctx.run_dir)  # num_models / num_seeds of the run's request
             with ctx.timer("predict"):
-                predictions = predict_alphafold2(features, weights, preset, log=ctx.log, timings=engine_timings)
+                predictions = predict_alphafold2(features, weights, preset, log=ctx.log, timings=engine_timings,
+                                                 **options)
             n_chains = int(predictions[0].chain_index.max()) + 1
 
         best = predictions[0]
@@ -98,6 +115,7 @@ def run_predict(run_id: str, target: str, scratch: Path | str, weights: Path | s
                                 "model_loads": batch["models"].loads}
         metrics["models"] = [
             {"model_name": p.model_name, "mean_plddt": round(p.mean_plddt, 2),
+             **{k: p.extra[k] for k in ("seed", "bucket", "compiled") if k in p.extra},
              "ptm": None if p.ptm is None else round(p.ptm, 4),
              "ranking_confidence": None if p.ranking_confidence is None else round(p.ranking_confidence, 4)}
             for p in predictions
@@ -158,8 +176,10 @@ class _SharedModels:
             from alphafold.model import model as af_model
 
             def cfg_key(cfg: Any, params: Any, *a: Any, **k: Any) -> Any:
+                # one runner per config: models of the same config share its compiled function
+                # (predict_alphafold2 sets runner.params to each model's own), as ColabFold does
                 to_json = getattr(cfg, "to_json_best_effort", None)
-                return (to_json() if to_json else repr(cfg), id(params))
+                return to_json() if to_json else repr(cfg)
 
             self._patch(af_model, "RunModel", self._memo("af2_runner", af_model.RunModel, cfg_key, False))
         return self
@@ -202,8 +222,9 @@ def run_predict_batch(run_id: str, targets: list[str], scratch: Path | str, weig
     Targets run in the given order (Plan Batches sorts them by length). The first out of
     memory stops the batch (longer targets would not fit either) and exits 3, so the
     workflow resubmits the batch one size class up, where the finished targets are skipped.
-    Bad input or a crash of one target does not stop the others; the job then exits 2, or
-    re-raises the crash, after the rest are done.
+    Bad input or a crash of one target does not stop the others; the job then exits 75 if
+    a target's inputs were not ready (Batch retries it; done targets are skipped), else
+    re-raises the crash, else exits 2, after the rest are done.
     """
     from foldstack.steps.common import exit_code_for, log
 
@@ -227,10 +248,10 @@ def run_predict_batch(run_id: str, targets: list[str], scratch: Path | str, weig
                     break
         log(STEP, ",".join(targets), f"batch of {len(targets)}: {len(done)} done, model loads: {models.loads}")
     if failures:
-        from foldstack.core.errors import EXIT_OUT_OF_MEMORY
+        from foldstack.core.errors import EXIT_INPUTS_NOT_READY, EXIT_OUT_OF_MEMORY
 
         codes = [(exit_code_for(e), t, e) for t, e in failures]
-        for wanted in (EXIT_OUT_OF_MEMORY, None):
+        for wanted in (EXIT_OUT_OF_MEMORY, EXIT_INPUTS_NOT_READY, None):  # 75 before a crash: retried
             for code, _t, exc in codes:
                 if code == wanted:
                     raise exc

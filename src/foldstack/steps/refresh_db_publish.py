@@ -28,6 +28,7 @@ from foldstack.steps.refresh_db_source import (
     _NAME_RE,
     DatabaseSpec,
     expected_checksums,
+    source_matches,
     stage,
     step_helpers,
 )
@@ -67,7 +68,7 @@ def _refuse_replacing_current(where: str) -> BadInputError:
 # ------------------------------------------------------------------ local directory
 
 
-def _existing_matches(base: Path, version: str, expected: dict[str, str]) -> bool:
+def _existing_matches(base: Path, version: str, expected: dict[str, str | None]) -> bool:
     """An existing version dir published from exactly these source files, and intact on
     disk (sizes always, sha256 up to the databases module's size limit)."""
     path = base / version
@@ -75,7 +76,7 @@ def _existing_matches(base: Path, version: str, expected: dict[str, str]) -> boo
         manifest = json.loads((path / MANIFEST).read_text())
     except (OSError, ValueError):
         return False
-    if manifest.get("source_files") != expected:
+    if not source_matches(manifest.get("source_files"), expected):
         return False
     if manifest.get("sequences") is None:
         manifest = {k: v for k, v in manifest.items() if k != "sequences"}  # role-less DB (no FASTA)
@@ -133,7 +134,7 @@ def refresh_local(spec: DatabaseSpec, db_root: Path, run_id: str, ctx: StepConte
 MARKER_DIR = ".refresh"
 
 
-def _s3_existing_matches(prefix: str, expected: dict[str, str]) -> tuple[bool, str | None]:
+def _s3_existing_matches(prefix: str, expected: dict[str, str | None]) -> tuple[bool, str | None]:
     """(the version under `prefix` was published from exactly these source files and every
     file its manifest lists is present with the recorded size, manifest sha256)."""
     data = _s3_bytes(f"{prefix}/{MANIFEST}")
@@ -143,7 +144,7 @@ def _s3_existing_matches(prefix: str, expected: dict[str, str]) -> tuple[bool, s
         manifest = json.loads(data)
     except ValueError:
         return False, None
-    if not isinstance(manifest, dict) or manifest.get("source_files") != expected:
+    if not isinstance(manifest, dict) or not source_matches(manifest.get("source_files"), expected):
         return False, None
     sizes = {info.uri[len(prefix) + 1:]: info.size for info in storage.list_prefix(prefix)}
     for rel, meta in (manifest.get("files") or {}).items():

@@ -18,12 +18,19 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
-from typing import IO, Any, Literal
+from typing import IO, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from foldstack.core.clock import utcnow
 from foldstack.core.errors import BadInputError
+from foldstack.steps.catalogue import (
+    ARCHIVE_FORMATS,
+    SEQUENCE_ROLES,
+    check_role,
+    check_role_fields,
+    load_catalogue,
+)
 from foldstack.steps.common import StepContext, log
 from foldstack.steps.databases import _VERSION_RE, write_manifest
 
@@ -44,12 +51,24 @@ class DatabaseSpec(BaseModel):
     name: str
     version: str
     source: str
-    files: dict[str, str] | None = None
+    # name -> sha256; a null digest only with trust_on_first_use (the catalogue's entries
+    # whose publisher announces no checksum): the digest seen is recorded, not checked.
+    files: dict[str, str | None] | None = None
     checksums: str | None = None
-    unpack: bool = False
-    role: Literal["uniref90", "mgnify", "small_bfd"] | None = None
+    file_sources: dict[str, str] | None = None  # name -> its own URI instead of <source>/<name>
+    trust_on_first_use: bool = False
+    unpack: bool = False  # unpack every *.tar, *.tar.gz/*.tgz, *.tar.zst, *.gz, *.zst after verification
+    role: str | None = None  # one of foldstack.steps.databases.ROLES
     sequences: str | None = None
+    seqres: str | None = None  # pdb_mmcif: the pdb_seqres file
+    mmcif_dir: str | None = None  # pdb_mmcif: the directory of <pdb_id>.cif files
+    hhsuite_db: str | None = None  # bfd, uniref30, pdb70: the HH-suite ffindex prefix
+    max_template_date: str | None = None
     max_hits: int | None = Field(default=None, gt=0)
+    mmseqs_index: bool | None = None  # None: yes for a sequence role (SEQUENCE_ROLES)
+    mmseqs_gpu_index: bool = False  # also the padded GPU index (makepaddedseqdb)
+    catalogue: str | None = None  # "name@version" this spec was made from (provenance)
+    source_label: str | None = None  # what the manifest's "source" says, when not `source` (db build)
     license: str = ""
     description: str | None = None
 
@@ -67,22 +86,46 @@ class DatabaseSpec(BaseModel):
             raise ValueError(f"version {v!r} must be 1-64 of [A-Za-z0-9._-], starting alphanumeric")
         return v
 
+    @field_validator("role")
+    @classmethod
+    def _role(cls, v: str | None) -> str | None:
+        return check_role(v)
+
     @field_validator("files")
     @classmethod
-    def _files(cls, v: dict[str, str] | None) -> dict[str, str] | None:
+    def _files(cls, v: dict[str, str | None] | None) -> dict[str, str | None] | None:
         if v is None:
             return v
         if not v:
             raise ValueError("files must list at least one file")
-        return {_safe_rel(rel): _sha(digest, rel) for rel, digest in v.items()}
+        return {_safe_rel(rel): None if digest is None else _sha(digest, rel) for rel, digest in v.items()}
+
+    @field_validator("file_sources")
+    @classmethod
+    def _file_sources(cls, v: dict[str, str] | None) -> dict[str, str] | None:
+        return None if v is None else {_safe_rel(rel): uri for rel, uri in v.items()}
 
     @model_validator(mode="after")
     def _one_checksum_source(self) -> DatabaseSpec:
         if (self.files is None) == (self.checksums is None):
             raise ValueError("give exactly one of `files` (name -> sha256) or `checksums` (a sha256sum file)")
-        if self.role is not None and not self.sequences:
-            raise ValueError("a database with a `role` must name its `sequences` FASTA")
+        unknown = [f for f in (self.files or {}) if self.files and self.files[f] is None]
+        if unknown and not self.trust_on_first_use:
+            raise ValueError(f"no sha256 for {unknown}: give one, or set trust_on_first_use (the digest "
+                             "seen is then recorded in the manifest, not verified)")
+        stray = set(self.file_sources or {}) - set(self.files or {})
+        if stray and self.files is not None:
+            raise ValueError(f"file_sources names files not in `files`: {sorted(stray)}")
+        check_role_fields(f"database {self.name}", self.role, self.sequences, self.seqres, self.mmcif_dir,
+                          self.hhsuite_db)
+        if self.build_index and not self.sequences:
+            raise ValueError("mmseqs_index needs `sequences` (the FASTA to index)")
         return self
+
+    @property
+    def build_index(self) -> bool:
+        """Whether publishing builds the MMseqs2 index (once per version)."""
+        return self.mmseqs_index if self.mmseqs_index is not None else self.role in SEQUENCE_ROLES
 
 
 def _safe_rel(rel: str) -> str:
@@ -101,10 +144,15 @@ def _sha(digest: str, rel: str) -> str:
 
 
 def parse_spec(raw: str | dict[str, Any]) -> DatabaseSpec:
+    """A refresh spec. ``{"catalogue": "uniref90@2022_05", ...}`` expands the catalogue entry
+    (:mod:`foldstack.steps.catalogue`); other keys given with it override the entry's."""
     try:
         data = json.loads(raw) if isinstance(raw, str) else raw
+        if isinstance(data, dict) and data.get("catalogue"):
+            data = {**load_catalogue().refresh_spec(str(data["catalogue"])),
+                    **{k: v for k, v in data.items() if k != "catalogue"}}
         return DatabaseSpec.model_validate(data)
-    except (ValueError, ValidationError) as exc:
+    except (ValueError, ValidationError, KeyError) as exc:
         raise BadInputError(f"invalid database refresh spec: {exc}") from exc
 
 
@@ -196,64 +244,246 @@ def fetch(uri: str, dest: Path) -> tuple[str, int]:
     return h.hexdigest(), n
 
 
-def _gunzip(path: Path) -> Path:
-    target = path.with_suffix("")
-    with gzip.open(path, "rb") as src, open(target, "wb") as out:
-        shutil.copyfileobj(src, out, _CHUNK)
+# ------------------------------------------------------------------ unpacking
+
+# (suffix, format), longest first: what `unpack` recognises.
+ARCHIVE_SUFFIXES = ((".tar.gz", "tar.gz"), (".tgz", "tar.gz"), (".tar.zst", "tar.zst"), (".tar", "tar"),
+                    (".gz", "gz"), (".zst", "zst"))
+
+
+def archive_format(name: str) -> str | None:
+    """The archive format `unpack` gives a file of this name, or None (kept as it is)."""
+    for suffix, fmt in ARCHIVE_SUFFIXES:
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return fmt
+    return None
+
+
+@contextlib.contextmanager
+def _zstd_stream(path: Path) -> Iterator[IO[bytes]]:
+    """A decompressing stream of a .zst file: the ``zstandard`` package if installed, else
+    the ``zstd`` binary (Debian ``zstd``)."""
+    try:
+        import zstandard  # type: ignore[import-not-found]
+    except ImportError:
+        zstandard = None
+    if zstandard is not None:
+        with open(path, "rb") as raw, zstandard.ZstdDecompressor().stream_reader(raw) as stream:
+            yield stream
+        return
+    binary = shutil.which("zstd")
+    if binary is None:
+        raise BadInputError(f"{path.name}: unpacking .zst needs the zstandard package or the zstd binary")
+    import subprocess  # nosec B404 - fixed argv
+
+    proc = subprocess.Popen([binary, "-d", "-c", "-q", str(path)], stdout=subprocess.PIPE,  # nosec B603
+                            stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    try:
+        yield proc.stdout
+    finally:
+        proc.stdout.close()
+        err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+        if proc.wait() != 0:
+            raise BadInputError(f"{path.name}: zstd -d failed: {err[-500:]}")
+
+
+@contextlib.contextmanager
+def _decompressed(path: Path, codec: str) -> Iterator[IO[bytes]]:
+    if codec == "gz":
+        with gzip.open(path, "rb") as f:
+            yield f
+    elif codec == "zst":
+        with _zstd_stream(path) as f:
+            yield f
+    else:
+        with open(path, "rb") as f:
+            yield f
+
+
+def _member_rel(archive: str, name: str) -> str:
+    """A tar member's path inside the version dir; refuses anything that could land
+    outside it (absolute, ``..``) or replace the manifest."""
+    rel = name
+    while rel.startswith("./"):
+        rel = rel[2:]
+    rel = rel.rstrip("/")
+    parts = rel.split("/")
+    if not rel or name.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\\" in rel \
+            or "\x00" in rel or any(p.startswith(".") for p in parts) or rel == "manifest.json":
+        raise BadInputError(f"{archive}: refusing member {name!r} (absolute, '..', hidden or manifest.json: "
+                            "it would land outside the database version or replace its manifest)")
+    return rel
+
+
+def _untar(path: Path, dest: Path, codec: str) -> list[str]:
+    import tarfile
+
+    names: list[str] = []
+    root = dest.resolve()
+    with _decompressed(path, codec) as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
+        for member in tar:
+            if member.isdir() and member.name.strip("/") in (".", ""):
+                continue  # the archive's own top directory ("./")
+            if member.isdir():
+                rel = _member_rel(path.name, member.name)
+                (dest / rel).mkdir(parents=True, exist_ok=True)
+                continue
+            if not member.isfile():  # symlink, hard link, device, fifo: never
+                kind = "link" if (member.issym() or member.islnk()) else "special file"
+                raise BadInputError(f"{path.name}: refusing member {member.name!r}: a {kind} "
+                                    f"(only regular files and directories are unpacked)")
+            rel = _member_rel(path.name, member.name)
+            target = dest / rel
+            if not target.parent.resolve().is_relative_to(root) or target.exists() or target == path:
+                raise BadInputError(f"{path.name}: refusing member {member.name!r} (outside the version dir, "
+                                    "or a file that is already there)")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            src = tar.extractfile(member)
+            assert src is not None
+            with src, open(target, "wb") as out:
+                shutil.copyfileobj(src, out, _CHUNK)
+            names.append(rel)
+    return names
+
+
+def unpack_archive(path: Path, dest: Path, fmt: str | None = None) -> list[str]:
+    """Unpack `path` (a verified download inside `dest`) into `dest` and delete it; return
+    the files it produced (relative to `dest`). ``tar``, ``tar.gz``, ``tar.zst`` hold
+    regular files and directories only (links, devices, absolute or ``..`` paths are
+    refused); ``gz`` / ``zst`` decompress to the name without the suffix."""
+    fmt = fmt or archive_format(path.name)
+    if fmt not in ARCHIVE_FORMATS:
+        raise BadInputError(f"{path.name}: not an archive this step unpacks ({', '.join(ARCHIVE_FORMATS)})")
+    if fmt.startswith("tar"):
+        codec = fmt.partition(".")[2]
+        names = _untar(path, dest, codec)
+    else:
+        target = path.with_name(path.name[: -len("." + fmt)])
+        if target.exists():
+            raise BadInputError(f"{path.name}: unpacking would replace {target.name}")
+        with _decompressed(path, fmt) as src, open(target, "wb") as out:
+            shutil.copyfileobj(src, out, _CHUNK)
+        names = [str(target.relative_to(dest))]
     path.unlink()
-    return target
+    return names
 
 
 # ------------------------------------------------------------------ staging and verification
 
 
-def expected_checksums(spec: DatabaseSpec, timer: Any) -> dict[str, str]:
+def expected_checksums(spec: DatabaseSpec, timer: Any) -> dict[str, str | None]:
     if spec.files is not None:
         return dict(spec.files)
     assert spec.checksums is not None
     uri = _join(spec.source, spec.checksums)
     with timer("checksums"), open_source(uri) as f:
-        return parse_checksum_file(f.read(4 << 20).decode("utf-8", "replace"))
+        return dict(parse_checksum_file(f.read(4 << 20).decode("utf-8", "replace")))
 
 
-def stage(spec: DatabaseSpec, expected: dict[str, str], staging: Path, run_id: str, previous: str | None,
+def source_uri(spec: DatabaseSpec, rel: str) -> str:
+    """Where file `rel` is fetched from: its own ``file_sources`` URI, else ``<source>/<rel>``."""
+    return (spec.file_sources or {}).get(rel) or _join(spec.source, rel)
+
+
+def source_matches(recorded: Any, expected: dict[str, str | None]) -> bool:
+    """A published version's ``source_files`` against a request: the same names, and the
+    same digest wherever the request gives one (a trust-on-first-use name matches any)."""
+    if not isinstance(recorded, dict) or set(recorded) != set(expected):
+        return False
+    return all(want is None or recorded[rel] == want for rel, want in expected.items())
+
+
+def _cpus() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return os.cpu_count() or 1
+
+
+def _build_indexes(spec: DatabaseSpec, staging: Path, say: Any) -> dict[str, Any]:
+    """MMseqs2 index(es) of the version's FASTA inside the staging dir: published with it."""
+    from foldstack.steps.mmseqs import INDEX_DIR, build_index, index_name, mmseqs_binary
+
+    assert spec.sequences is not None
+    sequences = staging / spec.sequences
+    if not sequences.is_file():
+        raise BadInputError(f"`sequences` {spec.sequences!r} is not among the fetched (and unpacked) files")
+    binary = mmseqs_binary()
+    out: dict[str, Any] = {}
+    for gpu in (False, True) if spec.mmseqs_gpu_index else (False,):
+        rel = f"{INDEX_DIR}/{index_name(binary, gpu=gpu)}"
+        build = build_index(sequences, staging / rel, binary=binary, threads=_cpus(), gpu=gpu, log=say)
+        out["mmseqs2_gpu" if gpu else "mmseqs2"] = {"path": rel, "target": f"{rel}/target", **build}
+    return out
+
+
+def stage(spec: DatabaseSpec, expected: dict[str, str | None], staging: Path, run_id: str, previous: str | None,
           say: Any, timer: Any) -> tuple[dict[str, Any], int]:
-    """Fetch every file into `staging`, verify its sha256, unpack, write manifest.json and
-    check that the manifest lists exactly the verified set. Returns (manifest, bytes fetched)."""
+    """Fetch every file into `staging`, verify its sha256, unpack, build the MMseqs2 index,
+    write manifest.json and check that the manifest lists exactly what was verified and
+    produced from it. Returns (manifest, bytes fetched)."""
     total = 0
+    seen: dict[str, str] = {}
     with timer("download"):
         for rel, want in sorted(expected.items()):
-            uri = _join(spec.source, rel)
+            uri = source_uri(spec, rel)
             say(f"fetching {uri}")
             got, size = fetch(uri, staging / rel)
-            if got != want:
+            if want is None:
+                say(f"{rel}: no published sha256; recorded {got} (trust on first use)")
+            elif got != want:
                 raise ChecksumMismatchError(
                     f"{uri}: sha256 {got} does not match the expected {want}; nothing was published "
                     f"and CURRENT still names {previous!r}")
+            seen[rel] = got
             total += size
+    produced = set(expected)
     if spec.unpack:
         with timer("unpack"):
             for rel in sorted(expected):
-                if rel.endswith(".gz"):
-                    _gunzip(staging / rel)
+                fmt = archive_format(rel)
+                if fmt is not None:
+                    names = unpack_archive(staging / rel, staging, fmt)
+                    say(f"unpacked {rel} ({fmt}): {len(names)} file(s)")
+                    produced.discard(rel)
+                    produced.update(names)
+    indexes: dict[str, Any] = {}
+    if spec.build_index:
+        with timer("mmseqs_index"):
+            indexes = _build_indexes(spec, staging, say)
+        produced.update(str(f.relative_to(staging)) for f in (staging / "mmseqs").rglob("*") if f.is_file())
     with timer("manifest"):
+        extra: dict[str, Any] = {
+            "source_files": seen, "fetched_at": utcnow(), "refresh_run_id": run_id,
+            **({"unverified_files": sorted(r for r, w in expected.items() if w is None)}
+               if any(w is None for w in expected.values()) else {}),
+            **({"indexes": indexes} if indexes else {}),
+            **{k: v for k, v in (("seqres", spec.seqres), ("mmcif_dir", spec.mmcif_dir),
+                                 ("hhsuite_db", spec.hhsuite_db), ("max_template_date", spec.max_template_date),
+                                 ("catalogue", spec.catalogue), ("description", spec.description)) if v},
+        }
         manifest = write_manifest(
             staging, name=spec.name, version=spec.version, role=spec.role,  # type: ignore[arg-type]
-            sequences=spec.sequences, max_hits=spec.max_hits, source=spec.source, license=spec.license,  # type: ignore[arg-type]
-            extra={"source_files": expected, "fetched_at": utcnow(), "refresh_run_id": run_id,
-                   **({"description": spec.description} if spec.description else {})},
+            sequences=spec.sequences, max_hits=spec.max_hits, source=spec.source_label or spec.source,  # type: ignore[arg-type]
+            license=spec.license, extra=extra,
         )
-        if spec.sequences and spec.sequences not in manifest["files"]:
-            raise BadInputError(f"`sequences` {spec.sequences!r} is not among the fetched files "
-                                f"{sorted(manifest['files'])}")
+        for key in ("sequences", "seqres"):
+            rel = getattr(spec, key)
+            if rel and rel not in manifest["files"]:
+                raise BadInputError(f"`{key}` {rel!r} is not among the fetched (and unpacked) files "
+                                    f"{sorted(manifest['files'])[:20]}")
+        if spec.mmcif_dir and not (staging / spec.mmcif_dir).is_dir():
+            raise BadInputError(f"`mmcif_dir` {spec.mmcif_dir!r} is not a directory of the fetched files")
+        if spec.hhsuite_db and not any(rel.startswith(spec.hhsuite_db + "_") for rel in manifest["files"]):
+            raise BadInputError(f"`hhsuite_db` {spec.hhsuite_db!r}: no {spec.hhsuite_db}_* files were fetched")
         # write_manifest re-read every file from disk: the published set must be exactly
-        # the verified set (with *.gz replaced by what it unpacked to).
-        published = {rel[:-3] if spec.unpack and rel.endswith(".gz") else rel for rel in expected}
-        if set(manifest["files"]) != published:
-            raise BadInputError(f"staged files {sorted(manifest['files'])} differ from the verified "
-                                f"set {sorted(published)}")
-        for rel, want in expected.items():
-            if rel in manifest["files"] and manifest["files"][rel]["sha256"] != want:
+        # the verified set (archives replaced by what they unpacked to, plus the index).
+        if set(manifest["files"]) != produced:
+            raise BadInputError(f"staged files {sorted(manifest['files'])[:20]} differ from the verified "
+                                f"set {sorted(produced)[:20]}")
+        for rel, got in seen.items():
+            if rel in manifest["files"] and manifest["files"][rel]["sha256"] != got:
                 raise ChecksumMismatchError(f"{rel} changed on disk after its download was verified")
     return manifest, total
 

@@ -26,6 +26,16 @@ The template database is an ordinary database under the DB root whose manifest h
 
 No template database under the root (or no hit) keeps the empty-template placeholder
 (:func:`foldstack.steps.features.empty_template_features`).
+
+hmmsearch streams ``pdb_seqres.txt`` from disk (:mod:`foldstack.steps.hmmer`), never
+loading it whole.
+
+**hhsearch on pdb70** (AlphaFold's monomer template search, ``--db_preset`` full_dbs and
+reduced_dbs, :func:`search_templates_hhsearch`): the deduplicated, empty-column-free
+UniRef90 alignment as A3M → ``hhsearch -i q.a3m -o out.hhr -maxseq 1000000 -d <pdb70>``
+→ ``parsers.parse_hhr`` → ``templates.HhsearchHitFeaturizer`` on the same mmCIF files.
+The pdb70 database is one with role ``pdb70`` (manifest ``hhsuite_db``: its ffindex
+prefix); the binary is ``$FOLDSTACK_HHSEARCH`` or ``hhsearch`` on PATH (Debian hhsuite).
 """
 
 from __future__ import annotations
@@ -41,6 +51,9 @@ from typing import Any
 
 from foldstack.core.errors import BadInputError
 from foldstack.steps.databases import (
+    HHSEARCH,
+    HMMSEARCH,
+    MAX_TEMPLATE_HITS,
     Database,
     build_local_version,
     open_database,
@@ -49,12 +62,10 @@ from foldstack.steps.databases import (
 )
 
 TEMPLATE_ROLE = "pdb_mmcif"
-MAX_TEMPLATE_HITS = 20  # AlphaFold's run_alphafold.py MAX_TEMPLATE_HITS
 DEFAULT_MAX_TEMPLATE_DATE = "2100-01-01"  # no cutoff (ColabFold's default); set per DB in its manifest
 TEMPLATE_DATE_ENV = "FOLDSTACK_MAX_TEMPLATE_DATE"
-HMMSEARCH_PARAMS: dict[str, float] = {  # alphafold/data/tools/hmmsearch.py defaults
-    "F1": 0.1, "F2": 0.1, "F3": 0.1, "incE": 100.0, "E": 100.0, "domE": 100.0, "incdomE": 100.0,
-}
+HHSEARCH_ENV = "FOLDSTACK_HHSEARCH"
+HMMSEARCH_PARAMS: dict[str, float] = dict(HMMSEARCH)  # alphafold/data/tools/hmmsearch.py defaults
 
 
 @dataclass
@@ -129,17 +140,11 @@ def _build_hmm(alignment: str, fmt: str, architecture: str):
 
 
 def hmmsearch_stockholm(hmm, seqres: Path, cpus: int) -> str:
-    """``hmmsearch --noali <flags> -A out.sto`` against pdb_seqres: the Stockholm output."""
-    import pyhmmer
+    """``hmmsearch --noali <flags> -A out.sto`` against pdb_seqres (streamed from disk):
+    the Stockholm output."""
+    from foldstack.steps.hmmer import hmmsearch_stockholm as streamed
 
-    with pyhmmer.easel.SequenceFile(str(seqres), digital=True, alphabet=hmm.alphabet) as f:
-        targets = f.read_block()
-    hits = next(pyhmmer.hmmer.hmmsearch([hmm], targets, cpus=cpus, **HMMSEARCH_PARAMS))
-    if not len(hits.included):
-        return ""
-    buf = io.BytesIO()
-    hits.to_msa(hmm.alphabet).write(buf, "stockholm")
-    return buf.getvalue().decode("utf-8", errors="replace")
+    return streamed(hmm, seqres, HMMSEARCH_PARAMS, cpus=cpus)
 
 
 def search_templates(query: str, db: Database, *, sto: str | None = None, a3m: str | None = None,
@@ -176,6 +181,71 @@ def search_templates(query: str, db: Database, *, sto: str | None = None, a3m: s
         errors=list(result.errors),
         warnings=list(result.warnings),
     )
+
+
+def hhsearch_binary() -> str:
+    return os.environ.get(HHSEARCH_ENV) or shutil.which("hhsearch") or "hhsearch"
+
+
+def hhsearch_argv(binary: str, a3m_path: str, hhr_path: str, pdb70: Path) -> list[str]:
+    """AlphaFold's hhsearch command line (alphafold/data/tools/hhsearch.py)."""
+    return [binary, "-i", a3m_path, "-o", hhr_path, "-maxseq", str(HHSEARCH["maxseq"]), "-d", str(pdb70)]
+
+
+def run_hhsearch(a3m: str, pdb70: Path, *, binary: str | None = None) -> str:
+    """hhsearch of the query A3M against pdb70: the .hhr text."""
+    import subprocess  # nosec B404 - fixed argv, no shell
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="foldstack-hhsearch-") as tmp:
+        a3m_path, hhr_path = os.path.join(tmp, "query.a3m"), os.path.join(tmp, "output.hhr")
+        Path(a3m_path).write_text(a3m)
+        argv = hhsearch_argv(binary or hhsearch_binary(), a3m_path, hhr_path, pdb70)
+        proc = subprocess.run(argv, capture_output=True, text=True)  # nosec B603
+        if proc.returncode:
+            if proc.returncode in (-9, 137) or "bad_alloc" in proc.stderr or "out of memory" in proc.stderr.lower():
+                raise MemoryError(f"hhsearch ran out of memory: {proc.stderr[-2000:]}")
+            raise RuntimeError(f"hhsearch failed (exit {proc.returncode}): {proc.stderr[-2000:]}")
+        return Path(hhr_path).read_text()
+
+
+def _template_a3m(sto: str | None, a3m: str | None) -> str:
+    """AlphaFold's hhsearch input: the UniRef90 Stockholm, deduplicated, empty columns
+    removed, as A3M (an MMseqs2 A3M is used as it is)."""
+    from alphafold.data import parsers
+
+    if sto is not None:
+        clean = parsers.remove_empty_columns_from_stockholm_msa(parsers.deduplicate_stockholm_msa(sto))
+        return parsers.convert_stockholm_to_a3m(clean)
+    if a3m is None:  # pragma: no cover - programming error
+        raise ValueError("the template search needs the query MSA (sto or a3m)")
+    return a3m
+
+
+def search_templates_hhsearch(query: str, pdb70: Database, mmcif: Database, *, sto: str | None = None,
+                              a3m: str | None = None, max_hits: int = MAX_TEMPLATE_HITS) -> TemplateResult:
+    """AlphaFold's monomer template search: hhsearch on pdb70, HhsearchHitFeaturizer."""
+    from alphafold.data import parsers, templates
+
+    if pdb70.hhsuite_prefix is None:
+        raise BadInputError(f"template database {pdb70.name}: manifest lacks hhsuite_db (the pdb70 prefix)")
+    hhr = run_hhsearch(_template_a3m(sto, a3m), pdb70.hhsuite_prefix)
+    hits = parsers.parse_hhr(hhr)
+    if not hits:
+        return TemplateResult(features=None)
+    featurizer = templates.HhsearchHitFeaturizer(
+        mmcif_dir=str(mmcif.path / mmcif.manifest["mmcif_dir"]),
+        max_template_date=max_template_date(mmcif),
+        max_hits=max_hits,
+        kalign_binary_path=kalign_binary(),
+        release_dates_path=None,
+        obsolete_pdbs_path=None,
+    )
+    result = featurizer.get_templates(query_sequence=query, hits=hits)
+    names = [n.decode() if isinstance(n, bytes) else str(n) for n in result.features["template_domain_names"]]
+    used = [n for n in names if n]
+    return TemplateResult(features=dict(result.features) if used else None, hits=[h.name for h in hits],
+                          used=used, errors=list(result.errors), warnings=list(result.warnings))
 
 
 # --- building a (tiny) template database --------------------------------------------

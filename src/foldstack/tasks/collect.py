@@ -47,6 +47,27 @@ def _chain_cache_summary(features_json: bytes) -> dict[str, Any]:
         return {}
 
 
+def _msa_summary(features_json: bytes) -> dict[str, Any]:
+    """The msa step's database preset, ``{database: version}`` and pairing status, from its
+    features.json (a cache hit's tells of the run that searched it); empty if absent."""
+    try:
+        info = json.loads(features_json)
+    except ValueError:
+        return {}
+    if not isinstance(info, dict):
+        return {}
+    out: dict[str, Any] = {}
+    if info.get("db_preset"):
+        out["db_preset"] = str(info["db_preset"])
+    dbs = [d for d in (info.get("databases") or []) + [(info.get("templates") or {}).get("database")]
+           if isinstance(d, dict) and d.get("name")]
+    if dbs:
+        out["databases"] = {str(d["name"]): str(d.get("version")) for d in dbs}
+    if isinstance(info.get("pairing"), dict) and info["pairing"].get("status"):
+        out["pairing"] = str(info["pairing"]["status"])
+    return out
+
+
 def _estimate_cost(results: list[TargetResult]) -> dict[str, Any]:
     """Per-target and run cost estimate (foldstack.cost); never fails the collect."""
     try:
@@ -79,7 +100,7 @@ def collect_outputs(
             provenance: dict[str, Any] = {}
             for step in steps:
                 done = _done(run_root, step, tid)
-                provenance[step] = {k: done.get(k) for k in ("tool_versions", "timings")}
+                provenance[step] = {k: done.get(k) for k in ("tool_versions", "timings", "resources", "ran_on")}
                 if step == "msa":  # MSA cache: hit (copied from the cache) or computed by the job
                     provenance[step]["msa_cache"] = "hit" if (done.get("cache") or {}).get("hit") else "miss"
                 dest, keep = PUBLISHED[step]
@@ -87,9 +108,11 @@ def collect_outputs(
                     if keep is not None and rel not in keep:
                         continue
                     data = _verified(run_root, step, tid, rel, sha)
-                    if step == "msa" and rel == "features.json" and provenance[step]["msa_cache"] == "miss":
-                        # this run's job made it (a hit's features.json tells of the run that did)
-                        provenance[step].update(_chain_cache_summary(data))
+                    if step == "msa" and rel == "features.json":
+                        provenance[step].update(_msa_summary(data))
+                        if provenance[step]["msa_cache"] == "miss":
+                            # this run's job made it (a hit's features.json tells of the run that did)
+                            provenance[step].update(_chain_cache_summary(data))
                     publisher.put(f"{tid}/{dest}{rel}", data)
                     files[f"{dest}{rel}"] = {"sha256": sha, "size": len(data)}
             metrics = json.loads(storage.read_bytes(storage.safe_join(run_root, "predict", tid, "metrics.json")))

@@ -1,13 +1,14 @@
 """The MSA cache: no alignment is computed twice (keys: :mod:`foldstack.cachekeys`).
 
-Layout: ``<cache_root>/msa/<msa_tool>/<db_version>/<sha256>/`` holding ``msa.a3m``,
+Layout: ``<cache_root>/msa/<search>/<db_version>/<sha256>/`` holding ``msa.a3m``,
 ``features.npz``, ``features.json`` and, written last, ``cache.json`` (the completeness
 marker: the sha256 of each file). An entry without ``cache.json`` does not exist.
 
 The key
   * ``sha256``: the target's sequence checksum (Validate Input's; for a complex it covers
     every chain: this level caches whole targets, the msa step's chain cache the chains);
-  * ``msa_tool``: jackhmmer | mmseqs2;
+  * ``search``: the MSA tool and database preset (:func:`foldstack.cachekeys.search_label`,
+    e.g. ``jackhmmer-reduced_dbs``);
   * ``db_version``: the versions in use of every database under the database root
     (``<db_root>/<name>/CURRENT``, read the way the msa step's ``databases`` module finds
     them), as ``name@version`` joined by ``+`` in name order (a short hash when long). The
@@ -54,6 +55,7 @@ from foldstack.cachekeys import (
     cache_key,
     db_version_label,
     resolve_db_versions,
+    search_label,
 )
 from foldstack.core.clock import utcnow
 from foldstack.core.hashing import sha256_bytes
@@ -124,12 +126,12 @@ def lookup(settings: TaskSettings, run_id: str, request: Mapping[str, Any],
            target: Mapping[str, Any]) -> dict[str, Any]:
     """Look the target's MSA up; on a hit, materialise it as the msa step's output."""
     tid, sha = str(target["id"]), str(target["sha256"])
-    tool = str(request.get("msa_tool") or "jackhmmer")
+    tool = search_label(request.get("msa_tool"), request.get("db_preset"))  # tool and database preset
     if not request.get("reuse_msa", True):
         return {"hit": False, "reason": "reuse_msa is false", "cache_root": ""}
     if not settings.cache_root or not settings.db_root:
         return {"hit": False, "reason": "no cache or database root configured", "cache_root": ""}
-    versions = resolve_db_versions(settings.db_root)
+    versions = resolve_db_versions(settings.db_root, request.get("db_versions"))
     if not versions:
         return {"hit": False, "reason": f"no database versions under {settings.db_root}", "cache_root": ""}
     db_version = db_version_label(versions)

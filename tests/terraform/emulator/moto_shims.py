@@ -42,8 +42,10 @@ def _fsx() -> None:
 
     FileSystem.to_dict = to_dict
 
-    def _error(code: str, message: str) -> tuple[int, dict[str, str], str]:
-        return 400, {"x-amzn-ErrorType": code}, json.dumps({"__type": code, "message": message})
+    from moto.core.exceptions import JsonRESTError
+
+    def _error(code: str, message: str) -> Any:
+        raise JsonRESTError(code, message)
 
     def backend(self: Any) -> Any:
         return fsx_backends[self.current_account][self.region]
