@@ -4,12 +4,16 @@
 #   mmseqs2          MMseqs2 fast MSA path
 #   kalign           template realignment, as AlphaFold calls it
 #   python-biopython-doc   real PDB/mmCIF entries used as template fixtures
+#   shellcheck       actionlint checks the workflows' run: scripts with it
+#   nodejs, npm      asl-validator (package.json; only when node/npm are not already there)
 set -euo pipefail
-PKGS=(hmmer mmseqs2 kalign python-biopython-doc)
+PKGS=(hmmer mmseqs2 kalign python-biopython-doc shellcheck)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ ${#missing[@]} -eq 0 ]; then echo "system packages present"; exit 0; fi
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi

@@ -1,4 +1,6 @@
-"""Cleanup: delete the run's scratch; on failure also any unfinished results."""
+"""Cleanup: delete the run's scratch (keeping finished targets on a failure path); on
+failure also any unfinished results. Invoked by the workflow, and by the EventBridge rule
+on an ABORTED or TIMED_OUT execution (the event's run id comes from the execution name)."""
 
 from foldstack.tasks.cleanup import cleanup
 from foldstack.tasks.events import CleanupEvent, CleanupResult
@@ -8,4 +10,6 @@ from foldstack.tasks.settings import TaskSettings
 
 @task_handler("cleanup")
 def handler(event: CleanupEvent, settings: TaskSettings) -> CleanupResult:
-    return CleanupResult.model_validate(cleanup(settings, event.run_id, event.request, failed=event.failed))
+    stopped_at = event.stopped_at / 1000 if event.stopped_at is not None else None
+    return CleanupResult.model_validate(cleanup(settings, event.run_id, event.request, failed=event.failed,
+                                                stopped_at=stopped_at))

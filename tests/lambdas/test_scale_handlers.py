@@ -116,7 +116,7 @@ def test_cache_miss_fill_then_hit_materialises_a_valid_done(cache_env):
     assert lookup({"run_id": "r0", "request": {**request, "reuse_msa": False}, "target": t})["cache_root"] == ""
     fake_msa(cache_env["scratch"], "r1", "q1", {"uniref": "2024_01"})
     assert fill(TaskSettings.from_env(), "r1", [t]) == {"stored": 1, "skipped": 0, "failed": 0}
-    [key] = list(cache_env["cache"].glob("msa/jackhmmer/*/*"))
+    [key] = list(cache_env["cache"].glob("msa/jackhmmer-reduced_dbs/*/*"))  # search label: tool and preset
     assert key.name == t["sha256"] and "uniref@2024_01" in key.parent.name
 
     out = lookup({"run_id": "r2", "request": request, "target": t})

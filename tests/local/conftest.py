@@ -64,11 +64,12 @@ class LocalSetup:
     def request(self) -> RunRequest:
         return RunRequest(inputs=(str(self.fasta),), output_uri=str(self.out), engine="alphafold2")
 
-    def env(self, sleep: str = "") -> dict[str, str]:
-        return {"FOLDSTACK_TEST_COUNTER_DIR": str(self.counters), **({"FOLDSTACK_TEST_SLEEP": sleep} if sleep else {})}
+    def env(self, sleep: str = "", fail: str = "") -> dict[str, str]:
+        return {"FOLDSTACK_TEST_COUNTER_DIR": str(self.counters), **({"FOLDSTACK_TEST_SLEEP": sleep} if sleep else {}),
+                **({"FOLDSTACK_TEST_FAIL": fail} if fail else {})}
 
-    def runner(self, sleep: str = "", **kwargs: Any) -> LocalRunner:
-        return LocalRunner(self.home, workflow=self.workflow, job_env=self.env(sleep), grace=1.0, **kwargs)
+    def runner(self, sleep: str = "", fail: str = "", **kwargs: Any) -> LocalRunner:
+        return LocalRunner(self.home, workflow=self.workflow, job_env=self.env(sleep, fail), grace=1.0, **kwargs)
 
     def starts(self) -> dict[str, int]:
         """How many times each step started per target (``msa-a``, ``predict-b``...)."""

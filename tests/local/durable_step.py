@@ -8,7 +8,9 @@ Test hooks (environment):
   ``done``) to ``<dir>/<step>-<target>``, so a test counts what was (re)computed;
 * ``FOLDSTACK_TEST_SLEEP=<step>:<target>[:<seconds>]`` (``*`` for any target;
   comma-separated): sleep there (default 120 s) after ``start``, so a test can act
-  while the job runs. The MSA outputs (a features file with AlphaFold's feature shapes for
+  while the job runs;
+* ``FOLDSTACK_TEST_FAIL=<step>:<target>[,...]``: that target fails (exit 1) where its
+  outputs would be written, after the targets before it in the batch were written. The MSA outputs (a features file with AlphaFold's feature shapes for
   the staged sequence, a ``fake@v1`` database in features.json) are what the MSA cache
   accepts."""
 
@@ -80,10 +82,14 @@ for target in targets:
 delay = max(sleep_for(t) for t in targets)
 if delay:
     time.sleep(delay)
+failing = set(filter(None, os.environ.get("FOLDSTACK_TEST_FAIL", "").split(",")))
 for target in targets:
     base = os.path.join(args.scratch, args.run_id, args.step, target)
     if done_is_valid(base):
         continue
+    if f"{args.step}:{target}" in failing:
+        note(target, "failed")
+        raise SystemExit(f"injected failure of {args.step} for {target}")
     if args.step == "msa":
         provenance = {"tool": "fake", "databases": [{"name": "fake", "version": "v1"}]}
         files = {"msa.a3m": f">{target}\nMKT\n".encode(), "features.npz": features(target),

@@ -1,5 +1,6 @@
 """Local mode as a durable engine: a driver stopped by SIGINT, SIGTERM or SIGKILL
-during MSA or Predict leaves no RUNNING run, no job process and no scratch, and running
+during MSA or Predict leaves no RUNNING run, no job process and no scratch but the
+finished targets' step outputs, and running
 the same request again resumes from finished work; one execution per run id across
 processes; cancel from another process; paths that would destroy data, and inputs
 that are not regular files, refused with a code at once; corrupt records; a full disk.
@@ -96,7 +97,10 @@ def test_driver_stopped_during_a_step_leaves_nothing_running_and_resumes(local, 
     assert final["status"] == "ABORTED" and final["error"] == "Interrupted"
     assert final["cleanup"]["msa_cached"] == (1 if phase == "msa" else 2)  # finished MSAs kept
     assert live_group_members(pgids) == [] and list(procs.glob("*.json")) == []
-    assert not (local.home / "scratch" / run_id).exists()
+    # scratch cleaned: only the finished targets' step outputs stay, for the next attempt
+    scratch = local.home / "scratch" / run_id
+    kept = {"/".join(p.relative_to(scratch).parts[:2]) for p in files_under(scratch)}
+    assert kept == ({"msa/a"} if phase == "msa" else {"msa/a", "msa/b"})
     assert not (local.out / run_id).exists()
     assert [r["status"] for r in reader.list_runs()] == ["ABORTED"]
 

@@ -106,7 +106,6 @@ def copy_demo_dbs(db_root: Path, dest: Path) -> Path:
 def template_root(tmp_path_factory, db_root) -> Path:
     """The demo sequence DB plus the 1A7G/2XHE template DB assembled from Debian's
     python-biopython-doc (never downloaded; without the package: no template DB)."""
-    import shutil
 
     from foldstack.demo_data import build_demo_templates, template_cif_files
 

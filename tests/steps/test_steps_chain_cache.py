@@ -28,7 +28,7 @@ needs_templates = pytest.mark.skipif(template_cif_files() is None,
 def searches(monkeypatch) -> Counter:
     """Counts jackhmmer searches of the UniRef90-role database (one per chain searched; the
     preset searches small BFD and MGnify alongside) and template searches, per sequence."""
-    import foldstack.steps.msa as msa
+    import foldstack.steps.msa_search as msa
     import foldstack.steps.templates as templates
 
     counts: Counter = Counter()

@@ -79,7 +79,8 @@ def refreshed(tmp_path_factory):
                 ("./README", b"LuxC test database\n", "file")])
     (src / "luxc_v1.tar.gz").write_bytes(tgz)
     spec = {"name": "luxc", "version": "v1", "source": f"file://{src}", "files": {"luxc_v1.tar.gz": _sha(tgz)},
-            "unpack": True, "role": "uniref90", "sequences": "seqs/luxc.fasta", "max_hits": 100}
+            "unpack": True, "roles": ["uniref90", "mgnify", "small_bfd"],  # serves reduced_dbs on its own
+            "sequences": "seqs/luxc.fasta", "max_hits": 100}
     seen: dict[str, object] = {}
     real = refresh_db_publish.set_current
 
@@ -147,9 +148,11 @@ def test_msa_job_uses_the_published_index_read_only(refreshed, tmp_path, monkeyp
     stage(scratch, "ro", "t1", seq)
     out = run_msa("ro", "t1", scratch, root, "mmseqs2")
     info = json.loads((out / "features.json").read_text())
-    (run,) = info["mmseqs_target_db"]["luxc"]
-    assert run["target_db"] == "index" and Path(run["index"]).parent == root / "luxc" / "v1" / "mmseqs", run
-    assert run["mmseqs_version"] and len(run["build_sha256"]) == 64 and run["gpu"] is False
+    runs = info["mmseqs_target_db"]["luxc"]  # the searches of the database (one per distinct search)
+    assert runs
+    for run in runs:
+        assert run["target_db"] == "index" and Path(run["index"]).parent == root / "luxc" / "v1" / "mmseqs", run
+        assert run["mmseqs_version"] and len(run["build_sha256"]) == 64 and run["gpu"] is False
     assert {str(p): p.stat().st_mtime_ns for p in root.rglob("*")} == before  # nothing written under the DB
     assert 0 < peak["bytes"] < 0.05 * db_bytes, (peak, db_bytes)  # scratch: a small fraction of the DB
     assert info["msa_depth"] >= 2
@@ -312,8 +315,9 @@ def test_a_run_pins_a_version_other_than_current(tmp_path, monkeypatch):
     luxc = _luxc()
     (tmp_path / "v1.fasta").write_bytes(luxc)
     (tmp_path / "v2.fasta").write_bytes(luxc.split(b"\n>", 1)[0] + b"\n")  # first record only
-    build_database(root, "uniref90", "v1", [tmp_path / "v1.fasta"], index=False)
-    build_database(root, "uniref90", "v2", [tmp_path / "v2.fasta"], index=False)
+    roles = ["uniref90", "mgnify", "small_bfd"]  # one database serving reduced_dbs
+    build_database(root, "uniref90", "v1", [tmp_path / "v1.fasta"], role=roles, index=False)
+    build_database(root, "uniref90", "v2", [tmp_path / "v2.fasta"], role=roles, index=False)
     assert (root / "uniref90" / "CURRENT").read_text() == "v2\n"
     _, seq = _first_record(luxc)
     scratch = tmp_path / "scratch"
@@ -322,7 +326,7 @@ def test_a_run_pins_a_version_other_than_current(tmp_path, monkeypatch):
     (scratch / "pin" / "input" / "request.json").write_text(json.dumps(request))
     out = run_msa("pin", "t1", scratch, root, "jackhmmer")
     info = json.loads((out / "features.json").read_text())
-    assert [(d["name"], d["version"]) for d in info["databases"]] == [("uniref90", "v1")]
+    assert {(d["name"], d["version"]) for d in info["databases"]} == {("uniref90", "v1")}
     assert info["msa_depth"] > 2  # v2 holds only the query's own record
     assert resolve_db_versions(str(root), {"uniref90": "v1"}) == {"uniref90": "v1"}
     assert resolve_db_versions(str(root)) == {"uniref90": "v2"}

@@ -11,7 +11,7 @@ import pytest
 from foldstack.steps.features import load_features
 from tests.steps.conftest import DEMO_SEQ, TARGET, copy_demo_dbs, invoke, stage
 
-pytestmark = pytest.mark.skipif(shutil.which("mmseqs") is None, reason="Debian mmseqs2 not installed")
+needs_mmseqs = pytest.mark.skipif(shutil.which("mmseqs") is None, reason="Debian mmseqs2 not installed")
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +30,7 @@ def mmseqs_done(tmp_path_factory, own_db):
     return scratch / "r" / "msa" / TARGET
 
 
+@needs_mmseqs
 def test_a3m_is_clean_and_query_first(mmseqs_done):
     raw = (mmseqs_done / "msa.a3m").read_bytes()
     assert b"\x00" not in raw
@@ -40,6 +41,7 @@ def test_a3m_is_clean_and_query_first(mmseqs_done):
         assert len([c for c in ln if not c.islower()]) == len(DEMO_SEQ)
 
 
+@needs_mmseqs
 def test_same_features_file_and_provenance(mmseqs_done, msa_done):
     feats = load_features(mmseqs_done / "features.npz")
     scratch, run_id = msa_done
@@ -59,10 +61,11 @@ def test_same_features_file_and_provenance(mmseqs_done, msa_done):
     assert done["tool_versions"]["mmseqs2"] == info["tool"]["version"]
 
 
+@needs_mmseqs
 def test_index_cached_next_to_db_version_and_reused(mmseqs_done, own_db, scratch):
     (index,) = list((own_db / "demo_uniref").glob("*/mmseqs/*/BUILD.json"))
     build = json.loads(index.read_text())
-    assert build["database"] == "demo_uniref" and build["db_version"] and build["mmseqs_version"]
+    assert build["source"] == "demo_uniref.fasta" and len(build["source_sha256"]) == 64 and build["mmseqs_version"]
     before = index.stat().st_mtime_ns
     from foldstack.steps.msa import run_msa
 
@@ -73,6 +76,7 @@ def test_index_cached_next_to_db_version_and_reused(mmseqs_done, own_db, scratch
     assert index.stat().st_mtime_ns == before
 
 
+@needs_mmseqs
 def test_mmseqs_hits_are_jackhmmer_hits(mmseqs_done, msa_done):
     def ids(path):
         return {ln[1:].split()[0].split("/")[0] for ln in path.read_text().splitlines()[2:] if ln.startswith(">")}
@@ -82,8 +86,11 @@ def test_mmseqs_hits_are_jackhmmer_hits(mmseqs_done, msa_done):
     assert mm and len(mm & jh) / len(mm) >= 0.5
 
 
-def test_read_only_root_falls_back_to_a_per_job_db(tmp_path, monkeypatch):
-    """No index and no write access: createdb into the attempt dir, never into the DB."""
+@needs_mmseqs
+def test_read_only_root_without_index_is_refused_never_copied(tmp_path, monkeypatch):
+    """No index and no write access: a bad-input error naming how to build the index; no
+    per-job createdb of the database (it would copy it into scratch)."""
+    from foldstack.core.errors import BadInputError
     from foldstack.steps import mmseqs
     from foldstack.steps.databases import Database
 
@@ -94,10 +101,64 @@ def test_read_only_root_falls_back_to_a_per_job_db(tmp_path, monkeypatch):
     monkeypatch.setattr(mmseqs, "_run", lambda binary, *args, **kw: calls.append(args))
     monkeypatch.setattr(mmseqs.os, "access", lambda path, mode: False)
     work = tmp_path / "work"
-    target, how = mmseqs.target_db(db, "mmseqs", work)
-    assert how == "per-job" and target.is_relative_to(work)
-    assert [c[0] for c in calls] == ["createdb"]
-    assert not (version_dir / "mmseqs").exists()
+    with pytest.raises(BadInputError, match="foldstack db index --name x --version v1"):
+        mmseqs.target_db(db, "mmseqs", work)
+    assert calls == [] and not work.exists() and not (version_dir / "mmseqs").exists()
+
+
+FAKE_MMSEQS = """#!/bin/sh
+# Stands in for a CUDA build of MMseqs2 (>= 16): logs argv, makes the files later steps read.
+echo "$*" >> "$FAKE_LOG"
+case "$1" in
+  version) echo "18.8cc5c-fake" ;;
+  gpuserver) exec sleep 30 ;;
+  createdb|makepaddedseqdb|createindex|rmdb) mkdir -p "$(dirname "$3")"; : > "$3" ;;
+  search) : > "$4" ;;
+  result2msa) printf '>q0\nMKVLAAGIVG\n' > "$5"; printf '0\t0\t17\n' > "$5.index" ;;
+esac
+"""
+
+
+def test_gpu_search_plumbing_with_a_fake_binary(tmp_path, monkeypatch):
+    """On a CPU machine: the GPU index is built with makepaddedseqdb + createindex --split 1
+    --index-subset 2, and a GPU job starts one gpuserver per database, then searches with
+    --gpu 1 --prefilter-mode 1 --gpu-server 1 (no -s); the server stops at the end."""
+    from foldstack.steps import mmseqs
+    from foldstack.steps.databases import Database
+
+    binary = tmp_path / "mmseqs"
+    binary.write_text(FAKE_MMSEQS)
+    binary.chmod(0o755)
+    log = tmp_path / "argv.log"
+    monkeypatch.setenv("FAKE_LOG", str(log))
+    version_dir = tmp_path / "db" / "x" / "v1"
+    version_dir.mkdir(parents=True)
+    (version_dir / "x.fasta").write_text(">a\nMKVLAAGIVG\n")
+    db = Database(name="x", version="v1", path=version_dir, manifest={"sequences": "x.fasta"}, manifest_sha256="0")
+    mmseqs.mmseqs_version.cache_clear()
+    index = mmseqs.build_target_index(db, str(binary), gpu=True)
+    assert index.name == "18.8cc5c-fake-gpu" and json.loads((index / "BUILD.json").read_text())["gpu"] is True
+    built = log.read_text().splitlines()
+    assert [ln.split()[0] for ln in built if ln != "version"] == ["createdb", "makepaddedseqdb", "rmdb", "createindex"]
+    assert "--split 1 --index-subset 2" in built[-1]
+
+    monkeypatch.setenv(mmseqs.GPU_ENV, "1")
+    monkeypatch.setenv(mmseqs.INDEX_ENV, "prebuilt")
+    try:
+        for _ in range(2):  # two searches in one job: one server
+            a3m, info = mmseqs.search_a3m("MKVLAAGIVG", "q0", db, cpus=2, work_dir=tmp_path / "work",
+                                          binary=str(binary))
+            assert a3m.startswith(">q0\nMKVLAAGIVG") and info["gpu"] is True and info["target_db"] == "index"
+        argv = log.read_text().splitlines()
+        servers = [ln for ln in argv if ln.startswith("gpuserver")]
+        searches = [ln for ln in argv if ln.startswith("search")]
+        assert len(servers) == 1 and f"gpuserver {index}/target --max-seqs 10000 --db-load-mode 0 " \
+            "--prefilter-mode 1" == servers[0]
+        assert len(searches) == 2 and all("--gpu 1 --prefilter-mode 1 --gpu-server 1" in s and " -s " not in s
+                                          for s in searches)
+    finally:
+        assert mmseqs.stop_gpu_servers() == 1
+        mmseqs.mmseqs_version.cache_clear()
 
 
 def test_nul_separated_a3m_is_normalised():
@@ -109,6 +170,7 @@ def test_nul_separated_a3m_is_normalised():
         normalize_a3m(">x\nAAA\n", "T", "MKV")
 
 
+@needs_mmseqs
 def test_chain_cache_keeps_mmseqs_a3m_per_tool(tmp_path, own_db, monkeypatch):
     """MMseqs2 chain entries hold the A3M, live under their own tool, and are reused."""
     import foldstack.steps.mmseqs as mmseqs
@@ -121,7 +183,7 @@ def test_chain_cache_keeps_mmseqs_a3m_per_tool(tmp_path, own_db, monkeypatch):
     cache, scratch = tmp_path / "cache", tmp_path / "scratch"
     stage(scratch, "r1", "a", DEMO_SEQ)
     first = run_msa("r1", "a", scratch, own_db, "mmseqs2", str(cache))
-    (marker,) = cache.glob("msa/mmseqs2/*/chains/*/chain.json")
+    (marker,) = cache.glob("msa/mmseqs2-reduced_dbs/*/chains/*/chain.json")
     assert json.loads(marker.read_text())["alignments"] == [
         {"database": name, "fmt": "a3m"} for name in ("demo_uniref", "demo_small_bfd", "demo_mgnify")]
     assert calls == [DEMO_SEQ] * 3 and not list(cache.glob("msa/jackhmmer*"))

@@ -257,7 +257,7 @@ def test_job_definitions_match_jobs_yaml(deployment):
     registry = f"{emulator.ACCOUNT}.dkr.ecr.{emulator.REGION}.amazonaws.com"
     for wf, jobs_file in _jobs_files().items():
         for job_name, job in jobs_file.jobs.items():
-            for _, size_class in job.definition_names:
+            for _, size_class in job.definition_names():
                 key = job_name if size_class is None else f"{job_name}_{size_class}"
                 name = f"{PREFIX}-{wf}-{key.replace('_', '-')}"
                 jd = deployed.get(name)

@@ -106,3 +106,33 @@ def test_request_without_databases_fails_fast(env):
     execution = env["engine"].start_execution("refresh-empty", {"databases": []})
     assert execution.wait(30) == "FAILED" and execution.error == "InvalidRefreshRequest"
     assert execution.batch_jobs() == []
+
+
+@pytest.mark.skipif(__import__("shutil").which("mmseqs") is None, reason="Debian mmseqs2 not installed")
+def test_refresh_unpacks_a_tarball_and_publishes_the_mmseqs_index(env, tmp_path):
+    """The workflow's job unpacks a .tar.gz, builds the MMseqs2 index into the version and
+    publishes CURRENT after both; the index is listed in the manifest like any file."""
+    import io
+    import json
+    import tarfile
+
+    data = (env["src"] / "luxc" / "luxc.fasta").read_bytes()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        info = tarfile.TarInfo("luxc/luxc.fasta")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    pub = tmp_path / "pub"
+    pub.mkdir()
+    (pub / "luxc.tar.gz").write_bytes(buf.getvalue())
+    spec = {"name": "luxc", "version": "2024_01", "source": str(pub), "unpack": True,
+            "files": {"luxc.tar.gz": hashlib.sha256(buf.getvalue()).hexdigest()},
+            "role": "uniref90", "sequences": "luxc/luxc.fasta"}
+    execution = env["engine"].start_execution("refresh-tar", {"databases": [spec]})
+    assert execution.wait(300) == "SUCCEEDED", (execution.error, execution.cause)
+    version = env["db"] / "luxc" / "2024_01"
+    assert (env["db"] / "luxc" / "CURRENT").read_text() == "2024_01\n"
+    manifest = json.loads((version / "manifest.json").read_text())
+    index = manifest["indexes"]["mmseqs2"]["path"]
+    assert (version / index / "BUILD.json").is_file() and f"{index}/BUILD.json" in manifest["files"]
+    assert "luxc.tar.gz" not in manifest["files"] and (version / "luxc" / "luxc.fasta").read_bytes() == data

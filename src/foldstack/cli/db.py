@@ -56,8 +56,9 @@ def build_cmd(
     name: Annotated[str, typer.Option("--name", help="database name, e.g. uniref90 or my_proteins")],
     version: Annotated[str, typer.Option("--version", help="version name, e.g. 2024_01")],
     fasta: Annotated[list[Path], typer.Option("--fasta", help="FASTA file (plain or .gz); repeatable")],
-    role: Annotated[str, typer.Option(help="what the msa step uses it as: uniref90 | mgnify | small_bfd | uniprot "
-                                      "| colabfold_uniref30 | colabfold_envdb")] = "uniref90",
+    role: Annotated[list[str] | None, typer.Option(
+        help="what the msa step uses it as (repeatable: one database serving several roles): uniref90 | mgnify "
+             "| small_bfd | uniprot | colabfold_uniref30 | colabfold_envdb (default: uniref90)")] = None,
     max_hits: Annotated[int | None, typer.Option(help="rows kept from a search (recorded in the manifest)")] = None,
     index: Annotated[bool, typer.Option("--index/--no-index", help="build the MMseqs2 index (default: yes)")] = True,
     gpu_index: Annotated[bool, typer.Option("--gpu-index", help="also the padded index GPU MMseqs2 searches")] = False,
@@ -73,7 +74,7 @@ def build_cmd(
     if not as_json:
         err.print(f"building {escape(name)}/{escape(version)} under {escape(root)} from {len(fasta)} FASTA file(s)"
                   + (" (with the MMseqs2 index: seconds to minutes)" if index else ""))
-    result = build_database(root, name, version, fasta, role=role, max_hits=max_hits, index=index,
+    result = build_database(root, name, version, fasta, role=role or ["uniref90"], max_hits=max_hits, index=index,
                             gpu_index=gpu_index, license=license)
     if as_json:
         emit(result)

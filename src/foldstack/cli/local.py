@@ -42,16 +42,17 @@ def make_local_client(home: Path | None, output: Path) -> Any:
 
 def run_local(
     inputs: list[str], out_dir: Path, engine: str, preset: str, msa_tool: str | None, home: Path | None,
-    *, progress: bool = True, verbose: bool = False,
+    *, progress: bool = True, verbose: bool = False, rerun: bool = False,
 ) -> tuple[Any, int]:
     """Submit through `Client.local` and wait (with the live table unless `progress` is
     False; with the tasks' log lines if `verbose`); (run, exit code)."""
     check_request_options(engine, preset, msa_tool)
     configure_task_logs()
     client = make_local_client(home, out_dir)
-    run = client.submit(list(inputs), engine=engine, preset=preset, msa_tool=msa_tool, output=str(out_dir))
+    run = client.submit(list(inputs), engine=engine, preset=preset, msa_tool=msa_tool, output=str(out_dir),
+                        rerun=rerun)
     if progress:
-        note = " (already run: existing results)" if run.existed else ""
+        note = " (already run: existing results)" if run.existed else " (rerun: every target again)" if rerun else ""
         err.print(f"run [bold]{escape(run.run_id)}[/bold] ({escape(engine)}, {escape(preset)}){note}")
     with follow_task_log(task_log(client, run.run_id), verbose):
         status = run.wait(progress=progress)
@@ -100,13 +101,14 @@ def register(app: typer.Typer) -> None:
         home: Annotated[Path | None, typer.Option(help="local state dir (default $FOLDSTACK_HOME)")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="machine-readable output, errors included")] = False,
         verbose: Annotated[bool, typer.Option("--verbose", "-v", help="also show the tasks' JSON log lines")] = False,
+        rerun: Annotated[bool, typer.Option(help="recompute every target even if the run finished before")] = False,
     ) -> None:
         """Fold proteins on this machine through the same workflow the cloud runs."""
         if not local:
             raise UsageError("`foldstack run` runs locally: add --local",
                              hint="use `foldstack submit --env ENV` for AWS")
         run, code = run_local(inputs, out_dir, engine, preset, msa_tool, home, progress=not as_json,
-                              verbose=verbose)
+                              verbose=verbose, rerun=rerun)
         report(run, as_json, home)
         raise typer.Exit(code)
 

@@ -13,8 +13,9 @@ Exit codes (docs/cli.md, "Exit codes"):
       failed after it started (a download that does not match its checksum); a bug
       (``[internal_error]``; ``FOLDSTACK_DEBUG=1`` or ``-v`` shows the traceback)
 2     usage or input: an unknown option value, invalid FASTA or request, a path outside
-      the allowed prefixes, an unknown run id, local weights/databases not installed;
-      nothing was started
+      the allowed prefixes, an unknown run id, local weights/databases not installed, a
+      retry or rerun the run's state does not allow (``run_running``,
+      ``nothing_to_retry``); nothing was started
 3     not finished yet: ``wait --timeout`` ran out; ``results`` of an unfinished run
 4     configuration or AWS: no AWS credentials or region, the environment is not
       (fully) deployed, an AWS error such as AccessDenied (with AWS's message)
@@ -57,14 +58,20 @@ def exit_code_for(exc: BaseException) -> int:
     """The documented exit code of an error (see the module docstring)."""
     from pydantic import ValidationError
 
-    from foldstack.client.errors import AwsError, NotInstalledError, RunNotCompleteError, RunNotFoundError
+    from foldstack.client.errors import (
+        AwsError,
+        NotInstalledError,
+        RunNotCompleteError,
+        RunNotFoundError,
+        RunStateError,
+    )
 
     if isinstance(exc, ConfigurationError | AwsError):
         return EXIT_CONFIG
     if isinstance(exc, RunNotCompleteError):
         return EXIT_PENDING
-    if isinstance(exc, InputValidationError | AccessDeniedError | RunNotFoundError | NotInstalledError | UsageError
-                  | ValidationError | ValueError | typer.TyperException):
+    if isinstance(exc, InputValidationError | AccessDeniedError | RunNotFoundError | RunStateError | NotInstalledError
+                  | UsageError | ValidationError | ValueError | typer.TyperException):
         return EXIT_USAGE
     return EXIT_FAILED
 

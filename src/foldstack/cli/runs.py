@@ -1,4 +1,4 @@
-"""Cloud run commands: submit, status, wait, logs, results, cancel, list, config show, doctor.
+"""Cloud run commands: submit, retry, status, wait, logs, results, cancel, list, config show, doctor.
 
 Every command takes `--env ENV` (or $FOLDSTACK_ENV); `--env local` means local mode
 (the local engine under --home / $FOLDSTACK_HOME). Human output is tables and progress
@@ -87,6 +87,21 @@ def _print_run(run: Any, steps: bool = True) -> None:
         out.print(f"results: {escape(run.output_uri)}")
 
 
+def _follow(client: Any, run: Any, env: str, home: Path | None, *, wait: bool, as_json: bool,
+            verbose: bool) -> None:
+    """What `submit` and `retry` do once the run started: wait if asked, then report;
+    exits with the run's code when waiting, else 0."""
+    if wait:
+        with follow_task_log(task_log(client, run.run_id), verbose):
+            run.wait(progress=not as_json)
+    if as_json:
+        emit(run.to_dict())
+    elif wait:
+        _print_run(run, steps=run.status != "SUCCEEDED")
+        _print_failure(run, env, home)
+    raise typer.Exit(_status_code(run.status) if wait else EXIT_OK)
+
+
 def _print_failure(run: Any, env: str, home: Path | None) -> None:
     failure = run.failure()
     if failure is not None:
@@ -147,6 +162,8 @@ def register(app: typer.Typer) -> None:
         owner: Annotated[str | None, typer.Option(help="who the run is for")] = None,
         tag: Annotated[list[str], typer.Option(help="key=value, repeatable")] = [],  # noqa: B006
         wait: Annotated[bool, typer.Option(help="wait for the run to finish")] = False,
+        rerun: Annotated[bool, typer.Option(help="a fresh run of the same request: recompute every target "
+                                                 "(finished work discarded, published results withdrawn)")] = False,
         home: HomeOpt = None,
         as_json: JsonOpt = False,
         verbose: VerboseOpt = False,
@@ -159,19 +176,34 @@ def register(app: typer.Typer) -> None:
         configure_task_logs()
         client = make_client(env, home, **({} if wait or env != "local" else {"detach": True}))
         run = client.submit(inputs, engine=engine, preset=preset, msa_tool=msa_tool, output=output,
-                            owner=owner, tags=tags)
+                            owner=owner, tags=tags, rerun=rerun)
         if not as_json:
-            note = " (already submitted: existing run)" if run.existed else ""
+            note = " (already submitted: existing run)" if run.existed else " (rerun: every target again)" \
+                if rerun else ""
             err.print(f"run [bold]{escape(run.run_id)}[/bold]{note}")
-        if wait:
-            with follow_task_log(task_log(client, run.run_id), verbose):
-                run.wait(progress=not as_json)
-        if as_json:
-            emit(run.to_dict())
-        elif wait:
-            _print_run(run, steps=run.status != "SUCCEEDED")
-            _print_failure(run, env, home)
-        raise typer.Exit(_status_code(run.status) if wait else EXIT_OK)
+        _follow(client, run, env, home, wait=wait, as_json=as_json, verbose=verbose)
+
+    @app.command("retry")
+    @handled
+    def retry_cmd(
+        run_id: Annotated[str, typer.Argument(help="run id")],
+        env: EnvOpt,
+        wait: Annotated[bool, typer.Option(help="wait for the new attempt to finish")] = False,
+        home: HomeOpt = None,
+        as_json: JsonOpt = False,
+        verbose: VerboseOpt = False,
+    ) -> None:
+        """Start the next attempt of a FAILED, ABORTED or TIMED_OUT run (execution
+        <run_id>-a<N>): finished targets are reused, only the rest is computed."""
+        configure_task_logs()
+        client = make_client(env, home, **({} if wait or env != "local" else {"detach": True}))
+        run = client.run(run_id).retry()
+        if not as_json:
+            info = run.info
+            note = " (already started)" if run.existed else ""
+            err.print(f"run [bold]{escape(run_id)}[/bold]: attempt {info.attempt} "
+                      f"({escape(info.execution_name or run_id)}){note}")
+        _follow(client, run, env, home, wait=wait, as_json=as_json, verbose=verbose)
 
     @app.command("status")
     @handled

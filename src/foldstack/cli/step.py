@@ -55,7 +55,7 @@ def msa_chains(
     """Search the run's distinct, not yet stored chains once (one shard of them), before the
     per-target msa jobs. Exit 0 ok, 2 bad input, 3 OOM."""
     from foldstack.steps.common import run_cli
-    from foldstack.steps.msa import run_msa_chains
+    from foldstack.steps.msa_chains import run_msa_chains
 
     code = run_cli("msa_chains", f"shard-{shard}", lambda: run_msa_chains(
         run_id, scratch, db, msa_tool, cache or None, db_preset or None, shard, shards))

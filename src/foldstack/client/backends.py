@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Callable, Iterator, Mapping
@@ -13,11 +14,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from foldstack import storage
-from foldstack.client.aws import AwsApi, error_details
+from foldstack.client.attempts import Attempts
+from foldstack.client.aws import AwsApi
 from foldstack.client.config import ClientConfig
-from foldstack.client.errors import AwsError, RunNotFoundError
+from foldstack.client.errors import AwsError, RunNotFoundError, RunStateError
 from foldstack.core.errors import InputValidationError
 from foldstack.core.request import InlineRecord, RunRequest
+from foldstack.core.runid import parse_execution_name
 from foldstack.core.targets import Target
 from foldstack.core.uris import join_under, parse_uri
 from foldstack.tasks.validate import validate_run
@@ -37,13 +40,16 @@ class ExecutionInfo:
     request: dict[str, Any] | None = None
     output: Any = None
     arn: str | None = None
+    attempt: int = 1  # which execution of the run this is (1, then retries and reruns)
+    execution_name: str | None = None  # <run_id>, then <run_id>-a<attempt>
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "run_id": self.run_id, "status": self.status,
             "start": self.start.isoformat() if self.start else None,
             "stop": self.stop.isoformat() if self.stop else None,
-            "error": self.error, "cause": self.cause,
+            "error": self.error, "cause": self.cause, "attempt": self.attempt,
+            "execution_name": self.execution_name or self.run_id,
         }
 
 
@@ -61,7 +67,8 @@ class Backend(Protocol):
     def default_output(self) -> str: ...
     def prepare(self, request: RunRequest, *, inline_as_file: bool = False) -> Prepared: ...
     def upload(self, prepared: Prepared) -> None: ...
-    def start(self, prepared: Prepared) -> bool: ...  # True if the run already existed
+    def start(self, prepared: Prepared, *, rerun: bool = False) -> bool: ...  # True if the run already existed
+    def retry(self, run_id: str) -> bool: ...  # the next attempt; True if it already existed
     def describe(self, run_id: str) -> ExecutionInfo: ...
     def history(self, run_id: str) -> list[dict[str, Any]]: ...
     def stop(self, run_id: str, cause: str) -> None: ...
@@ -87,7 +94,9 @@ class CloudBackend:
     def __init__(self, api: AwsApi, config: ClientConfig) -> None:
         self.api, self.config, self.name = api, config, config.env
         self.page_size = 1000  # ListExecutions maxResults (the API's maximum)
-        self._history_cache: dict[str, list[dict[str, Any]]] = {}
+        self._history_cache: dict[str, list[dict[str, Any]]] = {}  # by execution ARN
+        self.attempts = Attempts(api, config)
+        self._arns: dict[str, str] = {}  # run id -> ARN of its latest attempt, as last described
 
     def default_output(self) -> str:
         return self.config.output_prefix
@@ -158,72 +167,87 @@ class CloudBackend:
                           ContentType="text/x-fasta",
                           Metadata={"sha256": hashlib.sha256(data).hexdigest()})
 
-    def start(self, prepared: Prepared) -> bool:
+    def start(self, prepared: Prepared, *, rerun: bool = False) -> bool:
         """Start the run's execution; True if it already existed. Step Functions answers a
         StartExecution with the same name *and the same input* while that execution is
         still running with success (the existing execution), not ExecutionAlreadyExists,
-        so the execution is looked up first."""
-        from botocore.exceptions import ClientError
-
+        so the run's executions are looked up first. `rerun`: the run's finished work is
+        discarded and its results withdrawn, then its next attempt starts."""
         body = json.dumps({"run_id": prepared.run_id, "request": prepared.request.model_dump(mode="json")},
                           sort_keys=True, separators=(",", ":"))
-        try:
-            self.api.call("stepfunctions", "describe_execution", allow=("ExecutionDoesNotExist",),
-                          executionArn=self.config.execution_arn(prepared.run_id))
-            return True
-        except ClientError:
-            pass  # not started yet
-        try:
-            self.api.call("stepfunctions", "start_execution", allow=("ExecutionAlreadyExists",),
-                          stateMachineArn=self.config.state_machine_arn, name=prepared.run_id, input=body)
-        except ClientError:  # same run id: the run exists; return it (idempotent submit)
-            return True
-        return False
+        if not rerun:
+            if self.attempts.latest(prepared.run_id) is not None:
+                return True
+            return self.attempts.start(prepared.run_id, 1, body)
+        attempt, latest = self.attempts.next_attempt(prepared.run_id, retry=False)
+        if latest is not None:
+            self.attempts.discard(prepared.run_id, prepared.request.output_uri)
+        return self.attempts.start(prepared.run_id, attempt, body)
+
+    def retry(self, run_id: str) -> bool:
+        """Start the next attempt of a FAILED, ABORTED or TIMED_OUT run with the same input:
+        its steps skip the targets the earlier attempts finished."""
+        attempt, latest = self.attempts.next_attempt(run_id, retry=True)
+        assert latest is not None
+        return self.attempts.start(run_id, attempt, latest["input"])
 
     # -- inspection
     def describe(self, run_id: str) -> ExecutionInfo:
-        from botocore.exceptions import ClientError
-
-        try:
-            d = self.api.call("stepfunctions", "describe_execution", allow=("ExecutionDoesNotExist",),
-                              executionArn=self.config.execution_arn(run_id))
-        except ClientError as exc:
-            raise RunNotFoundError(f"no run {run_id!r} in environment {self.name!r}: {error_details(exc)[1]}",
-                                   run_id=run_id) from None
+        """The run's latest attempt."""
+        latest = self.attempts.latest(run_id)
+        if latest is None:
+            raise RunNotFoundError(f"no run {run_id!r} in environment {self.name!r}", run_id=run_id)
+        attempt, d = latest
+        self._arns[run_id] = d["executionArn"]
         data = _loads(d.get("input"))
         return ExecutionInfo(
             run_id=run_id, status=d["status"], start=d.get("startDate"), stop=d.get("stopDate"),
             error=d.get("error"), cause=d.get("cause"),
             request=data.get("request") if isinstance(data, Mapping) else None,
-            output=_loads(d.get("output")), arn=d.get("executionArn"),
+            output=_loads(d.get("output")), arn=d.get("executionArn"), attempt=attempt,
+            execution_name=d.get("name"),
         )
 
+    def _arn(self, run_id: str) -> str:
+        return self._arns.get(run_id) or self.describe(run_id).arn or self.config.execution_arn(run_id)
+
     def history(self, run_id: str) -> list[dict[str, Any]]:
-        if run_id in self._history_cache:
-            return self._history_cache[run_id]
+        """The history of the run's latest attempt (as last described)."""
+        arn = self._arn(run_id)
+        if arn in self._history_cache:
+            return self._history_cache[arn]
         events = list(self.api.paginate(
             "stepfunctions", "get_execution_history", "events",
-            executionArn=self.config.execution_arn(run_id), maxResults=1000, includeExecutionData=True,
+            executionArn=arn, maxResults=1000, includeExecutionData=True,
         ))
         if events and events[-1].get("type", "").startswith("Execution") and \
                 events[-1]["type"] != "ExecutionStarted":
-            self._history_cache[run_id] = events  # terminal: history can no longer change
+            self._history_cache[arn] = events  # terminal: history can no longer change
         return events
 
     def stop(self, run_id: str, cause: str) -> None:
-        self.api.call("stepfunctions", "stop_execution", executionArn=self.config.execution_arn(run_id),
-                      error="Cancelled", cause=cause[:32768])
+        arn = self.describe(run_id).arn or self.config.execution_arn(run_id)
+        self.api.call("stepfunctions", "stop_execution", executionArn=arn, error="Cancelled", cause=cause[:32768])
 
     def list_runs(self, status: str | None, since: datetime | None) -> Iterator[ExecutionInfo]:
+        """One row per run: its latest attempt (newest first). Only RUNNING is filtered by
+        the API: an older attempt may have any other status while a later one differs."""
         params: dict[str, Any] = {"stateMachineArn": self.config.state_machine_arn, "maxResults": self.page_size}
-        if status:
+        if status == "RUNNING":
             params["statusFilter"] = status
+        seen: set[str] = set()
         for e in self.api.paginate("stepfunctions", "list_executions", "executions", **params):
             start = e.get("startDate")
             if since is not None and start is not None and _aware(start) < _aware(since):
                 return  # newest first: everything after this is older
-            yield ExecutionInfo(run_id=e["name"], status=e["status"], start=start, stop=e.get("stopDate"),
-                                arn=e.get("executionArn"))
+            run_id, attempt = parse_execution_name(e["name"])
+            if run_id in seen:
+                continue  # an earlier attempt of a run already listed
+            seen.add(run_id)
+            if status and e["status"] != status:
+                continue
+            yield ExecutionInfo(run_id=run_id, status=e["status"], start=start, stop=e.get("stopDate"),
+                                arn=e.get("executionArn"), attempt=attempt, execution_name=e["name"])
 
     def log_location(self, stream: str) -> str:
         """Where a Batch job's log stream is, for people: the CloudWatch group and stream."""
@@ -292,8 +316,18 @@ class LocalBackend:
     def upload(self, prepared: Prepared) -> None:
         return None  # LocalRunner.prepare copied the inputs under <home>/inputs already
 
-    def start(self, prepared: Prepared) -> bool:
-        return bool(self.runner.submit(prepared.request, detach=self.detach).existed)
+    def start(self, prepared: Prepared, *, rerun: bool = False) -> bool:
+        with _run_state():
+            return bool(self.runner.submit(prepared.request, detach=self.detach, rerun=rerun).existed)
+
+    def retry(self, run_id: str) -> bool:
+        from foldstack.local.errors import LocalRunNotFound
+
+        try:
+            with _run_state():
+                return bool(self.runner.retry(run_id, detach=self.detach).existed)
+        except LocalRunNotFound as exc:
+            raise RunNotFoundError(exc.message, run_id=run_id) from None
 
     def _record(self, run_id: str) -> dict[str, Any]:
         from foldstack.local.errors import LocalRunNotFound
@@ -309,6 +343,7 @@ class LocalBackend:
             run_id=str(rec.get("run_id")), status=str(rec.get("status") or "UNKNOWN"),
             start=_dt(rec.get("started_at")), stop=_dt(rec.get("stopped_at")), error=rec.get("error"),
             cause=rec.get("cause"), request=rec.get("request"), output=rec.get("result"),
+            attempt=int(rec.get("execution") or 1), execution_name=rec.get("execution_name"),
         )
 
     def describe(self, run_id: str) -> ExecutionInfo:
@@ -361,6 +396,17 @@ class LocalBackend:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+@contextlib.contextmanager
+def _run_state() -> Iterator[None]:
+    """The local runner's RunStateConflict as the client's RunStateError (same code)."""
+    from foldstack.local.errors import RunStateConflict
+
+    try:
+        yield
+    except RunStateConflict as exc:
+        raise RunStateError(exc.message, code=exc.code, **exc.details) from None
 
 
 def _write_stream(path: Path, chunks: Iterator[bytes] | Callable[[], Iterator[bytes]]) -> None:

@@ -190,22 +190,28 @@ class Client:
 
     def submit(self, inputs: InputLike | Iterable[InputLike], *, engine: str = "alphafold2",
                output: str | None = None, preset: str = "monomer", msa_tool: str | None = None,
-               reuse_msa: bool = True, owner: str | None = None, tags: dict[str, str] | None = None) -> Run:
+               reuse_msa: bool = True, owner: str | None = None, tags: dict[str, str] | None = None,
+               rerun: bool = False) -> Run:
         """Validate locally (the Lambda's own checks), upload local files, start the run.
 
-        Submitting the same request again returns the existing run (`run.existed`). In
-        local mode the engine's weights (and databases) must be installed: once the
-        inputs passed every check, `NotInstalledError` says how to get them if not."""
+        Submitting the same request again returns the existing run (`run.existed`).
+        `rerun=True` forces a fresh run of the same request: a new attempt
+        (``<run_id>-a<N>``) after the run's finished work is discarded and its published
+        results withdrawn, so every target is recomputed (shared caches, such as the MSA
+        cache under `reuse_msa`, still apply); `RunStateError` while the run runs. A
+        failed run is resumed with `Run.retry()` instead. In local mode the engine's
+        weights (and databases) must be installed: once the inputs passed every check,
+        `NotInstalledError` says how to get them if not."""
         request = self.request(inputs, engine=engine, output=output, preset=preset, msa_tool=msa_tool,
                                reuse_msa=reuse_msa, owner=owner, tags=tags or None)
         prepared = self._backend.prepare(request)  # every input check, before anything starts
         if self.is_local:
             self.check_installed(prepared.request.engine)
-        return self._launch(prepared)
+        return self._launch(prepared, rerun=rerun)
 
-    def _launch(self, prepared: Prepared) -> Run:
+    def _launch(self, prepared: Prepared, *, rerun: bool = False) -> Run:
         self._backend.upload(prepared)
-        existed = self._backend.start(prepared)
+        existed = self._backend.start(prepared, rerun=rerun)
         return Run(self._run_context(), prepared.run_id, request=prepared.request.model_dump(mode="json"),
                    existed=existed)
 

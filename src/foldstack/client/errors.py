@@ -44,3 +44,11 @@ class NotInstalledError(FoldstackError):
     machine (code `weights_missing` or `databases_missing`); nothing was started."""
 
     code = "not_installed"
+
+
+class RunStateError(FoldstackError):
+    """The run is not in a state that allows what was asked; nothing was started.
+    Codes: ``run_running`` (retry or rerun while an attempt runs), ``nothing_to_retry``
+    (retry of a run that succeeded)."""
+
+    code = "run_state"

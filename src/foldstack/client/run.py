@@ -146,10 +146,22 @@ class Run:
                 bar.close()
 
     def cancel(self, reason: str = "cancelled by the user") -> str:
-        """Stop the execution (its Batch jobs are terminated; cleanup does not run)."""
+        """Stop the execution (its Batch jobs are terminated). Its scratch is cleaned up
+        (in the cloud by the Cleanup Lambda, which an EventBridge rule on the ABORTED
+        execution invokes; locally by the runner), keeping finished targets for `retry`."""
         if not self.is_done:
             self._backend.stop(self.run_id, reason)
         return self.refresh().status
+
+    def retry(self) -> Run:
+        """Start the next attempt of this FAILED, ABORTED or TIMED_OUT run: a new execution
+        named ``<run_id>-a<N>`` with the same request, which reuses every target an earlier
+        attempt finished and recomputes the rest. `RunStateError` (``run_running``,
+        ``nothing_to_retry``) if it runs or succeeded. Returns this handle, which follows
+        the new attempt (`existed`: a concurrent retry had started it already)."""
+        self.existed = self._backend.retry(self.run_id)
+        self._info, self._failure, self._manifest = None, None, None
+        return self
 
     @property
     def n_targets(self) -> int | None:

@@ -112,3 +112,11 @@ class DriverError(FoldstackError):
     """The detached driver process could not be started."""
 
     code = "driver_failed"
+
+
+class RunStateConflict(FoldstackError):
+    """The run is not in a state that allows what was asked: ``run_running`` (retry or
+    rerun of a run that is running) or ``nothing_to_retry`` (retry of a run that
+    succeeded, or that has no usable record); nothing was started."""
+
+    code = "run_state"

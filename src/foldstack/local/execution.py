@@ -21,8 +21,10 @@ import json
 import sys
 import threading
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+from foldstack.core.runid import execution_name
 from foldstack.local import driver
 from foldstack.local.errors import HomeNotWritable
 from foldstack.local.lambdas import ENVIRON_LOCK, task_log_to
@@ -39,7 +41,9 @@ def clean_up(paths: LocalPaths, lambda_env: Mapping[str, str], run_id: str, requ
     Each target whose MSA finished (``msa/<target>/msa.done.json``) and was looked up in
     the MSA cache is stored in the cache (the fill Collect Outputs does), so running
     the same request again finds it there and does not recompute it. Then the run's
-    scratch is deleted and, if `failed`, unfinished results under ``<output>/<run_id>/``."""
+    scratch is deleted (on a failure, all but the finished targets' step outputs, which the
+    next attempt reuses: :func:`foldstack.tasks.cleanup.cleanup`) and, if `failed`,
+    unfinished results under ``<output>/<run_id>/``."""
     from foldstack.tasks.cleanup import cleanup
     from foldstack.tasks.msa_cache import fill
     from foldstack.tasks.settings import TaskSettings
@@ -52,7 +56,56 @@ def clean_up(paths: LocalPaths, lambda_env: Mapping[str, str], run_id: str, requ
         kept = fill(settings, run_id, targets) if targets and failed else {}
         result = cleanup(settings, run_id, request, failed=failed)
     return {"msa_cached": kept.get("stored", 0), "scratch_deleted": result["scratch_deleted"],
-            "partial_outputs_deleted": result["partial_outputs_deleted"]}
+            "partial_outputs_deleted": result["partial_outputs_deleted"],
+            "kept_targets": result.get("kept_targets", 0)}
+
+
+def discard(paths: LocalPaths, lambda_env: Mapping[str, str], run_id: str, output: str | None) -> dict[str, Any]:
+    """Before a rerun: forget the run's finished work. Its whole scratch goes (the kept
+    step outputs of earlier attempts) and its published results are withdrawn
+    (``manifest.json`` first, so nobody reads a half-deleted run), so the new execution
+    recomputes every target and publishes afresh."""
+    from foldstack import storage
+    from foldstack.tasks.cleanup import cleanup
+    from foldstack.tasks.settings import TaskSettings
+
+    with ENVIRON_LOCK, task_log_to(paths.tasks_log(run_id)):
+        result = cleanup(TaskSettings.from_env(lambda_env), run_id, None, failed=False)
+    withdrawn = 0
+    if output:
+        published = Path(output) / run_id
+        if (published / "manifest.json").is_file():
+            storage.delete(str(published / "manifest.json"))
+            withdrawn = 1 + storage.delete_prefix(str(published))
+    return {"scratch_deleted": result["scratch_deleted"], "results_withdrawn": withdrawn}
+
+
+def reap(runner: Any, run_id: str, record: dict[str, Any]) -> dict[str, Any]:
+    """A run whose driver is gone (`runner` holds its lock): kill its orphaned jobs, keep
+    finished work (:func:`clean_up`), and record it ABORTED (or SUCCEEDED if its results
+    were published before the driver went)."""
+    paths = runner.paths
+    killed = driver.JobGroups(paths.procs(run_id), grace=runner.grace).kill_all()
+    identity = driver.DriverIdentity.from_record(record.get("driver"))
+    gone = identity is None or not identity.alive()
+    request = record.get("request") or {}
+    output = record.get("output")
+    published = bool(output) and (Path(str(output)) / "manifest.json").is_file()
+    cleanup: dict[str, Any] = {"killed_groups": killed}
+    try:
+        cleanup.update(clean_up(paths, runner.lambda_env(str(request.get("output_uri") or "")), run_id,
+                                request, failed=not published))
+    except Exception as exc:  # noqa: BLE001 - recorded; the scratch stays for a later run
+        cleanup["error"] = f"{type(exc).__name__}: {exc}"
+    who = f"pid {identity.pid}" if identity else "unknown"
+    cause = (f"interrupted: driver exited ({who})" if gone
+             else f"interrupted: driver ({who}) stopped driving it")
+    reaped = {**record, "stopped_at": now(), "cleanup": cleanup,
+              **({"status": "SUCCEEDED", "note": f"results published before the driver stopped; {cause}"}
+                 if published else {"status": "ABORTED", "error": "Interrupted", "cause": cause})}
+    with contextlib.suppress(OSError):  # still reported as such; the next reader tries again
+        write_record(paths.record(run_id), reaped)
+    return reaped
 
 
 class Drive:
@@ -95,7 +148,8 @@ class Drive:
             job_groups=self.groups,
             task_log=paths.tasks_log(self.run_id),
         )
-        self.record = {**record, "driver": driver.DriverIdentity.current().to_dict()}
+        name = execution_name(self.run_id, int(record.get("execution") or 1))  # <run_id>[-a<N>]
+        self.record = {**record, "execution_name": name, "driver": driver.DriverIdentity.current().to_dict()}
         self.events.reset()
         try:
             write_record(paths.record(self.run_id), self.record)
@@ -105,7 +159,7 @@ class Drive:
         driver.register(self)
         try:
             self.execution = engine.start_execution(
-                self.run_id, {"run_id": self.run_id, "request": run.request.model_dump(mode="json")})
+                name, {"run_id": self.run_id, "request": run.request.model_dump(mode="json")})
         except BaseException:
             driver.unregister(self)
             raise

@@ -13,9 +13,16 @@ One execution per run id, across processes: the driving process holds the run's 
 * a RUNNING record nobody drives (its driver was killed): the run is recorded ABORTED
   (orphaned jobs killed, finished MSAs kept, scratch cleaned), then started again;
 * ABORTED, FAILED or TIMED_OUT before: a new execution of the same run id starts and
-  reuses finished work (the MSA cache); within one runner, submitting the same request
-  again while it runs or after it failed returns that same run (duplicate submissions
-  are not retries).
+  reuses finished work (the finished targets' step outputs Cleanup kept in scratch, and
+  the MSA cache); within one runner, submitting the same request again while it runs or
+  after it failed returns that same run (duplicate submissions are not retries).
+
+Each execution is an attempt, named ``<run_id>`` then ``<run_id>-a<N>``
+(:func:`foldstack.core.runid.execution_name`; N is the record's ``execution``).
+:meth:`LocalRunner.retry` starts the next attempt of a FAILED, ABORTED or TIMED_OUT run
+(reusing finished targets); ``submit(..., rerun=True)`` starts one even after a success,
+having discarded the run's finished work and withdrawn its results, so every target is
+recomputed. Neither starts while the run is running (``[run_running]``).
 
 Every read of a run (`describe`, `list_runs`, `LocalRun.wait`, `cancel`) finds a dead
 driver the same way, so nothing waits on a run nobody drives.
@@ -39,9 +46,9 @@ from foldstack.core.fasta import FastaLimits
 from foldstack.core.request import RunRequest
 from foldstack.core.targets import Target
 from foldstack.core.uris import parse_uri
-from foldstack.local.driver import DriverIdentity, JobGroups, RunLock
-from foldstack.local.errors import CorruptRecord, DriverError, LocalRunNotFound
-from foldstack.local.execution import Drive, clean_up
+from foldstack.local.driver import DriverIdentity, RunLock
+from foldstack.local.errors import CorruptRecord, DriverError, LocalRunNotFound, RunStateConflict
+from foldstack.local.execution import Drive, discard, reap
 from foldstack.local.inputs import copy_path, is_local, local_path, read_inputs, store_inputs
 from foldstack.local.paths import LocalPaths, check_output, default_home, home_description
 from foldstack.local.records import (
@@ -61,6 +68,7 @@ from foldstack.workflows.specs import Workflow, load_workflow
 
 ATTACH_WAIT_S = 30.0  # how long a second submitter waits for the first one's RUNNING record
 CANCEL_WAIT_S = 60.0
+RETRYABLE = frozenset({"FAILED", "ABORTED", "TIMED_OUT"})
 
 
 @dataclass
@@ -218,43 +226,82 @@ class LocalRunner:
                        for i in request.inputs)  # type: ignore[arg-type]
         return Submission(request.model_copy(update={"inputs": inputs, "output_uri": str(output)}), targets, run_id)
 
-    def submit(self, request: RunRequest, *, force: bool = False, detach: bool = False) -> LocalRun:
+    def submit(self, request: RunRequest, *, force: bool = False, detach: bool = False,
+               rerun: bool = False) -> LocalRun:
         """Start the run, attach to it, or return it (see the module docstring).
 
         `detach`: the run is driven by a new background process (it outlives this one;
         `wait`/`describe` from any process follow it); otherwise by this process, on
         threads (SIGINT/SIGTERM stop it cleanly). `force`: start again even if it
-        SUCCEEDED (a run driven elsewhere is still only attached to)."""
+        SUCCEEDED (a run driven elsewhere is still only attached to). `rerun`: a fresh
+        attempt that recomputes every target (finished work discarded, published results
+        withdrawn); `[run_running]` while the run runs."""
+        sub = self._prepare(request)
+        return self._launch(sub, "rerun" if rerun else "submit", force=force, detach=detach)
+
+    def retry(self, run_id: str, *, detach: bool = False) -> LocalRun:
+        """The next attempt of a FAILED, ABORTED or TIMED_OUT run: a new execution
+        (``<run_id>-a<N>``) that reuses every finished target and recomputes the rest.
+        `[run_running]` while it runs, `[nothing_to_retry]` after a success."""
+        record = self.describe(run_id)
+        self._check_retry(run_id, record)
+        sub = self._prepare(RunRequest.model_validate(record["request"]))  # its inputs, copied under the home
+        if sub.run_id != run_id:
+            raise RunStateConflict(f"run {run_id}: its inputs changed since it ran (they now make run "
+                                   f"{sub.run_id})", code="nothing_to_retry", run_id=run_id)
+        return self._launch(sub, "retry", detach=detach)
+
+    @staticmethod
+    def _check_retry(run_id: str, record: dict[str, Any] | None) -> None:
+        status = (record or {}).get("status")
+        if status == "RUNNING":
+            raise RunStateConflict(f"run {run_id} is running: wait for it or cancel it first", code="run_running",
+                                   run_id=run_id, status=status)
+        if status not in RETRYABLE or not (record or {}).get("request"):
+            how = "submit it with --rerun to compute it again" if status == "SUCCEEDED" else "submit it again"
+            raise RunStateConflict(f"run {run_id} is {status}: there is nothing to retry", code="nothing_to_retry",
+                                   run_id=run_id, status=status, hint=how)
+
+    def _launch(self, sub: Submission, intent: str, *, force: bool = False, detach: bool = False) -> LocalRun:
+        """Start (or for a plain submit, attach to or return) `sub`'s run under its lock.
+        `intent`: ``submit`` (the module docstring's rules), ``retry`` or ``rerun``."""
         if detach and (self.injector is not None or self.on_event is not None):
             raise ValueError("a detached run cannot use an in-process injector or on_event callback")
-        sub = self._prepare(request)
         run = LocalRun(sub.run_id, self, sub.request, self._batch_layout(sub.targets) or
                        tuple(t.id for t in sub.targets))
+        plain = intent == "submit"
         with self._lock:
             mine = self._drives.get(run.run_id)
-            if mine is not None and not force and mine.final_status not in ("ABORTED", "TIMED_OUT"):
+            if plain and mine is not None and not force and mine.final_status not in ("ABORTED", "TIMED_OUT"):
                 return replace(mine.run, existed=True)  # the same request again, from this runner
             deadline = time.monotonic() + ATTACH_WAIT_S
             while True:
                 record = self._fresh(run.run_id)
-                if record is not None and record["status"] == "SUCCEEDED" and not force:
+                if plain and record is not None and record["status"] == "SUCCEEDED" and not force:
                     return replace(run, existed=True)
                 lock = RunLock(self.paths.lock(run.run_id))
                 if lock.try_acquire():
                     try:
                         record = self._read_locked(run.run_id)
-                        if record is not None and record["status"] == "SUCCEEDED" and not force:
+                        if plain and record is not None and record["status"] == "SUCCEEDED" and not force:
                             lock.release()
                             return replace(run, existed=True)
+                        if intent == "retry":
+                            self._check_retry(run.run_id, record)
+                        discarded = discard(self.paths, self.lambda_env(run.request.output_uri), run.run_id,
+                                            run.request.output_uri) if intent == "rerun" else None
                         if detach:
-                            self._spawn(run, lock, record)
+                            self._spawn(run, lock, record, intent, discarded)
                         else:
-                            self._start(run, lock, record)
+                            self._start(run, lock, record, intent=intent, discarded=discarded)
                     except BaseException:
                         lock.release()
                         raise
                     return run
                 # another process (or runner) holds the lock: it is starting or driving the run
+                if not plain:
+                    raise RunStateConflict(f"run {run.run_id} is running: wait for it or cancel it first",
+                                           code="run_running", run_id=run.run_id)
                 if record is not None and record["status"] == "RUNNING" or time.monotonic() >= deadline:
                     return replace(run, existed=True)
                 time.sleep(0.05)
@@ -272,29 +319,33 @@ class LocalRunner:
                                int(knobs["max_targets_per_job"]))
         return tuple(tuple(t["id"] for t in b["targets"]) for b in batches)
 
-    def _record_for(self, run: LocalRun, previous: dict[str, Any] | None, *, detached: bool) -> dict[str, Any]:
+    def _record_for(self, run: LocalRun, previous: dict[str, Any] | None, *, detached: bool,
+                    intent: str = "submit", discarded: dict[str, Any] | None = None) -> dict[str, Any]:
         if previous is not None and previous.get("status") == UNKNOWN:
             previous = {"status": UNKNOWN, "cause": previous.get("cause")}
-        return new_record(run.run_id, run.request.model_dump(mode="json"), str(run.output),
-                          DriverIdentity.current().to_dict(), previous, detached=detached)
+        record = new_record(run.run_id, run.request.model_dump(mode="json"), str(run.output),
+                            DriverIdentity.current().to_dict(), previous, detached=detached)
+        return {**record, "trigger": intent, **({"discarded": discarded} if discarded is not None else {})}
 
     def _start(self, run: LocalRun, lock: RunLock | None = None, previous: dict[str, Any] | None = None,
-               record: dict[str, Any] | None = None) -> None:
+               record: dict[str, Any] | None = None, *, intent: str = "submit",
+               discarded: dict[str, Any] | None = None) -> None:
         """Drive `run` in this process (the lock is held)."""
         assert lock is not None and lock.held
         drive = Drive(self, run, lock)
         self._drives[run.run_id] = drive
         try:
-            drive.start(record or self._record_for(run, previous, detached=False))
+            drive.start(record or self._record_for(run, previous, detached=False, intent=intent, discarded=discarded))
         except BaseException:
             self._drives.pop(run.run_id, None)
             raise
         run._drive = drive
 
-    def _spawn(self, run: LocalRun, lock: RunLock, previous: dict[str, Any] | None) -> None:
+    def _spawn(self, run: LocalRun, lock: RunLock, previous: dict[str, Any] | None, intent: str = "submit",
+               discarded: dict[str, Any] | None = None) -> None:
         """Hand `run` to a new background driver process, which inherits the held lock."""
         assert lock.fd is not None
-        record = self._record_for(run, previous, detached=True)
+        record = self._record_for(run, previous, detached=True, intent=intent, discarded=discarded)
         spec = {"record": record, "request": run.request.model_dump(mode="json"),
                 "target_ids": [list(t) if isinstance(t, tuple) else t for t in run.target_ids],
                 "workflow": str(self.workflow.directory), "wait_scale": self.wait_scale,
@@ -351,34 +402,8 @@ class LocalRunner:
         except CorruptRecord as exc:
             return unknown_record(run_id, exc.message)
         if record is not None and record["status"] == "RUNNING":
-            record = self._reap(run_id, record)
+            record = reap(self, run_id, record)
         return record
-
-    def _reap(self, run_id: str, record: dict[str, Any]) -> dict[str, Any]:
-        """A run whose driver is gone (we hold its lock): kill its orphaned jobs, keep
-        finished MSAs, clean its scratch, and record it ABORTED (or SUCCEEDED if its
-        results were published before the driver went)."""
-        killed = JobGroups(self.paths.procs(run_id), grace=self.grace).kill_all()
-        identity = DriverIdentity.from_record(record.get("driver"))
-        gone = identity is None or not identity.alive()
-        request = record.get("request") or {}
-        output = record.get("output")
-        published = bool(output) and (Path(str(output)) / "manifest.json").is_file()
-        cleanup: dict[str, Any] = {"killed_groups": killed}
-        try:
-            cleanup.update(clean_up(self.paths, self.lambda_env(str(request.get("output_uri") or "")), run_id,
-                                    request, failed=not published))
-        except Exception as exc:  # noqa: BLE001 - recorded; the scratch stays for a later run
-            cleanup["error"] = f"{type(exc).__name__}: {exc}"
-        who = f"pid {identity.pid}" if identity else "unknown"
-        cause = (f"interrupted: driver exited ({who})" if gone
-                 else f"interrupted: driver ({who}) stopped driving it")
-        reaped = {**record, "stopped_at": now(), "cleanup": cleanup,
-                  **({"status": "SUCCEEDED", "note": f"results published before the driver stopped; {cause}"}
-                     if published else {"status": "ABORTED", "error": "Interrupted", "cause": cause})}
-        with contextlib.suppress(OSError):  # still reported as such; the next reader tries again
-            write_record(self.paths.record(run_id), reaped)
-        return reaped
 
     def describe(self, run_id: str) -> dict[str, Any]:
         """The run's record (status ``UNKNOWN`` with the reason if it is corrupt)."""

@@ -323,11 +323,12 @@ def predict_alphafold2(features_path: Path, weights: Path, preset: str, *, seed:
     for model_name, path in param_files.items():
         cfg = model_config(model_name, model_overrides(weights, model_name),
                            source=model_overrides_path(weights, model_name))
+        cache_dir = model_cache_dir(model_name, cfg)  # before RunModel, which adds keys to the config
         t = time.perf_counter()
         params = load_params(path)
         runner = af_model.RunModel(cfg, params)
         runner.params = params  # a runner shared by models of the same config (batches) gets this model's
-        enable_jax_cache(model_cache_dir(model_name, cfg))
+        enable_jax_cache(cache_dir)
         timings[f"{model_name}_load"] = round(time.perf_counter() - t, 3)
         for index in range(n_seeds):
             model_seed = seed + index

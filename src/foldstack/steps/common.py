@@ -156,17 +156,34 @@ def _cpu_times() -> tuple[float, float]:
     return me.ru_utime + me.ru_stime, kids.ru_utime + kids.ru_stime
 
 
+def _self_peak_rss_mib() -> float:
+    """This process's peak RSS since it started (``VmHWM``, reset by exec). ru_maxrss is
+    not: a process started by a big one (the local engine, pytest) inherits the parent's
+    high-water mark through fork and exec. Falls back to ru_maxrss off Linux."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    scale = 1024.0 * 1024.0 if sys.platform == "darwin" else 1024.0  # macOS reports bytes
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
+
+
 def resource_usage(since: tuple[float, float] = (0.0, 0.0)) -> dict[str, Any]:
     """Peak RSS (MiB) and CPU seconds of this process and of its waited-for children.
 
-    ``peak_rss_mib`` is the larger of the two peaks (the job's memory need: a child runs
-    while the step waits for it; Linux reports ru_maxrss in KiB); ``cpu_seconds`` is their
-    sum since `since` (:func:`_cpu_times` at the step's start). The peak is the process's:
-    a step run in-process (tests) shares it with whatever ran before in that process.
+    ``peak_rss_mib`` is the larger of the two peaks (what the job needs: a child runs while
+    the step waits for it); ``cpu_seconds`` is their sum since `since` (:func:`_cpu_times`
+    at the step's start). The children's peak is Linux's ru_maxrss of RUSAGE_CHILDREN: at
+    least the step's own RSS when it started them (a spawned child inherits that
+    high-water mark), so it is exact as part of the maximum and an upper bound alone.
+    A step run in-process (tests) shares its process's peak with whatever ran before.
     """
-    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    scale = 1024.0 * 1024.0 if sys.platform == "darwin" else 1024.0  # macOS reports bytes
-    self_rss, child_rss = me.ru_maxrss / scale, kids.ru_maxrss / scale
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    scale = 1024.0 * 1024.0 if sys.platform == "darwin" else 1024.0
+    self_rss, child_rss = _self_peak_rss_mib(), kids.ru_maxrss / scale
     self_cpu, child_cpu = (now - then for now, then in zip(_cpu_times(), since, strict=True))
     return {
         "peak_rss_mib": round(max(self_rss, child_rss), 1),

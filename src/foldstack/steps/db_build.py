@@ -89,7 +89,7 @@ def join_fasta(fastas: Sequence[Path], dest: Path) -> dict[str, int]:
 
 
 def build_database(dest: Path | str, name: str, version: str, fastas: Sequence[Path | str], *,
-                   role: str | None = "uniref90", max_hits: int | None = None, index: bool = True,
+                   role: str | Sequence[str] | None = "uniref90", max_hits: int | None = None, index: bool = True,
                    gpu_index: bool = False, license: str = "", description: str | None = None,
                    staging_dir: Path | str | None = None, log: Log | None = None) -> dict[str, Any]:
     """Publish `fastas` as ``<dest>/<name>/<version>/`` (see the module docstring); returns
@@ -97,8 +97,10 @@ def build_database(dest: Path | str, name: str, version: str, fastas: Sequence[P
     paths = [Path(f).expanduser().resolve() for f in fastas]
     if not paths:
         raise BadInputError("db build needs at least one --fasta file")
-    if role is not None and role not in SEQUENCE_ROLES:
-        raise BadInputError(f"--role {role!r}: a database built from FASTA serves one of {', '.join(SEQUENCE_ROLES)}")
+    roles = [role] if isinstance(role, str) else list(role or [])
+    bad = [r for r in roles if r not in SEQUENCE_ROLES]
+    if bad:
+        raise BadInputError(f"--role {', '.join(bad)}: a database built from FASTA serves {', '.join(SEQUENCE_ROLES)}")
     local = not is_s3(dest)
     if local:
         Path(dest).mkdir(parents=True, exist_ok=True)
@@ -112,7 +114,8 @@ def build_database(dest: Path | str, name: str, version: str, fastas: Sequence[P
         label = "foldstack db build: " + ", ".join(p.name for p in paths)
         spec = parse_spec({
             "name": name, "version": version, "source": str(work), "source_label": label,
-            "files": {fasta_name: digest}, "role": role, "sequences": fasta_name, "max_hits": max_hits,
+            "files": {fasta_name: digest}, "role": roles[0] if roles else None,
+            "roles": roles if len(roles) > 1 else None, "sequences": fasta_name, "max_hits": max_hits,
             "mmseqs_index": index, "mmseqs_gpu_index": gpu_index, "license": license,
             "description": description or f"{counts['records']} sequences, {counts['residues']} residues "
                                           f"from {', '.join(str(p) for p in paths)}",

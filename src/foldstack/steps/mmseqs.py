@@ -141,6 +141,20 @@ def index_dir(db: Database, binary: str, *, gpu: bool = False) -> Path:
     return db.path / INDEX_DIR / index_name(binary, gpu=gpu)
 
 
+def split_memory_limit() -> str | None:
+    """``createindex --split-memory-limit``: ``$FOLDSTACK_MMSEQS_SPLIT_MEMORY``, else 70 % of
+    the container's memory limit (cgroup v2 or v1; MMseqs2 itself sees the host's memory and
+    would size the index for it), else None (no limit: MMseqs2's default)."""
+    if os.environ.get(SPLIT_MEMORY_ENV):
+        return os.environ[SPLIT_MEMORY_ENV]
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        with contextlib.suppress(OSError, ValueError):
+            value = Path(path).read_text().strip()
+            if value != "max" and int(value) < (1 << 50):
+                return f"{max(1, int(int(value) * 0.7) >> 20)}M"
+    return None
+
+
 def build_index(sequences: Path, dest: Path, *, binary: str | None = None, threads: int = 1, gpu: bool = False,
                 log: Log = lambda msg: None) -> dict[str, Any]:
     """``createdb`` (+ ``makepaddedseqdb`` for GPU search) + ``createindex`` of the FASTA
@@ -150,7 +164,8 @@ def build_index(sequences: Path, dest: Path, *, binary: str | None = None, threa
     binary = binary or mmseqs_binary()
     dest.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
-    split = ["--split-memory-limit", os.environ[SPLIT_MEMORY_ENV]] if os.environ.get(SPLIT_MEMORY_ENV) else []
+    limit = split_memory_limit()
+    split = ["--split-memory-limit", limit] if limit else []
     tmp = dest / ".idx_tmp"
     try:
         if gpu:

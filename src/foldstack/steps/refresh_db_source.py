@@ -59,6 +59,7 @@ class DatabaseSpec(BaseModel):
     trust_on_first_use: bool = False
     unpack: bool = False  # unpack every *.tar, *.tar.gz/*.tgz, *.tar.zst, *.gz, *.zst after verification
     role: str | None = None  # one of foldstack.steps.databases.ROLES
+    roles: list[str] | None = None  # several roles (the manifest's "roles"); role defaults to the first
     sequences: str | None = None
     seqres: str | None = None  # pdb_mmcif: the pdb_seqres file
     mmcif_dir: str | None = None  # pdb_mmcif: the directory of <pdb_id>.cif files
@@ -105,6 +106,23 @@ class DatabaseSpec(BaseModel):
     def _file_sources(cls, v: dict[str, str] | None) -> dict[str, str] | None:
         return None if v is None else {_safe_rel(rel): uri for rel, uri in v.items()}
 
+    @field_validator("roles")
+    @classmethod
+    def _roles(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None:
+            if not v:
+                raise ValueError("roles must list at least one role")
+            for role in v:
+                check_role(role)
+        return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _first_role(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("roles") and not data.get("role"):
+            data = {**data, "role": data["roles"][0]}
+        return data
+
     @model_validator(mode="after")
     def _one_checksum_source(self) -> DatabaseSpec:
         if (self.files is None) == (self.checksums is None):
@@ -116,8 +134,9 @@ class DatabaseSpec(BaseModel):
         stray = set(self.file_sources or {}) - set(self.files or {})
         if stray and self.files is not None:
             raise ValueError(f"file_sources names files not in `files`: {sorted(stray)}")
-        check_role_fields(f"database {self.name}", self.role, self.sequences, self.seqres, self.mmcif_dir,
-                          self.hhsuite_db)
+        for role in self.roles or [self.role]:
+            check_role_fields(f"database {self.name}", role, self.sequences, self.seqres, self.mmcif_dir,
+                              self.hhsuite_db)
         if self.build_index and not self.sequences:
             raise ValueError("mmseqs_index needs `sequences` (the FASTA to index)")
         return self
@@ -125,7 +144,9 @@ class DatabaseSpec(BaseModel):
     @property
     def build_index(self) -> bool:
         """Whether publishing builds the MMseqs2 index (once per version)."""
-        return self.mmseqs_index if self.mmseqs_index is not None else self.role in SEQUENCE_ROLES
+        if self.mmseqs_index is not None:
+            return self.mmseqs_index
+        return any(r in SEQUENCE_ROLES for r in (self.roles or [self.role]))
 
 
 def _safe_rel(rel: str) -> str:
@@ -459,6 +480,7 @@ def stage(spec: DatabaseSpec, expected: dict[str, str | None], staging: Path, ru
             **({"unverified_files": sorted(r for r, w in expected.items() if w is None)}
                if any(w is None for w in expected.values()) else {}),
             **({"indexes": indexes} if indexes else {}),
+            **({"roles": list(spec.roles)} if spec.roles else {}),
             **{k: v for k, v in (("seqres", spec.seqres), ("mmcif_dir", spec.mmcif_dir),
                                  ("hhsuite_db", spec.hhsuite_db), ("max_template_date", spec.max_template_date),
                                  ("catalogue", spec.catalogue), ("description", spec.description)) if v},

@@ -51,15 +51,13 @@ from typing import Any
 
 from foldstack.core.errors import BadInputError
 from foldstack.steps.databases import (
-    HHSEARCH,
-    HMMSEARCH,
-    MAX_TEMPLATE_HITS,
     Database,
     build_local_version,
     open_database,
     verify_database,
     write_manifest,
 )
+from foldstack.steps.presets import HHSEARCH, HMMSEARCH, MAX_TEMPLATE_HITS
 
 TEMPLATE_ROLE = "pdb_mmcif"
 DEFAULT_MAX_TEMPLATE_DATE = "2100-01-01"  # no cutoff (ColabFold's default); set per DB in its manifest

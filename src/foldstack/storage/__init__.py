@@ -14,6 +14,7 @@ here. They call the functions of this module through the package (``storage.copy
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shutil
@@ -32,6 +33,7 @@ MULTIPART_THRESHOLD = 5 * 1024**3  # S3 CopyObject's single-request limit
 class ObjectInfo:
     uri: str
     size: int
+    modified: float | None = None  # seconds since the epoch (S3 LastModified, local mtime)
 
 
 @functools.lru_cache(maxsize=1)
@@ -186,7 +188,9 @@ def list_prefix(prefix: str) -> Iterator[ObjectInfo]:
         key = u.key.rstrip("/") + "/"
         for page in _s3().get_paginator("list_objects_v2").paginate(Bucket=u.bucket, Prefix=key):
             for obj in page.get("Contents", []):
-                yield ObjectInfo(f"s3://{u.bucket}/{obj['Key']}", int(obj["Size"]))
+                stamp = obj.get("LastModified")
+                yield ObjectInfo(f"s3://{u.bucket}/{obj['Key']}", int(obj["Size"]),
+                                 stamp.timestamp() if stamp is not None else None)
         return
     root = Path(u.key)
     if root.is_symlink() or not root.is_dir():
@@ -196,7 +200,8 @@ def list_prefix(prefix: str) -> Iterator[ObjectInfo]:
         for name in sorted(filenames):
             path = os.path.join(dirpath, name)
             if not os.path.islink(path):
-                yield ObjectInfo(path, os.stat(path).st_size)
+                st = os.stat(path)
+                yield ObjectInfo(path, st.st_size, st.st_mtime)
 
 
 def delete(uri: str) -> None:
@@ -242,6 +247,65 @@ def delete_prefix(prefix: str) -> int:
     return count
 
 
+def delete_prefix_except(prefix: str, keep: Iterable[str] = (), *, modified_before: float | None = None) -> int:
+    """Delete everything under `prefix` except what lies under ``<prefix>/<k>/`` for each
+    relative folder `k` in `keep` and, with `modified_before` (seconds since the epoch),
+    except objects modified at or after it; returns the number of objects/files removed.
+
+    On S3 one listing and batched deletes (1000 keys a request); the directory marker
+    objects of kept folders and of their parents (``<prefix>/``, ``<prefix>/msa/``...) stay,
+    so a file system linked to the bucket keeps their ownership. Locally the tree is
+    walked without following symbolic links (a link is removed as a link, and a kept
+    folder that is a link is not kept), then emptied folders are removed."""
+    kept = {k.strip("/") for k in keep if k.strip("/")}
+    if not kept and modified_before is None:
+        return delete_prefix(prefix)
+    u = parse_uri(prefix)
+    _require_prefix(u, "delete")
+    parents = {"/".join(k.split("/")[:i]) for k in kept for i in range(len(k.split("/")))}
+
+    def doomed(rel: str, modified: float | None) -> bool:
+        if any(rel.startswith(f"{k}/") for k in kept):
+            return False
+        if modified_before is not None and (modified is None or modified >= modified_before):
+            return False
+        return not (rel.endswith("/") and rel.rstrip("/") in parents | kept)
+
+    if u.is_s3:
+        base = u.key.rstrip("/") + "/"
+        keys = [parse_uri(info.uri).key for info in list_prefix(prefix)
+                if doomed(parse_uri(info.uri).key[len(base):], info.modified)]
+        for i in range(0, len(keys), 1000):
+            _s3().delete_objects(Bucket=u.bucket, Delete={"Objects": [{"Key": k} for k in keys[i:i + 1000]],
+                                                          "Quiet": True})
+        return len(keys)
+    root = Path(u.key)
+    if root.is_symlink():
+        root.unlink()
+        return 1
+    removed = 0
+    folders = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        here = Path(dirpath)
+        rel = here.relative_to(root).as_posix() if here != root else ""
+        if rel in kept:
+            dirnames[:] = []
+            continue
+        folders.append(here)
+        links = [d for d in dirnames if (here / d).is_symlink()]
+        dirnames[:] = [d for d in dirnames if d not in links]
+        for name in [*filenames, *links]:
+            path = here / name
+            if doomed(f"{rel}/{name}" if rel else name, path.lstat().st_mtime):
+                path.unlink()
+                removed += 1
+    for folder in reversed(folders):  # deepest first; a folder something was kept in stays
+        if folder != root or not kept:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+    return removed
+
+
 # Re-exported last: publishing.py calls the functions above through this package.
 from foldstack.storage.publishing import (  # noqa: E402
     Publication,
@@ -255,6 +319,7 @@ from foldstack.storage.publishing import (  # noqa: E402
 
 __all__ = [
     "MULTIPART_THRESHOLD", "ObjectInfo", "Publication", "PublishConflictError", "copy", "delete", "delete_prefix",
+    "delete_prefix_except",
     "exists", "is_published", "list_prefix", "make_directory", "publish", "read_bytes", "read_pointer",
     "remove_partials", "reset_clients", "safe_join", "size", "write_bytes", "write_pointer", "write_stream",
 ]

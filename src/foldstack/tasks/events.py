@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from foldstack.core.runid import run_id_of
 from foldstack.core.targets import Target
 
 __all__ = [
@@ -135,6 +136,9 @@ class StageInputsEvent(TargetsEvent):
 class StageInputsResult(_Contract):
     scratch: str
     staged: Count
+    #: the MSA cache the run's chain search phase fills ("" when reuse_msa is off, no MSA is
+    #: needed, or no cache is configured: the phase keeps its results in the run's scratch)
+    msa_cache_root: str = ""
 
 
 # -- msa_cache -----------------------------------------------------------------------------
@@ -190,11 +194,29 @@ class CollectOutputsResult(_Contract):
 class CleanupEvent(_Contract):
     """Cleanup runs on every failure, including runs whose input never validated, so it
     takes whatever the execution input held: a run id that is no string cleans nothing,
-    and a request that does not parse means no published results are touched."""
+    and a request that does not parse means no published results are touched.
+
+    Two shapes: the workflow's own (``run_id``, ``request``, ``failed``), and the one the
+    EventBridge rule on an ABORTED or TIMED_OUT execution sends through its input
+    transformer (``execution_name``, ``status``, ``stopped_at``, ``failed``; no request).
+    There the run id is the execution name without its attempt suffix
+    (:func:`foldstack.core.runid.run_id_of`), and scratch written after ``stopped_at``
+    belongs to a newer attempt and is left alone."""
 
     run_id: str | None
     request: Any = None
     failed: bool = False
+    execution_name: str | None = None  # the EventBridge shape: the stopped execution,
+    status: str | None = None  # its status (ABORTED, TIMED_OUT)
+    stopped_at: Annotated[StrictInt, Field(ge=0)] | None = None  # and its stopDate (epoch ms)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _run_id_from_execution_name(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "run_id" not in data and "execution_name" in data:
+            name = data["execution_name"]
+            return {**data, "run_id": run_id_of(name) if isinstance(name, str) else None}
+        return data
 
     @field_validator("run_id", mode="before")
     @classmethod
@@ -206,6 +228,8 @@ class CleanupResult(_Contract):
     run_id: str | None  # None: the run id was malformed and nothing was deleted
     scratch_deleted: Count
     partial_outputs_deleted: Count
+    #: finished targets' step folders kept in scratch for the run's next attempt (failure paths)
+    kept_targets: Count = 0
 
 
 # -- the registry --------------------------------------------------------------------------

@@ -121,4 +121,5 @@ def stage_inputs(
         raise
     except Exception as exc:  # S3 or filesystem failure: name where, keep the cause
         raise StagingError(f"could not stage inputs into {root}: {exc}") from exc
-    return {"scratch": root, "staged": len(records)}
+    cache = settings.cache_root if (request.needs_msa and request.reuse_msa and settings.cache_root) else ""
+    return {"scratch": root, "staged": len(records), "msa_cache_root": cache or ""}

@@ -34,11 +34,13 @@ from foldstack import storage
 from foldstack.core.clock import utcnow
 from foldstack.core.errors import BadInputError
 from foldstack.core.hashing import sha256_file
+from foldstack.steps.catalogue import load_catalogue
 from foldstack.steps.weights_layout import ENGINES
 
-ESMFOLD_REPO = "facebook/esmfold_v1"
+# Where the weights come from: the catalogue's weights entries (src/foldstack/data/catalogue/).
+ESMFOLD_REPO = load_catalogue().get("esmfold_v1").hub_repo or "facebook/esmfold_v1"
 ESMFOLD_PATTERNS = ["*.json", "*.txt", "*.safetensors", "pytorch_model.bin"]
-AF2_PARAMS_URL = "https://storage.googleapis.com/alphafold/alphafold_params_2022-12-06.tar"
+AF2_PARAMS_URL = load_catalogue().get("alphafold2_params").files[0].url
 _AF2_MEMBER = re.compile(r"^(params_[A-Za-z0-9_]+\.npz|LICENSE)$")
 CHUNK = 8 << 20
 FETCHED = "FETCHED.json"  # written last: marks an install complete

@@ -144,6 +144,10 @@ class JobSpec(BaseModel):
     queue_by_size_class: dict[str, str] | None = Field(default=None, min_length=1)
     resources: Resources | None = None
     size_classes: dict[str, Resources] | None = Field(default=None, min_length=1)
+    # The bigger CPU class of a job with `resources`: after an out-of-memory exit (3) the
+    # workflow submits the same job definition once more with these resourceRequirements
+    # (SubmitJob containerOverrides). Terraform does not read it: it makes no job definition.
+    escalation: Resources | None = None
     timeout_seconds: int = Field(gt=0)
     retry: RetrySpec
     _name: str = PrivateAttr(default="")
@@ -158,6 +162,11 @@ class JobSpec(BaseModel):
             # Terraform (modules/batch) picks both by whether the job has size_classes.
             raise ValueError("a job with `size_classes` routes by `queue_by_size_class`; one with `resources` "
                              "names a `queue`")
+        if self.escalation is not None and (self.resources is None or self.escalation.gpus
+                                            or self.escalation.vcpu < self.resources.vcpu
+                                            or self.escalation.memory_mib <= self.resources.memory_mib):
+            raise ValueError("`escalation` is a bigger CPU class of a job with `resources`: no GPUs, at least its "
+                             "vCPUs, more memory")
         refs = {a[5:] for a in self.command if a.startswith("Ref::")}
         if refs - set(self.parameters):
             raise ValueError(f"command uses undeclared parameters: {sorted(refs - set(self.parameters))}")
