@@ -13,12 +13,15 @@ TORCH_VERSION ?= 2.13.0
 # The local state dir is the CLI's own default (FOLDSTACK_HOME, else ~/.foldstack): no
 # override here, so `make demo` and a later `foldstack run --local` use the same home.
 
-.PHONY: help setup system-deps venv demo-data demo test test-fast soak lint render build clean
+.PHONY: help setup system-deps node-deps venv demo-data demo test test-fast soak lint render build clean
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-setup: system-deps venv demo-data ## install everything (system packages, virtualenv, demo DB and weights)
+setup: system-deps node-deps venv demo-data ## install everything (system packages, node packages, virtualenv, demo DB and weights)
+
+node-deps: ## node packages from package-lock.json: asl-validator (tests), 3dmol (the reports' 3D viewer)
+	npm ci --no-audit --no-fund
 
 system-deps: ## Debian packages the steps and tests use
 	bash scripts/install_system_deps.sh

@@ -5,9 +5,10 @@
 #   kalign           template realignment, as AlphaFold calls it
 #   python-biopython-doc   real PDB/mmCIF entries used as template fixtures
 #   shellcheck       actionlint checks the workflows' run: scripts with it
-#   nodejs, npm      asl-validator (package.json; only when node/npm are not already there)
+#   chromium         headless browser the report tests open every HTML report in
+#   nodejs, npm      asl-validator, 3dmol (package.json; only when node/npm are not already there)
 set -euo pipefail
-PKGS=(hmmer mmseqs2 kalign python-biopython-doc shellcheck)
+PKGS=(hmmer mmseqs2 kalign python-biopython-doc shellcheck chromium)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

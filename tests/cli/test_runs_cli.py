@@ -120,3 +120,17 @@ def test_doctor_table_json_and_exit_code(monkeypatch):
         {"name": "subnet-ips", "status": "fail", "detail": "10 free", "fix": "add subnets"}]}
     result = runner.invoke(app, ["doctor", "--env", "prod"])
     assert result.exit_code == 1 and "FAIL" in result.stdout and "add subnets" in result.stdout
+
+
+def test_results_tsv_prints_the_run_summary(cli, tmp_path):
+    from foldstack.core.manifest import SUMMARY_COLUMNS
+
+    code, text = cli("submit", fasta(tmp_path, f">t1\n{SEQ}\n>t2\n{SEQ[::-1]}\n"), "--engine", "esmfold", "--json")
+    assert code == 0, text
+    run_id = json.loads(text)["run_id"]
+    assert cli("wait", run_id, "--timeout", "60", "--json")[0] == 0
+    code, text = cli("results", run_id, "--dir", str(tmp_path / "dl"), "--tsv")
+    assert code == 0, text
+    lines = text.splitlines()
+    assert tuple(lines[0].split("\t")) == SUMMARY_COLUMNS
+    assert [line.split("\t")[:2] for line in lines[1:]] == [["t1", "succeeded"], ["t2", "succeeded"]]

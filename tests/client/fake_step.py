@@ -4,7 +4,11 @@ writes the step's outputs and done-file the way the real steps do, in millisecon
 A target whose id starts with `slow` sleeps (to be cancelled); `boom` fails predict with a
 plain line on stderr, `coded` fails it the way the real steps report a contract failure
 (exit 2, a `[code]` in the last line). FAKE_STEP_SLEEP=<seconds> makes every target take
-that long (for progress displays)."""
+that long (for progress displays).
+
+Like the real steps, a target whose done record is valid is skipped (a retry reuses it).
+FOLDSTACK_TEST_COUNTER_DIR: each target computed appends `start` to
+`<dir>/<step>-<target>`; FOLDSTACK_TEST_FAIL=<step>:<target>[,...]: those fail like `boom`."""
 
 import argparse
 import hashlib
@@ -20,9 +24,32 @@ for opt in ("--run-id", "--target", "--scratch", "--db", "--msa-tool", "--cache"
     parser.add_argument(opt, default="")
 args = parser.parse_args()
 
+def done_is_valid(base):
+    try:
+        with open(os.path.join(base, f"{args.step}.done.json")) as fh:
+            outputs = json.load(fh)["outputs"]
+        for rel, sha in outputs.items():
+            with open(os.path.join(base, rel), "rb") as fh:
+                if hashlib.sha256(fh.read()).hexdigest() != sha:
+                    return False
+        return True
+    except (OSError, ValueError, KeyError):
+        return False
+
+
 def fake(target):
     """One target; predict takes a batch (`--target a,b,c`) and writes each as its own."""
+    if done_is_valid(os.path.join(args.scratch, args.run_id, args.step, target)):
+        print(f"fake {args.step}: {target} is already done", flush=True)
+        return
+    counters = os.environ.get("FOLDSTACK_TEST_COUNTER_DIR")
+    if counters:
+        with open(os.path.join(counters, f"{args.step}-{target}"), "a") as fh:
+            fh.write("start\n")
     print(f"fake {args.step} for target {target} of run {args.run_id}", flush=True)
+    if f"{args.step}:{target}" in os.environ.get("FOLDSTACK_TEST_FAIL", "").split(","):
+        print("out of luck", file=sys.stderr, flush=True)
+        sys.exit(1)
     if target.startswith("slow"):
         time.sleep(60)
     time.sleep(float(os.environ.get("FAKE_STEP_SLEEP") or 0))

@@ -72,7 +72,7 @@ def test_cleanup_takes_whatever_a_failed_run_left(local_env):
     cleanup = load_handler("cleanup")
     for run_id in (5, ["keep"], {"a": 1}, None):
         assert cleanup({"run_id": run_id, "request": "garbage", "failed": True}) == {
-            "run_id": None, "scratch_deleted": 0, "partial_outputs_deleted": 0}
+            "run_id": None, "scratch_deleted": 0, "partial_outputs_deleted": 0, "kept_targets": 0}
     assert cleanup({"run_id": "keep", "request": ["x"], "failed": True})["partial_outputs_deleted"] == 0
     assert not (local_env["scratch"] / "keep").exists()
 

@@ -10,9 +10,10 @@ Test hooks (environment):
   comma-separated): sleep there (default 120 s) after ``start``, so a test can act
   while the job runs;
 * ``FOLDSTACK_TEST_FAIL=<step>:<target>[,...]``: that target fails (exit 1) where its
-  outputs would be written, after the targets before it in the batch were written. The MSA outputs (a features file with AlphaFold's feature shapes for
-  the staged sequence, a ``fake@v1`` database in features.json) are what the MSA cache
-  accepts."""
+  outputs would be written, after the targets before it in the batch were written.
+
+The MSA outputs (a features file with AlphaFold's feature shapes for the staged
+sequence, a ``fake@v1`` database in features.json) are what the MSA cache accepts."""
 
 import argparse
 import hashlib

@@ -88,5 +88,5 @@ def test_catalogue_file_is_plain_yaml_with_unique_refs():
 def test_weights_fetch_reads_the_catalogue(catalogue):
     from foldstack.weights import fetch
 
-    assert fetch.AF2_PARAMS_URL == catalogue.get("alphafold2_params").files[0].url
+    assert catalogue.get("alphafold2_params").files[0].url == fetch.AF2_PARAMS_URL
     assert fetch.ESMFOLD_REPO == catalogue.get("esmfold_v1").hub_repo == "facebook/esmfold_v1"

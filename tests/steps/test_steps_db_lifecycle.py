@@ -20,7 +20,7 @@ from foldstack.core.errors import BadInputError
 from foldstack.steps import refresh_db_publish
 from foldstack.steps.databases import open_database
 from foldstack.steps.refresh_db import parse_spec, refresh_database
-from foldstack.steps.refresh_db_source import unpack_archive
+from foldstack.steps.refresh_db_unpack import unpack_archive
 from tests.steps.conftest import stage
 
 HAVE_MMSEQS = shutil.which("mmseqs") is not None

@@ -71,10 +71,59 @@ def test_compute_gets_no_route_to_the_internet(kind):
     assert blocks(kind) == [], f"{kind} would give compute a path to the internet; use VPC endpoints"
 
 
+# The one rule allowed a CIDR to the world: the opt-in HTTPS egress of the database refresh
+# jobs' own security group (refresh_egress.mode = "nat"), checked below.
+REFRESH_EGRESS_RULE = ("aws_vpc_security_group_egress_rule", "refresh_egress")
+
+
 def test_security_groups_never_open_to_the_world():
     for kind in ("aws_vpc_security_group_egress_rule", "aws_vpc_security_group_ingress_rule", "aws_security_group"):
         for path, name, body in blocks(kind):
+            if (kind, name) == REFRESH_EGRESS_RULE and path.parent.name == "network":
+                continue
             assert "0.0.0.0/0" not in body and "::/0" not in body, f"{path.name}: {kind}.{name}"
+
+
+def test_only_the_refresh_jobs_can_get_egress_and_only_when_asked():
+    """refresh_egress is off by default everywhere; when on, its security group and rule
+    exist once, the rule sits on that group only, and that group reaches only the
+    compute environment of the queue refresh_egress names (the refresh_databases
+    workflow's own queue, which no fold job uses)."""
+    import yaml
+
+    (rule,) = [(p, b) for p, n, b in blocks(REFRESH_EGRESS_RULE[0]) if n == REFRESH_EGRESS_RULE[1]]
+    (group,) = [(p, b) for p, n, b in blocks("aws_security_group") if n == "refresh_egress"]
+    gate = 'count = var.refresh_egress.mode == "none" ? 0 : 1'
+    for path, body in (rule, group):
+        assert path.parent.name == "network" and gate in re.sub(r"\s+", " ", body), f"{path}: not gated"
+    assert "security_group_id = aws_security_group.refresh_egress[0].id" in re.sub(r"\s+", " ", rule[1])
+    for path in TF_FILES:  # the group is handed out once: the network output the platform maps to one queue
+        text = path.read_text()
+        uses = re.findall(r"aws_security_group\.refresh_egress|refresh_egress_security_group_id", text)
+        if path.parent.name == "network":
+            continue
+        assert not uses or path.parts[-3:] == ("modules", "platform", "main.tf"), f"{path}: uses the egress group"
+    platform = (TERRAFORM_DIR / "modules" / "platform" / "main.tf").read_text()
+    assert re.search(r'refresh_queue_network = var\.refresh_egress\.mode == "none" \? \{\} : \{\s*'
+                     r'\(var\.refresh_egress\.queue\) = \{', platform), "the egress group goes to one queue"
+    # off by default at every level
+    for rel in ("envs/_shared/variables.tf", "modules/platform/variables.tf", "modules/network/variables.tf"):
+        text = (TERRAFORM_DIR / rel).read_text()
+        block = text[text.index('variable "refresh_egress"'):]
+        assert 'mode       = optional(string, "none")' in block and "default = {}" in block, rel
+    platform_vars = (TERRAFORM_DIR / "modules/platform/variables.tf").read_text()
+    assert 'queue      = optional(string, "cpu-refresh")' in platform_vars
+    # that queue belongs to the refresh workflow alone
+    statemachines = TERRAFORM_DIR.parent / "statemachines"
+    for jobs_yaml in statemachines.glob("*/jobs.yaml"):
+        spec = yaml.safe_load(jobs_yaml.read_text())
+        jobs = spec["jobs"].values()
+        queues = {j.get("queue") for j in jobs} | {j.get("fallback_queue") for j in jobs}
+        queues |= {q for j in jobs for q in (j.get("queue_by_size_class") or {}).values()}
+        if jobs_yaml.parent.name == "refresh_databases":
+            assert queues == {"cpu-refresh", None}, queues
+        else:
+            assert "cpu-refresh" not in queues and "cpu-refresh" not in spec["queues"], jobs_yaml
 
 
 def test_every_log_group_is_encrypted_and_expires():

@@ -145,17 +145,20 @@ def test_apply_jobs_init_with_the_committed_lock_file_readonly():
 
 def test_images_are_built_once_and_promoted_by_digest():
     deploy = _workflow("deploy.yml")
-    images = _workflow("images.yml")
     build_calls = [j for j in deploy["jobs"].values() if j.get("uses", "").endswith("images.yml")]
     assert len(build_calls) == 1, "images are built once per commit"
     text = (WORKFLOWS / "images.yml").read_text()
-    assert "--pull" not in text, "no re-pulling of base images at build time: they are pinned by digest"
+    assert not re.search(r"docker build[^\n]*--pull", text), "no re-pulling of base images: pinned by digest"
     deploy_text = (WORKFLOWS / "deploy.yml").read_text()
     assert "promote" in deploy["jobs"], "deploy.yml has a promote job that copies images to prod by digest"
     promote = deploy["jobs"]["promote"]
     assert "apply-dev" in (promote["needs"] if isinstance(promote["needs"], list) else [promote["needs"]])
-    assert "@sha256:" in deploy_text or "imageDigest" in deploy_text
-    assert "outputs" in images["on"]["workflow_call"], "images.yml returns the digests it pushed"
+    # prod's copy is made from dev's digest and checked against it
+    assert "imageDigest" in deploy_text and "--preserve-digests" in deploy_text
+    assert re.search(r'if \[ "\$have" != "\$DIGEST" \]', deploy_text), "promote verifies prod's digest"
+    plan_prod = deploy["jobs"]["plan-prod"]["needs"]
+    assert "promote" in (plan_prod if isinstance(plan_prod, list) else [plan_prod]), "prod plans after promotion"
+    assert "AWS_IMAGES_ROLE_ARN_PROD" not in text, "images.yml pushes to the build (dev) registry only"
 
 
 def test_base_images_are_pinned_by_digest():

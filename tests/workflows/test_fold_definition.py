@@ -157,3 +157,51 @@ def test_moto_parser_accepts_the_definition_with_local_values(fold_workflow):
     values = local_values(fold_workflow.directory / "jobs.yaml", lambdas=lambdas, scratch_mount="/s", db_mount="/d",
                           weights_dir="/w")
     parse_definition(substitute(text, values))
+
+
+def test_msa_escalates_once_to_the_bigger_cpu_class_of_jobs_yaml(fold_workflow):
+    """Exit 3 from an Msa job: the same job definition once more, resourceRequirements
+    overridden with jobs.yaml msa.escalation (and FOLDSTACK_CPU_CLASS), on Spot or, after
+    Spot ran out, on the fallback queue; each at most once."""
+    definition = render_definition(fold_workflow)
+    msa = fold_workflow.jobs.jobs["msa"]
+    for map_name, p in (("FoldBatches", ""), ("FoldBatchesBulk", "Bulk")):
+        batch = definition["States"][map_name]["ItemProcessor"]["States"]
+        states = batch[f"{p}AlignTargets"]["ItemProcessor"]["States"]
+        for name, queue, large in (("Msa", msa.queue, False), ("MsaOnDemand", msa.fallback_queue, False),
+                                   ("MsaLarge", msa.queue, True), ("MsaLargeOnDemand", msa.fallback_queue, True)):
+            params = states[p + name]["Parameters"]
+            assert params["JobDefinition"] == "${job_definition_msa_arn}"
+            assert params["JobQueue"] == f"${{queue_{queue.replace('-', '_')}_arn}}"
+            assert states[p + name]["Catch"][0]["Next"] == f"{p}MsaFailure"
+            if large:
+                assert params["ContainerOverrides"] == {
+                    "ResourceRequirements": [{"Type": "VCPU", "Value": str(msa.escalation.vcpu)},
+                                             {"Type": "MEMORY", "Value": str(msa.escalation.memory_mib)}],
+                    "Environment": [{"Name": "FOLDSTACK_CPU_CLASS", "Value": "escalated"}]}
+            else:
+                assert "ContainerOverrides" not in params
+        kind = states[f"{p}MsaFailureKind"]["Choices"]
+        oom = next(c for c in kind if c["Next"] == f"{p}EscalateMsa")["And"]
+        assert {"Variable": "$.msa_escalated", "IsPresent": False} in oom
+        assert {"Variable": "$.failure.job.Container.ExitCode", "NumericEquals": 3} in oom
+        spot = next(c for c in kind if c["Next"] == f"{p}MsaSpotExhausted")["And"]
+        assert {"Variable": "$.msa_fallback", "IsPresent": False} in spot
+    assert msa.escalation.memory_mib > msa.resources.memory_mib
+
+
+def test_chain_search_phase_runs_before_the_batches_and_is_bounded(fold_workflow):
+    definition = render_definition(fold_workflow)
+    states, knobs = definition["States"], fold_workflow.knobs
+    assert states["PlanBatches"]["Next"] == "ChooseChainSearch"
+    search = states["SearchChains"]
+    assert search["Next"] == "ChooseFanOut" and search["MaxConcurrency"] == knobs["chain_search"]["max_jobs"]
+    shard = search["ItemProcessor"]["States"]["SearchChainShard"]
+    assert shard["Parameters"]["JobDefinition"] == "${job_definition_msa_arn}"  # the msa job's role and image
+    command = shard["Parameters"]["ContainerOverrides"]["Command.$"]
+    assert command.startswith("States.Array('foldstack', 'step', 'msa-chains'") and "$.cache_root" in command
+    assert shard["Catch"][0]["Next"] == "ChainShardNotDone"  # a failed shard is not fatal
+    assert states["ChainShardsMax"]["Parameters"]["count"] == str(knobs["chain_search"]["max_jobs"])
+    choices = states["ChooseChainSearch"]["Choices"]
+    assert {"Variable": "$.validated.n_targets", "NumericLessThan": 2, "Next": "ChooseFanOut"} in choices
+    assert states["StageInputs"]["ResultSelector"]["msa_cache_root.$"] == "$.Payload.msa_cache_root"

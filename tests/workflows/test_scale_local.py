@@ -10,6 +10,7 @@ AlphaFold2 predict is covered by the slow test in test_local_run.py.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pytest
@@ -155,7 +156,7 @@ def test_msa_cache_hit_skips_the_msa_job_and_spot_exhaustion_falls_back_once(dem
     msa_cost = m1["targets"][0]["cost"]["steps"]["msa"]  # priced on the on-demand queue it fell back to
     assert (msa_cost["queue"], msa_cost["purchase"], msa_cost["priced_by"]) == ("cpu-ondemand", "on_demand", "ran_on")
     sha = m1["targets"][0]["sha256"]
-    markers = list((demo_home / "cache" / "msa" / "jackhmmer").glob(f"*/{sha}/cache.json"))
+    markers = list((demo_home / "cache" / "msa" / "jackhmmer-reduced_dbs").glob(f"*/{sha}/cache.json"))
     assert len(markers) == 1  # Collect Outputs filled the cache
 
     # second submission of the same sequence (another run): cache hit, no CPU job
@@ -240,8 +241,13 @@ def test_a_complex_reuses_the_chain_msa_an_earlier_run_searched(demo_home, tmp_p
     assert [c["cache"] for c in info["chain_cache"]["chains"]] == ["hit", "miss"]  # ... and searches Y only
     assert info["hits"]["demo_uniref"][0] == first["hits"]["demo_uniref"][0]
     manifest = json.loads((tmp_path / "out2" / cx.run_id / "manifest.json").read_text())
-    assert manifest["targets"][0]["provenance"]["msa"] | {"tool_versions": None, "timings": None} == {
-        "msa_cache": "miss", "chain_cache": ["hit", "miss"], "tool_versions": None, "timings": None}
+    prov = manifest["targets"][0]["provenance"]["msa"]
+    assert (prov["msa_cache"], prov["chain_cache"]) == ("miss", ["hit", "miss"])
+    # the preset and every database version it searched, pairing, and what the job used
+    assert prov["db_preset"] == "reduced_dbs"
+    assert set(prov["databases"]) == {"demo_uniref", "demo_small_bfd", "demo_mgnify"}
+    assert prov["pairing"].startswith("off: no uniprot database")
+    assert prov["resources"]["peak_rss_mib"] > 0 and prov["resources"]["cpu_seconds"] >= 0
     logs = "".join(p.read_text() for p in (demo_home / "runs" / cx.run_id / "logs").glob("*msa*.log"))
     assert logs.count("from the chain cache") == 1 and "not searched" in logs
 
@@ -275,3 +281,73 @@ def test_reuse_msa_false_never_reads_the_cache(reuse, tmp_path, monkeypatch, loc
                  {"id": "x", "sha256": "0" * 64})
     assert out["hit"] is False and "reuse_msa" in out["reason"]
     assert not (local_env["scratch"] / "r1").exists()
+
+
+# ------------------------------------------------------------------ MSA out of memory, chain search phase
+
+
+def test_msa_out_of_memory_reruns_once_on_the_bigger_cpu_class(demo_home, tmp_path, repo):
+    """Exit 3 from the Msa job: EscalateMsa resubmits the same job definition once with the
+    bigger CPU class's resources (jobs.yaml msa.escalation) and FOLDSTACK_CPU_CLASS."""
+    wf = workflow_copy(tmp_path, repo, fast_af2=True)
+    runner = LocalRunner(demo_home, workflow=wf, job_env={"FOLDSTACK_FAULT_OOM_MSA": "standard"})
+    run = runner.submit(RunRequest(inputs=(fasta(tmp_path, "oom", [("msaoom1", SEQ[3:])]),),
+                                   output_uri=str(tmp_path / "out"), engine="alphafold2", reuse_msa=False))
+    assert run.wait(300) == "SUCCEEDED", run.record()
+    tasks = [s for s, _ in entered(run)]
+    assert tasks.count("Msa") == 1 and tasks.count("MsaLarge") == 1 and "MsaOnDemand" not in tasks, tasks
+    assert "EscalateMsa" in states(run)
+    info = json.loads((tmp_path / "out" / run.run_id / "msaoom1" / "msa" / "features.json").read_text())
+    assert info["cpu_class"] == "escalated"  # the rerun's containerOverrides reached the job
+
+
+def test_msa_out_of_memory_on_the_bigger_class_fails_the_run(demo_home, tmp_path, repo):
+    wf = workflow_copy(tmp_path, repo, fast_af2=True)
+    runner = LocalRunner(demo_home, workflow=wf, job_env={"FOLDSTACK_FAULT_OOM_MSA": "standard,escalated"})
+    run = runner.submit(RunRequest(inputs=(fasta(tmp_path, "oom2", [("msaoom2", SEQ[4:])]),),
+                                   output_uri=str(tmp_path / "out"), engine="alphafold2", reuse_msa=False))
+    assert run.wait(300) == "FAILED"
+    tasks = [s for s, _ in entered(run)]
+    assert tasks.count("Msa") == 1 and tasks.count("MsaLarge") == 1  # escalates once, never twice
+    assert "MsaFailed" in states(run) and json.loads(run.record()["cause"])["Container"]["ExitCode"] == 3
+
+
+CHAIN_P = "MADEEKLPPGWEKRMSRSSGRVYYFNHITNASQWERPSGNSSSGGKNGQGEPARVRCSHLLVKHSQSRRPSSWRQEKITRTKEEALELING"
+CHAIN_Q = "MSKGEELFTGVVPILVELDGDVNGHKFSVSGEGEGDATYGKLTLKFICTTGKLPVPWPTLVTTFSYGVQCFSRYPDHMKQHDFFKSAMPEG"
+
+
+def test_chain_search_phase_searches_each_distinct_chain_once(demo_home, tmp_path, repo):
+    """Three targets sharing chains (P, P:Q, Q): SearchChains runs the chain jobs first (one per
+    target, under the msa job definition with the msa-chains command); every Msa job then
+    finds its chains stored and only featurises."""
+    wf = workflow_copy(tmp_path, repo, fast_af2=True)
+    recorder = RecordingInjector()
+    records = [("p1", CHAIN_P), ("pq", f"{CHAIN_P}:{CHAIN_Q}"), ("q1", CHAIN_Q)]
+    run = LocalRunner(demo_home, workflow=wf, injector=recorder).submit(
+        RunRequest(inputs=(fasta(tmp_path, "chains", records),), output_uri=str(tmp_path / "out"),
+                   engine="alphafold2", preset="multimer", reuse_msa=False))
+    assert run.wait(600) == "SUCCEEDED", run.record()
+    names = states(run)
+    assert names.index("SearchChains") < names.index("FoldBatches")
+    assert "ChainShardsPerTarget" in names and "ChainShardNotDone" not in names
+    logs = demo_home / "runs" / run.run_id / "logs"
+    chain_logs = "".join(p.read_text() for p in logs.glob("*msa-chains*.log"))
+    assert chain_logs.count("done in") == 3  # three shards (one per target)
+    searched = [int(m) for m in re.findall(r"searching (\d+) \(jackhmmer\)", chain_logs)]
+    assert sum(searched) == 2  # P and Q: each distinct chain once
+    for tid in ("p1", "pq", "q1"):
+        info = json.loads((tmp_path / "out" / run.run_id / tid / "msa" / "features.json").read_text())
+        assert {c["cache"] for c in info["chain_cache"]["chains"]} == {"run"}, (tid, info["chain_cache"])
+    msa_logs = "".join(p.read_text() for p in logs.glob("*-msa-*.log") if "chains" not in p.name)
+    assert "from this run's chain search phase; not searched" in msa_logs
+    assert "jackhmmer" not in "".join(json.loads((tmp_path / "out" / run.run_id / t / "msa" / "features.json"
+                                                  ).read_text())["timings"] for t in ("p1", "pq", "q1"))
+
+
+def test_a_single_target_skips_the_chain_search_phase(demo_home, tmp_path, repo):
+    wf = workflow_copy(tmp_path, repo, fast_af2=True)
+    run = LocalRunner(demo_home, workflow=wf).submit(
+        RunRequest(inputs=(fasta(tmp_path, "one", [("one1", SEQ[6:])]),), output_uri=str(tmp_path / "out"),
+                   engine="alphafold2", reuse_msa=False))
+    assert run.wait(300) == "SUCCEEDED", run.record()
+    assert "SearchChains" not in states(run) and "ChooseChainSearch" in states(run)

@@ -143,6 +143,7 @@ def register(app: typer.Typer) -> None:
         example = str(files("foldstack") / "data" / "examples" / "demo.fasta")
         results = (out_dir or home / "demo-results").resolve()
         failed = False
+        indexes: list[str] = []  # each run's index.html, printed last
         for engine in ("alphafold2", "esmfold"):
             err.print(f"[bold]{engine}[/bold]: folding {escape(Path(example).name)}")
             try:
@@ -152,8 +153,12 @@ def register(app: typer.Typer) -> None:
                 continue
             report(run, False, home)
             failed |= code != 0
+            if code == 0:
+                indexes.append(f"{run.output_uri}/index.html")
         err.print("[yellow]demo weights are random: these structures show the pipeline works, "
                   "not what the proteins look like[/yellow]")
+        for index in indexes:  # the run reports (open in a browser; they work offline)
+            out.print(f"[green]report:[/green] {escape(index)}")
         raise typer.Exit(EXIT_FAILED if failed else 0)
 
     @app.command("render")

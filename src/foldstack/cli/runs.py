@@ -272,11 +272,17 @@ def register(app: typer.Typer) -> None:
         target: Annotated[list[str], typer.Option(help="only these targets (repeatable)")] = [],  # noqa: B006
         home: HomeOpt = None,
         as_json: JsonOpt = False,
+        tsv: Annotated[bool, typer.Option("--tsv", help="print the run summary (summary.tsv) instead")] = False,
     ) -> None:
         """Download a finished run's results (checksums verified) and show its metrics."""
         run = make_client(env, home).run(run_id)
         root = run.download(directory, targets=target or None)
         rows = run.metrics()
+        if tsv:
+            from foldstack.core.manifest import summary_tsv
+
+            typer.echo(summary_tsv(list(rows)), nl=False)
+            return
         if as_json:
             emit({"run_id": run_id, "dir": str(root), "files": [f.path for f in run.outputs()
                                                                   if not target or f.target in (None, *target)],

@@ -275,12 +275,15 @@ class Run:
         return root
 
     def metrics(self) -> Rows:
-        """One row per target: id, size_class, length, chains, then the predict metrics."""
+        """One row per target: run_id, id, the columns of ``summary.tsv``
+        (``foldstack.core.manifest.SUMMARY_COLUMNS``, in order), then the other predict
+        metrics; ``.to_pandas()`` for a DataFrame."""
+        from foldstack.core.manifest import summary_row
+
         rows = Rows()
         for t in self.manifest().targets:
-            row = {"run_id": self.run_id, "id": t.id, "size_class": t.size_class,
-                   "length": t.length, "chains": t.chains}
-            row.update(t.metrics)
+            row = {"run_id": self.run_id, "id": t.id, **summary_row(t)}
+            row.update({k: v for k, v in t.metrics.items() if k not in row})
             rows.append(row)
         return rows
 

@@ -114,6 +114,9 @@ class Manifest(BaseModel):
     request: RunRequest
     targets: list[TargetResult]
     cost: dict[str, Any] = Field(default_factory=dict)
+    # run-level files, relative to ``<run_id>/``: ``summary.tsv``, ``index.html``, ``assets/3Dmol-min.js`` (the
+    # reports' viewer), ``structures/<target>.cif`` (each target's best model, for bulk download)
+    run_files: dict[str, PublishedFile] = Field(default_factory=dict)
 
     def target(self, target_id: str) -> TargetResult:
         for t in self.targets:
@@ -121,10 +124,44 @@ class Manifest(BaseModel):
                 return t
         raise KeyError(target_id)
 
+    def summary_rows(self) -> list[dict[str, Any]]:
+        """One :func:`summary_row` per target (every published target succeeded)."""
+        return [summary_row(t) for t in self.targets]
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON form, with exactly the keys that were given (build it with every
         field set, as Collect Outputs does, and nothing is left out)."""
         return self.model_dump(mode="json", exclude_unset=True)
+
+
+# ``summary.tsv`` at a run's root, `foldstack results RUN --tsv` and `Run.metrics()`: one
+# row per target, these columns in this order (empty cell: not applicable or unknown).
+SUMMARY_COLUMNS = ("target", "status", "engine", "length", "chains", "size_class", "mean_plddt", "ptm", "iptm",
+                   "ranking_confidence", "max_pae", "msa_depth", "runtime_s", "cost_usd", "failure_code")
+
+
+def summary_row(target: TargetResult, *, status: str = "succeeded", failure_code: str | None = None) -> dict[str, Any]:
+    """One target's summary row (see :data:`SUMMARY_COLUMNS`)."""
+    m, cost = target.metrics, target.cost or {}
+    steps = cost.get("steps") if isinstance(cost.get("steps"), Mapping) else {}
+    runtimes = [s.get("runtime_seconds") for s in steps.values() if isinstance(s, Mapping)]
+    runtimes = [r for r in runtimes if isinstance(r, int | float)]
+    return {"target": target.id, "status": status, "engine": m.get("engine"), "length": target.length,
+            "chains": target.chains, "size_class": target.size_class, "mean_plddt": m.get("mean_plddt"),
+            "ptm": m.get("ptm"), "iptm": m.get("iptm"), "ranking_confidence": m.get("ranking_confidence"),
+            "max_pae": m.get("max_pae"), "msa_depth": m.get("msa_depth"),
+            "runtime_s": round(sum(runtimes), 3) if runtimes else None, "cost_usd": cost.get("usd"),
+            "failure_code": failure_code}
+
+
+def summary_tsv(rows: list[dict[str, Any]]) -> str:
+    """``summary.tsv``: a header of :data:`SUMMARY_COLUMNS`, then one line per row."""
+    def cell(v: Any) -> str:
+        return "" if v is None else str(v).replace("\t", " ").replace("\n", " ")
+
+    lines = ["\t".join(SUMMARY_COLUMNS)]
+    lines += ["\t".join(cell(r.get(c)) for c in SUMMARY_COLUMNS) for r in rows]
+    return "\n".join(lines) + "\n"
 
 
 def _this_version() -> str:

@@ -68,12 +68,20 @@ DEFAULT_BUCKETS = (64, 96, 128, 160, 192, 224, 256, 320, 384, 448, 512, 640, 768
 
 
 def jax_cache_dir() -> Path:
-    """The root of the persistent compilation cache (see the module docstring)."""
+    """The root of the persistent compilation cache (see the module docstring):
+    ``FOLDSTACK_JAX_CACHE_DIR``, else ``$FOLDSTACK_HOME/cache/jax``, else
+    ``$FOLDSTACK_SCRATCH_ROOT/.cache/jax`` (the scratch FSx every Batch job mounts), else
+    ``<tmp>/foldstack-jax-cache``."""
     if os.environ.get("FOLDSTACK_JAX_CACHE_DIR"):
         return Path(os.environ["FOLDSTACK_JAX_CACHE_DIR"])
     if os.environ.get("FOLDSTACK_HOME"):
         return Path(os.environ["FOLDSTACK_HOME"]) / "cache" / "jax"
-    return Path(tempfile.gettempdir()) / "foldstack-jax-cache"
+    if os.environ.get("FOLDSTACK_SCRATCH_ROOT"):
+        return Path(os.environ["FOLDSTACK_SCRATCH_ROOT"]) / ".cache" / "jax"
+    return _TMP_CACHE
+
+
+_TMP_CACHE = Path(tempfile.gettempdir()) / "foldstack-jax-cache"
 
 
 def _dist_version(dist: str) -> str:
@@ -108,7 +116,11 @@ def enable_jax_cache(path: Path | None = None) -> Path:
     from jax.experimental.compilation_cache import compilation_cache as cc
 
     path = path or jax_cache_root()
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:  # shared storage not writable here: a private cache, never a failed job
+        path = _TMP_CACHE / path.relative_to(jax_cache_dir()) if path.is_relative_to(jax_cache_dir()) else _TMP_CACHE
+        path.mkdir(parents=True, exist_ok=True)
     if jax.config.jax_compilation_cache_dir != str(path):
         cc.set_cache_dir(str(path))
         cc.reset_cache()

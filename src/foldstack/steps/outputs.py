@@ -1,7 +1,12 @@
-"""Writing a prediction: ranked_0.pdb/.cif (gemmi), plddt.tsv, pae.json, plots, metrics.
+"""Writing a prediction: every ranked model in AlphaFold's layout, plots, metrics.
 
-Both engines hand over a :class:`Prediction` in AlphaFold's atom37 representation with
-pLDDT on the 0–100 scale; everything after that is shared.
+Both engines hand over :class:`Prediction` objects (best first) in AlphaFold's atom37
+representation with pLDDT on the 0–100 scale; everything after that is shared:
+``ranked_<i>.pdb/.cif`` per model (pLDDT as B-factor; demo-weight models carry a
+``REMARK 250`` block / ``_foldstack.demo_weights`` item), ``ranking_debug.json``,
+``ranked_<i>.metrics.json`` (+ ``ranked_<i>.pae.json``) per model, ``plddt.tsv`` and
+``pae.json`` of the best model, ``plots/`` (pLDDT, PAE with chain boundaries, the MSA
+coverage of an AlphaFold2 target) and ``metrics.json``.
 """
 
 from __future__ import annotations
@@ -86,12 +91,93 @@ def _model_takes_int() -> bool:
         return False
 
 
-def write_prediction(out_dir: Path, pred: Prediction, *, target: str, metrics: dict[str, Any]) -> dict[str, Any]:
-    """Write every output file into `out_dir`; return the metrics written."""
+DEMO_REMARK = ("DEMO WEIGHTS: this model was predicted with random demo weights; "
+               "it is NOT a meaningful structure")
+
+
+def _pdb_demo_remark() -> str:
+    import textwrap
+
+    lines = ["REMARK 250", "REMARK 250 FOLDSTACK DEMO WEIGHTS"]
+    lines += [f"REMARK 250 {part}" for part in textwrap.wrap(DEMO_REMARK, 68)]
+    return "\n".join(lines) + "\n"
+
+
+def write_structure(out_dir: Path, stem: str, pred: Prediction, *, target: str, demo: bool) -> None:
+    """``<stem>.pdb`` and ``<stem>.cif``; demo-weight models are marked in both."""
     st = _structure(pred, target)
-    st.write_pdb(str(out_dir / "ranked_0.pdb"))
+    pdb = st.make_pdb_string()
+    if demo:  # REMARK records go before the coordinates
+        lines = pdb.splitlines(keepends=True)
+        at = next((i for i, line in enumerate(lines) if not line.startswith(("HEADER", "TITLE", "REMARK"))),
+                  len(lines))
+        pdb = "".join(lines[:at]) + _pdb_demo_remark() + "".join(lines[at:])
+    (out_dir / f"{stem}.pdb").write_text(pdb)
     doc = st.make_mmcif_document()
-    doc.write_file(str(out_dir / "ranked_0.cif"))
+    if demo:
+        block = doc.sole_block()
+        block.set_pair("_foldstack.demo_weights", "yes")
+        block.set_pair("_foldstack.demo_warning", _cif_quote(DEMO_REMARK))
+    doc.write_file(str(out_dir / f"{stem}.cif"))
+
+
+def _cif_quote(text: str) -> str:
+    import gemmi
+
+    return gemmi.cif.quote(text)
+
+
+def _model_metrics(pred: Prediction, rank: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"rank": rank, "model_name": pred.model_name, "mean_plddt": round(pred.mean_plddt, 2),
+                           "ptm": None if pred.ptm is None else round(float(pred.ptm), 4)}
+    if pred.iptm is not None:
+        out["iptm"] = round(float(pred.iptm), 4)
+    if pred.ranking_confidence is not None:
+        out["ranking_confidence"] = round(float(pred.ranking_confidence), 4)
+    if pred.pae is not None:
+        out["max_pae"] = round(float(pred.max_pae if pred.max_pae is not None else np.max(pred.pae)), 2)
+    for key in ("seed", "bucket", "compiled"):
+        if key in pred.extra:
+            out[key] = pred.extra[key]
+    return out
+
+
+def _pae_json(pred: Prediction) -> str:
+    pae = np.round(np.asarray(pred.pae, dtype=np.float64), 2)
+    max_pae = float(pred.max_pae) if pred.max_pae is not None else float(pae.max())
+    return json.dumps([{"predicted_aligned_error": pae.tolist(), "max_predicted_aligned_error": round(max_pae, 2)}])
+
+
+def ranking_debug(models: list[Prediction]) -> dict[str, Any]:
+    """AlphaFold's ``ranking_debug.json``: each model's ranking score and the order, best
+    first (``iptm+ptm`` for complexes scored by ipTM, else ``plddts``)."""
+    multimer = any(p.iptm is not None for p in models)
+    key = "iptm+ptm" if multimer else "plddts"
+
+    def score(p: Prediction) -> float:
+        if multimer and p.ranking_confidence is not None:
+            return round(float(p.ranking_confidence), 4)
+        return round(p.mean_plddt, 2)
+
+    names = [p.model_name for p in models]
+    if len(set(names)) != len(names):  # seeds of one model: make the keys unique
+        names = [f"{p.model_name}_rank{i}" for i, p in enumerate(models)]
+    return {key: {n: score(p) for n, p in zip(names, models, strict=True)}, "order": names}
+
+
+def write_prediction(out_dir: Path, pred: Prediction, *, target: str, metrics: dict[str, Any],
+                     models: list[Prediction] | None = None) -> dict[str, Any]:
+    """Write every output file into `out_dir`; return the metrics written. ``models``: every
+    model, best first (``pred`` is the best); default ``[pred]``."""
+    models = list(models) if models else [pred]
+    demo = bool(metrics.get("demo_weights"))
+    for rank, model in enumerate(models):
+        write_structure(out_dir, f"ranked_{rank}", model, target=target, demo=demo)
+        per_model = _model_metrics(model, rank)
+        if model.pae is not None:
+            (out_dir / f"ranked_{rank}.pae.json").write_text(_pae_json(model))
+        (out_dir / f"ranked_{rank}.metrics.json").write_text(json.dumps(per_model, indent=2, sort_keys=True) + "\n")
+    (out_dir / "ranking_debug.json").write_text(json.dumps(ranking_debug(models), indent=2) + "\n")
 
     from alphafold.common import residue_constants as rc
 
@@ -103,10 +189,7 @@ def write_prediction(out_dir: Path, pred: Prediction, *, target: str, metrics: d
     (out_dir / "plddt.tsv").write_text("\n".join(lines) + "\n")
 
     if pred.pae is not None:
-        pae = np.round(np.asarray(pred.pae, dtype=np.float64), 2)
-        max_pae = float(pred.max_pae) if pred.max_pae is not None else float(pae.max())
-        (out_dir / "pae.json").write_text(json.dumps(
-            [{"predicted_aligned_error": pae.tolist(), "max_predicted_aligned_error": round(max_pae, 2)}]))
+        (out_dir / "pae.json").write_text(_pae_json(pred))
 
     plots = out_dir / "plots"
     plots.mkdir(exist_ok=True)
@@ -177,9 +260,60 @@ def _plot_pae(path: Path, pred: Prediction, target: str) -> None:
     fig, ax = plt.subplots(figsize=(4.2, 3.6), dpi=100)
     im = ax.imshow(pred.pae, cmap="Greens_r", vmin=0, vmax=max(1.0, float(pred.max_pae or np.max(pred.pae))))
     fig.colorbar(im, ax=ax, label="expected position error (Å)")
+    for b in np.nonzero(np.diff(pred.chain_index))[0]:  # chain boundaries
+        ax.axvline(b + 0.5, color="black", lw=0.8)
+        ax.axhline(b + 0.5, color="black", lw=0.8)
     ax.set_title(f"{target} · PAE", fontsize=9)
     ax.set_xlabel("scored residue")
     ax.set_ylabel("aligned residue")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def msa_coverage(plots_dir: Path, msa: np.ndarray, *, target: str) -> dict[str, Any]:
+    """ColabFold-style MSA coverage plot (``plots/msa_coverage.png``): every MSA row over
+    the residues it covers, coloured by identity to the query, sorted by identity, with
+    the per-residue depth on top. ``msa``: (N, L) AlphaFold residue indices (21 = gap),
+    query first. Returns ``{"msa_depth", "msa_coverage_mean", "msa_coverage_min"}``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    msa = np.asarray(msa)
+    if msa.ndim != 2 or msa.shape[0] == 0:
+        return {}
+    gap = 21
+    covered = msa != gap
+    identity = (msa == msa[0]).sum(axis=1) / max(1, msa.shape[1])
+    order = np.argsort(-identity, kind="stable")
+    shown = np.where(covered[order], identity[order][:, None], np.nan)
+    depth = covered.sum(axis=0)
+    plots_dir.mkdir(exist_ok=True)
+    fig, ax = plt.subplots(figsize=(8, 3.6), dpi=100)
+    im = ax.imshow(shown, aspect="auto", cmap="rainbow_r", vmin=0, vmax=1, interpolation="nearest",
+                   extent=(0.5, msa.shape[1] + 0.5, msa.shape[0] - 0.5, -0.5))
+    ax.plot(np.arange(1, msa.shape[1] + 1), depth, color="black", lw=1.2)
+    fig.colorbar(im, ax=ax, label="sequence identity to query")
+    ax.set_xlim(0.5, msa.shape[1] + 0.5)
+    ax.set_ylim(-0.5, max(msa.shape[0], 1) - 0.5)
+    ax.set_xlabel("residue")
+    ax.set_ylabel("sequences")
+    ax.set_title(f"{target} · MSA coverage ({msa.shape[0]} sequences)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(plots_dir / "msa_coverage.png")
+    plt.close(fig)
+    return {"msa_depth": int(msa.shape[0]), "msa_coverage_mean": round(float(depth.mean()), 1),
+            "msa_coverage_min": int(depth.min())}
+
+
+def msa_coverage_from_features(plots_dir: Path, features: Path, *, target: str) -> dict[str, Any]:
+    """:func:`msa_coverage` of a features.npz (its ``msa`` array); {} if it has none."""
+    with np.load(features, allow_pickle=False) as data:
+        if "msa" not in data.files:
+            return {}
+        msa = np.asarray(data["msa"])
+    if msa.ndim == 3:  # one-hot
+        msa = msa.argmax(-1)
+    return msa_coverage(plots_dir, msa, target=target)

@@ -3,9 +3,11 @@
 Inputs: esmfold reads only ``<scratch>/<run_id>/input/targets/<target>.fasta``;
 alphafold2 reads only ``<scratch>/<run_id>/msa/<target>/features.npz``. Weights come
 from ``W/<engine>/`` (:mod:`foldstack.steps.weights_layout`).
-Outputs, in ``<scratch>/<run_id>/predict/<target>/``: ``ranked_0.pdb``, ``ranked_0.cif``,
+Outputs, in ``<scratch>/<run_id>/predict/<target>/``: every model as ``ranked_<i>.pdb/.cif``
+with ``ranked_<i>.metrics.json`` (+ ``ranked_<i>.pae.json``), ``ranking_debug.json``,
 ``metrics.json``, ``plddt.tsv``, ``pae.json`` (when the model predicts PAE),
-``plots/plddt.png`` (+ ``plots/pae.png``) and ``predict.done.json``.
+``plots/plddt.png`` (+ ``plots/pae.png``, ``plots/msa_coverage.png`` for AlphaFold2) and
+``predict.done.json`` (see :mod:`foldstack.steps.outputs`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 from foldstack.core.errors import BadInputError
 from foldstack.steps.common import StepContext, run_step
-from foldstack.steps.outputs import base_metrics, write_prediction
+from foldstack.steps.outputs import base_metrics, msa_coverage_from_features, write_prediction
 from foldstack.steps.weights_layout import DEMO_WARNING, ENGINES, engine_dir, is_demo
 
 STEP = "predict"
@@ -121,7 +123,9 @@ def run_predict(run_id: str, target: str, scratch: Path | str, weights: Path | s
             for p in predictions
         ]
         with ctx.timer("write_outputs"):
-            write_prediction(ctx.work_dir, best, target=target, metrics=metrics)
+            if engine == "alphafold2":  # ColabFold-style MSA coverage plot; msa_depth in metrics
+                metrics.update(msa_coverage_from_features(ctx.work_dir / "plots", features, target=target))
+            write_prediction(ctx.work_dir, best, target=target, metrics=metrics, models=predictions)
         ctx.log(f"{best.model_name}: mean pLDDT {best.mean_plddt:.1f}"
                 + (f", pTM {best.ptm:.3f}" if best.ptm is not None else "")
                 + (" [DEMO WEIGHTS: not meaningful]" if demo else ""))

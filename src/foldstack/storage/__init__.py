@@ -269,7 +269,7 @@ def delete_prefix_except(prefix: str, keep: Iterable[str] = (), *, modified_befo
             return False
         if modified_before is not None and (modified is None or modified >= modified_before):
             return False
-        return not (rel.endswith("/") and rel.rstrip("/") in parents | kept)
+        return not ((rel == "" or rel.endswith("/")) and rel.rstrip("/") in parents | kept)  # a folder marker
 
     if u.is_s3:
         base = u.key.rstrip("/") + "/"

@@ -10,15 +10,26 @@ from foldstack import __version__, storage
 from foldstack.core.clock import utcnow
 from foldstack.core.errors import FoldstackError, OutputIntegrityError, OutputsNotReadyError, PublishError
 from foldstack.core.hashing import sha256_bytes
-from foldstack.core.manifest import SCHEMA_VERSION, Manifest, TargetResult, load_manifest
+from foldstack.core.manifest import (
+    SCHEMA_VERSION,
+    Manifest,
+    PublishedFile,
+    TargetResult,
+    load_manifest,
+    summary_row,
+    summary_tsv,
+)
+from foldstack.reports import VIEWER_ASSET, index_page, target_report, viewer_script
 from foldstack.tasks.publish import MANIFEST, Publisher, is_complete
 from foldstack.tasks.settings import TaskSettings
 from foldstack.tasks.stage import resolve_targets, run_scratch
 from foldstack.tasks.validate import parse_request
 
+# Besides: per target report.html, and per run summary.tsv, index.html, assets/3Dmol-min.js and
+# structures/<target>.cif (the best model of each target), all in manifest.json.
 # What each step contributes to the published results, under <run_id>/<target>/.
 PUBLISHED = {
-    "predict": ("", None),  # every output the predict step recorded
+    "predict": ("", None),  # every output the predict step recorded (every ranked model, plots)
     "msa": ("msa/", ("msa.a3m", "features.json")),  # the alignment and its provenance
 }
 
@@ -77,6 +88,33 @@ def _estimate_cost(results: list[TargetResult]) -> dict[str, Any]:
     return annotate_costs(results)
 
 
+def _put(publisher: Publisher, relpath: str, data: bytes) -> dict[str, Any]:
+    publisher.put(relpath, data)
+    return {"sha256": sha256_bytes(data), "size": len(data)}
+
+
+def _publish_reports(publisher: Publisher, run_id: str, results: list[TargetResult],
+                     inputs: Mapping[str, Mapping[str, bytes]], cost: Mapping[str, Any]) -> dict[str, Any]:
+    """Each target's report.html (added to its files), the run's summary.tsv, index.html and
+    the viewer script the reports share (foldstack.reports); returns the run-level files."""
+    run_files: dict[str, Any] = {}
+    viewer = viewer_script()
+    if viewer is not None:
+        run_files[VIEWER_ASSET] = _put(publisher, VIEWER_ASSET, viewer)
+    for result in results:
+        got = inputs.get(result.id, {})
+        page = target_report(result.model_dump(mode="json"), run_id=run_id,
+                             structure_pdb=got["ranked_0.pdb"].decode() if "ranked_0.pdb" in got else None,
+                             plddt_tsv=got["plddt.tsv"].decode() if "plddt.tsv" in got else None,
+                             viewer_src=f"../{VIEWER_ASSET}" if viewer is not None else None)
+        entry = _put(publisher, f"{result.id}/report.html", page.encode())
+        result.files["report.html"] = PublishedFile.model_validate(entry)
+    run_files["summary.tsv"] = _put(publisher, "summary.tsv", summary_tsv([summary_row(r) for r in results]).encode())
+    page = index_page(run_id, [r.model_dump(mode="json") for r in results], cost=cost)
+    run_files["index.html"] = _put(publisher, "index.html", page.encode())
+    return run_files
+
+
 def collect_outputs(
     settings: TaskSettings, run_id: str, raw_request: Mapping[str, Any],
     targets: Sequence[Mapping[str, Any]] | None, *, targets_digest: str | None = None,
@@ -93,6 +131,8 @@ def collect_outputs(
     steps = ["msa", "predict"] if request.needs_msa else ["predict"]
     publisher = Publisher(request.output_uri, run_id)
     results: list[TargetResult] = []
+    report_inputs: dict[str, dict[str, bytes]] = {}  # per target: the best model and plddt.tsv
+    run_files: dict[str, dict[str, Any]] = {}
     try:
         for target in targets:
             tid = target["id"]
@@ -115,10 +155,16 @@ def collect_outputs(
                             provenance[step].update(_chain_cache_summary(data))
                     publisher.put(f"{tid}/{dest}{rel}", data)
                     files[f"{dest}{rel}"] = {"sha256": sha, "size": len(data)}
+                    if step == "predict" and rel in ("ranked_0.pdb", "ranked_0.cif", "plddt.tsv"):
+                        report_inputs.setdefault(tid, {})[rel] = data
+                    if step == "predict" and rel == "ranked_0.cif":  # run-level folder for bulk download
+                        publisher.put(f"structures/{tid}.cif", data)
+                        run_files[f"structures/{tid}.cif"] = {"sha256": sha, "size": len(data)}
             metrics = json.loads(storage.read_bytes(storage.safe_join(run_root, "predict", tid, "metrics.json")))
             results.append(TargetResult.model_validate(
                 {**dict(target), "files": files, "metrics": metrics, "provenance": provenance}))
         cost = _estimate_cost(results)  # sets each target's cost; an estimate
+        run_files.update(_publish_reports(publisher, run_id, results, report_inputs, cost))
         manifest = Manifest.model_validate({
             "schema_version": SCHEMA_VERSION,
             "run_id": run_id,
@@ -127,6 +173,7 @@ def collect_outputs(
             "request": request.model_dump(mode="json"),
             "targets": results,
             "cost": cost,
+            "run_files": run_files,
         })
         publisher.commit(manifest.to_dict())
     except BaseException as exc:

@@ -29,6 +29,7 @@ module "platform" {
   lambda_dependency_layer_zip = var.lambda_dependency_layer_zip
   image_tag                   = var.image_tag
   compute_environments        = var.compute_environments
+  refresh_egress              = var.refresh_egress
   fsx                         = var.fsx
   storage                     = var.storage
   ecr_force_delete            = var.ecr_force_delete

@@ -135,3 +135,15 @@ variable "lambda_dependency_layer_zip" {
   type        = string
   default     = "../../../build/lambdas/layer-deps.zip"
 }
+
+variable "refresh_egress" {
+  description = "Opt-in internet egress for the database refresh jobs only (see the platform module): mode none (default) | nat (+ subnets: AZ => subnet routed to your NAT gateway) | proxy (+ proxy_url, proxy_cidr, proxy_port). Fold compute never gets a route out."
+  type = object({
+    mode       = optional(string, "none")
+    subnets    = optional(map(string), {})
+    proxy_url  = optional(string)
+    proxy_cidr = optional(string)
+    proxy_port = optional(number, 3128)
+  })
+  default = {}
+}

@@ -137,8 +137,11 @@ resource "aws_batch_compute_environment" "this" {
     max_vcpus           = each.value.max_vcpus
     min_vcpus           = each.value.min_vcpus
     instance_role       = var.instance_profile_arn
-    security_group_ids  = var.security_group_ids
-    subnets             = [for az in sort(keys(var.subnets)) : var.subnets[az].subnet_id]
+    # A queue in queue_network (only the refresh queue, with refresh_egress on) adds its
+    # security groups and may run in its own subnets; every other queue: compute SG only.
+    security_group_ids = concat(var.security_group_ids, try(var.queue_network[each.key].security_group_ids, []))
+    subnets = coalescelist(try(var.queue_network[each.key].subnet_ids, []),
+    [for az in sort(keys(var.subnets)) : var.subnets[az].subnet_id])
 
     launch_template {
       launch_template_id = aws_launch_template.this[each.value.tier].id
@@ -214,11 +217,11 @@ resource "aws_batch_job_definition" "this" {
     readonlyRootFilesystem = true
     privileged             = false
     resourceRequirements   = each.value.resources
-    environment = [
+    environment = concat([
       { name = "HOME", value = "/tmp" },
       { name = "FOLDSTACK_SCRATCH_ROOT", value = var.scratch_mount },
       { name = "FOLDSTACK_DB_ROOT", value = var.db_mount },
-    ]
+    ], [for k in sort(keys(try(var.job_environment[each.value.job], {}))) : { name = k, value = var.job_environment[each.value.job][k] }])
     volumes = [
       { name = "scratch", host = { sourcePath = var.scratch_mount } },
       { name = "db", host = { sourcePath = var.db_mount } },

@@ -146,3 +146,18 @@ variable "log_retention_days" {
   type        = number
   default     = 30
 }
+
+variable "queue_network" {
+  description = "Per-queue network additions, keyed by queue name of jobs.yaml: extra security groups and, optionally, other subnets (the refresh queue's opt-in egress). Queues not listed use security_group_ids and subnets only."
+  type = map(object({
+    security_group_ids = list(string)
+    subnet_ids         = optional(list(string), [])
+  }))
+  default = {}
+}
+
+variable "job_environment" {
+  description = "Extra container environment per job name of jobs.yaml (e.g. HTTPS_PROXY for refresh_db)."
+  type        = map(map(string))
+  default     = {}
+}

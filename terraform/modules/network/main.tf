@@ -156,3 +156,35 @@ resource "aws_vpc_endpoint" "s3" {
 
   tags = { Name = "${var.name_prefix}-s3" }
 }
+
+# ------------------------------------------------ egress for database refresh only
+
+# Opt-in (refresh_egress.mode != "none"): a security group that the refresh_databases
+# workflow's own queue adds to the compute SG, with one way out: HTTPS (nat: the refresh
+# compute runs in subnets routed to a NAT gateway that you run) or the proxy only (proxy).
+# No other compute environment carries it; tests/terraform/test_estate_invariants.py
+# checks that. This module creates no gateway or route.
+resource "aws_security_group" "refresh_egress" {
+  #checkov:skip=CKV2_AWS_5:Attached outside this module, to the refresh queue's compute environment (batch module, via platform).
+  count = var.refresh_egress.mode == "none" ? 0 : 1
+
+  name_prefix = "${var.name_prefix}-refresh-egress-"
+  description = "Internet egress of the database refresh jobs of ${var.name_prefix} (${var.refresh_egress.mode})"
+  vpc_id      = var.vpc_id
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+resource "aws_vpc_security_group_egress_rule" "refresh_egress" {
+  #checkov:skip=CKV_AWS_382:Opt-in HTTPS egress of the refresh jobs' own security group (nat mode), to fetch public databases.
+  count = var.refresh_egress.mode == "none" ? 0 : 1
+
+  security_group_id = aws_security_group.refresh_egress[0].id
+  description       = var.refresh_egress.mode == "nat" ? "HTTPS to database publishers (through your NAT route)" : "The HTTPS proxy"
+  ip_protocol       = "tcp"
+  from_port         = var.refresh_egress.mode == "nat" ? 443 : var.refresh_egress.proxy_port
+  to_port           = var.refresh_egress.mode == "nat" ? 443 : var.refresh_egress.proxy_port
+  cidr_ipv4         = var.refresh_egress.mode == "nat" ? "0.0.0.0/0" : var.refresh_egress.proxy_cidr
+}

@@ -27,3 +27,8 @@ output "vpc_endpoint_ids" {
   description = "VPC endpoint ids by service."
   value       = merge({ for k, e in aws_vpc_endpoint.interface : k => e.id }, { for e in aws_vpc_endpoint.s3 : "s3" => e.id })
 }
+
+output "refresh_egress_security_group_id" {
+  description = "Security group giving the refresh jobs egress (null when refresh_egress.mode is none)."
+  value       = one(aws_security_group.refresh_egress[*].id)
+}

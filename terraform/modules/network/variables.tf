@@ -37,3 +37,18 @@ variable "create_s3_gateway_endpoint" {
   type        = bool
   default     = true
 }
+
+variable "refresh_egress" {
+  description = "Opt-in internet egress for the database refresh jobs only (their own security group; fold compute never gets it). mode = none (default), nat (HTTPS 443 out; the refresh compute runs in subnets you route to a NAT gateway) or proxy (only proxy_cidr:proxy_port)."
+  type = object({
+    mode       = optional(string, "none")
+    proxy_cidr = optional(string)
+    proxy_port = optional(number, 3128)
+  })
+  default = {}
+
+  validation {
+    condition     = contains(["none", "nat", "proxy"], var.refresh_egress.mode) && (var.refresh_egress.mode != "proxy" || can(cidrhost(var.refresh_egress.proxy_cidr, 0)))
+    error_message = "refresh_egress.mode must be none, nat or proxy; proxy needs proxy_cidr (e.g. 10.0.0.10/32)."
+  }
+}

@@ -58,6 +58,23 @@ module "network" {
   vpc_id                     = var.vpc_id
   subnets                    = var.subnets
   create_s3_gateway_endpoint = var.create_s3_gateway_endpoint
+  refresh_egress             = { mode = var.refresh_egress.mode, proxy_cidr = var.refresh_egress.proxy_cidr, proxy_port = var.refresh_egress.proxy_port }
+}
+
+locals {
+  # Opt-in egress reaches only the refresh_databases workflow's own queue and jobs.
+  refresh_queue_network = var.refresh_egress.mode == "none" ? {} : {
+    (var.refresh_egress.queue) = {
+      security_group_ids = [module.network.refresh_egress_security_group_id]
+      subnet_ids         = var.refresh_egress.mode == "nat" ? [for az in sort(keys(var.refresh_egress.subnets)) : var.refresh_egress.subnets[az]] : []
+    }
+  }
+  refresh_job_environment = var.refresh_egress.mode != "proxy" ? {} : {
+    for job in var.refresh_egress.jobs : job => {
+      HTTPS_PROXY = var.refresh_egress.proxy_url
+      NO_PROXY    = "169.254.169.254,169.254.170.2,localhost,.amazonaws.com"
+    }
+  }
 }
 
 module "fsx" {
@@ -159,6 +176,8 @@ module "batch" {
   file_systems         = module.fsx.file_systems
   kms_key_arn          = module.storage.kms_key_arn
   compute_environments = var.compute_environments
+  queue_network        = local.refresh_queue_network
+  job_environment      = local.refresh_job_environment
   default_max_vcpus    = var.default_max_vcpus
   cpu_instance_types   = var.cpu_instance_types
   scratch_mount        = local.scratch_mount

@@ -225,3 +225,26 @@ variable "ecr_force_delete" {
   type        = bool
   default     = false
 }
+
+variable "refresh_egress" {
+  description = "Opt-in internet egress for the database refresh jobs only (off by default; fold compute never gets it). mode = nat: the refresh queue's compute runs in `subnets` (AZ => subnet id, subnets you route to a NAT gateway, in the AZs of `subnets`) with HTTPS out; mode = proxy: it stays in the private subnets and may reach only proxy_cidr:proxy_port, and the refresh jobs get HTTPS_PROXY = proxy_url."
+  type = object({
+    mode       = optional(string, "none")
+    subnets    = optional(map(string), {})
+    proxy_url  = optional(string)
+    proxy_cidr = optional(string)
+    proxy_port = optional(number, 3128)
+    queue      = optional(string, "cpu-refresh")
+    jobs       = optional(list(string), ["refresh_db", "refresh_db_cleanup"])
+  })
+  default = {}
+
+  validation {
+    condition = (
+      contains(["none", "nat", "proxy"], var.refresh_egress.mode)
+      && (var.refresh_egress.mode != "nat" || length(var.refresh_egress.subnets) > 0)
+      && (var.refresh_egress.mode != "proxy" || (can(regex("^https?://", var.refresh_egress.proxy_url)) && can(cidrhost(var.refresh_egress.proxy_cidr, 0))))
+    )
+    error_message = "refresh_egress: mode none | nat | proxy; nat needs subnets (AZ => subnet id routed to a NAT); proxy needs proxy_url and proxy_cidr."
+  }
+}

@@ -168,3 +168,36 @@ run "launch_templates_and_compute_environments" {
     error_message = "User data mounts the file systems of the instance's own AZ."
   }
 }
+
+run "refresh_egress_reaches_only_the_queue_it_names" {
+  command = plan
+
+  variables {
+    job_spec_files = {
+      fold              = "../../../statemachines/fold/jobs.yaml"
+      refresh_databases = "../../../statemachines/refresh_databases/jobs.yaml"
+    }
+    job_role_arns = {
+      msa                = "arn:aws:iam::111111111111:role/foldstack-dev-job-msa"
+      predict            = "arn:aws:iam::111111111111:role/foldstack-dev-job-predict"
+      refresh_db         = "arn:aws:iam::111111111111:role/foldstack-dev-job-refresh-db"
+      refresh_db_cleanup = "arn:aws:iam::111111111111:role/foldstack-dev-job-refresh-db-cleanup"
+    }
+    queue_network   = { "cpu-refresh" = { security_group_ids = ["sg-0e0e0e0e0e0e0e0e0"], subnet_ids = ["subnet-0eeeeeeeeeeeeeee1"] } }
+    job_environment = { refresh_db = { HTTPS_PROXY = "http://10.0.5.10:3128" } }
+  }
+
+  assert {
+    condition = alltrue([for q, ce in aws_batch_compute_environment.this :
+      q == "cpu-refresh"
+      ? (toset(one(ce.compute_resources).security_group_ids) == toset(["sg-0c0c0c0c0c0c0c0c0", "sg-0e0e0e0e0e0e0e0e0"]) && toset(one(ce.compute_resources).subnets) == toset(["subnet-0eeeeeeeeeeeeeee1"]))
+      : (toset(one(ce.compute_resources).security_group_ids) == toset(["sg-0c0c0c0c0c0c0c0c0"]) && toset(one(ce.compute_resources).subnets) == toset(["subnet-0aaaaaaaaaaaaaaa1", "subnet-0bbbbbbbbbbbbbbb1"]))
+    ])
+    error_message = "Only the refresh queue's compute environment gets the egress group and subnets; fold compute keeps the compute group alone."
+  }
+
+  assert {
+    condition     = contains([for e in jsondecode(aws_batch_job_definition.this["refresh_databases/refresh_db"].container_properties).environment : e.name], "HTTPS_PROXY") && !contains(flatten([for k, d in aws_batch_job_definition.this : [for e in jsondecode(d.container_properties).environment : e.name] if startswith(k, "fold/")]), "HTTPS_PROXY")
+    error_message = "Only the refresh job gets the proxy setting."
+  }
+}

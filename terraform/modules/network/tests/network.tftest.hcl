@@ -87,3 +87,49 @@ run "s3_egress_without_our_gateway_endpoint" {
     error_message = "The compute SG keeps its HTTPS egress to S3 with the endpoint setting off."
   }
 }
+
+run "refresh_egress_is_off_by_default" {
+  command = plan
+
+  assert {
+    condition     = length(aws_security_group.refresh_egress) == 0 && length(aws_vpc_security_group_egress_rule.refresh_egress) == 0 && output.refresh_egress_security_group_id == null
+    error_message = "Without refresh_egress nothing gets a way out."
+  }
+}
+
+run "refresh_egress_nat_allows_https_out_of_its_own_group_only" {
+  command = plan
+
+  variables {
+    refresh_egress = { mode = "nat" }
+  }
+
+  override_resource {
+    target          = aws_security_group.refresh_egress
+    values          = { id = "sg-0e0e0e0e0e0e0e0e0" }
+    override_during = plan
+  }
+
+  assert {
+    condition     = length(aws_vpc_security_group_egress_rule.refresh_egress) == 1 && aws_vpc_security_group_egress_rule.refresh_egress[0].security_group_id == "sg-0e0e0e0e0e0e0e0e0" && aws_vpc_security_group_egress_rule.refresh_egress[0].from_port == 443 && aws_vpc_security_group_egress_rule.refresh_egress[0].to_port == 443 && aws_vpc_security_group_egress_rule.refresh_egress[0].cidr_ipv4 == "0.0.0.0/0"
+    error_message = "nat: HTTPS out, on the refresh egress group only."
+  }
+
+  assert {
+    condition     = aws_vpc_security_group_egress_rule.compute_https_endpoints.cidr_ipv4 == null && aws_vpc_security_group_egress_rule.compute_https_s3.cidr_ipv4 == null
+    error_message = "The compute group keeps no CIDR egress."
+  }
+}
+
+run "refresh_egress_proxy_reaches_only_the_proxy" {
+  command = plan
+
+  variables {
+    refresh_egress = { mode = "proxy", proxy_cidr = "10.0.5.10/32", proxy_port = 3128 }
+  }
+
+  assert {
+    condition     = aws_vpc_security_group_egress_rule.refresh_egress[0].cidr_ipv4 == "10.0.5.10/32" && aws_vpc_security_group_egress_rule.refresh_egress[0].from_port == 3128
+    error_message = "proxy: only the proxy's address and port."
+  }
+}

@@ -1,0 +1,153 @@
+"""Peak RSS of the msa step on a ~200 MB and a ≥ 1 GB database: it must not grow with the database.
+
+    .venv/bin/python bench/bench_msa_memory.py [--work DIR] [--sizes-mb 200 1100] [--cpus 2]
+                                               [--control] [--json out.json]
+
+Databases: the real UniProtKB sequences of ``bench_msa_scale.py`` (Debian
+``metastudent-data``, ~185 MB; built there, or here with the same code), grown to each
+size with mutated copies (30 % of residues substituted at random, fixed seed: realistic
+length distribution and composition, but new sequences), each published as the
+``uniref90`` role (manifest with ``sequence_count``); the demo's small_bfd and mgnify
+databases complete the ``reduced_dbs`` preset.
+
+For each size the real command a Batch job runs, ``foldstack step msa`` (jackhmmer
+streamed from disk, AlphaFold's settings), folds one real query, in its own process under
+GNU time; reported: the peak RSS the step's done record holds (``resources``), GNU time's
+maximum RSS, CPU seconds and the sequences searched (Z). ``--control`` also measures what
+loading the database whole costs (``SequenceFile.read_block()``, what
+``pyhmmer.hmmer.jackhmmer`` does) on the smallest size. Never part of ``make test``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess  # nosec B404 - fixed argv
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_msa_scale import DB_NAME, build_database, ensure_packages  # noqa: E402
+
+AA = "ACDEFGHIKLMNPQRSTVWY"
+CONTROL = r"""
+import sys
+from pyhmmer.easel import Alphabet, SequenceFile
+with SequenceFile(sys.argv[1], digital=True, alphabet=Alphabet.amino()) as f:
+    block = f.read_block()
+hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")) / 1024
+print(len(block), round(hwm))
+"""
+
+
+def grown_database(work: Path, source: Path, size_mb: int, demo_root: Path) -> Path:
+    """<work>/db-<size>: the source FASTA, then mutated copies of it up to size_mb, as the
+    uniref90 role; plus the demo small_bfd and mgnify databases."""
+    import shutil
+
+    from foldstack.steps.databases import build_local_version, write_manifest
+
+    root = work / f"db-{size_mb}mb"
+    name = f"uniprot_go_{size_mb}mb"
+
+    def fill(tmp: Path) -> None:
+        rng = random.Random(size_mb)
+        target, written, copy = size_mb * 1_000_000, 0, 0
+        with open(tmp / f"{name}.fasta", "w") as out:
+            while written < target:
+                with open(source) as f:
+                    for header in f:
+                        seq = next(f).strip()
+                        if copy:
+                            seq = "".join(rng.choice(AA) if rng.random() < 0.3 else c for c in seq)
+                        line = f"{header.strip()}_{copy}\n{seq}\n" if copy else f"{header.strip()}\n{seq}\n"
+                        out.write(line)
+                        written += len(line)
+                        if written >= target:
+                            break
+                copy += 1
+        write_manifest(tmp, name=name, version="v1", role="uniref90", sequences=f"{name}.fasta", max_hits=10000,
+                       source=f"{source} grown to {size_mb} MB with mutated copies", license="CC BY 4.0")
+
+    build_local_version(root, name, "v1", fill)
+    for demo in ("demo_small_bfd", "demo_mgnify"):
+        if not (root / demo).exists():
+            shutil.copytree(demo_root / demo, root / demo, ignore=shutil.ignore_patterns("mmseqs"))
+    return root
+
+
+def run_step(root: Path, scratch: Path, run_id: str, query: tuple[str, str], cpus: int) -> dict:
+    target = "q"
+    fasta = scratch / run_id / "input" / "targets" / f"{target}.fasta"
+    fasta.parent.mkdir(parents=True, exist_ok=True)
+    fasta.write_text(f">{target}\n{query[1]}\n")
+    cmd = ["/usr/bin/time", "-f", "FSTIME %U %S %M", sys.executable, "-m", "foldstack", "step", "msa",
+           "--run-id", run_id, "--target", target, "--scratch", str(scratch), "--db", str(root), "--cache", ""]
+    env = {**os.environ, "FOLDSTACK_CPUS": str(cpus), "FOLDSTACK_DB_VERIFY_MAX_BYTES": "0"}
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)  # nosec B603
+    wall = time.perf_counter() - t
+    if proc.returncode:
+        raise RuntimeError(proc.stderr[-3000:])
+    user, system, kib = proc.stderr.rsplit("FSTIME", 1)[1].split()
+    out = scratch / run_id / "msa" / target
+    done = json.loads((out / "msa.done.json").read_text())
+    info = json.loads((out / "features.json").read_text())
+    stream = next(iter(v[0] for k, v in info["streamed"].items() if k.startswith("uniprot_go")))
+    return {"done_peak_rss_mib": done["resources"]["peak_rss_mib"], "time_max_rss_mib": round(int(kib) / 1024, 1),
+            "cpu_s": round(float(user) + float(system), 1), "wall_s": round(wall, 1),
+            "sequences": stream["sequences"], "z_source": stream["z_source"],
+            "hits": info["hits"], "db_bytes": info["databases"][0]["files"][f"{info['databases'][0]['name']}.fasta"][
+                "bytes"]}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--work", type=Path, default=Path("/tmp/foldstack-bench-msa-scale"))
+    ap.add_argument("--sizes-mb", type=int, nargs="+", default=[200, 1100])
+    ap.add_argument("--cpus", type=int, default=len(os.sched_getaffinity(0)))
+    ap.add_argument("--control", action="store_true")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+
+    ensure_packages()
+    from foldstack.demo_data import build_demo_db
+    from foldstack.steps.databases import open_database
+
+    args.work.mkdir(parents=True, exist_ok=True)
+    source = open_database(build_database(args.work), DB_NAME, verify=False)
+    demo = args.work / "demo-db"
+    build_demo_db(demo)
+    with open(source.sequences) as f:  # one real query of typical length
+        query = next((h[1:].strip(), s.strip()) for h, s in zip(f, f, strict=False) if 300 <= len(s.strip()) <= 400)
+    print(f"query {query[0]} ({len(query[1])} aa); source {source.sequence_count} sequences; "
+          f"load {os.getloadavg()[0]:.1f}", flush=True)
+    rows = {}
+    for size in args.sizes_mb:
+        root = grown_database(args.work, source.sequences, size, demo)
+        row = run_step(root, args.work / "scratch", f"mem-{size}mb-{int(time.time())}", query, args.cpus)
+        rows[size] = row
+        print(f"{row['db_bytes'] / 1e6:7.0f} MB database, {row['sequences']} sequences: peak RSS "
+              f"{row['done_peak_rss_mib']:.0f} MiB (done record) / {row['time_max_rss_mib']:.0f} MiB (GNU time), "
+              f"{row['cpu_s']:.0f} CPU-s, {row['wall_s']:.0f}s wall, Z from {row['z_source']}", flush=True)
+    sizes = sorted(rows)
+    growth = rows[sizes[-1]]["done_peak_rss_mib"] - rows[sizes[0]]["done_peak_rss_mib"]
+    print(f"peak RSS difference {sizes[0]} MB -> {sizes[-1]} MB database: {growth:+.1f} MiB")
+    result = {"query": query[0], "rows": rows, "growth_mib": growth}
+    if args.control:
+        root = args.work / f"db-{sizes[0]}mb"
+        fasta = next(root.glob("uniprot_go_*/v1/*.fasta"))
+        out = subprocess.run([sys.executable, "-c", CONTROL, str(fasta)], capture_output=True, text=True,
+                             check=True).stdout.split()
+        result["control_read_block_mib"] = int(out[1])
+        print(f"control: read_block() of the {sizes[0]} MB database (pyhmmer's jackhmmer): {out[1]} MiB peak")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
