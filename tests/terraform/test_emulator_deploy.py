@@ -30,11 +30,13 @@ import pytest
 
 from . import emulator
 from .conftest import REPO, REQUIRE_TOOLS, _load_script, _stage_copy, terraform_bin
+from .emulator import state_bucket
 
 pytestmark = [pytest.mark.terraform, pytest.mark.deploy]
 
 ENV = "dev"
 PREFIX = f"foldstack-{ENV}"
+STATE_BUCKET = f"foldstack-tfstate-{emulator.ACCOUNT}"
 LAKE = "foldstack-emulator-lake"
 # A used env: images pushed under the tag the job definitions run, a database, weights.
 FASTA = b">emu1 stand-in\nMKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQAPILSRVGDGTQDNLSGAEKAVQVKVKALPDAQFEVVHSLAKW\n"
@@ -55,6 +57,8 @@ class Deployment:
     tf_env: dict[str, str]
     terraform: str
     started: float = field(default_factory=time.monotonic)
+    bootstrapped: int = 0
+    bootstrap_log: list[str] = field(default_factory=list)
     planned: int = 0
     applied: int = 0
     destroyed: int = 0
@@ -120,11 +124,20 @@ def deployment(tmp_path_factory):
         emulator.write_tfvars(env_dir, network, LAKE)
         dep = Deployment(root=root, env_dir=env_dir, server=server, tf_env=tf_env, terraform=terraform,
                          tfvars={**network, "lake": LAKE})
+        # A new account, as docs/operations.md walks it: the state bucket, then the ECR
+        # repositories alone (make bootstrap), then the first image push, then the deploy.
+        dep.bootstrap_log = state_bucket.ensure_state_bucket(dep.aws("s3"), STATE_BUCKET, emulator.REGION)
         init = dep.tf("init", "-input=false", "-lockfile=readonly", timeout=300)
         assert init.returncode == 0, _explain(init)
+        boot = dep.tf("apply", "-input=false", "-auto-approve", "-target=module.platform.module.ecr", timeout=300)
+        assert boot.returncode == 0, _explain(boot) + "\n--- moto ---\n" + server.log_tail()
+        dep.bootstrapped = int(re.search(r"Apply complete! Resources: (\d+) added", boot.stdout).group(1))
+        _push_images(dep)
         plan = dep.tf("plan", "-input=false", "-out=plan.out", timeout=300)
         assert plan.returncode == 0, _explain(plan)
-        dep.planned = int(re.search(r"Plan: (\d+) to add, 0 to change, 0 to destroy", plan.stdout).group(1))
+        counts = re.search(r"Plan: (\d+) to add, (\d+) to change, (\d+) to destroy", plan.stdout)
+        assert counts and counts.group(3) == "0", _explain(plan)
+        dep.planned = int(counts.group(1))
         apply = dep.tf("apply", "-input=false", "-parallelism=16", "plan.out", timeout=600)
         assert apply.returncode == 0 and "Error:" not in apply.stdout + apply.stderr, \
             _explain(apply) + "\n--- moto ---\n" + server.log_tail()
@@ -137,10 +150,27 @@ def deployment(tmp_path_factory):
 # --------------------------------------------------------------------------- apply
 
 
+def test_bootstrap_makes_the_state_bucket_and_the_registries_first(deployment):
+    d = deployment
+    s3 = d.aws("s3")
+    d.check("bootstrap: state bucket versioned", s3.get_bucket_versioning(Bucket=STATE_BUCKET)["Status"] == "Enabled")
+    rule = s3.get_bucket_encryption(Bucket=STATE_BUCKET)["ServerSideEncryptionConfiguration"]["Rules"][0]
+    d.check("bootstrap: state bucket SSE-KMS", rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms")
+    block = s3.get_public_access_block(Bucket=STATE_BUCKET)["PublicAccessBlockConfiguration"]
+    d.check("bootstrap: state bucket public access blocked", all(block.values()), block)
+    policy = json.loads(s3.get_bucket_policy(Bucket=STATE_BUCKET)["Policy"])
+    d.check("bootstrap: state bucket TLS only", policy["Statement"][0]["Condition"] == {
+        "Bool": {"aws:SecureTransport": "false"}})
+    again = state_bucket.ensure_state_bucket(s3, STATE_BUCKET, emulator.REGION)
+    d.check("bootstrap: idempotent", "exists" in again[0] and "created" in d.bootstrap_log[0], again)
+    d.check("bootstrap: -target=module.platform.module.ecr creates the repositories (+ KMS key)",
+            2 <= d.bootstrapped <= 10, d.bootstrapped)
+
+
 def test_apply_creates_every_planned_resource(deployment):
     d = deployment
-    d.check("apply: every planned resource created", d.applied == d.planned and d.applied >= 140,
-            f"planned {d.planned}, applied {d.applied}")
+    d.check("apply: every planned resource created", d.applied == d.planned and d.applied + d.bootstrapped >= 140,
+            f"planned {d.planned}, applied {d.applied} (+{d.bootstrapped} at bootstrap)")
     outputs = json.loads(d.tf("output", "-json").stdout)
     d.check("apply: outputs name both state machines",
             set(outputs["state_machine_arns"]["value"]) == {"fold", "refresh_databases"}, outputs)
@@ -162,7 +192,9 @@ def _covered(arn: str, resources: list[str] | str) -> bool:
     return any(fnmatch.fnmatchcase(arn, r) for r in ([resources] if isinstance(resources, str) else resources))
 
 
-def test_state_machines_are_substituted_and_name_only_what_exists(deployment):
+def test_state_machines_are_substituted_and_name_only_what_exists(deployment, tmp_path):
+    from .test_workflow_lint import validate_asl
+
     d = deployment
     machines = _state_machines(d)
     d.check("sfn: both workflows deployed", set(machines) == {f"{PREFIX}-fold", f"{PREFIX}-refresh_databases"},
@@ -173,6 +205,9 @@ def test_state_machines_are_substituted_and_name_only_what_exists(deployment):
         d.check(f"sfn {name}: every ${{…}} placeholder substituted", "${" not in text,
                 re.findall(r"\$\{[^}]*\}", text))
         json.loads(text)
+        proc = validate_asl(text, tmp_path / f"{name}.asl.json")
+        d.check(f"sfn {name}: asl-validator accepts the deployed definition", proc.returncode == 0,
+                proc.stdout + proc.stderr)
         arns = {m.group(0) for m in ARN.finditer(text)}
         queues = sorted(a for a in arns if ":job-queue/" in a)
         job_defs = sorted(a for a in arns if ":job-definition/" in a)
@@ -298,8 +333,8 @@ def test_every_ssm_parameter_the_client_reads_resolves(deployment, monkeypatch):
     for k, v in d.server.env().items():
         monkeypatch.setenv(k, v)
     config = discover(AwsApi(session_for()), ENV)
-    params = {p["Name"].rsplit("/", 1)[-1] for p in d.aws("ssm").get_parameters_by_path(
-        Path=f"/foldstack/{ENV}/")["Parameters"]}
+    pages = d.aws("ssm").get_paginator("get_parameters_by_path").paginate(Path=f"/foldstack/{ENV}/")
+    params = {p["Name"].rsplit("/", 1)[-1] for page in pages for p in page["Parameters"]}
     d.check("ssm: every required parameter published", set(REQUIRED) <= params, set(REQUIRED) - params)
     d.check("ssm: only names the client knows", params <= set(REQUIRED) | set(OPTIONAL), params)
     s3, logs = d.aws("s3"), d.aws("logs")
@@ -338,14 +373,20 @@ def test_compute_reaches_s3_and_fsx(deployment):
 # --------------------------------------------------------------------------- client
 
 
-def _use_env(d: Deployment) -> None:
-    """What a used env holds: the step images at the tag the job definitions run, one
-    database version and ESMFold weights."""
-    ecr, s3 = d.aws("ecr"), d.aws("s3")
+def _push_images(d: Deployment) -> None:
+    """Stand-in images at the tag the job definitions run (the first push after bootstrap)."""
+    ecr = d.aws("ecr")
     for image in ("msa", "predict"):
         with contextlib.suppress(ecr.exceptions.ImageAlreadyExistsException):  # immutable: pushed already
             ecr.put_image(repositoryName=f"{PREFIX}/{image}", imageTag="bootstrap",
                           imageManifest=json.dumps(STAND_IN_MANIFEST))
+
+
+def _use_env(d: Deployment) -> None:
+    """What a used env holds: the step images at the tag the job definitions run, one
+    database version and ESMFold weights."""
+    s3 = d.aws("s3")
+    _push_images(d)
     db = f"{PREFIX}-database-{emulator.ACCOUNT}-{emulator.REGION}"
     fasta = b">s1\nMKTAYIAKQR\n"
     manifest = {"schema_version": 1, "name": "demo", "version": "v1", "role": "uniref90", "sequences": "demo.fasta",
@@ -436,8 +477,9 @@ def test_destroy_of_a_used_env_leaves_nothing(deployment, capsys):
         fsx.delete_file_system(FileSystemId=fs_id, LustreConfiguration={"SkipFinalBackup": True})
     d.check("destroy: no FSx file system left", not fsx.describe_file_systems()["FileSystems"])
     d.destroyed = int(re.search(r"Destroy complete! Resources: (\d+) destroyed", destroy.stdout).group(1))
-    d.check("destroy: every applied resource destroyed", d.destroyed + len(file_systems) == d.applied,
-            (d.applied, d.destroyed, len(file_systems)))
+    d.check("destroy: every applied resource destroyed",
+            d.destroyed + len(file_systems) == d.applied + d.bootstrapped,
+            (d.applied, d.bootstrapped, d.destroyed, len(file_systems)))
     state = d.tf("state", "list")
     d.check("destroy: the state is empty", state.returncode == 0 and not state.stdout.strip(), state.stdout)
     repos = [r["repositoryName"] for r in d.aws("ecr").describe_repositories()["repositories"]]
@@ -447,7 +489,8 @@ def test_destroy_of_a_used_env_leaves_nothing(deployment, capsys):
             buckets)
     elapsed = time.monotonic() - d.started
     with capsys.disabled():
-        print(f"\nemulator deploy ({ENV}): {d.applied} resources applied, {d.destroyed} destroyed by terraform "
+        print(f"\nemulator deploy ({ENV}): {d.bootstrapped} + {d.applied} resources applied (bootstrap + deploy), "
+              f"{d.destroyed} destroyed by terraform "
               f"(+{len(file_systems)} FSx file systems through the FSx API), {len(d.checks)} checks passed, "
               f"{elapsed:.0f} s", flush=True)
 

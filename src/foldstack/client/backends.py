@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from foldstack import storage
-from foldstack.client.attempts import Attempts
+from foldstack.client.attempts import Attempts, name_of
 from foldstack.client.aws import AwsApi
 from foldstack.client.config import ClientConfig
 from foldstack.client.errors import AwsError, RunNotFoundError, RunStateError
@@ -178,18 +178,23 @@ class CloudBackend:
         if not rerun:
             if self.attempts.latest(prepared.run_id) is not None:
                 return True
-            return self.attempts.start(prepared.run_id, 1, body)
+            return self._start(prepared.run_id, 1, body)
         attempt, latest = self.attempts.next_attempt(prepared.run_id, retry=False)
         if latest is not None:
             self.attempts.discard(prepared.run_id, prepared.request.output_uri)
-        return self.attempts.start(prepared.run_id, attempt, body)
+        return self._start(prepared.run_id, attempt, body)
 
     def retry(self, run_id: str) -> bool:
         """Start the next attempt of a FAILED, ABORTED or TIMED_OUT run with the same input:
         its steps skip the targets the earlier attempts finished."""
         attempt, latest = self.attempts.next_attempt(run_id, retry=True)
         assert latest is not None
-        return self.attempts.start(run_id, attempt, latest["input"])
+        return self._start(run_id, attempt, latest["input"])
+
+    def _start(self, run_id: str, attempt: int, body: str) -> bool:
+        existed = self.attempts.start(run_id, attempt, body)
+        self._arns[run_id] = self.config.execution_arn(name_of(run_id, attempt))  # history follows it
+        return existed
 
     # -- inspection
     def describe(self, run_id: str) -> ExecutionInfo:

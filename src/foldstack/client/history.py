@@ -260,6 +260,9 @@ def parse(events: Iterable[Mapping[str, Any]]) -> Progress:
         ts = _timestamp(ev.get("timestamp"))
         key = _iteration_key(ev, etype, d, iteration, open_maps)
         iteration[eid] = key
+        if etype == "MapStateStarted":  # a later Map in the same scope reuses iteration indices
+            for stale in [k for k in members if len(k) > len(key) and k[:len(key)] == key]:
+                del members[stale]
         if key and ev.get("_target") and key not in members:  # a batch's events name its ids joined by ','
             members[key] = [(t, None) for t in str(ev["_target"]).split(",") if t]
 

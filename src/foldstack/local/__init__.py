@@ -16,7 +16,8 @@ Public API::
 
     LocalRunner(home=None, *, workflow=None, wait_scale=0.0, injector=None, on_event=None,
                 job_env=None, limits=None, grace=5.0)
-    runner.submit(request, *, force=False, detach=False) -> LocalRun
+    runner.submit(request, *, force=False, detach=False, rerun=False) -> LocalRun
+    runner.retry(run_id, *, detach=False) -> LocalRun   (the next attempt, <run_id>-a<N>)
     runner.prepare(request) / describe(run_id) / list_runs() / history(run_id)
     runner.attach(run_id) -> LocalRun      runner.cancel(run_id, reason) -> status
     LocalRun: .run_id .status .record() .wait(timeout=None) .history() .cancel() .existed

@@ -231,10 +231,11 @@ class Drive:
         self.final_status = status
         write_terminal(self.paths.record(self.run_id), record)
         if self._stop is not None and self._stop[0] == "Interrupted":
-            kept = (record.get("cleanup") or {}).get("msa_cached", 0)
+            kept = (record.get("cleanup") or {}).get("kept_targets", 0)
             print(f"foldstack: run {self.run_id} {self._stop[1]}: recorded ABORTED, jobs stopped, scratch "
-                  f"removed{f', {kept} finished MSA(s) kept' if kept else ''}. To resume, run the same command "
-                  "again: finished work is reused.", file=sys.stderr, flush=True)
+                  f"removed{f' but {kept} finished step output(s)' if kept else ''}. To resume, run the same "
+                  f"command again (or `foldstack retry {self.run_id} --env local`): finished work is reused.",
+                  file=sys.stderr, flush=True)
 
 
 def _cancel_reason(path: Any) -> str:

@@ -286,7 +286,7 @@ def msa_coverage(plots_dir: Path, msa: np.ndarray, *, target: str) -> dict[str, 
         return {}
     gap = 21
     covered = msa != gap
-    identity = (msa == msa[0]).sum(axis=1) / max(1, msa.shape[1])
+    identity = ((msa == msa[0]) & covered).sum(axis=1) / np.maximum(1, covered.sum(axis=1))  # over aligned columns
     order = np.argsort(-identity, kind="stable")
     shown = np.where(covered[order], identity[order][:, None], np.nan)
     depth = covered.sum(axis=0)
@@ -297,7 +297,7 @@ def msa_coverage(plots_dir: Path, msa: np.ndarray, *, target: str) -> dict[str, 
     ax.plot(np.arange(1, msa.shape[1] + 1), depth, color="black", lw=1.2)
     fig.colorbar(im, ax=ax, label="sequence identity to query")
     ax.set_xlim(0.5, msa.shape[1] + 0.5)
-    ax.set_ylim(-0.5, max(msa.shape[0], 1) - 0.5)
+    ax.set_ylim(-0.5, max(msa.shape[0], int(depth.max())) + 0.5)
     ax.set_xlabel("residue")
     ax.set_ylabel("sequences")
     ax.set_title(f"{target} · MSA coverage ({msa.shape[0]} sequences)", fontsize=9)

@@ -177,3 +177,17 @@ def write_tfvars(env_dir: Path, network: dict[str, Any], data_lake_bucket: str) 
     path = env_dir / "emulator.auto.tfvars.json"
     path.write_text(json.dumps(values, indent=2))
     return path
+
+
+def _load_state_bucket() -> Any:
+    import importlib.util
+
+    path = HERE.parents[2] / "terraform" / "bootstrap" / "state_bucket.py"
+    spec = importlib.util.spec_from_file_location("foldstack_state_bucket", path)
+    module = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(module)
+    return module
+
+
+state_bucket = _load_state_bucket()  # terraform/bootstrap/state_bucket.py, as `make bootstrap` runs it
