@@ -154,12 +154,13 @@ class Mmseqs:
         self.calls += 1
 
 
-def mmseqs_search(mm: Mmseqs, queries, target: Path, work: Path, cpus: int, sensitivity: float) -> dict[str, set]:
+def mmseqs_search(mm: Mmseqs, queries, target: Path, work: Path, cpus: int, sensitivity: float,
+                  max_seqs: int = 10000) -> dict[str, set]:
     work.mkdir(parents=True, exist_ok=True)
     (work / "q.fasta").write_text("".join(f">{n}\n{s}\n" for n, s in queries))
     mm("createdb", work / "q.fasta", work / "qdb")
     mm("search", work / "qdb", target, work / "res", work / "tmp", "-a", "-s", sensitivity, "--num-iterations", 1,
-       "-e", 0.0001, "--max-seqs", 10000, "--db-load-mode", 2, "--threads", cpus)
+       "-e", 0.0001, "--max-seqs", max_seqs, "--db-load-mode", 2, "--threads", cpus)
     mm("convertalis", work / "qdb", target, work / "res", work / "res.m8", "--db-load-mode", 2, "--threads", cpus)
     hits: dict[str, set] = {n: set() for n, _ in queries}
     for line in (work / "res.m8").read_text().splitlines():
@@ -178,6 +179,7 @@ def main() -> int:
     ap.add_argument("--cpus", type=int, default=len(os.sched_getaffinity(0)))
     ap.add_argument("--sensitivity", type=float, nargs="+", default=[7.5],
                     help="MMseqs2 -s values to compare (index built for the largest)")
+    ap.add_argument("--max-seqs", type=int, default=10000, help="MMseqs2 --max-seqs (the msa step: 10000)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
 
@@ -220,6 +222,7 @@ def main() -> int:
 
     results = {"database": {"sequences": db.sequence_count, "bytes": db.sequences.stat().st_size},
                "queries": len(queries), "query_lengths": lengths, "cpus": args.cpus, "index": built,
+               "max_seqs": args.max_seqs,
                "jackhmmer": {k: jh[k] for k in ("cpu_s", "wall_s", "peak_rss_mib", "cpu_per_query")} | {
                    "hits": jh_total}, "mmseqs": {}}
     for s in args.sensitivity:
@@ -228,11 +231,13 @@ def main() -> int:
             mm = Mmseqs(binary)
             t = time.perf_counter()
             if mode == "batched":
-                hits = mmseqs_search(mm, queries, index / "target", args.work / "run-batched", args.cpus, s)
+                hits = mmseqs_search(mm, queries, index / "target", args.work / "run-batched", args.cpus, s,
+                                     args.max_seqs)
             else:
                 hits = {}
                 for i, q in enumerate(queries):
-                    hits.update(mmseqs_search(mm, [q], index / "target", args.work / f"run-{i}", args.cpus, s))
+                    hits.update(mmseqs_search(mm, [q], index / "target", args.work / f"run-{i}", args.cpus, s,
+                                              args.max_seqs))
             wall = time.perf_counter() - t
             both = sum(len(jh_hits[q] & hits[q]) for q in jh_hits)
             share = both / jh_total if jh_total else float("nan")
@@ -240,7 +245,8 @@ def main() -> int:
             row[mode] = {"cpu_s": round(mm.cpu_s, 2), "wall_s": round(wall, 1), "peak_rss_mib": round(mm.peak_mib),
                          "hits": sum(len(v) for v in hits.values()), "both": both, "share": round(share, 4),
                          "cpu_ratio": round(ratio, 2)}
-            print(f"mmseqs2 -s {s} {mode.replace('_', ' '):9}: {mm.cpu_s:7.1f} CPU-s ({wall:.1f}s wall), "
+            print(f"mmseqs2 -s {s} --max-seqs {args.max_seqs} {mode.replace('_', ' '):9}: "
+                  f"{mm.cpu_s:7.1f} CPU-s ({wall:.1f}s wall), "
                   f"peak RSS {mm.peak_mib:.0f} MiB, {row[mode]['hits']} hits; jackhmmer/mmseqs2 CPU {ratio:.1f}x, "
                   f"{share:.1%} of jackhmmer's hits")
         results["mmseqs"][str(s)] = row

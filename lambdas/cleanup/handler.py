@@ -10,6 +10,6 @@ from foldstack.tasks.settings import TaskSettings
 
 @task_handler("cleanup")
 def handler(event: CleanupEvent, settings: TaskSettings) -> CleanupResult:
-    stopped_at = event.stopped_at / 1000 if event.stopped_at is not None else None
+    stopped = {"stopped_at": event.stopped_at / 1000} if event.stopped_at is not None else {}  # (epoch ms)
     return CleanupResult.model_validate(cleanup(settings, event.run_id, event.request, failed=event.failed,
-                                                stopped_at=stopped_at))
+                                                **stopped))

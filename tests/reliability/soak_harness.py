@@ -30,8 +30,9 @@ The invariants are about behaviour, not state names (the definition is being ext
 every run ends terminal; a SUCCEEDED run has every expected file under
 ``<out>/<run_id>/`` with the sha256 its manifest records and the fake step's content; a
 run without ``manifest.json`` has nothing under ``<out>/<run_id>/``; no ``.partial``
-leftovers; the run's scratch is gone and the cleanup Lambda ran (``failed`` matching
-the outcome); every FAILED run names an error and a machine-readable cause; no
+leftovers; the run's scratch is gone (a FAILED run's but for finished targets' step
+outputs, kept for a retry) and the cleanup Lambda ran (``failed`` matching the
+outcome); every FAILED run names an error and a machine-readable cause; no
 ``States.Runtime``; no run fails unless a fault that can fail it was injected.
 """
 
@@ -584,6 +585,30 @@ KNOWN_BUGS = {
 }
 
 
+def _not_kept_folder(folder: Path, step: str) -> bool:
+    try:
+        outputs = json.loads((folder / f"{step}.done.json").read_text())["outputs"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return True
+    return not outputs or any(not (folder / rel).is_file()
+                              or hashlib.sha256((folder / rel).read_bytes()).hexdigest() != digest
+                              for rel, digest in outputs.items())
+
+
+def _not_finished_work(scratch: Path) -> list[str]:
+    """Files of a failed run's scratch that Cleanup should have removed: everything but
+    the finished targets' step folders (``<step>/<target>/`` whose done record lists files
+    that are all there with their sha256)."""
+    stray = []
+    for path in sorted(scratch.rglob("*")):
+        if path.is_dir() and not path.is_symlink():
+            continue
+        parts = path.relative_to(scratch).parts
+        if len(parts) < 3 or path.is_symlink() or _not_kept_folder(scratch / parts[0] / parts[1], parts[0]):
+            stray.append("/".join(parts))
+    return stray
+
+
 def check_run(plan: PlannedRun, execution: Any, faults: RunFaults, estate: SoakEstate, s3: Any,
               lambda_max_attempts: int, exempt_known_bugs: bool = True) -> RunOutcome:
     v: list[str] = []
@@ -639,7 +664,11 @@ def check_run(plan: PlannedRun, execution: Any, faults: RunFaults, estate: SoakE
 
     # -- cleanup
     scratch = estate.scratch / rid
-    if scratch.exists() or scratch.is_symlink():
+    if status == "FAILED" and scratch.is_dir() and not scratch.is_symlink():
+        stray = _not_finished_work(scratch)  # a failed run keeps finished targets for a retry
+        if stray:
+            v.append(f"[cleanup] {rid}: scratch holds more than finished targets' step outputs: {stray[:5]}")
+    elif scratch.exists() or scratch.is_symlink():
         left = sorted(str(p.relative_to(estate.scratch)) for p in scratch.rglob("*"))[:5]
         v.append(f"[cleanup] {rid}: scratch dir still there: {left}")
     if not faults.cleanup_calls:

@@ -116,5 +116,7 @@ def test_step_crash_goes_through_cleanup_to_failed_end(home, tmp_path, monkeypat
     assert record["error"] == "States.TaskFailed"
     entered = [e.get("state") for e in run.history() if e.get("type") == "TaskStateEntered"]
     assert "CleanupOnFailure" in entered and "CollectOutputs" not in entered
-    assert not (home / "scratch" / run.run_id).exists()
+    # Cleanup kept only what finished (delta's prediction) for a retry; the rest is gone
+    scratch = home / "scratch" / run.run_id
+    assert {"/".join(p.relative_to(scratch).parts[:2]) for p in files_under(scratch)} == {"predict/delta"}
     assert not out.exists() or files_under(out) == []

@@ -84,9 +84,9 @@ run "evaluate_on_exit_retries_only_host_loss" {
 
   assert {
     condition = alltrue([for d in aws_batch_job_definition.this : alltrue([
-      for r in one(d.retry_strategy).evaluate_on_exit : lower(r.action) == "exit" || (r.on_exit_code == null)
+      for r in one(d.retry_strategy).evaluate_on_exit : lower(r.action) == "exit" || r.on_exit_code == null || r.on_exit_code == "75"
     ])])
-    error_message = "No rule may retry on an exit code (bad input and OOM must not be retried)."
+    error_message = "The only exit code a rule may retry is 75 (inputs not yet visible); bad input (2) and OOM (3) must not be retried."
   }
 }
 
