@@ -22,6 +22,7 @@ from foldstack.steps.databases import open_database
 from foldstack.steps.refresh_db import parse_spec, refresh_database
 from foldstack.steps.refresh_db_unpack import unpack_archive
 from tests.steps.conftest import stage
+from tests.steps.test_steps_refresh_db import s3  # noqa: F401, F811 - the moto S3 fixture
 
 HAVE_MMSEQS = shutil.which("mmseqs") is not None
 needs_mmseqs = pytest.mark.skipif(not HAVE_MMSEQS, reason="Debian mmseqs2 not installed")
@@ -349,3 +350,20 @@ def test_request_validates_pins_and_keys_the_run_id_on_them():
         RunRequest(inputs=["x.fasta"], output_uri="/tmp/o", db_versions={"../x": "v1"})
     with pytest.raises(ValueError, match="alphafold2 options"):
         RunRequest(inputs=["x.fasta"], output_uri="/tmp/o", engine="esmfold", db_versions={"uniref90": "v1"})
+
+
+def test_db_build_to_s3_publishes_manifest_then_current(s3, tmp_path):  # noqa: F811 - the fixture
+    """`foldstack db build --db s3://...`: files, then manifest.json, then CURRENT last;
+    `db list` reads the bucket."""
+    from foldstack.steps.db_build import build_database, list_databases
+    from tests.steps.test_steps_refresh_db import BUCKET
+
+    fasta = tmp_path / "mine.fasta"
+    fasta.write_bytes(_luxc())
+    root = f"s3://{BUCKET}/db"
+    out = build_database(root, "mine", "v1", [fasta], index=False)
+    assert out["action"] == "published" and out["path"] == f"{root}/mine/v1"
+    writes = [k for k in s3["writes"] if k.startswith("db/mine/")]
+    assert writes[-2:] == ["db/mine/v1/manifest.json", "db/mine/CURRENT"] and "db/mine/v1/mine.fasta" in writes
+    (entry,) = list_databases(root)
+    assert entry["name"] == "mine" and entry["current"] == "v1" and entry["versions"][0]["role"] == "uniref90"
