@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import subprocess  # nosec B404 - fixed argv
 import sys
 import time
@@ -43,27 +42,41 @@ print(len(block), round(hwm))
 """
 
 
-def grown_database(work: Path, source: Path, size_mb: int, demo_root: Path) -> Path:
-    """<work>/db-<size>: the source FASTA, then mutated copies of it up to size_mb, as the
-    uniref90 role; plus the demo small_bfd and mgnify databases."""
+def grown_database(work: Path, source: Path, size_mb: int, demo_root: Path, mode: str = "mutate") -> Path:
+    """<work>/db-<size>[-shuffle]: the source FASTA, then copies of it up to size_mb — each
+    residue substituted at random with probability 0.3 (`mutate`: still homologs, so a query
+    finds more hits) or every sequence's residues shuffled (`shuffle`: same composition and
+    lengths, no homology, so the hits stay those of the source) — as the uniref90 role;
+    plus the demo small_bfd and mgnify databases."""
     import shutil
 
     from foldstack.steps.databases import build_local_version, write_manifest
 
-    root = work / f"db-{size_mb}mb"
+    suffix = "" if mode == "mutate" else f"-{mode}"
+    root = work / f"db-{size_mb}mb{suffix}"
     name = f"uniprot_go_{size_mb}mb"
 
     def fill(tmp: Path) -> None:
-        rng = random.Random(size_mb)
+        import numpy as np
+
+        rng = np.random.default_rng(size_mb)
+        letters = np.frombuffer(AA.encode(), dtype=np.uint8)
         target, written, copy = size_mb * 1_000_000, 0, 0
-        with open(tmp / f"{name}.fasta", "w") as out:
+        with open(tmp / f"{name}.fasta", "wb") as out:
             while written < target:
-                with open(source) as f:
+                with open(source, "rb") as f:
                     for header in f:
-                        seq = next(f).strip()
-                        if copy:
-                            seq = "".join(rng.choice(AA) if rng.random() < 0.3 else c for c in seq)
-                        line = f"{header.strip()}_{copy}\n{seq}\n" if copy else f"{header.strip()}\n{seq}\n"
+                        seq = next(f).rstrip(b"\n")
+                        if copy and mode == "shuffle":
+                            arr = np.frombuffer(seq, dtype=np.uint8).copy()
+                            rng.shuffle(arr)
+                            seq = arr.tobytes()
+                        elif copy:  # 30 % of the residues substituted at random
+                            arr = np.frombuffer(seq, dtype=np.uint8).copy()
+                            hit = rng.random(arr.size) < 0.3
+                            arr[hit] = letters[rng.integers(0, letters.size, int(hit.sum()))]
+                            seq = arr.tobytes()
+                        line = header.rstrip(b"\n") + (f"_{copy}".encode() if copy else b"") + b"\n" + seq + b"\n"
                         out.write(line)
                         written += len(line)
                         if written >= target:
@@ -109,6 +122,8 @@ def main() -> int:
     ap.add_argument("--work", type=Path, default=Path("/tmp/foldstack-bench-msa-scale"))
     ap.add_argument("--sizes-mb", type=int, nargs="+", default=[200, 1100])
     ap.add_argument("--cpus", type=int, default=len(os.sched_getaffinity(0)))
+    ap.add_argument("--mode", choices=("mutate", "shuffle"), default="mutate",
+                    help="how the copies beyond the source are made (see grown_database)")
     ap.add_argument("--control", action="store_true")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
@@ -127,18 +142,20 @@ def main() -> int:
           f"load {os.getloadavg()[0]:.1f}", flush=True)
     rows = {}
     for size in args.sizes_mb:
-        root = grown_database(args.work, source.sequences, size, demo)
+        root = grown_database(args.work, source.sequences, size, demo, args.mode)
         row = run_step(root, args.work / "scratch", f"mem-{size}mb-{int(time.time())}", query, args.cpus)
         rows[size] = row
-        print(f"{row['db_bytes'] / 1e6:7.0f} MB database, {row['sequences']} sequences: peak RSS "
+        hits = next(v[0] for k, v in row["hits"].items() if k.startswith("uniprot_go"))
+        print(f"{row['db_bytes'] / 1e6:7.0f} MB database ({args.mode}), {row['sequences']} sequences, {hits} hits: "
+              f"peak RSS "
               f"{row['done_peak_rss_mib']:.0f} MiB (done record) / {row['time_max_rss_mib']:.0f} MiB (GNU time), "
               f"{row['cpu_s']:.0f} CPU-s, {row['wall_s']:.0f}s wall, Z from {row['z_source']}", flush=True)
     sizes = sorted(rows)
     growth = rows[sizes[-1]]["done_peak_rss_mib"] - rows[sizes[0]]["done_peak_rss_mib"]
     print(f"peak RSS difference {sizes[0]} MB -> {sizes[-1]} MB database: {growth:+.1f} MiB")
-    result = {"query": query[0], "rows": rows, "growth_mib": growth}
+    result = {"query": query[0], "mode": args.mode, "rows": rows, "growth_mib": growth}
     if args.control:
-        root = args.work / f"db-{sizes[0]}mb"
+        root = args.work / f"db-{sizes[0]}mb{'' if args.mode == 'mutate' else '-' + args.mode}"
         fasta = next(root.glob("uniprot_go_*/v1/*.fasta"))
         out = subprocess.run([sys.executable, "-c", CONTROL, str(fasta)], capture_output=True, text=True,
                              check=True).stdout.split()

@@ -637,6 +637,14 @@ def check_run(plan: PlannedRun, execution: Any, faults: RunFaults, estate: SoakE
             manifest = json.loads(_read_output(s3, root, "manifest.json"))
             recorded = {f"{t['id']}/{rel}": meta["sha256"] for t in manifest.get("targets", [])
                         for rel, meta in t.get("files", {}).items()}
+            # What Collect itself writes (each target's report, the run's summary and index
+            # pages and the viewer): listed in the manifest, not made by a step.
+            generated = {rel: sha for rel, sha in recorded.items() if rel.endswith("/report.html")}
+            generated |= {rel: meta["sha256"] for rel, meta in (manifest.get("run_files") or {}).items()}
+            for rel, sha in generated.items():
+                if rel not in listing or hashlib.sha256(_read_output(s3, root, rel)).hexdigest() != sha:
+                    v.append(f"[lost-output] {rid}: {rel} (written by Collect) missing or not as recorded")
+            recorded = {rel: sha for rel, sha in recorded.items() if rel not in generated}
             for rel, data in expected.items():
                 if rel not in listing:
                     v.append(f"[lost-output] {rid}: {rel} missing")
@@ -646,7 +654,7 @@ def check_run(plan: PlannedRun, execution: Any, faults: RunFaults, estate: SoakE
                     v.append(f"[lost-output] {rid}: {rel} sha256 differs from the manifest")
                 if got != data:
                     v.append(f"[lost-output] {rid}: {rel} content is not what the step wrote")
-            extra = sorted(set(listing) - set(expected) - {"manifest.json"})
+            extra = sorted(set(listing) - set(expected) - set(generated) - {"manifest.json"})
             if extra:
                 v.append(f"[partial-output] {rid}: unexpected files under the run prefix: {extra[:5]}")
             if set(recorded) != set(expected):

@@ -191,17 +191,25 @@ def test_msa_escalates_once_to_the_bigger_cpu_class_of_jobs_yaml(fold_workflow):
 
 
 def test_chain_search_phase_runs_before_the_batches_and_is_bounded(fold_workflow):
+    """A Parallel of knobs.chain_search.max_jobs branches (run-level jobs, no Map iterations
+    to mistake for targets); branch i submits its shard when i < $.chain_plan.n."""
     definition = render_definition(fold_workflow)
     states, knobs = definition["States"], fold_workflow.knobs
+    max_jobs = knobs["chain_search"]["max_jobs"]
     assert states["PlanBatches"]["Next"] == "ChooseChainSearch"
     search = states["SearchChains"]
-    assert search["Next"] == "ChooseFanOut" and search["MaxConcurrency"] == knobs["chain_search"]["max_jobs"]
-    shard = search["ItemProcessor"]["States"]["SearchChainShard"]
-    assert shard["Parameters"]["JobDefinition"] == "${job_definition_msa_arn}"  # the msa job's role and image
-    command = shard["Parameters"]["ContainerOverrides"]["Command.$"]
-    assert command.startswith("States.Array('foldstack', 'step', 'msa-chains'") and "$.cache_root" in command
-    assert shard["Catch"][0]["Next"] == "ChainShardNotDone"  # a failed shard is not fatal
-    assert states["ChainShardsMax"]["Parameters"]["count"] == str(knobs["chain_search"]["max_jobs"])
+    assert search["Type"] == "Parallel" and search["Next"] == "ChooseFanOut"
+    assert len(search["Branches"]) == max_jobs
+    for i, branch in enumerate(search["Branches"]):
+        gate = branch["States"][f"ChainShard{i}"]
+        assert gate["Choices"] == [{"Variable": "$.chain_plan.n", "NumericGreaterThan": i, "Next": f"MsaChains_{i}"}]
+        job = branch["States"][f"MsaChains_{i}"]
+        assert job["Parameters"]["JobDefinition"] == "${job_definition_msa_arn}"  # the msa job's role and image
+        command = job["Parameters"]["ContainerOverrides"]["Command.$"]
+        assert command.startswith("States.Array('foldstack', 'step', 'msa-chains'")
+        assert f"'--shard', '{i}', '--shards', $.chain_plan.count" in command and "$.staged.msa_cache_root" in command
+        assert job["Catch"][0]["Next"] == f"ChainShardNotDone{i}"  # a failed shard is not fatal
+    assert states["ChainShardsMax"]["Parameters"] == {"n": max_jobs, "count": str(max_jobs)}
     choices = states["ChooseChainSearch"]["Choices"]
     assert {"Variable": "$.validated.n_targets", "NumericLessThan": 2, "Next": "ChooseFanOut"} in choices
     assert states["StageInputs"]["ResultSelector"]["msa_cache_root.$"] == "$.Payload.msa_cache_root"

@@ -329,7 +329,8 @@ def test_chain_search_phase_searches_each_distinct_chain_once(demo_home, tmp_pat
     assert run.wait(600) == "SUCCEEDED", run.record()
     names = states(run)
     assert names.index("SearchChains") < names.index("FoldBatches")
-    assert "ChainShardsPerTarget" in names and "ChainShardNotDone" not in names
+    assert "ChainShardsPerTarget" in names and not any(n.startswith("ChainShardNotDone") for n in names)
+    assert sorted(n for n in names if n.startswith("MsaChains_")) == ["MsaChains_0", "MsaChains_1", "MsaChains_2"]
     logs = demo_home / "runs" / run.run_id / "logs"
     chain_logs = "".join(p.read_text() for p in logs.glob("*msa-chains*.log"))
     assert chain_logs.count("done in") == 3  # three shards (one per target)

@@ -136,7 +136,8 @@ class Run:
                 status = info.status
                 if bar is not None:
                     bar.update(status, self.progress(), info.start)
-                if status in TERMINAL:
+                # UNKNOWN: a local run record that cannot be read; waiting would never end.
+                if status in TERMINAL or status == "UNKNOWN":
                     return status
                 if deadline is not None and clock() >= deadline:
                     return status

@@ -38,7 +38,7 @@ database pairing is off, and features.json says so (``pairing.status``).
 
 With ``--cache`` every chain's alignments and templates are looked up in, and on a miss
 stored to, the chain cache (:mod:`foldstack.steps.chain_cache`); the run's chain-search
-phase (:func:`run_msa_chains`) fills it before the per-target jobs, which then only
+phase (:func:`foldstack.steps.msa_chains.run_msa_chains`) fills it before the per-target jobs, which then only
 featurise. ``features.json`` records, per chain, ``hit``, ``miss`` or ``off``.
 """
 
@@ -169,7 +169,7 @@ def run_msa(run_id: str, target: str, scratch: Path | str, db: Path | str, msa_t
 
     `cache`: the MSA cache root (a directory or ``s3://`` URI) whose chain entries this step
     reuses and fills (:mod:`foldstack.steps.chain_cache`); None searches every chain. The
-    run's own chain store (filled by :func:`run_msa_chains`) is read as well.
+    run's own chain store (filled by :mod:`foldstack.steps.msa_chains`) is read as well.
     `db_preset`: None takes the staged request's (else ``reduced_dbs``).
     """
     check_args(msa_tool, cache)
