@@ -411,7 +411,7 @@ def test_cleanup_on_s3_stays_in_the_run_prefix(moto_s3):
               "results/other/manifest.json", f"inputs/{run_id}/x"):
         s3.put_object(Bucket="lake", Key=k, Body=b"x")
     result = cleanup({**event, "failed": True})
-    assert result == {"run_id": run_id, "scratch_deleted": 1, "partial_outputs_deleted": 1}
+    assert result == {"run_id": run_id, "scratch_deleted": 1, "partial_outputs_deleted": 1, "kept_targets": 0}
     keys = all_keys(s3)
     assert keys["scratch"] == sorted([f"{run_id}x/keep", f"{run_id}-2/keep", "keep"])
     assert f"results/{run_id}/t1/ranked_0.pdb" not in keys["lake"] and len(keys["lake"]) == 5
