@@ -52,7 +52,7 @@ test: ## the whole offline suite (the 1,000-run soak is `make soak`)
 soak: ## the full fault-injected soak (slow; run by hand)
 	$(BIN)/pytest -q -m soak -s
 
-test-fast: ## the suite without Terraform, whole-run and model tests (under 90 s on 2 cores)
+test-fast: ## the suite without Terraform, whole-run and model tests
 	$(BIN)/pytest -q -m "not slow and not soak and not terraform and not e2e"
 
 lint: ## ruff + bandit
