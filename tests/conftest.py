@@ -55,9 +55,14 @@ def never_the_users_home(tmp_path_factory):
     import os
     import tempfile
 
-    saved = {k: os.environ.get(k) for k in ("FOLDSTACK_HOME", "FOLDSTACK_JAX_CACHE_DIR")}
+    saved = {k: os.environ.get(k) for k in ("FOLDSTACK_HOME", "FOLDSTACK_JAX_CACHE_DIR", "FOLDSTACK_DB_IMPORT_RETRIES",
+                                            "FOLDSTACK_INPUT_WAIT_S")}
     os.environ["FOLDSTACK_HOME"] = str(tmp_path_factory.mktemp("foldstack-home"))
     os.environ.setdefault("FOLDSTACK_JAX_CACHE_DIR", str(Path(tempfile.gettempdir()) / "foldstack-test-jax-cache"))
+    # Steps run in-process by tests read local directories, where nothing arrives late:
+    # the FSx import waits (minutes by default) are off unless a test sets them itself.
+    os.environ.setdefault("FOLDSTACK_DB_IMPORT_RETRIES", "0")
+    os.environ.setdefault("FOLDSTACK_INPUT_WAIT_S", "0")
     yield
     for key, value in saved.items():
         if value is None:
