@@ -35,7 +35,7 @@ def default_home() -> Path:
 
 def home_description(home: Path | str | None = None) -> str:
     """One line for the CLI to print: which home is in use and where that came from,
-    e.g. ``home: /root/.foldstack (FOLDSTACK_HOME)``."""
+    e.g. ``home: ~/.foldstack (default)``."""
     if home is not None:
         return f"home: {Path(home).expanduser().resolve()} (--home)"
     source = HOME_ENV if os.environ.get(HOME_ENV) else f"default; set {HOME_ENV} to change"
