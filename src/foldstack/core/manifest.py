@@ -61,6 +61,11 @@ class StepResources(BaseModel):
     children: dict[str, float] | None = None  # of the tools it ran (jackhmmer, hhblits, mmseqs)
 
 
+# The keys of a step's done record that Collect Outputs copies into the target's
+# ``provenance[<step>]`` (see StepProvenance).
+STEP_PROVENANCE_KEYS = ("tool_versions", "timings", "resources", "ran_on")
+
+
 class StepProvenance(BaseModel):
     """What one step recorded in its done record (tool versions, timings, resources) plus,
     for the msa step, where its alignment came from and with which databases."""

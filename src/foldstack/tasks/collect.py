@@ -12,6 +12,7 @@ from foldstack.core.errors import FoldstackError, OutputIntegrityError, OutputsN
 from foldstack.core.hashing import sha256_bytes
 from foldstack.core.manifest import (
     SCHEMA_VERSION,
+    STEP_PROVENANCE_KEYS,
     Manifest,
     PublishedFile,
     TargetResult,
@@ -140,7 +141,7 @@ def collect_outputs(
             provenance: dict[str, Any] = {}
             for step in steps:
                 done = _done(run_root, step, tid)
-                provenance[step] = {k: done.get(k) for k in ("tool_versions", "timings", "resources", "ran_on")}
+                provenance[step] = {k: done.get(k) for k in STEP_PROVENANCE_KEYS}
                 if step == "msa":  # MSA cache: hit (copied from the cache) or computed by the job
                     provenance[step]["msa_cache"] = "hit" if (done.get("cache") or {}).get("hit") else "miss"
                 dest, keep = PUBLISHED[step]
