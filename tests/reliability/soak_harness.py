@@ -377,14 +377,57 @@ class SoakEstate:
                    soak_jobs_yaml(root))
 
 
+def leftover_scratch(scratch: Path, succeeded: set[str]) -> list[str]:
+    """What cleanup should have removed: everything of a succeeded run, and of a failed one
+    anything but its finished targets' step folders (kept for its retry, tasks/cleanup.py)."""
+    from foldstack.tasks.cleanup import finished_folders
+
+    wrong = []
+    for run_dir in sorted(scratch.iterdir()):
+        if run_dir.name in succeeded or not run_dir.is_dir():
+            wrong.append(run_dir.name)
+            continue
+        kept = set(finished_folders(str(run_dir), run_dir.name))
+        for path in sorted(p for p in run_dir.rglob("*") if p.is_file()):
+            rel = path.relative_to(run_dir).parts
+            if "/".join(rel[:2]) not in kept:
+                wrong.append(f"{run_dir.name}/{'/'.join(rel)}")
+    return wrong
+
+
+def soak_command(cmd: list[str] | tuple[str, ...]) -> list[str]:
+    """``foldstack step <name> ...`` -> ``python soak_step.py <name> ...``; others unchanged."""
+    cmd = list(cmd)
+    if cmd[:2] == ["foldstack", "step"]:
+        return ["python", "-I", "-S", str(SOAK_STEP), *cmd[2:]]
+    return cmd
+
+
+@contextlib.contextmanager
+def soak_command_overrides() -> Iterator[None]:
+    """The workflow also runs steps through SubmitJob ``ContainerOverrides.Command`` (the
+    chain search phase runs ``foldstack step msa-chains`` under the msa job definition):
+    those commands go to the fake step too, as the job definitions' own commands do."""
+    import foldstack.local.batch as local_batch
+
+    real = local_batch.build_argv
+
+    def build_argv(command, parameters):
+        return real(soak_command(command), parameters)
+
+    local_batch.build_argv = build_argv
+    try:
+        yield
+    finally:
+        local_batch.build_argv = real
+
+
 def soak_jobs_yaml(root: Path) -> Path:
     """The real jobs.yaml (retry rules, timeouts, queues, size classes) with every
     ``foldstack step <name> ...`` command replaced by ``soak_step.py <name> ...``."""
     data = yaml.safe_load((REPO / "statemachines/fold/jobs.yaml").read_text())
     for job in data["jobs"].values():
-        cmd = list(job["command"])
-        if cmd[:2] == ["foldstack", "step"]:
-            job["command"] = ["python", "-I", "-S", str(SOAK_STEP), *cmd[2:]]
+        job["command"] = soak_command(job["command"])
     path = root / "jobs.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
@@ -821,7 +864,7 @@ def run_soak(cfg: SoakConfig, workdir: Path, *, progress: bool = False) -> SoakR
     violations: list[str] = []
     observed: Counter = Counter()
     t0 = time.monotonic()
-    with moto_s3() as s3, injector.patched_storage():
+    with moto_s3() as s3, injector.patched_storage(), soak_command_overrides():
         placeholders = {"scratch_mount": str(estate.scratch), "db_mount": str(estate.root / "db"),
                         "weights_dir": str(estate.root / "weights"), "cache_mount": str(estate.cache),
                         "cache_root": str(estate.cache), "msa_cache_uri": str(estate.cache)}
@@ -860,10 +903,10 @@ def run_soak(cfg: SoakConfig, workdir: Path, *, progress: bool = False) -> SoakR
         for execution in engine.list_executions():
             if not execution.done():
                 violations.append(f"[non-terminal] {execution.name}: {execution.status} at the end")
-        late_scratch = sorted(p.name for p in estate.scratch.iterdir())
-        if late_scratch:
-            violations.append(f"[cleanup] scratch not empty at the end: {late_scratch[:5]}")
         complete = {o.run_id for o in outcomes if o.status == "SUCCEEDED"}
+        late_scratch = leftover_scratch(estate.scratch, complete)
+        if late_scratch:
+            violations.append(f"[cleanup] scratch not cleaned at the end: {late_scratch[:5]}")
         stray = sorted(p.name for p in estate.outputs.iterdir() if p.name not in complete)
         if stray:
             violations.append(f"[partial-output] under the local output root at the end: {stray[:5]}")

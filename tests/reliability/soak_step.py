@@ -114,6 +114,9 @@ def draw(seed: str, *key: object) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
+CHAIN_SEARCH = "msa-chains"  # the run-level chain search phase (the msa job, command overridden)
+
+
 def step_fault(step: str, run_id: str, target: str, attempt: int, queue: str, environ=os.environ) -> str | None:
     """The fault this step attempt injects into itself: "midway_crash", "oom" or None.
     ``queue`` (the job queue's name) is part of the key, so a job resubmitted elsewhere (a
@@ -220,12 +223,21 @@ def main(argv: list[str]) -> int:
     targets = target_param.split(",")
     attempt = int(os.environ.get("AWS_BATCH_JOB_ATTEMPT", "1"))
     print(f"soak step {step} targets={targets} run={run_id} attempt={attempt}", flush=True)
-    if step not in ("msa", "predict") or not _ID.fullmatch(run_id) or not scratch or \
-            not all(_TARGET.fullmatch(t) for t in targets):
+    if step not in ("msa", "predict", CHAIN_SEARCH) or not _ID.fullmatch(run_id) or not scratch or \
+            (step != CHAIN_SEARCH and not all(_TARGET.fullmatch(t) for t in targets)):
         print(f"bad input: step={step!r} run_id={run_id!r} target={target_param!r} scratch={scratch!r}",
               file=sys.stderr)
         return EXIT_BAD_INPUT
     fault = step_fault(step, run_id, target_param, attempt, os.environ.get("AWS_BATCH_JQ_NAME", ""))
+    if step == CHAIN_SEARCH:
+        # The run's chain search phase only fills a cache the per-target msa jobs may use; the
+        # fake msa step computes its outputs itself, so this phase has nothing to store. A
+        # crash here is injected like any other (the workflow must shrug it off).
+        if fault == "midway_crash":
+            print("crashing (injected)", file=sys.stderr, flush=True)
+            os._exit(1)
+        print(f"chain search shard {opts.get('shard')}/{opts.get('shards')}: nothing to store", flush=True)
+        return 0
     if fault == "oom":
         print("out of memory (injected)", file=sys.stderr, flush=True)
         return EXIT_OUT_OF_MEMORY
