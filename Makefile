@@ -36,7 +36,7 @@ export FOLDSTACK_CHECKOV := $(CURDIR)/$(CHECKOV_VENV)/bin/checkov
 venv: $(BIN)/activate
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "torch==$(TORCH_VERSION)"
-	$(BIN)/pip install -q -e ".[steps,dev]"
+	$(BIN)/pip install -q -e ".[steps,cryoem,dev]"
 	test -x $(CHECKOV_VENV)/bin/checkov || { $(PYTHON) -m venv $(CHECKOV_VENV) && \
 	  $(CHECKOV_VENV)/bin/pip install -q "checkov==$(CHECKOV_VERSION)"; }
 

@@ -6,9 +6,10 @@
 #   python-biopython-doc   real PDB/mmCIF entries used as template fixtures
 #   shellcheck       actionlint checks the workflows' run: scripts with it
 #   chromium         headless browser the report tests open every HTML report in
+#   relion           RELION 3.1 CPU programs (motion correction, picking, refinement) of the cryoem workload
 #   nodejs, npm      asl-validator, 3dmol (package.json; only when node/npm are not already there)
 set -euo pipefail
-PKGS=(hmmer mmseqs2 kalign python-biopython-doc shellcheck chromium)
+PKGS=(hmmer mmseqs2 kalign python-biopython-doc shellcheck chromium relion)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

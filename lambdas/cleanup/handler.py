@@ -10,6 +10,8 @@ from foldstack.tasks.settings import TaskSettings
 
 @task_handler("cleanup")
 def handler(event: CleanupEvent, settings: TaskSettings) -> CleanupResult:
-    stopped = {"stopped_at": event.stopped_at / 1000} if event.stopped_at is not None else {}  # (epoch ms)
+    extra: dict = {"stopped_at": event.stopped_at / 1000} if event.stopped_at is not None else {}  # (epoch ms)
+    if event.keep_finished is not None:  # a partial run: its retry reuses the finished targets
+        extra["keep_finished"] = event.keep_finished
     return CleanupResult.model_validate(cleanup(settings, event.run_id, event.request, failed=event.failed,
-                                                **stopped))
+                                                **extra))

@@ -1,4 +1,5 @@
-"""Collect Outputs: verify step outputs and publish them with manifest.json last."""
+"""Collect Outputs: from the per-batch summaries, the run's summary.tsv, failures.tsv,
+index.html and manifest.json (last); applies the failure budget."""
 
 from foldstack.tasks.collect import collect_outputs
 from foldstack.tasks.events import CollectOutputsEvent, CollectOutputsResult
@@ -11,4 +12,5 @@ def handler(event: CollectOutputsEvent, settings: TaskSettings) -> CollectOutput
     # `targets` (small runs) or, when the state carries none, `targets_digest`: the list is
     # then read from scratch (input/targets.json) and checked against it.
     return CollectOutputsResult.model_validate(collect_outputs(
-        settings, event.run_id, event.request, event.target_dicts(), targets_digest=event.targets_digest))
+        settings, event.run_id, event.request, event.target_dicts(), targets_digest=event.targets_digest,
+        max_failed_fraction=event.max_failed_fraction))

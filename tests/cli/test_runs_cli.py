@@ -85,8 +85,11 @@ def test_exit_codes_distinguish_failed_runs_from_usage_errors(cli, tmp_path):
     code, text = cli("submit", fasta(tmp_path, f">boom1\n{SEQ}\n"), "--engine", "esmfold", "--wait", "--json")
     assert code == 1 and json.loads(text)["status"] == "FAILED"
     run_id = json.loads(text)["run_id"]
-    code, text = cli("results", run_id, "--json")
-    assert code == 3 and json.loads(text)["code"] == "run_not_complete"
+    # a failed run still publishes its manifest and failures.tsv (and what folded: nothing here)
+    code, text = cli("results", run_id, "--dir", str(tmp_path / "dl"), "--json")
+    files = json.loads(text)["files"]
+    assert code == 0 and {"manifest.json", "failures.tsv"} <= set(files)
+    assert not [f for f in files if f.startswith("boom1/")]
 
 
 def test_wait_timeout_then_cancel(cli, tmp_path):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,11 +16,10 @@ from typing import Any
 import boto3
 import pytest
 import yaml
-from moto import mock_aws
 from moto.stepfunctions.models import Execution, StateMachine
 
-from foldstack import storage
 from tests.conftest import REPO
+from tests.fake_aws import fake_aws
 from tests.jobspecs import size_classes_json
 
 REGION = "us-east-1"
@@ -46,14 +46,8 @@ class Deployment:
 
 @pytest.fixture
 def aws(monkeypatch):
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": REGION}.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    with mock_aws():
-        storage.reset_clients()
+    with fake_aws(monkeypatch, REGION):
         yield
-    storage.reset_clients()
 
 
 def fake_jobs_yaml(tmp: Path) -> Path:
@@ -106,50 +100,22 @@ def fake_local_client(tmp_path: Path, *, home: Path | None = None, output: Path 
     return Client.local(runner=runner, output=output or tmp_path / "out")
 
 
+def _from_engine(read: Callable[[Any], Any]) -> property:
+    """A field moto's Execution keeps, read from the local-engine execution instead; what
+    moto writes to it is dropped."""
+    return property(lambda self: read(self._fs), lambda self, value: None)
+
+
 class BridgedExecution(Execution):
     """moto's Execution, answered from a local-engine execution."""
 
     _fs: Any
 
-    @property
-    def status(self):  # type: ignore[override]
-        return self._fs.status
-
-    @status.setter
-    def status(self, value):
-        pass
-
-    @property
-    def stop_date(self):  # type: ignore[override]
-        return self._fs.stop_date
-
-    @stop_date.setter
-    def stop_date(self, value):
-        pass
-
-    @property
-    def output(self):  # type: ignore[override]
-        return json.dumps(self._fs.output) if self._fs.status == "SUCCEEDED" else None
-
-    @output.setter
-    def output(self, value):
-        pass
-
-    @property
-    def error(self):  # type: ignore[override]
-        return self._fs.error
-
-    @error.setter
-    def error(self, value):
-        pass
-
-    @property
-    def cause(self):  # type: ignore[override]
-        return self._fs.cause
-
-    @cause.setter
-    def cause(self, value):
-        pass
+    status = _from_engine(lambda fs: fs.status)
+    stop_date = _from_engine(lambda fs: fs.stop_date)
+    output = _from_engine(lambda fs: json.dumps(fs.output) if fs.status == "SUCCEEDED" else None)
+    error = _from_engine(lambda fs: fs.error)
+    cause = _from_engine(lambda fs: fs.cause)
 
     def stop(self, *args, **kwargs):
         self._fs.stop(error=kwargs.get("error") or None, cause=kwargs.get("cause") or None)

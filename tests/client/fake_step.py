@@ -10,36 +10,22 @@ Like the real steps, a target whose done record is valid is skipped (a retry reu
 FOLDSTACK_TEST_COUNTER_DIR: each target computed appends `start` to
 `<dir>/<step>-<target>`; FOLDSTACK_TEST_FAIL=<step>:<target>[,...]: those fail like `boom`."""
 
-import argparse
-import hashlib
 import json
 import os
 import sys
 import time
+from pathlib import Path
 
-parser = argparse.ArgumentParser()
-parser.add_argument("step")
-for opt in ("--run-id", "--target", "--scratch", "--db", "--msa-tool", "--cache", "--weights", "--engine",
-            "--preset"):
-    parser.add_argument(opt, default="")
-args = parser.parse_args()
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository: tests.fake_step_contract
+from tests.fake_step_contract import batch_targets, done_is_valid, parse_args, target_dir, write_outputs  # noqa: E402
 
-def done_is_valid(base):
-    try:
-        with open(os.path.join(base, f"{args.step}.done.json")) as fh:
-            outputs = json.load(fh)["outputs"]
-        for rel, sha in outputs.items():
-            with open(os.path.join(base, rel), "rb") as fh:
-                if hashlib.sha256(fh.read()).hexdigest() != sha:
-                    return False
-        return True
-    except (OSError, ValueError, KeyError):
-        return False
+args = parse_args()
 
 
 def fake(target):
     """One target; predict takes a batch (`--target a,b,c`) and writes each as its own."""
-    if done_is_valid(os.path.join(args.scratch, args.run_id, args.step, target)):
+    base = target_dir(args, target)
+    if done_is_valid(base, args.step):
         print(f"fake {args.step}: {target} is already done", flush=True)
         return
     counters = os.environ.get("FOLDSTACK_TEST_COUNTER_DIR")
@@ -61,7 +47,6 @@ def fake(target):
               "no esmfold weights in /w/esmfold", file=sys.stderr, flush=True)
         sys.exit(2)
 
-    base = os.path.join(args.scratch, args.run_id, args.step, target)
     if args.step == "msa":
         files = {"msa.a3m": b">q\nMKT\n", "features.json": b'{"tool": "fake"}'}
     else:
@@ -70,17 +55,9 @@ def fake(target):
             "ranked_0.pdb": f"REMARK fake structure of {target}\nEND\n".encode(),
             "metrics.json": json.dumps({"mean_plddt": plddt, "engine": args.engine}).encode(),
         }
-    outputs = {}
-    for rel, data in files.items():
-        path = os.path.join(base, rel)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "wb") as fh:
-            fh.write(data)
-        outputs[rel] = hashlib.sha256(data).hexdigest()
-    with open(os.path.join(base, f"{args.step}.done.json"), "w") as fh:
-        json.dump({"step": args.step, "outputs": outputs, "tool_versions": {"fake": "1"}, "timings": {}}, fh)
+    write_outputs(base, args.step, files)
 
 
-for one in args.target.split(",") if args.step == "predict" else [args.target]:
+for one in batch_targets(args):
     fake(one)
 print("done", flush=True)

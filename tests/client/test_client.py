@@ -11,7 +11,7 @@ import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 
-from foldstack.client import AwsError, Client, RunNotCompleteError
+from foldstack.client import AwsError, Client
 from foldstack.core.errors import AccessDeniedError, ConfigurationError, InputValidationError
 from tests.client.conftest import ENV, REGION, SEQ, executions, keys, put_input
 
@@ -99,9 +99,11 @@ def test_failed_run_reports_the_failing_step(deployed):
     assert run.wait(timeout=60) == "FAILED"
     # (run.info.error is the Fail state's ErrorPath: "States.TaskFailed" on AWS)
     failed = [s for s in run.steps() if s.status == "FAILED"]
-    assert [(s.step, s.target) for s in failed] == [("predict", "boom1")]
-    with pytest.raises(RunNotCompleteError):
-        run.outputs()
+    # the target's predict job failed; the run then failed on its failure budget (1 of 1)
+    assert [(s.step, s.target) for s in failed] == [("predict", "boom1"), ("collectoutputs", None)]
+    assert run.failure().step == "predict" and run.failure().target == "boom1"  # why: the target's own
+    assert run.outcome() == "failed" and [(f.target, f.code) for f in run.failures()] == [("boom1", "crash")]
+    assert not [f for f in run.outputs() if f.target]  # nothing folded: only the run's own files
 
 
 def _cancel_slow_run(deployed):

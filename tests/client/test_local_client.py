@@ -18,13 +18,19 @@ from tests.conftest import files_under
 STEPS = {("lookupmsacache", "a1"), ("msa", "a1"), ("predict", "a1")}
 
 
+def finished(client, fasta: Path, records: str, engine: str, status: str):
+    """Write ``records`` to ``fasta``, submit it and wait for the run to end in ``status``."""
+    fasta.write_text(records)
+    run = client.submit(str(fasta), engine=engine)
+    assert run.wait(timeout=60) == status
+    return run
+
+
 def test_local_client_same_api(tmp_path):
     client = fake_local_client(tmp_path)
     wf = tmp_path / "wf" / "fold"
     fasta = tmp_path / "x.fasta"
-    fasta.write_text(f">a1\n{SEQ}\n")
-    run = client.submit(str(fasta), engine="alphafold2")
-    assert run.wait(timeout=60) == "SUCCEEDED"
+    run = finished(client, fasta, f">a1\n{SEQ}\n", "alphafold2", "SUCCEEDED")
     assert {(s.step, s.target) for s in run.steps() if s.target} == STEPS
     assert [r["id"] for r in run.metrics()] == ["a1"]
     root = run.download(tmp_path / "dl")
@@ -63,10 +69,7 @@ def test_inputs_are_checked_before_the_weights_and_nothing_starts_without_them(t
 
 def test_failure_is_the_failing_steps_own_last_line_with_its_log(tmp_path):
     client = fake_local_client(tmp_path)
-    fasta = tmp_path / "x.fasta"
-    fasta.write_text(f">ok1\n{SEQ}\n>boom1\n{SEQ[::-1]}\n")
-    run = client.submit(str(fasta), engine="esmfold")
-    assert run.wait(timeout=60) == "FAILED"
+    run = finished(client, tmp_path / "x.fasta", f">ok1\n{SEQ}\n>boom1\n{SEQ[::-1]}\n", "esmfold", "FAILED")
     for handle in (run, fake_local_client(tmp_path).run(run.run_id)):  # this process, and a later one
         failure = handle.failure()
         # one Predict job folded both targets and its last line names neither
@@ -80,10 +83,7 @@ def test_failure_is_the_failing_steps_own_last_line_with_its_log(tmp_path):
         assert doc["code"] == "step_failed" and "out of luck" in doc["message"] and doc["failure"]["step"] == "predict"
         assert "JobId" not in doc["message"]
 
-    coded = tmp_path / "c.fasta"
-    coded.write_text(f">coded1\n{SEQ}\n")
-    run = client.submit(str(coded), engine="esmfold")
-    assert run.wait(timeout=60) == "FAILED"
+    run = finished(client, tmp_path / "c.fasta", f">coded1\n{SEQ}\n", "esmfold", "FAILED")
     failure = run.failure()
     assert failure.code == "weights_missing" and failure.exit_code == 2 and failure.target == "coded1"
     assert failure.message.startswith("FAILED (bad input, exit 2): no esmfold weights"), failure.message
@@ -91,10 +91,7 @@ def test_failure_is_the_failing_steps_own_last_line_with_its_log(tmp_path):
 
 def test_logs_of_every_job_and_progress_summary(tmp_path):
     client = fake_local_client(tmp_path)
-    fasta = tmp_path / "x.fasta"
-    fasta.write_text(f">a1\n{SEQ}\n>b2\n{SEQ[::-1]}\n")
-    run = client.submit(str(fasta), engine="alphafold2")
-    assert run.wait(timeout=60) == "SUCCEEDED"
+    run = finished(client, tmp_path / "x.fasta", f">a1\n{SEQ}\n>b2\n{SEQ[::-1]}\n", "alphafold2", "SUCCEEDED")
     assert run.n_targets == 2 and run.failure() is None and "failure" not in run.to_dict()
     summary = {row.step: row for row in run.progress().summary()}
     assert summary["msa"].done == 2 and summary["predict"].done == 2

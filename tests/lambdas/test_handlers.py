@@ -1,4 +1,5 @@
-"""The four Lambda handlers against local paths and against moto's S3."""
+"""The Lambda handlers of a run's life (validate, stage, publish batch, collect, cleanup)
+against local paths and against moto's S3."""
 
 from __future__ import annotations
 
@@ -27,9 +28,21 @@ def load_handler(name):
     return module.handler
 
 
-validate, stage, collect, cleanup = (
-    load_handler(n) for n in ("validate_input", "stage_inputs", "collect_outputs", "cleanup")
+validate, stage, publish, collect, cleanup = (
+    load_handler(n) for n in ("validate_input", "stage_inputs", "publish_batch", "collect_outputs", "cleanup")
 )
+
+
+def one_batch(targets, batch="b00000"):
+    """The targets as one Plan Batches batch (all of one size class here)."""
+    return {"batch": batch, "size_class": targets[0]["size_class"], "target_ids": ",".join(t["id"] for t in targets),
+            "targets": [{k: t[k] for k in ("id", "sha256", "length", "chains")} for t in targets]}
+
+
+def publish_batch(event, targets, *, predict=None, msa=()):
+    """Publish Batch as the workflow calls it at the end of the batch (Predict succeeded)."""
+    return publish({"run_id": event["run_id"], "request": event["request"], "batch": one_batch(targets),
+                    "msa": list(msa), "predict": predict or {"failed": False}})
 
 
 def event_for(fasta_uri, out_uri, data, **options):
@@ -67,13 +80,16 @@ def test_happy_path_local(local_env):
     assert (run_scratch / "input/sources/000-x.fasta").read_text() == data
     assert stage({**event, "targets": validated["targets"]}) == staged  # re-run is harmless
 
-    with pytest.raises(OutputsNotReadyError):
-        collect({**event, "targets": validated["targets"]})
-    assert list(local_env["outputs"].iterdir()) == []  # nothing half-published
+    with pytest.raises(OutputsNotReadyError):  # Predict succeeded but its outputs are not visible yet
+        publish_batch(event, validated["targets"])
+    assert files_under(local_env["outputs"]) == []  # nothing half-published
 
     for t in ("t1", "t2"):
         fake_step_outputs(str(local_env["scratch"]), run_id, t, "predict",
                           {"ranked_0.pdb": b"ATOM\n", "metrics.json": b'{"mean_plddt": 50}', "plots/plddt.png": b"png"})
+    assert publish_batch(event, validated["targets"])["published"] == 2
+    assert (local_env["outputs"] / run_id / "t1" / "target.json").is_file()  # published as its batch finished
+    assert not (local_env["outputs"] / run_id / "manifest.json").exists()  # the run: not yet
     result = collect({**event, "targets": validated["targets"]})
     out = local_env["outputs"] / run_id
     assert result["output"] == str(out)
@@ -203,6 +219,7 @@ def test_happy_path_s3(s3_env):
     assert f"{run_id}/input/targets/t1.fasta" in keys(s3, "scratch")
     assert f"{run_id}/input/sources/000-a.fasta" in keys(s3, "scratch")
     fake_step_outputs("s3://scratch", run_id, "t1", "predict", {"ranked_0.pdb": b"ATOM\n", "metrics.json": b"{}"})
+    publish_batch(event, targets)
     collect({**event, "targets": targets})
     published = keys(s3, "lake")
     assert f"results/{run_id}/manifest.json" in published and f"results/{run_id}/t1/ranked_0.pdb" in published
@@ -222,7 +239,7 @@ def test_s3_collect_integrity_failure_publishes_nothing(s3_env):
     from foldstack.core.errors import OutputIntegrityError
 
     with pytest.raises(OutputIntegrityError):
-        collect({**event, "targets": targets})
+        publish_batch(event, targets)
     assert [k for k in keys(s3, "lake") if k.startswith("results/")] == []
 
 
@@ -253,8 +270,8 @@ def test_scratch_owner_must_not_be_root(local_env, monkeypatch):
 
 
 def test_storage_failure_while_publishing_is_typed_and_rolled_back(local_env, monkeypatch):
-    """A storage error midway through Collect is a PublishError (retried by the ASL) and
-    leaves nothing under the output prefix."""
+    """A storage error midway through Publish Batch is a PublishError (retried by the ASL)
+    and leaves nothing of the target it was publishing under the output prefix."""
     from foldstack.core.errors import PublishError
 
     data = f">t1\n{SEQ}\n>t2\n{SEQ[::-1]}\n"
@@ -275,8 +292,76 @@ def test_storage_failure_while_publishing_is_typed_and_rolled_back(local_env, mo
 
     monkeypatch.setattr(storage, "write_bytes", flaky_write)
     with pytest.raises(PublishError, match="ConnectionResetError") as info:
-        collect({**event, "targets": targets})
+        publish_batch(event, targets)
     assert info.value.code == "publish_failed" and str(info.value).startswith("[publish_failed]")
     assert files_under(local_env["outputs"]) == []
     monkeypatch.setattr(storage, "write_bytes", real_write)
-    assert collect({**event, "targets": targets})["targets"] == 2  # the retry publishes everything
+    assert publish_batch(event, targets)["published"] == 2  # the retry publishes everything
+    assert collect({**event, "targets": targets})["targets"] == 2
+
+
+def test_a_failed_runs_cleanup_keeps_every_published_target(local_env):
+    """t1 folded and is published by its batch; t2 failed (its failure record). On the
+    failure path Cleanup removes an unfinished target publish (no target.json) and staging
+    leftovers, never a published target; the batch summary names both outcomes."""
+    data = f">t1\n{SEQ}\n>t2\n{SEQ[::-1]}\n"
+    fasta = local_env["inputs"] / "x.fasta"
+    fasta.write_text(data)
+    event = event_for(str(fasta), str(local_env["outputs"]), data)
+    run_id, targets = event["run_id"], validate(event)["targets"]
+    fake_step_outputs(str(local_env["scratch"]), run_id, "t1", "predict",
+                      {"ranked_0.pdb": b"ATOM\n", "ranked_0.cif": b"data_t1\n", "metrics.json": b"{}"})
+    failed = local_env["scratch"] / run_id / "predict" / "t2" / "predict.failed.json"
+    failed.parent.mkdir(parents=True)
+    failed.write_text(json.dumps({"target": "t2", "code": "bad_input", "message": "BadInputError: no",
+                                  "job_id": "j-2", "log": "/logs/j-2.log"}))
+    assert publish_batch(event, targets) == {"published": 1, "failed": 1, "summary": str(
+        local_env["scratch"] / run_id / "collect" / "b00000.json")}
+    root = local_env["outputs"] / run_id
+    (root / "t3").mkdir()  # a publish that died midway (no target.json), and its staging
+    (root / "t3" / "ranked_0.pdb").write_text("half")
+    (root / ".t4.partial-abc").mkdir()
+    (root / "structures" / "t3.cif").write_text("orphan")
+    kept = sorted(str(p.relative_to(root)) for p in files_under(root / "t1")) + ["structures/t1.cif"]
+    result = cleanup({**event, "failed": True})
+    assert result["partial_outputs_deleted"] >= 3
+    assert sorted(p.name for p in root.iterdir()) == ["structures", "t1"]
+    assert sorted(str(p.relative_to(root)) for p in files_under(root)) == sorted(kept)
+    assert "target.json" in {p.name for p in (root / "t1").iterdir()}
+
+
+def test_a_failing_collect_is_retried_and_never_deletes_results(s3_env, monkeypatch):
+    """Collect Outputs writes only run-level files: a storage failure there is a typed
+    PublishError (retried by the workflow); the published targets stay through it and
+    through the failure-path cleanup after its retries, and the run's next attempt reuses
+    them (Publish Batch finds them published) and writes the manifest."""
+    from foldstack.core.errors import PublishError
+
+    s3 = s3_env
+    data = f">t1\n{SEQ}\n>t2\n{SEQ[::-1]}\n"
+    s3.put_object(Bucket="lake", Key="inputs/a.fasta", Body=data.encode())
+    event = event_for("s3://lake/inputs/a.fasta", "s3://lake/results", data)
+    targets = validate(event)["targets"]
+    for t in ("t1", "t2"):
+        fake_step_outputs("s3://scratch", event["run_id"], t, "predict",
+                          {"ranked_0.pdb": b"ATOM\n", "metrics.json": b"{}"})
+    publish_batch(event, targets)
+    published = [k for k in keys(s3, "lake") if k.startswith("results/")]
+    assert f"results/{event['run_id']}/t1/target.json" in published
+    real_write = storage.write_bytes
+
+    def failing_write(uri, data, **kwargs):
+        if uri.endswith("summary.tsv"):
+            raise ConnectionResetError("connection reset by peer")
+        return real_write(uri, data, **kwargs)
+
+    monkeypatch.setattr(storage, "write_bytes", failing_write)
+    with pytest.raises(PublishError):
+        collect({**event, "targets": targets})
+    monkeypatch.setattr(storage, "write_bytes", real_write)
+    assert set(published) <= set(keys(s3, "lake"))
+    cleanup({"run_id": event["run_id"], "request": event["request"], "failed": True})
+    assert set(published) <= set(keys(s3, "lake"))  # the failure path kept every published target
+    assert publish_batch(event, targets)["published"] == 2  # the next attempt: reused, not republished
+    assert collect({**event, "targets": targets})["outcome"] == "succeeded"
+    assert f"results/{event['run_id']}/manifest.json" in keys(s3, "lake")

@@ -13,8 +13,15 @@ from tests.lambdas.test_handlers import event_for, fake_step_outputs, keys, load
 from foldstack.core.errors import InputValidationError, StagingError
 from foldstack.core.targets import targets_digest
 
-validate, stage, plan, collect = (
-    load_handler(n) for n in ("validate_input", "stage_inputs", "plan_batches", "collect_outputs"))
+validate, stage, plan, publish, collect = (
+    load_handler(n) for n in ("validate_input", "stage_inputs", "plan_batches", "publish_batch", "collect_outputs"))
+
+
+def publish_all(event, batches):
+    """Publish Batch for each planned batch, as the workflow does when each Predict succeeded."""
+    for batch in batches:
+        publish({"run_id": event["run_id"], "request": event["request"], "batch": batch, "msa": [],
+                 "predict": {"failed": False}})
 AMINO = "ACDEFGHIKLMNPQRSTVWY"
 PLAN_KNOBS = {"max_targets_per_job": 2, "bulk_threshold": 200}
 
@@ -71,6 +78,7 @@ def test_pointer_path_stage_plan_collect_match_the_inline_path(local_env):
     for rid, _ in records(7):
         fake_step_outputs(str(local_env["scratch"]), event["run_id"], rid, "predict",
                           {"ranked_0.pdb": b"ATOM\n", "metrics.json": b'{"mean_plddt": 50}'})
+    publish_all(event, inline["batches"])
     result = collect({**event, **pointer})
     assert result["targets"] == 7
     manifest = json.loads((local_env["outputs"] / event["run_id"] / "manifest.json").read_text())
@@ -130,10 +138,12 @@ def test_pointer_path_on_s3(s3_env):  # noqa: F811
     pointer = {"targets": None, "targets_digest": digest}
     stage({**event, **pointer})
     assert f"{event['run_id']}/input/targets.json" in keys(s3, "scratch")
-    assert plan({"run_id": event["run_id"], **pointer, **PLAN_KNOBS})["n_batches"] == 2
+    planned = plan({"run_id": event["run_id"], **pointer, **PLAN_KNOBS})
+    assert planned["n_batches"] == 2
     for rid, _ in records(3):
         fake_step_outputs("s3://scratch", event["run_id"], rid, "predict", {"ranked_0.pdb": b"ATOM\n",
                                                                             "metrics.json": b"{}"})
+    publish_all(event, planned["batches"])
     assert collect({**event, **pointer})["targets"] == 3
     with pytest.raises(StagingError) as err:
         plan({"run_id": event["run_id"], "targets_digest": "0" * 64, **PLAN_KNOBS})

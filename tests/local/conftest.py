@@ -104,7 +104,7 @@ def local(tmp_path) -> LocalSetup:
     jobs = yaml.safe_load((wf / "jobs.yaml").read_text())
     for job in jobs["jobs"].values():
         job["command"] = ["python", str(STEP), *job["command"][2:]]
-    (wf / "jobs.yaml").write_text(yaml.safe_dump(jobs))
+    (wf / "jobs.yaml").write_text(yaml.safe_dump(jobs, sort_keys=False))  # size classes keep their order
     counters = tmp_path / "counters"
     counters.mkdir()
     fasta = tmp_path / "two.fasta"

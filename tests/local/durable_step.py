@@ -11,23 +11,27 @@ Test hooks (environment):
   while the job runs;
 * ``FOLDSTACK_TEST_FAIL=<step>:<target>[,...]``: that target fails (exit 1) where its
   outputs would be written, after the targets before it in the batch were written.
+* ``FOLDSTACK_TEST_BAD=<step>:<target>[,...]``: that target is bad input, as the real step
+  reports it: an msa job exits 2; in a predict batch the target gets a failure record
+  (``predict.failed.json``, code ``bad_input``) and the others go on (the job exits 0).
+* ``FOLDSTACK_TEST_KILL=<step>:<size class>``: the job kills itself (SIGKILL, as the kernel's
+  OOM killer does: exit 137) when it runs on that size class.
 
 The MSA outputs (a features file with AlphaFold's feature shapes for the staged
 sequence, a ``fake@v1`` database in features.json) are what the MSA cache accepts."""
 
-import argparse
-import hashlib
 import io
 import json
 import os
+import signal
+import sys
 import time
+from pathlib import Path
 
-parser = argparse.ArgumentParser()
-parser.add_argument("step")
-for opt in ("--run-id", "--target", "--scratch", "--db", "--msa-tool", "--cache", "--weights", "--engine",
-            "--preset"):
-    parser.add_argument(opt, default="")
-args = parser.parse_args()
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository: tests.fake_step_contract
+from tests.fake_step_contract import batch_targets, done_is_valid, parse_args, target_dir, write_outputs  # noqa: E402
+
+args = parse_args()
 
 
 def note(target, text):
@@ -61,32 +65,32 @@ def features(target):
     return buf.getvalue()
 
 
-def done_is_valid(base):
-    try:
-        with open(os.path.join(base, f"{args.step}.done.json")) as fh:
-            outputs = json.load(fh)["outputs"]
-        for rel, sha in outputs.items():
-            with open(os.path.join(base, rel), "rb") as fh:
-                if hashlib.sha256(fh.read()).hexdigest() != sha:
-                    return False
-        return True
-    except (OSError, ValueError, KeyError):
-        return False
-
-
-targets = args.target.split(",") if args.step == "predict" else [args.target]
+targets = batch_targets(args)
 for target in targets:
-    base = os.path.join(args.scratch, args.run_id, args.step, target)
-    if done_is_valid(base):
+    base = target_dir(args, target)
+    if done_is_valid(base, args.step):
         continue
     note(target, f"start {os.getpid()}")
 delay = max(sleep_for(t) for t in targets)
 if delay:
     time.sleep(delay)
 failing = set(filter(None, os.environ.get("FOLDSTACK_TEST_FAIL", "").split(",")))
+bad = set(filter(None, os.environ.get("FOLDSTACK_TEST_BAD", "").split(",")))
+if f"{args.step}:{os.environ.get('FOLDSTACK_SIZE_CLASS', '')}" in os.environ.get("FOLDSTACK_TEST_KILL", "").split(","):
+    os.kill(os.getpid(), signal.SIGKILL)
 for target in targets:
-    base = os.path.join(args.scratch, args.run_id, args.step, target)
-    if done_is_valid(base):
+    base = target_dir(args, target)
+    if done_is_valid(base, args.step):
+        continue
+    if f"{args.step}:{target}" in bad:
+        note(target, "bad")
+        if args.step == "msa":
+            raise SystemExit(2)
+        os.makedirs(base, exist_ok=True)
+        with open(os.path.join(base, "predict.failed.json"), "w") as fh:
+            json.dump({"step": "predict", "run_id": args.run_id, "target": target, "code": "bad_input",
+                       "message": "BadInputError: injected bad input", "job_id": os.environ.get("AWS_BATCH_JOB_ID"),
+                       "log": os.environ.get("FOLDSTACK_JOB_LOG")}, fh)
         continue
     if f"{args.step}:{target}" in failing:
         note(target, "failed")
@@ -98,13 +102,5 @@ for target in targets:
     else:
         files = {"ranked_0.pdb": f"REMARK fake structure of {target}\nEND\n".encode(),
                  "metrics.json": json.dumps({"mean_plddt": 50.0, "engine": args.engine}).encode()}
-    os.makedirs(base, exist_ok=True)
-    outputs = {}
-    for rel, data in files.items():
-        with open(os.path.join(base, rel), "wb") as fh:
-            fh.write(data)
-        outputs[rel] = hashlib.sha256(data).hexdigest()
-    with open(os.path.join(base, f"{args.step}.done.json"), "w") as fh:
-        json.dump({"step": args.step, "run_id": args.run_id, "target": target, "outputs": outputs,
-                   "tool_versions": {"fake": "1"}, "timings": {}}, fh)
+    write_outputs(base, args.step, files, run_id=args.run_id, target=target)
     note(target, "done")

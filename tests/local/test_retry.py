@@ -38,6 +38,12 @@ def test_retry_after_a_failure_recomputes_only_the_failed_target(local):
     assert _finished_only(local, run_id) == ["msa/a", "msa/b", "predict/b"]
     assert "predict/b/predict.done.json" in _scratch(local, run_id)
     assert run.record()["execution_name"] == run_id  # attempt 1 is named by the run id
+    # 1 of 2 failed, beyond the default budget: the run FAILED, but b is published, with the manifest
+    assert "[too_many_failures] 1 of 2 targets failed (1 crash" in run.record()["cause"]
+    failed = json.loads((local.out / run_id / "manifest.json").read_text())
+    assert (failed["outcome"], [t["id"] for t in failed["targets"]]) == ("failed", ["b"])
+    assert [(f["target"], f["step"], f["code"]) for f in failed["failures"]] == [("a", "predict", "crash")]
+    assert (local.out / run_id / "b" / "target.json").is_file() and not (local.out / run_id / "a").exists()
 
     again = local.runner().retry(run_id)
     assert again.run_id == run_id and not again.existed
@@ -48,6 +54,7 @@ def test_retry_after_a_failure_recomputes_only_the_failed_target(local):
     assert record["previous"][-1]["status"] == "FAILED"
     manifest = json.loads((local.out / run_id / "manifest.json").read_text())
     assert sorted(t["id"] for t in manifest["targets"]) == ["a", "b"]
+    assert (manifest["outcome"], manifest["failures"]) == ("succeeded", [])
     assert not (local.home / "scratch" / run_id).exists()  # a success removes everything
 
     # an ordinary resubmit is still idempotent, and a succeeded run has nothing to retry
@@ -66,8 +73,9 @@ def test_rerun_recomputes_every_target(local):
     rerun = local.runner().submit(local.request, rerun=True)
     assert rerun.run_id == run.run_id and not rerun.existed
     assert rerun.wait(120) == "SUCCEEDED"
-    # nothing kept was used: every step of every target ran again
-    assert local.starts() == {"msa-a": 2, "msa-b": 2, "predict-a": 2, "predict-b": 2}
+    # nothing kept in scratch was used: both predictions ran again. The MSAs come from the
+    # MSA cache, which the first attempt filled as its batch finished (reuse_msa applies)
+    assert local.starts() == {"msa-a": 1, "msa-b": 1, "predict-a": 2, "predict-b": 2}
     record = local.record(run.run_id)
     assert (record["execution_name"], record["trigger"]) == (f"{run.run_id}-a2", "rerun")
     assert record["discarded"]["scratch_deleted"] > 0
@@ -78,7 +86,7 @@ def test_rerun_recomputes_every_target(local):
     first = json.loads(manifest.read_text())["created_at"]
     again = local.runner().submit(local.request, rerun=True)
     assert again.wait(120) == "SUCCEEDED"
-    assert local.starts() == {"msa-a": 2, "msa-b": 2, "predict-a": 3, "predict-b": 3}
+    assert local.starts() == {"msa-a": 1, "msa-b": 1, "predict-a": 3, "predict-b": 3}
     record = local.record(run.run_id)
     assert record["execution_name"] == f"{run.run_id}-a3" and record["discarded"]["results_withdrawn"] > 0
     assert json.loads(manifest.read_text())["created_at"] >= first

@@ -608,11 +608,14 @@ def _listing(s3: Any, root: str) -> list[str]:
     return sorted(str(p.relative_to(base)) for p in base.rglob("*") if p.is_file() or p.is_symlink())
 
 
-def expected_files(plan: PlannedRun) -> dict[str, bytes]:
-    """Every published file of a successful run (relative to ``<out>/<run_id>/``), manifest aside."""
+def expected_files(plan: PlannedRun, targets: set[str] | None = None) -> dict[str, bytes]:
+    """Every published file of a successful run (relative to ``<out>/<run_id>/``), manifest
+    aside; with `targets`, of those targets only (a partial run's published ones)."""
     req = plan.request
     out: dict[str, bytes] = {}
     for tid, seq in plan.targets.items():
+        if targets is not None and tid not in targets:
+            continue
         predicted = expected_outputs("predict", seq, {"engine": req["engine"], "preset": req["preset"]})
         out.update({f"{tid}/{rel}": data for rel, data in predicted.items()})
         if req["engine"] == "alphafold2":
@@ -652,6 +655,14 @@ def _not_finished_work(scratch: Path) -> list[str]:
     return stray
 
 
+def unpublished_leftovers(listing: list[str]) -> list[str]:
+    """What a run prefix without a manifest may not hold: anything but published targets
+    (``<target>/...`` with its ``target.json``) and their ``structures/<target>.cif``."""
+    published = {rel.split("/", 1)[0] for rel in listing if rel.count("/") == 1 and rel.endswith("/target.json")}
+    return [rel for rel in listing if rel.split("/", 1)[0] not in published
+            and not (rel.startswith("structures/") and rel[len("structures/"):-len(".cif")] in published)]
+
+
 def check_run(plan: PlannedRun, execution: Any, faults: RunFaults, estate: SoakEstate, s3: Any,
               lambda_max_attempts: int, exempt_known_bugs: bool = True) -> RunOutcome:
     v: list[str] = []
@@ -672,12 +683,27 @@ def check_run(plan: PlannedRun, execution: Any, faults: RunFaults, estate: SoakE
     # -- outputs
     root = plan.output_root.rstrip("/") + "/" + rid
     listing = _listing(s3, root)
-    if status == "SUCCEEDED":
-        expected = expected_files(plan)
+    # A run publishes each target that folded, whatever happens to the others: a SUCCEEDED run
+    # (outcome succeeded or partial) and a run FAILED on its failure budget (outcome failed)
+    # have a manifest listing every published target and every other target as a coded
+    # failure; a run that FAILED before its manifest may keep only published targets.
+    if status == "SUCCEEDED" or (status == "FAILED" and "manifest.json" in listing):
         if "manifest.json" not in listing:
             v.append(f"[lost-output] {rid}: SUCCEEDED without {root}/manifest.json")
         else:
             manifest = json.loads(_read_output(s3, root, "manifest.json"))
+            published = {t["id"] for t in manifest.get("targets", [])}
+            failed = {f["target"]: f for f in manifest.get("failures", [])}
+            expected = expected_files(plan, published)
+            unaccounted = sorted(set(plan.targets) - published - set(failed))
+            if unaccounted:
+                v.append(f"[lost-output] {rid}: targets neither published nor reported failed: {unaccounted[:5]}")
+            uncoded = sorted(t for t, f in failed.items() if not f.get("code"))
+            if uncoded:
+                v.append(f"[unexplained-failure] {rid}: failed targets without a code: {uncoded[:5]}")
+            outcome = manifest.get("outcome", "succeeded")
+            if (status == "FAILED") != (outcome == "failed") or (outcome == "succeeded") != (not failed):
+                v.append(f"[lost-output] {rid}: {status} with outcome {outcome!r} and {len(failed)} failure(s)")
             recorded = {f"{t['id']}/{rel}": meta["sha256"] for t in manifest.get("targets", [])
                         for rel, meta in t.get("files", {}).items()}
             # What Collect itself writes (each target's report, the run's summary and index
@@ -706,8 +732,9 @@ def check_run(plan: PlannedRun, execution: Any, faults: RunFaults, estate: SoakE
         output = execution.output or {}
         if isinstance(output, dict) and output.get("output") and output["output"].rstrip("/") != root:
             v.append(f"[lost-output] {rid}: execution output names {output['output']}, expected {root}")
-    elif listing:
-        v.append(f"[partial-output] {rid}: {status} run left {len(listing)} object(s) under {root}: {listing[:5]}")
+    elif unpublished_leftovers(listing):
+        stray = unpublished_leftovers(listing)
+        v.append(f"[partial-output] {rid}: {status} run left {len(stray)} object(s) under {root}: {stray[:5]}")
     if not plan.output_root.startswith("s3://"):
         leftovers = [p.name for p in Path(plan.output_root).glob(f".{rid}*")]
         if leftovers:
@@ -907,12 +934,15 @@ def run_soak(cfg: SoakConfig, workdir: Path, *, progress: bool = False) -> SoakR
         late_scratch = leftover_scratch(estate.scratch, complete)
         if late_scratch:
             violations.append(f"[cleanup] scratch not cleaned at the end: {late_scratch[:5]}")
-        stray = sorted(p.name for p in estate.outputs.iterdir() if p.name not in complete)
+        stray = sorted(p.name for p in estate.outputs.iterdir() if p.name not in complete
+                       and ("manifest.json" not in (found := _listing(s3, str(p))) and unpublished_leftovers(found)))
         if stray:
             violations.append(f"[partial-output] under the local output root at the end: {stray[:5]}")
         s3_runs = {k.split("/", 1)[0] for k in _s3_keys(s3, "s3://" + S3_BUCKET + "/runs/")}
-        if s3_runs - complete:
-            violations.append(f"[partial-output] under {S3_PREFIX} at the end: {sorted(s3_runs - complete)[:5]}")
+        s3_runs = {r for r in s3_runs if r not in complete and "manifest.json" not in
+                   (found := _listing(s3, f"s3://{S3_BUCKET}/runs/{r}")) and unpublished_leftovers(found)}
+        if s3_runs:
+            violations.append(f"[partial-output] under {S3_PREFIX} at the end: {sorted(s3_runs)[:5]}")
         violations.extend(check_cache(estate.cache, observed))
         # The step decides its own faults from the same seed: the logs must agree with the count.
         in_logs = Counter()

@@ -21,6 +21,12 @@ Faults decided inside the step (seeded, so the injector can count them):
 ``SOAK_SEED`` plus ``SOAK_MIDWAY_CRASH_RATE`` -- write part of the outputs into the attempt
 dir, then die without cleaning up (``os._exit(1)``, as a SIGKILL would) -- and
 ``SOAK_OOM_RATE`` (predict only) -- exit 3, out of memory.
+
+Per-target failures (``SOAK_BAD_TARGET_RATE``, off by default): a target drawn bad (by seed,
+run, step and target: on every attempt, so a retry does not fix it) is bad input as the
+real steps report it: its msa job exits 2; in a predict batch it gets a failure record
+(``predict.failed.json``, code ``bad_input``) and the batch's other targets go on (exit 0).
+Predict skips the targets its ``--skip`` names (their MSA failed), as the real step does.
 """
 
 from __future__ import annotations
@@ -132,6 +138,25 @@ def step_fault(step: str, run_id: str, target: str, attempt: int, queue: str, en
     return None
 
 
+def bad_target(step: str, run_id: str, target: str, environ=os.environ) -> bool:
+    """Whether `target` is bad input for `step` in this run (``SOAK_BAD_TARGET_RATE``)."""
+    seed, rate = environ.get("SOAK_SEED"), float(environ.get("SOAK_BAD_TARGET_RATE", "0"))
+    return seed is not None and rate > 0 and draw(seed, "bad", run_id, step, target) < rate
+
+
+def write_failure(scratch: str, run_id: str, target: str) -> None:
+    """A predict target's failure record, as foldstack.steps.failures writes it."""
+    folder = os.path.join(scratch, run_id, "predict", target)
+    os.makedirs(folder, exist_ok=True)
+    record = {"step": "predict", "run_id": run_id, "target": target, "code": "bad_input", "exit_code": 2,
+              "message": "BadInputError: injected bad target (SOAK_BAD_TARGET_RATE)",
+              "job_id": os.environ.get("AWS_BATCH_JOB_ID"), "log": os.environ.get("FOLDSTACK_JOB_LOG")}
+    tmp = os.path.join(folder, f".predict.failed.json.{uuid.uuid4().hex[:12]}.tmp")
+    with open(tmp, "w") as fh:
+        json.dump(record, fh, sort_keys=True)
+    os.replace(tmp, os.path.join(folder, "predict.failed.json"))
+
+
 def _read_sequence(path: str) -> str:
     with open(path) as fh:
         lines = [ln.strip() for ln in fh if ln.strip()]
@@ -241,7 +266,16 @@ def main(argv: list[str]) -> int:
     if fault == "oom":
         print("out of memory (injected)", file=sys.stderr, flush=True)
         return EXIT_OUT_OF_MEMORY
+    skip = set(json.loads(opts.get("skip") or "[]")) if step == "predict" else set()
     for target in targets:
+        if target in skip:
+            continue
+        if bad_target(step, run_id, target):
+            print(f"{target}: bad input (injected)", file=sys.stderr, flush=True)
+            if step != "predict":
+                return EXIT_BAD_INPUT
+            write_failure(scratch, run_id, target)
+            continue
         code = run_target(step, run_id, target, scratch, opts, fault)
         if code:
             return code

@@ -14,6 +14,7 @@ import pytest
 from foldstack.local import batch_retry
 from foldstack.local.batch_retry import AttemptOutcome, RetryStrategy, attempts_used, decide
 from foldstack.workflows.specs import JobsFile
+from tests.jobspecs import BAD_RETRY_STRATEGIES
 from tests.reliability.helpers import REPO
 
 JOBS_FILES = sorted((REPO / "statemachines").glob("*/jobs.yaml"))
@@ -154,18 +155,10 @@ def test_app_errors_never_retry_under_the_strict_reading_either(job, tier, case,
     assert not decide(job.retry, case.outcome, 1).retry
 
 
-def test_rules_reject_what_aws_rejects():
-    bad_specs = [
-        {"attempts": 0}, {"attempts": 11},
-        {"attempts": 2, "evaluate_on_exit": [{"action": "RETRY"}]},
-        {"attempts": 2, "evaluate_on_exit": [{"on_exit_code": "1", "action": "MAYBE"}]},
-        {"attempts": 2, "evaluate_on_exit": [{"on_status_reason": "Host EC2 (instance*", "action": "RETRY"}]},
-        {"attempts": 2, "evaluate_on_exit": [{"on_exit_code": "1*2", "action": "EXIT"}]},
-        {"attempts": 2, "evaluate_on_exit": [{"on_exit_code": str(i), "action": "EXIT"} for i in range(6)]},
-    ]
-    for spec in bad_specs:
-        with pytest.raises(batch_retry.RetryStrategyError):
-            RetryStrategy.from_spec(spec)
+@pytest.mark.parametrize("spec", BAD_RETRY_STRATEGIES, ids=range(len(BAD_RETRY_STRATEGIES)))
+def test_rules_reject_what_aws_rejects(spec):
+    with pytest.raises(batch_retry.RetryStrategyError):
+        RetryStrategy.from_spec(spec)
 
 
 def test_spot_exhaustion_falls_back_to_on_demand_once():

@@ -156,13 +156,19 @@ def _npy_in_zip(path: Path, marker: Path) -> None:
 PLANTS = {"object_array_npz": _object_npz, "raw_pickle_named_npz": _raw_pickle, "object_npy_in_zip": _npy_in_zip}
 
 
+def planted(tmp_path: Path, plant: str, name: str = "features.npz") -> tuple[Path, Path]:
+    """``tmp_path/name`` written by PLANTS[plant]: (it, the marker its payload would create)."""
+    marker = tmp_path / "PWNED"
+    path = tmp_path / name
+    PLANTS[plant](path, marker)
+    return path, marker
+
+
 @pytest.mark.parametrize("plant", sorted(PLANTS))
 def test_features_loader_never_runs_a_planted_pickle(tmp_path, plant):
     from foldstack.steps.features import load_features
 
-    marker = tmp_path / "PWNED"
-    path = tmp_path / "features.npz"
-    PLANTS[plant](path, marker)
+    path, marker = planted(tmp_path, plant)
     assert not marker.exists()
     with pytest.raises(ValueError, match="pickle"):
         load_features(path)
@@ -172,9 +178,7 @@ def test_features_loader_never_runs_a_planted_pickle(tmp_path, plant):
 @pytest.mark.parametrize("plant", sorted(PLANTS))
 def test_the_plants_are_live(tmp_path, plant):
     """Control: loading each plant the unsafe way does run the payload."""
-    marker = tmp_path / "PWNED"
-    path = tmp_path / "features.npz"
-    PLANTS[plant](path, marker)
+    path, marker = planted(tmp_path, plant)
     if plant == "raw_pickle_named_npz":
         pickle.loads(path.read_bytes())  # noqa: S301 - the control
     else:
@@ -190,9 +194,7 @@ def test_alphafold2_predict_refuses_planted_features_cleanly(tmp_path, plant):
     from foldstack.core.errors import BadInputError
     from foldstack.steps.alphafold2 import predict_alphafold2
 
-    marker = tmp_path / "PWNED"
-    path = tmp_path / "features.npz"
-    PLANTS[plant](path, marker)
+    path, marker = planted(tmp_path, plant)
     with pytest.raises(BadInputError):
         predict_alphafold2(path, tmp_path / "weights", "monomer")
     assert not marker.exists()
@@ -203,9 +205,7 @@ def test_alphafold2_params_loader_never_runs_a_planted_pickle(tmp_path, plant):
     pytest.importorskip("alphafold")
     from foldstack.steps.alphafold2 import _load_params
 
-    marker = tmp_path / "PWNED"
-    path = tmp_path / "params_model_1.npz"
-    PLANTS[plant](path, marker)
+    path, marker = planted(tmp_path, plant, "params_model_1.npz")
     with pytest.raises(ValueError):
         _load_params(path)
     assert not marker.exists()

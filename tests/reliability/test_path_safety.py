@@ -22,9 +22,21 @@ from foldstack.core.uris import is_under, join_under, parse_uri, require_under
 from tests.conftest import files_under
 from tests.reliability.helpers import SEQ, all_keys, empty_buckets, load_handler, snapshot, valid_event
 
-validate, stage, collect, cleanup = (
-    load_handler(n) for n in ("validate_input", "stage_inputs", "collect_outputs", "cleanup")
+validate, stage, publish_batch, collect_outputs, cleanup = (
+    load_handler(n) for n in ("validate_input", "stage_inputs", "publish_batch", "collect_outputs", "cleanup")
 )
+
+
+def collect(event):
+    """The two Lambdas that read step outputs and publish them: Publish Batch (the event's
+    targets as one batch whose Predict job succeeded), then Collect Outputs."""
+    targets = event["targets"]
+    batch = {"batch": "b00000", "size_class": targets[0]["size_class"],
+             "target_ids": ",".join(t["id"] for t in targets),
+             "targets": [{k: t[k] for k in ("id", "sha256", "length", "chains")} for t in targets]}
+    publish_batch({"run_id": event["run_id"], "request": event["request"], "batch": batch, "msa": [],
+                   "predict": {"failed": False}})
+    return collect_outputs(event)
 
 TRAVERSAL_PARTS = [
     "..", "../x", "../../etc/passwd", "a/../../x", "a/..", "./x", ".", "x/./y",

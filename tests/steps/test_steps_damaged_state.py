@@ -136,7 +136,10 @@ def test_predict_on_features_it_cannot_load_is_a_coded_error_naming_the_file(scr
     assert result.exit_code == EXIT_BAD_INPUT, result.output
     text = " ".join(result.output.split())
     assert f"[features_damaged] {path} cannot be used" in text and "reuse_msa=false" in text
-    assert not (scratch / "r" / "predict" / TARGET).exists()
+    # nothing published; the target's failure record (steps/failures.py) says why
+    assert not (scratch / "r" / "predict" / TARGET / "predict.done.json").exists()
+    record = json.loads((scratch / "r" / "predict" / TARGET / "predict.failed.json").read_text())
+    assert record["code"] == "features_damaged"
 
 
 # -------------------------------------------------------------------- damaged weights
@@ -180,6 +183,21 @@ def _predict(scratch: Path, weights: Path, engine: str, preset: str = "monomer")
                    "--weights", str(weights), "--engine", engine, "--preset", preset])
 
 
+def _assert_predict_refuses(scratch: Path, weights: Path, engine: str, damaged: Path) -> None:
+    """The predict step exits 2 naming the damaged file and the command that rewrites the
+    (demo) weights, and publishes nothing."""
+    result = _predict(scratch, weights, engine)
+    assert result.exit_code == EXIT_BAD_INPUT, result.output
+    text = " ".join(result.output.split())
+    assert f"[weights_damaged] damaged {engine} weights: {damaged}" in text
+    # demo weights are rewritten only with --force (`foldstack demo-data` keeps a current marker)
+    assert f"foldstack weights demo --dest {weights} --engine {engine} --force" in text
+    # nothing published; the target's failure record (steps/failures.py) says why
+    assert not (scratch / "r" / "predict" / TARGET / "predict.done.json").exists()
+    record = json.loads((scratch / "r" / "predict" / TARGET / "predict.failed.json").read_text())
+    assert record["code"] == "weights_damaged"
+
+
 @pytest.mark.parametrize("damage", sorted(ESMFOLD_DAMAGE))
 def test_damaged_esmfold_weights_exit_2_naming_the_file(demo_weights, tmp_path, scratch, damage):
     from foldstack.steps.esmfold import load_model
@@ -194,13 +212,7 @@ def test_damaged_esmfold_weights_exit_2_naming_the_file(demo_weights, tmp_path, 
     assert "\n" not in str(info.value)
 
     stage(scratch, "r", TARGET, DEMO_SEQ)
-    result = _predict(scratch, weights, "esmfold")
-    assert result.exit_code == EXIT_BAD_INPUT, result.output
-    text = " ".join(result.output.split())
-    assert f"[weights_damaged] damaged esmfold weights: {weights / 'esmfold' / name}" in text
-    # demo weights are rewritten only with --force (`foldstack demo-data` keeps a current marker)
-    assert f"foldstack weights demo --dest {weights} --engine esmfold --force" in text
-    assert not (scratch / "r" / "predict" / TARGET).exists()
+    _assert_predict_refuses(scratch, weights, "esmfold", weights / "esmfold" / name)
 
 
 def test_damaged_real_esmfold_weights_say_fetch_and_the_demo_hint_heals(demo_weights, tmp_path):
@@ -261,12 +273,7 @@ def test_damaged_alphafold2_weights_exit_2_naming_the_file(demo_weights, feature
     features = scratch / "r" / "msa" / TARGET / "features.npz"
     features.parent.mkdir(parents=True)
     features.write_bytes(feature_bytes["monomer"][0])
-    result = _predict(scratch, weights, "alphafold2")
-    assert result.exit_code == EXIT_BAD_INPUT, result.output
-    text = " ".join(result.output.split())
-    assert f"[weights_damaged] damaged alphafold2 weights: {file}" in text
-    assert f"foldstack weights demo --dest {weights} --engine alphafold2 --force" in text
-    assert not (scratch / "r" / "predict" / TARGET).exists()
+    _assert_predict_refuses(scratch, weights, "alphafold2", file)
 
 
 def test_the_step_process_exits_2_with_one_line_on_stderr(demo_weights, tmp_path):

@@ -19,7 +19,8 @@ import pytest
 from foldstack.core.errors import BadInputError
 from foldstack.steps import refresh_db_publish
 from foldstack.steps.databases import open_database
-from foldstack.steps.refresh_db import parse_spec, refresh_database
+from foldstack.steps.refresh_db import refresh_database
+from foldstack.steps.refresh_db_source import parse_spec
 from foldstack.steps.refresh_db_unpack import unpack_archive
 from tests.steps.conftest import stage
 from tests.steps.test_steps_refresh_db import s3  # noqa: F401, F811 - the moto S3 fixture
@@ -157,22 +158,6 @@ def test_msa_job_uses_the_published_index_read_only(refreshed, tmp_path, monkeyp
     assert {str(p): p.stat().st_mtime_ns for p in root.rglob("*")} == before  # nothing written under the DB
     assert 0 < peak["bytes"] < 0.05 * db_bytes, (peak, db_bytes)  # scratch: a small fraction of the DB
     assert info["msa_depth"] >= 2
-
-
-@needs_mmseqs
-def test_read_only_version_without_index_is_refused_not_copied(tmp_path, monkeypatch):
-    from foldstack.steps import mmseqs
-    from foldstack.steps.databases import Database
-
-    version_dir = tmp_path / "db" / "x" / "v1"
-    version_dir.mkdir(parents=True)
-    db = Database(name="x", version="v1", path=version_dir, manifest={"sequences": "x.fasta"}, manifest_sha256="0")
-    calls = []
-    monkeypatch.setattr(mmseqs, "_run", lambda binary, *args, **kw: calls.append(args))
-    monkeypatch.setattr(mmseqs.os, "access", lambda path, mode: False)
-    with pytest.raises(BadInputError, match="never copies a database.*foldstack db index --name x --version v1"):
-        mmseqs.target_db(db, "mmseqs", tmp_path / "work")
-    assert calls == [] and not (tmp_path / "work").exists() and not (version_dir / "mmseqs").exists()
 
 
 # ------------------------------------------------------------------ unpacking
@@ -363,7 +348,7 @@ def test_db_build_to_s3_publishes_manifest_then_current(s3, tmp_path):  # noqa: 
     root = f"s3://{BUCKET}/db"
     out = build_database(root, "mine", "v1", [fasta], index=False)
     assert out["action"] == "published" and out["path"] == f"{root}/mine/v1"
-    writes = [k for k in s3["writes"] if k.startswith("db/mine/")]
+    writes = [k for k in s3.writes if k.startswith("db/mine/")]
     assert writes[-2:] == ["db/mine/v1/manifest.json", "db/mine/CURRENT"] and "db/mine/v1/mine.fasta" in writes
     (entry,) = list_databases(root)
     assert entry["name"] == "mine" and entry["current"] == "v1" and entry["versions"][0]["role"] == "uniref90"

@@ -80,6 +80,14 @@ def test_esmfold_complex_drops_linker(scratch, weights):
     assert st[0]["B"][0].seqid.num == 1
 
 
+def only_a_failure_record(scratch, code: str) -> bool:
+    """Nothing promoted: the target's folder holds only its failure record, with `code`."""
+    folder = scratch / "r" / "predict" / TARGET
+    files = [p.relative_to(scratch / "r" / "predict") for p in (scratch / "r" / "predict").rglob("*") if p.is_file()]
+    return files == [folder.relative_to(scratch / "r" / "predict") / "predict.failed.json"] and \
+        json.loads((folder / "predict.failed.json").read_text())["code"] == code
+
+
 def test_fault_injection_promotes_nothing(scratch, weights, monkeypatch):
     stage(scratch, "r", TARGET, DEMO_SEQ)
     monkeypatch.setenv("FOLDSTACK_INJECT_FAULT", "predict:*")
@@ -87,7 +95,7 @@ def test_fault_injection_promotes_nothing(scratch, weights, monkeypatch):
                      "--weights", str(weights), "--engine", "esmfold", "--preset", "monomer"])
     assert result.exit_code not in (0, 2, 3)
     assert isinstance(result.exception, RuntimeError) and "injected fault" in str(result.exception)
-    assert list((scratch / "r" / "predict").iterdir()) == []
+    assert only_a_failure_record(scratch, "crash")
 
 
 def test_missing_weights_error_names_dir_and_commands(scratch, tmp_path):
@@ -108,7 +116,9 @@ def test_missing_weights_error_names_dir_and_commands(scratch, tmp_path):
         assert str(empty / engine) in text
         assert f"foldstack weights fetch {engine} --dest {empty}" in text
         assert f"foldstack weights demo --dest {empty}" in text
-        assert not (scratch / "r" / "predict" / TARGET).exists()
+        # nothing published; the target's failure record (steps/failures.py) says why
+        assert not (scratch / "r" / "predict" / TARGET / "predict.done.json").exists()
+        assert json.loads((scratch / "r" / "predict" / TARGET / "predict.failed.json").read_text())["target"] == TARGET
 
 
 @pytest.mark.parametrize(
@@ -140,7 +150,7 @@ def test_esmfold_out_of_memory_exits_3(scratch, weights, monkeypatch, error):
                      "--weights", str(weights), "--engine", "esmfold", "--preset", "monomer"])
     assert result.exit_code == 3, result.output
     assert "out of memory" in result.output
-    assert list((scratch / "r" / "predict").iterdir()) == []
+    assert only_a_failure_record(scratch, "out_of_memory")
 
 
 def test_alphafold2_xla_out_of_memory_exits_3(msa_done, scratch, weights, monkeypatch):

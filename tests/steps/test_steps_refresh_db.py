@@ -14,14 +14,10 @@ import pytest
 
 from foldstack.core.errors import BadInputError
 from foldstack.steps.databases import msa_databases, open_database
-from foldstack.steps.refresh_db import (
-    ChecksumMismatchError,
-    cleanup_partials,
-    parse_checksum_file,
-    parse_spec,
-    refresh_database,
-    run_refresh_db,
-)
+from foldstack.steps.refresh_db import refresh_database, run_refresh_db
+from foldstack.steps.refresh_db_publish import cleanup_partials
+from foldstack.steps.refresh_db_source import ChecksumMismatchError, parse_checksum_file, parse_spec
+from tests.fake_aws import RecordedBucket, recorded_bucket_fixture
 
 RUN = "refresh-test-1"
 
@@ -209,46 +205,15 @@ BUCKET = "foldstack-test-database"
 S3_ROOT = f"s3://{BUCKET}/db"
 
 
-@pytest.fixture
-def s3(monkeypatch):
-    from moto import mock_aws
-
-    from foldstack import storage
-
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    with mock_aws():
-        storage.reset_clients()
-        client = storage._s3()
-        client.create_bucket(Bucket=BUCKET)
-        writes: list[str] = []
-
-        def record(params, model, **_):  # every object write, in order (PutObject, multipart)
-            if model.name in ("PutObject", "CreateMultipartUpload"):
-                writes.append(params["Key"])
-
-        client.meta.events.register("before-parameter-build.s3", record)
-        yield {"client": client, "writes": writes}
-    storage.reset_clients()
+s3 = recorded_bucket_fixture(BUCKET)
 
 
-def keys(client, prefix: str = "db/") -> list[str]:
-    pages = client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
-    return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
-
-
-def body(client, key: str) -> bytes:
-    return client.get_object(Bucket=BUCKET, Key=key)["Body"].read()
-
-
-def import_like_fsx(client, dest: Path) -> Path:
+def import_like_fsx(bucket: RecordedBucket, dest: Path) -> Path:
     """Materialise the bucket's db/ prefix as the DB file system would show it."""
-    for key in keys(client):
+    for key, data in bucket.bodies("db/").items():
         path = dest / key[len("db/"):]
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(body(client, key))
+        path.write_bytes(data)
     return dest
 
 
@@ -258,29 +223,29 @@ def test_s3_publish_uploads_files_then_manifest_then_current_last(s3, source, tm
     staging = tmp_path / "staging"
     out = refresh_database(parse_spec(spec_for(source)), S3_ROOT, RUN, staging_root=staging)
     assert out["action"] == "published" and out["path"] == f"{S3_ROOT}/luxc/v2"
-    client, writes = s3["client"], s3["writes"]
+    writes = s3.writes
     assert writes[-2:] == ["db/luxc/v2/manifest.json", "db/luxc/CURRENT"]  # CURRENT strictly last
     files = {"db/luxc/v2/README", "db/luxc/v2/big.bin", "db/luxc/v2/luxc.fasta"}
     assert files <= set(writes[:-2])
-    assert keys(client) == sorted([*files, "db/luxc/v2/manifest.json", "db/luxc/CURRENT"])  # no marker left
-    assert body(client, "db/luxc/CURRENT") == b"v2\n"
+    assert s3.keys("db/") == sorted([*files, "db/luxc/v2/manifest.json", "db/luxc/CURRENT"])  # no marker left
+    assert s3.body("db/luxc/CURRENT") == b"v2\n"
     assert list(staging.iterdir()) == []  # the local download is gone
-    fsx = import_like_fsx(client, tmp_path / "fsx-db")
+    fsx = import_like_fsx(s3, tmp_path / "fsx-db")
     db = open_database(fsx, "luxc", verify=True)  # sizes + sha256 of what was uploaded
     assert db.manifest["source_files"] == spec_for(source)["files"]
-    assert out["manifest_sha256"] == _sha(body(client, "db/luxc/v2/manifest.json"))
+    assert out["manifest_sha256"] == _sha(s3.body("db/luxc/v2/manifest.json"))
 
 
 def test_s3_checksum_mismatch_uploads_nothing_and_keeps_current(s3, source, tmp_path, fasta_bytes):
     refresh_database(parse_spec(spec_for(source)), S3_ROOT, RUN, staging_root=tmp_path / "st")
-    before = {k: body(s3["client"], k) for k in keys(s3["client"])}
-    s3["writes"].clear()
+    before = s3.bodies("db/")
+    s3.writes.clear()
     bad = spec_for(source, version="v3")
     bad["files"]["luxc.fasta"] = _sha(b"what the publisher announced")
     with pytest.raises(ChecksumMismatchError, match="CURRENT still names 'v2'"):
         refresh_database(parse_spec(bad), S3_ROOT, RUN, staging_root=tmp_path / "st")
-    assert s3["writes"] == []  # verified locally first: nothing of v3 reached the bucket
-    assert {k: body(s3["client"], k) for k in keys(s3["client"])} == before
+    assert s3.writes == []  # verified locally first: nothing of v3 reached the bucket
+    assert s3.bodies("db/") == before
     assert list((tmp_path / "st").iterdir()) == []
 
 
@@ -289,7 +254,7 @@ def test_s3_failure_after_upload_removes_only_the_partial_version(s3, source, tm
     from foldstack import storage
 
     refresh_database(parse_spec(spec_for(source)), S3_ROOT, RUN, staging_root=tmp_path / "st")
-    before = {k: body(s3["client"], k) for k in keys(s3["client"])}
+    before = s3.bodies("db/")
     real_copy, real_write = storage.copy, storage.write_bytes
     copies = []
 
@@ -306,47 +271,47 @@ def test_s3_failure_after_upload_removes_only_the_partial_version(s3, source, tm
 
     monkeypatch.setattr(storage, "copy", copy)
     monkeypatch.setattr(storage, "write_bytes", write_bytes)
-    s3["writes"].clear()
+    s3.writes.clear()
     with pytest.raises(ConnectionError):
         refresh_database(parse_spec(spec_for(source, version="v3")), S3_ROOT, "run-2", staging_root=tmp_path / "st")
-    assert any(k.startswith("db/luxc/v3/") for k in s3["writes"])  # something of v3 was uploaded ...
-    assert {k: body(s3["client"], k) for k in keys(s3["client"])} == before  # ... and removed again
-    assert keys(s3["client"], "db/.refresh/") == []
+    assert any(k.startswith("db/luxc/v3/") for k in s3.writes)  # something of v3 was uploaded ...
+    assert s3.bodies("db/") == before  # ... and removed again
+    assert s3.keys("db/.refresh/") == []
 
 
 def test_s3_refuses_to_overwrite_the_current_version(s3, source, tmp_path):
     refresh_database(parse_spec(spec_for(source)), S3_ROOT, RUN, staging_root=tmp_path / "st")
-    before = {k: body(s3["client"], k) for k in keys(s3["client"])}
+    before = s3.bodies("db/")
     other = spec_for(source)
     other["files"]["luxc.fasta"] = "0" * 64
     with pytest.raises(BadInputError, match="refusing to replace a version in use"):
         refresh_database(parse_spec(other), S3_ROOT, RUN, staging_root=tmp_path / "st")
-    assert {k: body(s3["client"], k) for k in keys(s3["client"])} == before
+    assert s3.bodies("db/") == before
 
 
 def test_s3_rerun_is_idempotent_and_rollback_only_moves_current(s3, source, tmp_path, fasta_bytes):
     st = tmp_path / "st"
     refresh_database(parse_spec(spec_for(source)), S3_ROOT, RUN, staging_root=st)
-    s3["writes"].clear()
+    s3.writes.clear()
     again = refresh_database(parse_spec(spec_for(source)), S3_ROOT, "again", staging_root=st)
     assert again["action"] == "already_current"
-    assert s3["writes"] == []
+    assert s3.writes == []
     newer = tmp_path / "v3src"
     newer.mkdir()
     (newer / "luxc.fasta").write_bytes(fasta_bytes[: len(fasta_bytes) // 2].rsplit(b"\n>", 1)[0] + b"\n")
     refresh_database(parse_spec(spec_for(newer, version="v3")), S3_ROOT, RUN, staging_root=st)
-    assert body(s3["client"], "db/luxc/CURRENT") == b"v3\n"
-    s3["writes"].clear()
+    assert s3.body("db/luxc/CURRENT") == b"v3\n"
+    s3.writes.clear()
     back = refresh_database(parse_spec(spec_for(source)), S3_ROOT, "rollback", staging_root=st)
     assert back["action"] == "republished" and back["previous"] == "v3"
-    assert s3["writes"] == ["db/luxc/CURRENT"] and body(s3["client"], "db/luxc/CURRENT") == b"v2\n"
+    assert s3.writes == ["db/luxc/CURRENT"] and s3.body("db/luxc/CURRENT") == b"v2\n"
 
 
 def test_s3_step_and_cleanup_of_a_killed_job(s3, source, tmp_path):
     final = run_refresh_db(RUN, tmp_path / "scratch", S3_ROOT, json.dumps(spec_for(source)))
     assert json.loads((final / "published.json").read_text())["path"] == f"{S3_ROOT}/luxc/v2"
     assert sorted(p.name for p in (tmp_path / "scratch" / RUN / "refresh_db").iterdir()) == ["luxc"]
-    client = s3["client"]
+    client = s3.client
     # A job of this run killed mid-upload of v3: its marker and a partial v3 remain; another
     # run's marker, and a marker naming the CURRENT version, must not lead to deletions.
     for key in (f"db/.refresh/{RUN}/luxc/v3", "db/luxc/v3/luxc.fasta", "db/.refresh/other-run/luxc/v4",
@@ -354,7 +319,7 @@ def test_s3_step_and_cleanup_of_a_killed_job(s3, source, tmp_path):
         client.put_object(Bucket=BUCKET, Key=key, Body=b"v1\n" if key.endswith("CURRENT") else b"")
     removed = cleanup_partials(S3_ROOT, RUN)
     assert removed == [f"{S3_ROOT}/luxc/v3"]
-    assert keys(client) == sorted(["db/.refresh/other-run/luxc/v4", "db/luxc/CURRENT", "db/luxc/v2/README",
+    assert s3.keys("db/") == sorted(["db/.refresh/other-run/luxc/v4", "db/luxc/CURRENT", "db/luxc/v2/README",
                                    "db/luxc/v2/luxc.fasta", "db/luxc/v2/manifest.json", "db/luxc/v4/luxc.fasta",
                                    "db/pksi/CURRENT", "db/pksi/v1/x"])
 

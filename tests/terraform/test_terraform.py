@@ -192,6 +192,9 @@ def test_config_readme_documents_every_parameter():
 
 
 def _make(*args: str, ci: bool = False) -> subprocess.CompletedProcess:
+    """``make -n <args>`` at the top of the repository (what it would run, running nothing)."""
+    if not (REPO / "Makefile").exists():
+        pytest.skip("no top-level Makefile")
     env = {k: v for k, v in os.environ.items() if k not in ("CI", "GITHUB_ACTIONS", "ENV", "IMAGE_TAG", "MAKEFLAGS")}
     if ci:
         env.update(CI="true", GITHUB_ACTIONS="true")
@@ -199,50 +202,41 @@ def _make(*args: str, ci: bool = False) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, check=False)
 
 
-def _terraform_lines(output: str) -> list[str]:
-    return [re.sub(r"^TF_CLI_CONFIG_FILE=\S+ ", "", line) for line in output.splitlines() if "terraform -chdir" in line]
+def _terraform_commands(proc: subprocess.CompletedProcess) -> list[str]:
+    """The terraform commands of a ``make -n`` that succeeded."""
+    assert proc.returncode == 0, proc.stderr
+    return [re.sub(r"^TF_CLI_CONFIG_FILE=\S+ ", "", line) for line in proc.stdout.splitlines()
+            if "terraform -chdir" in line]
 
 
 def test_make_plan_prints_the_terraform_commands():
-    if not (REPO / "Makefile").exists():
-        pytest.skip("no top-level Makefile")
     proc = _make("plan", "ENV=dev")
-    assert proc.returncode == 0, proc.stderr
-    assert _terraform_lines(proc.stdout) == [
+    assert _terraform_commands(proc) == [
         "terraform -chdir=terraform/envs/dev init -input=false -backend-config=backend.hcl",
         "terraform -chdir=terraform/envs/dev plan -input=false -out=plan.out",
     ]
     assert "scripts/build_lambdas.py --out build/lambdas" in proc.stdout
-    tagged = _make("plan", "ENV=prod", "IMAGE_TAG=abc123")
-    assert _terraform_lines(tagged.stdout)[-1].endswith("plan -input=false -out=plan.out -var image_tag=abc123")
+    tagged = _terraform_commands(_make("plan", "ENV=prod", "IMAGE_TAG=abc123"))
+    assert tagged[-1].endswith("plan -input=false -out=plan.out -var image_tag=abc123")
 
 
 def test_make_apply_uses_only_a_saved_plan():
-    if not (REPO / "Makefile").exists():
-        pytest.skip("no top-level Makefile")
-    proc = _make("apply", "ENV=dev")
-    assert proc.returncode == 0, proc.stderr
-    assert _terraform_lines(proc.stdout) == [
+    assert _terraform_commands(_make("apply", "ENV=dev")) == [
         "terraform -chdir=terraform/envs/dev init -input=false -backend-config=backend.hcl -lockfile=readonly",
         "terraform -chdir=terraform/envs/dev apply -input=false plan.out",
     ]
 
 
 def test_make_apply_prod_only_in_ci():
-    if not (REPO / "Makefile").exists():
-        pytest.skip("no top-level Makefile")
     refused = _make("apply", "ENV=prod")
     assert refused.returncode != 0 and "refusing to apply ENV=prod outside CI" in refused.stderr
-    allowed = _make("apply", "ENV=prod", ci=True)
-    assert allowed.returncode == 0, allowed.stderr
-    assert _terraform_lines(allowed.stdout)[-1] == "terraform -chdir=terraform/envs/prod apply -input=false plan.out"
+    allowed = _terraform_commands(_make("apply", "ENV=prod", ci=True))
+    assert allowed[-1] == "terraform -chdir=terraform/envs/prod apply -input=false plan.out"
 
 
 @pytest.mark.parametrize("target", ["plan", "apply"])
 @pytest.mark.parametrize("env", ["staging", ""])
 def test_make_refuses_unknown_envs(target, env):
-    if not (REPO / "Makefile").exists():
-        pytest.skip("no top-level Makefile")
     proc = _make(target, f"ENV={env}")
     assert proc.returncode != 0
     assert "unknown ENV" in proc.stderr or "ENV is required" in proc.stderr

@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from tests.fake_aws import recorded_bucket_fixture
 
 from foldstack import storage
 from foldstack.core.errors import InputValidationError
@@ -23,6 +24,18 @@ def names(path: Path) -> list[str]:
 
 def tree(path: Path) -> dict[str, bytes]:
     return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def first_commit_wins(dest: Path | str, files_a: dict[str, bytes], files_b: dict[str, bytes]) -> None:
+    """Two publishers of ``dest`` put the same keys in turn; ``a`` commits first, so ``b``'s
+    commit must lose."""
+    a, b = publish(dest), publish(dest)
+    for key in files_a:
+        a.put(key, files_a[key])
+        b.put(key, files_b[key])
+    a.commit()
+    with pytest.raises(PublishConflictError):
+        b.commit()
 
 
 # ------------------------------------------------------------------ local
@@ -156,14 +169,7 @@ def test_local_concurrent_publishers_first_commit_wins(tmp_path):
     """Both stage privately; the rename decides. The loser raises and removes only its
     own staging dir; the winner's directory is untouched."""
     dest = tmp_path / "run-1"
-    a, b = publish(dest), publish(dest)
-    a.put("who", b"a")
-    b.put("who", b"b")
-    a.put(MARK, b"a")
-    b.put(MARK, b"b")
-    a.commit()
-    with pytest.raises(PublishConflictError):
-        b.commit()
+    first_commit_wins(dest, {"who": b"a", MARK: b"a"}, {"who": b"b", MARK: b"b"})
     assert tree(dest) == {MARK: b"a", "who": b"a"}
     assert names(tmp_path) == ["run-1"]
 
@@ -209,36 +215,7 @@ BUCKET = "foldstack-test-publish"
 DEST = f"s3://{BUCKET}/results/run-1"
 
 
-@pytest.fixture
-def s3(monkeypatch):
-    from moto import mock_aws
-
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    with mock_aws():
-        storage.reset_clients()
-        client = storage._s3()
-        client.create_bucket(Bucket=BUCKET)
-        writes: list[str] = []
-
-        def record(params, model, **_):  # every object write, in order
-            if model.name in ("PutObject", "CreateMultipartUpload"):
-                writes.append(params["Key"])
-
-        client.meta.events.register("before-parameter-build.s3", record)
-        yield {"client": client, "writes": writes}
-    storage.reset_clients()
-
-
-def keys(client, prefix: str = "results/") -> list[str]:
-    pages = client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
-    return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
-
-
-def bodies(client) -> dict[str, bytes]:
-    return {k: client.get_object(Bucket=BUCKET, Key=k)["Body"].read() for k in keys(client)}
+s3 = recorded_bucket_fixture(BUCKET)
 
 
 def test_s3_success_writes_the_marker_last(s3, tmp_path):
@@ -249,16 +226,16 @@ def test_s3_success_writes_the_marker_last(s3, tmp_path):
         pub.put("t1/a.pdb", b"A")
         pub.put_file("t1/f.bin", src)
         assert not storage.is_published(DEST)
-    assert s3["writes"][-1] == "results/run-1/manifest.json"
-    assert set(s3["writes"][:-1]) == {"results/run-1/t1/a.pdb", "results/run-1/t1/f.bin"}
-    assert bodies(s3["client"]) == {"results/run-1/manifest.json": b"{}", "results/run-1/t1/a.pdb": b"A",
+    assert s3.writes[-1] == "results/run-1/manifest.json"
+    assert set(s3.writes[:-1]) == {"results/run-1/t1/a.pdb", "results/run-1/t1/f.bin"}
+    assert s3.bodies("results/") == {"results/run-1/manifest.json": b"{}", "results/run-1/t1/a.pdb": b"A",
                                     "results/run-1/t1/f.bin": b"file"}
     assert storage.is_published(DEST)
 
 
 def test_s3_failure_rolls_back_what_it_wrote(s3, monkeypatch):
-    s3["client"].put_object(Bucket=BUCKET, Key="results/run-1/stale.bin", Body=b"leftover")  # no marker
-    s3["client"].put_object(Bucket=BUCKET, Key="results/run-10/manifest.json", Body=b"other run")
+    s3.client.put_object(Bucket=BUCKET, Key="results/run-1/stale.bin", Body=b"leftover")  # no marker
+    s3.client.put_object(Bucket=BUCKET, Key="results/run-10/manifest.json", Body=b"other run")
     real_write = storage.write_bytes
 
     def flaky(uri, data, **kw):
@@ -270,7 +247,7 @@ def test_s3_failure_rolls_back_what_it_wrote(s3, monkeypatch):
     with pytest.raises(ConnectionResetError), publish(DEST) as pub:
         pub.put("a", b"a")
         pub.put("b", b"b")
-    assert keys(s3["client"]) == ["results/run-10/manifest.json"]  # leftover and partial gone, neighbour kept
+    assert s3.keys("results/") == ["results/run-10/manifest.json"]  # leftover and partial gone, neighbour kept
 
 
 def test_s3_failure_of_the_marker_write_rolls_back(s3, monkeypatch):
@@ -285,18 +262,18 @@ def test_s3_failure_of_the_marker_write_rolls_back(s3, monkeypatch):
     with pytest.raises(ConnectionResetError), publish(DEST) as pub:
         pub.put("a", b"a")
         pub.put(MARK, b"{}")
-    assert keys(s3["client"]) == []
+    assert s3.keys("results/") == []
 
 
 def test_s3_never_deletes_a_complete_publish(s3):
     with publish(DEST) as pub:
         pub.put("a", b"old")
         pub.put(MARK, b"old")
-    before = bodies(s3["client"])
-    s3["writes"].clear()
+    before = s3.bodies("results/")
+    s3.writes.clear()
     with pytest.raises(PublishConflictError), publish(DEST) as pub:  # refused on opening: nothing written
         pub.put("a", b"new")
-    assert s3["writes"] == [] and bodies(s3["client"]) == before
+    assert s3.writes == [] and s3.bodies("results/") == before
 
 
 def test_s3_replace_withdraws_the_marker_first_and_rolls_back_on_failure(s3):
@@ -307,32 +284,25 @@ def test_s3_replace_withdraws_the_marker_first_and_rolls_back_on_failure(s3):
         assert not storage.is_published(DEST)  # withdrawn whole: never the old marker over new objects
         pub.put("b", b"new")
         raise RuntimeError("boom")
-    assert keys(s3["client"]) == []
+    assert s3.keys("results/") == []
     with publish(DEST, replace=True) as pub:
         pub.put("c", b"new")
         pub.put(MARK, b"new")
-    assert bodies(s3["client"]) == {"results/run-1/c": b"new", "results/run-1/manifest.json": b"new"}
+    assert s3.bodies("results/") == {"results/run-1/c": b"new", "results/run-1/manifest.json": b"new"}
 
 
 def test_s3_second_publisher_loses_without_deleting_the_winner(s3):
     """On S3 the primitive refuses to publish over a marker that appeared meanwhile, and
     then deletes nothing: those keys belong to a complete publish now."""
-    a, b = publish(DEST), publish(DEST)
-    a.put("x", b"same")
-    b.put("x", b"same")
-    a.put(MARK, b"a")
-    b.put(MARK, b"b")
-    a.commit()
-    with pytest.raises(PublishConflictError):
-        b.commit()
-    assert bodies(s3["client"]) == {"results/run-1/manifest.json": b"a", "results/run-1/x": b"same"}
+    first_commit_wins(DEST, {"x": b"same", MARK: b"a"}, {"x": b"same", MARK: b"b"})
+    assert s3.bodies("results/") == {"results/run-1/manifest.json": b"a", "results/run-1/x": b"same"}
 
 
 def test_s3_write_pointer_is_one_put(s3):
     uri = f"s3://{BUCKET}/results/CURRENT"
     assert storage.read_pointer(uri) is None
     storage.write_pointer(uri, "v2\n")
-    assert s3["writes"] == ["results/CURRENT"] and storage.read_pointer(uri) == "v2"
+    assert s3.writes == ["results/CURRENT"] and storage.read_pointer(uri) == "v2"
 
 
 def test_s3_refuses_a_bucket_root():

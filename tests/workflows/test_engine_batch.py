@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.workflows.asl_engine import FIXTURES, batch_input, fixture_engine
 
 from foldstack.local import (
     DefinitionError,
@@ -30,7 +31,6 @@ from foldstack.local.jobs import (
 from foldstack.local.lambdas import function_name_of
 from foldstack.workflows.specs import JobsFile
 
-FIXTURES = Path(__file__).parent / "asl_fixtures"
 REPO = Path(__file__).resolve().parents[2]
 WAIT = 30
 
@@ -58,24 +58,7 @@ class ScriptedInjector:
 
 
 def batch_engine(tmp_path: Path, **kwargs) -> LocalEngine:
-    return LocalEngine(
-        (FIXTURES / "batch.asl.json").read_text(),
-        jobs_yaml=FIXTURES / "jobs.yaml",
-        lambdas_dir=FIXTURES / "lambdas",
-        log_dir=tmp_path / "logs",
-        **kwargs,
-    )
-
-
-def batch_input(tmp_path: Path, job: str, params: dict, timeout: int = 30) -> dict:
-    return {
-        "run": "r1",
-        "word": job,
-        "job_definition": job_definition_arn(job),
-        "params": params,
-        "out": str(tmp_path / "out.txt"),
-        "timeout": timeout,
-    }
+    return fixture_engine("batch", tmp_path, **kwargs)
 
 
 def finish(execution):
@@ -201,12 +184,7 @@ def test_bad_batch_parameters_fail_the_submit(tmp_path):
 
 
 def test_batch_never_scheduled_after_validation_failure(tmp_path):
-    eng = LocalEngine(
-        (FIXTURES / "catch.asl.json").read_text(),
-        jobs_yaml=FIXTURES / "jobs.yaml",
-        lambdas_dir=FIXTURES / "lambdas",
-        log_dir=tmp_path / "logs",
-    )
+    eng = lambda_engine(tmp_path)
     ex = finish(eng.start_execution("invalid", {"run": "r", "raise": "InputValidationError"}))
     assert ex.status == "FAILED"
     assert not [e for e in ex.history() if e.type == "TaskScheduled" and e.details.get("resourceType") == "batch"]
@@ -217,13 +195,7 @@ def test_batch_never_scheduled_after_validation_failure(tmp_path):
 
 
 def lambda_engine(tmp_path: Path, name: str = "catch", **kwargs) -> LocalEngine:
-    return LocalEngine(
-        (FIXTURES / f"{name}.asl.json").read_text(),
-        jobs_yaml=FIXTURES / "jobs.yaml",
-        lambdas_dir=FIXTURES / "lambdas",
-        log_dir=tmp_path / "logs",
-        **kwargs,
-    )
+    return fixture_engine(name, tmp_path, **kwargs)
 
 
 @pytest.mark.parametrize("error", ["InputValidationError", "StagingError", "KeyError"])

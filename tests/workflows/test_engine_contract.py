@@ -13,23 +13,15 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.workflows.asl_engine import batch_input, fixture_engine
 
 from foldstack.local import LocalEngine, StatesRuntimeError
-from foldstack.local.jobs import job_definition_arn
 
-FIXTURES = Path(__file__).parent / "asl_fixtures"
 WAIT = 30
 
 
 def engine(name: str, tmp_path: Path, **kwargs) -> LocalEngine:
-    return LocalEngine(
-        (FIXTURES / f"{name}.asl.json").read_text(),
-        jobs_yaml=FIXTURES / "jobs.yaml",
-        lambdas_dir=FIXTURES / "lambdas",
-        lambda_env={"GREETING": "hello"},
-        log_dir=tmp_path / "logs",
-        **kwargs,
-    )
+    return fixture_engine(name, tmp_path, lambda_env={"GREETING": "hello"}, **kwargs)
 
 
 def run(name: str, tmp_path: Path, payload: dict, **kwargs):
@@ -145,17 +137,6 @@ def test_catch_happy_path_runs_batch(tmp_path):
 
 
 # ----------------------------------------------------------------------------- Batch
-
-
-def batch_input(tmp_path: Path, job: str, params: dict, timeout: int = 30) -> dict:
-    return {
-        "run": "r1",
-        "word": job,
-        "job_definition": job_definition_arn(job),
-        "params": params,
-        "out": str(tmp_path / "out.txt"),
-        "timeout": timeout,
-    }
 
 
 def test_batch_sync_success_shape(tmp_path):

@@ -24,17 +24,17 @@ SPOT = "Host EC2 (instance i-0123456789abcdef0) terminated."
 EXITED = "Essential container in task exited"
 PULL = "CannotPullContainerError: failed to resolve ref"
 
+RETRY_SPOT = {"on_status_reason": "Host EC2*", "action": "RETRY"}
+EXIT_ANY = {"on_exit_code": "*", "action": "EXIT"}
+
+
+def rules(attempts: int, *evaluate_on_exit: dict) -> RetryStrategy:
+    """A strategy as jobs.yaml spells it."""
+    return RetryStrategy.from_spec({"attempts": attempts, "evaluate_on_exit": list(evaluate_on_exit)})
+
+
 # The rule set every fold job uses (statemachines/fold/jobs.yaml).
-STANDARD = RetryStrategy.from_spec(
-    {
-        "attempts": 3,
-        "evaluate_on_exit": [
-            {"on_status_reason": "Host EC2*", "action": "RETRY"},
-            {"on_reason": "CannotPullContainerError*", "action": "RETRY"},
-            {"on_exit_code": "*", "action": "EXIT"},
-        ],
-    }
-)
+STANDARD = rules(3, RETRY_SPOT, {"on_reason": "CannotPullContainerError*", "action": "RETRY"}, EXIT_ANY)
 
 CASES = [
     # (id, strategy, outcome, attempt, expected retry)
@@ -59,31 +59,17 @@ CASES = [
     ("no-rules-retries", RetryStrategy(attempts=3), AttemptOutcome(exit_code=1), 1, True),
     ("no-rules-cap", RetryStrategy(attempts=3), AttemptOutcome(exit_code=1), 3, False),
     ("single-attempt-default", RetryStrategy(), AttemptOutcome(status_reason=SPOT), 1, False),
-    (
-        "no-match-retries",
-        RetryStrategy.from_spec({"attempts": 2, "evaluate_on_exit": [{"on_exit_code": "1", "action": "EXIT"}]}),
-        AttemptOutcome(exit_code=4),
-        1,
-        True,
-    ),
+    ("no-match-retries", rules(2, {"on_exit_code": "1", "action": "EXIT"}), AttemptOutcome(exit_code=4), 1, True),
     (
         "first-match-wins-exit-before-retry",
-        RetryStrategy.from_spec(
-            {
-                "attempts": 3,
-                "evaluate_on_exit": [
-                    {"on_exit_code": "*", "action": "EXIT"},
-                    {"on_status_reason": "Host EC2*", "action": "RETRY"},
-                ],
-            }
-        ),
+        rules(3, EXIT_ANY, RETRY_SPOT),
         AttemptOutcome(exit_code=143, status_reason=SPOT),
         1,
         False,
     ),
     (
         "exit-code-prefix-glob",
-        RetryStrategy.from_spec({"attempts": 2, "evaluate_on_exit": [{"onExitCode": "13*", "action": "retry"}]}),
+        rules(2, {"onExitCode": "13*", "action": "retry"}),
         AttemptOutcome(exit_code=137),
         1,
         True,
@@ -105,15 +91,7 @@ CASES = [
     ),
     (
         "exact-match-is-case-sensitive",
-        RetryStrategy.from_spec(
-            {
-                "attempts": 2,
-                "evaluate_on_exit": [
-                    {"on_status_reason": "host ec2*", "action": "RETRY"},
-                    {"on_exit_code": "*", "action": "EXIT"},
-                ],
-            }
-        ),
+        rules(2, {"on_status_reason": "host ec2*", "action": "RETRY"}, EXIT_ANY),
         AttemptOutcome(exit_code=1, status_reason=SPOT),
         1,
         False,
@@ -145,7 +123,7 @@ def test_pattern_matching():
 )
 def test_invalid_rules_rejected(rule):
     with pytest.raises(RetryStrategyError):
-        RetryStrategy.from_spec({"attempts": 2, "evaluate_on_exit": [rule]})
+        rules(2, rule)
 
 
 def test_limits():

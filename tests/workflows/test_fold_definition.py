@@ -9,7 +9,7 @@ from statelint.linter import Linter
 
 from foldstack.workflows.render import dumps, placeholders, render_all, render_definition, rendered_path, workflows
 
-CLEANUP_STATES = {"CleanupOnFailure", "CleanupAfterSuccess"}
+CLEANUP_STATES = {"CleanupOnFailure", "CleanupAfterSuccess", "CleanupAfterPartial"}
 
 
 def all_states(definition, scope="", inside_map=False):
@@ -184,7 +184,8 @@ def test_msa_escalates_once_to_the_bigger_cpu_class_of_jobs_yaml(fold_workflow):
         kind = states[f"{p}MsaFailureKind"]["Choices"]
         oom = next(c for c in kind if c["Next"] == f"{p}EscalateMsa")["And"]
         assert {"Variable": "$.msa_escalated", "IsPresent": False} in oom
-        assert {"Variable": "$.failure.job.Container.ExitCode", "NumericEquals": 3} in oom
+        assert oom_signals(oom) == {("ExitCode", 3), ("ExitCode", 137), ("Reason", "*OutOfMemoryError*"),
+                                    ("StatusReason", "*OutOfMemoryError*")}
         spot = next(c for c in kind if c["Next"] == f"{p}MsaSpotExhausted")["And"]
         assert {"Variable": "$.msa_fallback", "IsPresent": False} in spot
     assert msa.escalation.memory_mib > msa.resources.memory_mib
@@ -213,3 +214,72 @@ def test_chain_search_phase_runs_before_the_batches_and_is_bounded(fold_workflow
     choices = states["ChooseChainSearch"]["Choices"]
     assert {"Variable": "$.validated.n_targets", "NumericLessThan": 2, "Next": "ChooseFanOut"} in choices
     assert states["StageInputs"]["ResultSelector"]["msa_cache_root.$"] == "$.Payload.msa_cache_root"
+
+
+def oom_signals(rule) -> set:
+    """The (field, value) comparisons of a Choice rule's out-of-memory test on the job."""
+    found = set()
+    if isinstance(rule, list):
+        for r in rule:
+            found |= oom_signals(r)
+    elif isinstance(rule, dict):
+        for key in ("And", "Or"):
+            if key in rule:
+                found |= oom_signals(rule[key])
+        field = str(rule.get("Variable", "")).rsplit(".", 1)[-1]
+        for op in ("NumericEquals", "StringMatches"):
+            if op in rule and rule["Variable"].startswith("$.failure.job."):
+                found.add((field, rule[op]))
+    return found
+
+
+def test_predict_escalates_on_every_out_of_memory_signal_and_never_fails_the_batch(fold_workflow):
+    """Predict escalates one class up on exit 3, exit 137 or Batch's OutOfMemoryError, once;
+    any failure (after escalation, or on the largest class) ends in PredictFailed, a Pass to
+    Publish Batch, never a Fail state: the batch's other targets are published."""
+    definition = render_definition(fold_workflow)
+    classes = list(fold_workflow.jobs.size_classes)
+    for map_name, p in (("FoldBatches", ""), ("FoldBatchesBulk", "Bulk")):
+        batch = definition["States"][map_name]["ItemProcessor"]["States"]
+        assert not [n for n, st in batch.items() if st["Type"] == "Fail" and n != f"{p}UnknownSizeClass"]
+        for name in classes[:-1]:
+            rule = batch[f"{p}PredictOutOfMemory_{name}"]["Choices"][0]["And"]
+            assert {"Variable": "$.escalated", "IsPresent": False} in rule
+            assert oom_signals(rule) == {("ExitCode", 3), ("ExitCode", 137), ("Reason", "*OutOfMemoryError*"),
+                                         ("StatusReason", "*OutOfMemoryError*")}
+        top = batch[f"{p}Predict_{classes[-1]}"]
+        assert [c["Next"] for c in top["Catch"]] == [f"{p}PredictFailed"]
+        assert batch[f"{p}PredictFailed"]["Type"] == "Pass" and batch[f"{p}PredictFailed"]["Next"] == f"{p}PublishBatch"
+        assert batch[f"{p}PublishBatch"]["Catch"][0]["Next"] == f"{p}BatchDone"
+        msa = batch[f"{p}AlignTargets"]["ItemProcessor"]["States"]
+        assert msa[f"{p}MsaFailed"]["Type"] == "Pass" and msa[f"{p}MsaFailed"]["End"] is True
+
+
+
+@pytest.mark.parametrize(("job", "oom"), [
+    ({"Container": {"ExitCode": 3}, "StatusReason": "Essential container in task exited"}, True),
+    ({"Container": {"ExitCode": 137, "Reason": "OutOfMemoryError: Container killed due to memory usage"},
+      "StatusReason": "Essential container in task exited"}, True),
+    ({"Container": {"ExitCode": 137}}, True),  # killed, no reason given
+    ({"Container": {"Reason": "OutOfMemoryError: Container killed due to memory usage"}}, True),  # no exit code
+    ({"Container": {}, "StatusReason": "OutOfMemoryError: Container killed due to memory usage"}, True),
+    ({"Container": {"ExitCode": 1}, "StatusReason": "Essential container in task exited"}, False),
+    ({"Container": {"ExitCode": 2}}, False),
+    ({"StatusReason": "Host EC2 (instance i-0abc) terminated."}, False),  # no Container, no exit code
+])
+def test_out_of_memory_rule_on_step_functions_semantics(fold_workflow, tmp_path, job, oom):
+    """The rendered Predict out-of-memory Choice, run by the local engine's Step Functions
+    (moto): every signal of out of memory escalates, whichever fields the job description
+    has (a Choice on an absent field would be a runtime error), and nothing else does."""
+    from foldstack.local import LocalEngine
+
+    batch = render_definition(fold_workflow)["States"]["FoldBatches"]["ItemProcessor"]["States"]
+    rule = batch["PredictOutOfMemory_small"]["Choices"][0]
+    mini = {"StartAt": "Decide", "States": {
+        "Decide": {"Type": "Choice", "Choices": [{**rule, "Next": "Escalate"}], "Default": "Other"},
+        "Escalate": {"Type": "Pass", "Result": "escalate", "End": True},
+        "Other": {"Type": "Pass", "Result": "other", "End": True}}}
+    execution = LocalEngine(json.dumps(mini), log_dir=tmp_path / "logs").start_execution(
+        "oom-rule", {"failure": {"job": job}})
+    assert execution.wait(30) == "SUCCEEDED"
+    assert execution.output == ("escalate" if oom else "other")

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from tests.jobspecs import BAD_RETRY_STRATEGIES
 
 from foldstack import cost
 from foldstack.local.batch_retry import RetryStrategy, RetryStrategyError
@@ -17,19 +18,8 @@ REPO = Path(__file__).resolve().parents[2]
 FIXTURE = Path(__file__).parent / "asl_fixtures" / "jobs.yaml"
 CATCH_ALL = {"on_exit_code": "*", "action": "EXIT"}
 
-# Rules AWS Batch rejects (the same list as tests/reliability/test_batch_retry_table.py).
-BAD_STRATEGIES = [
-    {"attempts": 0}, {"attempts": 11},
-    {"attempts": 2, "evaluate_on_exit": [{"action": "RETRY"}]},
-    {"attempts": 2, "evaluate_on_exit": [{"on_exit_code": "1", "action": "MAYBE"}]},
-    {"attempts": 2, "evaluate_on_exit": [{"on_status_reason": "Host EC2 (instance*", "action": "RETRY"}]},
-    {"attempts": 2, "evaluate_on_exit": [{"on_exit_code": "1*2", "action": "EXIT"}]},
-    {"attempts": 2, "evaluate_on_exit": [{"on_status_reason": "*Host", "action": "RETRY"}]},
-    {"attempts": 2, "evaluate_on_exit": [{"on_exit_code": str(i), "action": "EXIT"} for i in range(5)]},
-]
 
-
-@pytest.mark.parametrize("spec", BAD_STRATEGIES, ids=range(len(BAD_STRATEGIES)))
+@pytest.mark.parametrize("spec", BAD_RETRY_STRATEGIES, ids=range(len(BAD_RETRY_STRATEGIES)))
 def test_model_and_evaluator_reject_the_same_rules_with_the_same_check(spec):
     with pytest.raises(RetryStrategyError) as from_evaluator:
         RetryStrategy.from_spec({**spec, "evaluate_on_exit": [*spec.get("evaluate_on_exit", []), CATCH_ALL]})

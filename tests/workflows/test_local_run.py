@@ -106,17 +106,25 @@ def test_validate_input_state_rejects_with_record_and_line(home, tmp_path):
     assert not (home / "scratch" / "bad-input-1").exists() and not out.exists()
 
 
-def test_step_crash_goes_through_cleanup_to_failed_end(home, tmp_path, monkeypatch):
+def test_step_crash_of_one_target_fails_only_that_target(home, tmp_path, monkeypatch):
+    """A crash of one target inside the batched Predict job: the other is published; the
+    crash is recorded (code crash); 1 of 2 is beyond the default budget, so the run FAILS,
+    coded, through cleanup, which keeps the published target and, for a retry, what finished."""
     fasta = write_fasta(tmp_path / "crash.fasta", f">delta\n{SEQ}\n>epsilon\n{SEQ[5:]}\n")
     out = tmp_path / "out"
     runner = LocalRunner(home, job_env={"FOLDSTACK_INJECT_FAULT": "predict:epsilon"})
     run = runner.submit(RunRequest(inputs=(fasta,), output_uri=str(out), engine="esmfold"))
     assert run.wait(300) == "FAILED"
     record = run.record()
-    assert record["error"] == "States.TaskFailed"
+    assert record["error"] == "TooManyFailuresError"
     entered = [e.get("state") for e in run.history() if e.get("type") == "TaskStateEntered"]
-    assert "CleanupOnFailure" in entered and "CollectOutputs" not in entered
+    assert "CleanupOnFailure" in entered and "CollectOutputs" in entered
     # Cleanup kept only what finished (delta's prediction) for a retry; the rest is gone
     scratch = home / "scratch" / run.run_id
     assert {"/".join(p.relative_to(scratch).parts[:2]) for p in files_under(scratch)} == {"predict/delta"}
-    assert not out.exists() or files_under(out) == []
+    manifest = json.loads((out / run.run_id / "manifest.json").read_text())
+    assert manifest["outcome"] == "failed" and [t["id"] for t in manifest["targets"]] == ["delta"]
+    [failure] = manifest["failures"]
+    assert (failure["target"], failure["step"], failure["code"]) == ("epsilon", "predict", "crash")
+    assert "RuntimeError: injected fault" in failure["message"]
+    assert (out / run.run_id / "delta" / "ranked_0.pdb").is_file() and not (out / run.run_id / "epsilon").exists()

@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 import foldstack
+from foldstack.core.errors import ConfigurationError
 from foldstack.local import moto_adapter
-from foldstack.local.moto_names import MOTO_PRIVATE_NAMES, MotoName, check_moto_names
+from foldstack.local.moto_names import MOTO_PRIVATE_NAMES, MotoName, check_moto_names, load_moto_names
 
 SRC = Path(foldstack.__file__).parent
 LOCAL = SRC / "local"
@@ -197,3 +198,33 @@ def test_completeness_scan_reports_unlisted_names():
             "line 6: moto.stepfunctions.parser.asl.component.state.exec.state_task:x",
         ]
     ), found
+
+
+def test_the_data_file_reads_into_names(tmp_path):
+    path = tmp_path / "names.yaml"
+    path.write_text(
+        "asl.eval.environment:\n"
+        "  - module\n"
+        "  - {instance: Environment.stack}\n"
+        "  - {call: Environment.set_stop, params: &p [stop_date, cause], why: because}\n"
+        "  - {override: Environment.set_error, params: *p, local: 'a.b:c'}\n",
+        encoding="utf-8",
+    )
+    assert load_moto_names(path) == (
+        MotoName(_ENV),
+        MotoName(_ENV, "Environment.stack", kind="instance"),
+        MotoName(_ENV, "Environment.set_stop", kind="call", params=("stop_date", "cause"), why="because"),
+        MotoName(_ENV, "Environment.set_error", kind="override", params=("stop_date", "cause"), local="a.b:c"),
+    )
+
+
+@pytest.mark.parametrize(
+    "entry",
+    ["modul", "{attr: X, call: Y}", "{attr: X, param: [a]}", "{params: [a]}"],
+    ids=["unknown-word", "two-kinds", "unknown-field", "no-kind"],
+)
+def test_the_data_file_rejects_a_malformed_entry(tmp_path, entry):
+    path = tmp_path / "names.yaml"
+    path.write_text(f"asl.eval.environment:\n  - {entry}\n", encoding="utf-8")
+    with pytest.raises(ConfigurationError, match="asl.eval.environment: bad entry"):
+        load_moto_names(path)

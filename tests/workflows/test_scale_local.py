@@ -105,7 +105,15 @@ def test_batch_predicts_in_one_job_and_escalates_once_on_out_of_memory(demo_home
     assert manifest["cost"]["region"] == "us-east-1" and manifest["cost"]["estimated_total_usd"] > 0
 
 
-def test_out_of_memory_on_the_escalated_class_fails_the_run(demo_home, tmp_path):
+def recorded_failures(tmp_path, run):
+    """(target, step, code, message) of each failure in the run's manifest."""
+    manifest = json.loads((tmp_path / "out" / run.run_id / "manifest.json").read_text())
+    return [(f["target"], f["step"], f["code"], f["message"]) for f in manifest["failures"]]
+
+
+def test_out_of_memory_on_the_escalated_class_fails_the_target(demo_home, tmp_path):
+    """Out of memory again after the one escalation: the target is recorded as failed
+    (out_of_memory); as the run's only target, beyond any budget, the run FAILS, coded."""
     runner = LocalRunner(demo_home, job_env={"FOLDSTACK_FAULT_OOM": "small,medium"})
     run = runner.submit(RunRequest(inputs=(fasta(tmp_path, "o", [("oom1", SEQ)]),),
                                    output_uri=str(tmp_path / "out"), engine="esmfold"))
@@ -113,8 +121,9 @@ def test_out_of_memory_on_the_escalated_class_fails_the_run(demo_home, tmp_path)
     tasks = [s for s, _ in entered(run)]
     assert tasks.count("Predict_small") == 1 and tasks.count("Predict_medium") == 1
     assert "Predict_large" not in tasks and "CleanupOnFailure" in tasks  # escalates once, never twice
-    assert run.record()["error"] == "States.TaskFailed"
-    assert json.loads(run.record()["cause"])["Container"]["ExitCode"] == 3
+    assert run.record()["error"] == "TooManyFailuresError"
+    [(target, step, code, message)] = recorded_failures(tmp_path, run)
+    assert (target, step, code) == ("oom1", "predict", "out_of_memory") and "injected out of memory" in message
 
 
 # ------------------------------------------------------------------ bulk fan-out
@@ -188,7 +197,9 @@ def test_an_application_error_on_spot_does_not_fall_back(demo_home, tmp_path, re
     assert [q for j, q, _ in crash.seen if j == "msa"] == ["cpu-spot"]  # exit 1: one attempt, no fallback
     tasks = [s for s, _ in entered(run)]
     assert "Msa" in tasks and "MsaOnDemand" not in tasks and "Predict_small" not in tasks
-    assert "MsaFailed" in states(run) and run.record()["error"] == "States.TaskFailed"
+    assert "MsaFailed" in states(run) and run.record()["error"] == "TooManyFailuresError"
+    [(target, step, code, message)] = recorded_failures(tmp_path, run)
+    assert (target, step, code) == ("crash1", "msa", "crash") and "exit 1" in message
 
 
 class RecordingInjector(Injector):
@@ -309,7 +320,9 @@ def test_msa_out_of_memory_on_the_bigger_class_fails_the_run(demo_home, tmp_path
     assert run.wait(300) == "FAILED"
     tasks = [s for s, _ in entered(run)]
     assert tasks.count("Msa") == 1 and tasks.count("MsaLarge") == 1  # escalates once, never twice
-    assert "MsaFailed" in states(run) and json.loads(run.record()["cause"])["Container"]["ExitCode"] == 3
+    assert "MsaFailed" in states(run) and run.record()["error"] == "TooManyFailuresError"
+    [(target, step, code, message)] = recorded_failures(tmp_path, run)
+    assert (target, step, code) == ("msaoom2", "msa", "out_of_memory") and "exit 3" in message
 
 
 CHAIN_P = "MADEEKLPPGWEKRMSRSSGRVYYFNHITNASQWERPSGNSSSGGKNGQGEPARVRCSHLLVKHSQSRRPSSWRQEKITRTKEEALELING"

@@ -9,8 +9,10 @@ import sys
 
 import typer
 
+from foldstack.cli import cryoem as _cryoem
 from foldstack.cli import db as _db
 from foldstack.cli import local as _local
+from foldstack.cli import rerun as _rerun
 from foldstack.cli import runs as _runs
 from foldstack.cli import step as _step
 from foldstack.cli import weights as _weights
@@ -25,7 +27,9 @@ app.add_typer(_step.app, name="step", help="Run one workflow step (what a Batch 
 app.add_typer(_weights.app, name="weights", help="Install model weights (demo or real).")
 _local.register(app)
 _runs.register(app)
+_rerun.register(app)
 _db.register(app)
+_cryoem.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from foldstack.cli.options import DbOpt, DbPresetOpt, NumModelsOpt, NumSeedsOpt, RelaxOpt, fold_options
 from foldstack.cli.output import (
     EXIT_FAILED,
     EXIT_OK,
@@ -42,15 +43,16 @@ def make_local_client(home: Path | None, output: Path) -> Any:
 
 def run_local(
     inputs: list[str], out_dir: Path, engine: str, preset: str, msa_tool: str | None, home: Path | None,
-    *, progress: bool = True, verbose: bool = False, rerun: bool = False,
+    *, progress: bool = True, verbose: bool = False, rerun: bool = False, options: dict[str, Any] | None = None,
 ) -> tuple[Any, int]:
     """Submit through `Client.local` and wait (with the live table unless `progress` is
-    False; with the tasks' log lines if `verbose`); (run, exit code)."""
+    False; with the tasks' log lines if `verbose`); (run, exit code). `options`: more
+    `Client.submit` keyword arguments (`foldstack.cli.options.fold_options`)."""
     check_request_options(engine, preset, msa_tool)
     configure_task_logs()
     client = make_local_client(home, out_dir)
     run = client.submit(list(inputs), engine=engine, preset=preset, msa_tool=msa_tool, output=str(out_dir),
-                        rerun=rerun)
+                        rerun=rerun, **(options or {}))
     if progress:
         note = " (already run: existing results)" if run.existed else " (rerun: every target again)" if rerun else ""
         err.print(f"run [bold]{escape(run.run_id)}[/bold] ({escape(engine)}, {escape(preset)}){note}")
@@ -81,8 +83,13 @@ def report(run: Any, as_json: bool, home: Path | None = None) -> None:
             note = "  [yellow](demo weights: structure not meaningful)[/yellow]" if t.demo_weights else ""
             plddt = t.mean_plddt if t.mean_plddt is not None else float("nan")
             out.print(f"  {escape(t.id)}: mean pLDDT {plddt:.1f}{note}")
+        if manifest.failures:  # partial: some targets failed within the failure budget
+            out.print(f"[yellow]{escape(run.outcome_sentence())}[/yellow]")
         out.print(f"[green]results:[/green] {escape(str(output))}")
         return
+    sentence = run.outcome_sentence()  # too many targets failed: what folded is still published
+    if sentence is not None:
+        out.print(f"[red]{escape(sentence)}[/red]\n[green]results:[/green] {escape(str(output))}")
     failure = run.failure()
     if failure is not None:
         report_failure(failure, env_args=_home_args(home))
@@ -102,13 +109,19 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="machine-readable output, errors included")] = False,
         verbose: Annotated[bool, typer.Option("--verbose", "-v", help="also show the tasks' JSON log lines")] = False,
         rerun: Annotated[bool, typer.Option(help="recompute every target even if the run finished before")] = False,
+        db: DbOpt = [],  # noqa: B006 - typer's repeatable option
+        db_preset: DbPresetOpt = None,
+        num_models: NumModelsOpt = None,
+        num_seeds: NumSeedsOpt = None,
+        relax: RelaxOpt = None,
     ) -> None:
         """Fold proteins on this machine through the same workflow the cloud runs."""
         if not local:
             raise UsageError("`foldstack run` runs locally: add --local",
                              hint="use `foldstack submit --env ENV` for AWS")
+        options = fold_options(engine, db, db_preset, num_models, num_seeds, relax)
         run, code = run_local(inputs, out_dir, engine, preset, msa_tool, home, progress=not as_json,
-                              verbose=verbose, rerun=rerun)
+                              verbose=verbose, rerun=rerun, options=options)
         report(run, as_json, home)
         raise typer.Exit(code)
 

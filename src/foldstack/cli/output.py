@@ -15,7 +15,8 @@ Exit codes (docs/cli.md, "Exit codes"):
 2     usage or input: an unknown option value, invalid FASTA or request, a path outside
       the allowed prefixes, an unknown run id, local weights/databases not installed, a
       retry or rerun the run's state does not allow (``run_running``,
-      ``nothing_to_retry``); nothing was started
+      ``nothing_to_retry``), a rerun pinned to a database version no longer installed
+      (``db_version_missing``); nothing was started
 3     not finished yet: ``wait --timeout`` ran out; ``results`` of an unfinished run
 4     configuration or AWS: no AWS credentials or region, the environment is not
       (fully) deployed, an AWS error such as AccessDenied (with AWS's message)
@@ -41,6 +42,7 @@ import typer
 from foldstack.core.errors import (
     AccessDeniedError,
     ConfigurationError,
+    DatabaseVersionMissingError,
     FoldstackError,
     InputValidationError,
 )
@@ -71,7 +73,7 @@ def exit_code_for(exc: BaseException) -> int:
     if isinstance(exc, RunNotCompleteError):
         return EXIT_PENDING
     if isinstance(exc, InputValidationError | AccessDeniedError | RunNotFoundError | RunStateError | NotInstalledError
-                  | UsageError | ValidationError | ValueError | typer.TyperException):
+                  | DatabaseVersionMissingError | UsageError | ValidationError | ValueError | typer.TyperException):
         return EXIT_USAGE
     return EXIT_FAILED
 

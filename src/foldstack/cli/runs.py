@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from foldstack.cli.options import DbOpt, DbPresetOpt, NumModelsOpt, NumSeedsOpt, RelaxOpt, fold_options
 from foldstack.cli.output import (
     EXIT_FAILED,
     EXIT_OK,
@@ -83,7 +84,10 @@ def _print_run(run: Any, steps: bool = True) -> None:
                 table.add_row(escape(s.target), escape(s.step), escape(s.size_class or ""),
                               f"[{_colour(s.status)}]{escape(s.status)}[/]", escape(s.job_id or ""), str(s.attempts))
             out.print(table)
-    if info.status == "SUCCEEDED":
+    sentence = run.outcome_sentence() if info.status in ("SUCCEEDED", "FAILED") else None
+    if sentence is not None and run.failures():  # partial, or too many failed (what folded is published)
+        out.print(f"[{'yellow' if info.status == 'SUCCEEDED' else 'red'}]{escape(sentence)}[/]")
+    if info.status == "SUCCEEDED" or sentence is not None:
         out.print(f"results: {escape(run.output_uri)}")
 
 
@@ -164,6 +168,11 @@ def register(app: typer.Typer) -> None:
         wait: Annotated[bool, typer.Option(help="wait for the run to finish")] = False,
         rerun: Annotated[bool, typer.Option(help="a fresh run of the same request: recompute every target "
                                                  "(finished work discarded, published results withdrawn)")] = False,
+        db: DbOpt = [],  # noqa: B006 - typer's repeatable option
+        db_preset: DbPresetOpt = None,
+        num_models: NumModelsOpt = None,
+        num_seeds: NumSeedsOpt = None,
+        relax: RelaxOpt = None,
         home: HomeOpt = None,
         as_json: JsonOpt = False,
         verbose: VerboseOpt = False,
@@ -172,11 +181,12 @@ def register(app: typer.Typer) -> None:
         from foldstack.cli.output import check_request_options
 
         check_request_options(engine, preset, msa_tool)
+        options = fold_options(engine, db, db_preset, num_models, num_seeds, relax)
         tags = _parse_tags(tag)
         configure_task_logs()
         client = make_client(env, home, **({} if wait or env != "local" else {"detach": True}))
         run = client.submit(inputs, engine=engine, preset=preset, msa_tool=msa_tool, output=output,
-                            owner=owner, tags=tags, rerun=rerun)
+                            owner=owner, tags=tags, rerun=rerun, **options)
         if not as_json:
             note = " (already submitted: existing run)" if run.existed else " (rerun: every target again)" \
                 if rerun else ""

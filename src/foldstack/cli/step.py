@@ -70,15 +70,33 @@ def predict(
     weights: Annotated[Path, typer.Option("--weights", help="Weights dir W (W/<engine>/...).")],
     engine: Annotated[str, typer.Option("--engine", help="esmfold | alphafold2")],
     preset: Annotated[str, typer.Option("--preset", help="monomer | multimer")] = "monomer",
+    skip: Annotated[str, typer.Option("--skip", help="JSON list of targets of the batch not to fold "
+                                                     "(their MSA failed).")] = "[]",
 ) -> None:
     """Fold one target, or a batch (`--target a,b,c`: the model loads once) → per target
-    ranked_0.pdb/.cif, metrics.json, plddt.tsv, plots. Exit 0/2/3."""
+    ranked_0.pdb/.cif, metrics.json, plddt.tsv, plots. A target that fails gets a failure
+    record (predict.failed.json) and the others go on. Exit 0 (every target done or
+    recorded as failed), 3 (out of memory: the workflow escalates), 75 (inputs not ready)."""
+    from foldstack.core.provenance import recording, weights_identity
     from foldstack.steps.common import run_cli
-    from foldstack.steps.predict import run_predict_batch, split_targets
+    from foldstack.steps.predict import parse_skip, run_predict_batch, split_targets
+    from foldstack.steps.weights_layout import DEMO_MARKER, ENGINES, engine_dir
+    from foldstack.weights.fetch import FETCHED
 
-    code = run_cli("predict", target, lambda: run_predict_batch(
-        run_id, split_targets(target), scratch, weights, engine, preset))
-    raise typer.Exit(code)
+    def go() -> None:
+        # once per job (a batch folds many targets with the same weights): every target's
+        # done record names them (provenance.predict.build.weights in the manifest)
+        wdir = engine_dir(weights, engine) if engine in ENGINES else None
+        try:
+            identity = weights_identity(wdir, record_name=FETCHED, demo_marker=DEMO_MARKER) \
+                if wdir is not None and wdir.is_dir() else None
+        except OSError:  # unreadable weights: the step itself reports them, naming the file
+            identity = None
+        with recording(weights=identity):
+            run_predict_batch(run_id, split_targets(target), scratch, weights, engine, preset,
+                              skip=parse_skip(skip))
+
+    raise typer.Exit(run_cli("predict", target, go))
 
 
 @app.command("refresh-db")

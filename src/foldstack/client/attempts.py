@@ -17,10 +17,11 @@ from typing import Any
 from foldstack.client.aws import AwsApi
 from foldstack.client.config import ClientConfig
 from foldstack.client.errors import RunStateError
+from foldstack.core.manifest import execution_outcome
 from foldstack.core.runid import ATTEMPT_MAX, execution_name
 from foldstack.core.uris import join_under, parse_uri
 
-RETRYABLE = frozenset({"FAILED", "ABORTED", "TIMED_OUT"})
+RETRYABLE = frozenset({"FAILED", "ABORTED", "TIMED_OUT"})  # and a SUCCEEDED run with outcome partial
 
 
 def name_of(run_id: str, attempt: int) -> str:
@@ -92,7 +93,7 @@ class Attempts:
         if status == "RUNNING":
             raise RunStateError(f"run {run_id} is running (attempt {attempt}): wait for it or cancel it first",
                                 code="run_running", run_id=run_id, status=status)
-        if retry and status not in RETRYABLE:
+        if retry and status not in RETRYABLE and execution_outcome(found.get("output")) != "partial":
             raise RunStateError(f"run {run_id} is {status}: there is nothing to retry", code="nothing_to_retry",
                                 run_id=run_id, status=status,
                                 hint="submit it with --rerun to compute it again")

@@ -75,6 +75,7 @@ class Backend(Protocol):
     def list_runs(self, status: str | None, since: datetime | None) -> Iterator[ExecutionInfo]: ...
     def log_lines(self, run_id: str, job_id: str) -> list[str]: ...
     def read(self, uri: str) -> bytes | None: ...
+    def missing_db_versions(self, pins: Mapping[str, str]) -> tuple[dict[str, str], str]: ...
     def download(self, uri: str, path: Path) -> None: ...
 
 
@@ -290,6 +291,28 @@ class CloudBackend:
         body = self.api.call("s3", "get_object", Bucket=u.bucket, Key=u.key)["Body"]
         _write_stream(path, iter(lambda: body.read(1 << 20), b""))
 
+    def missing_db_versions(self, pins: Mapping[str, str]) -> tuple[dict[str, str], str]:
+        """({name: version} of `pins` not published under the database prefix, that prefix):
+        a version is there when ``<db_uri>/<name>/<version>/manifest.json`` is (the refresh
+        publishes it after every file). The jobs' database file systems import that prefix."""
+        from botocore.exceptions import ClientError
+
+        from foldstack.core.errors import ConfigurationError
+
+        if not pins:
+            return {}, self.config.db_uri or ""
+        if not self.config.db_uri:
+            raise ConfigurationError(f"environment {self.name!r} publishes no db_uri parameter: cannot check the "
+                                     "pinned database versions", env=self.name)
+        missing = {}
+        for name, version in pins.items():
+            u = parse_uri(join_under(self.config.db_uri, name, version, "manifest.json"))
+            try:
+                self.api.call("s3", "head_object", allow=("404", "NoSuchKey", "NotFound"), Bucket=u.bucket, Key=u.key)
+            except ClientError:
+                missing[name] = version
+        return missing, self.config.db_uri
+
 
 # --------------------------------------------------------------------------- local
 
@@ -393,6 +416,13 @@ class LocalBackend:
     def read(self, uri: str) -> bytes | None:
         path = Path(parse_uri(uri).key)
         return path.read_bytes() if path.is_file() else None
+
+    def missing_db_versions(self, pins: Mapping[str, str]) -> tuple[dict[str, str], str]:
+        """({name: version} of `pins` not installed under ``<home>/db``, that directory): a
+        version is installed when ``<name>/<version>/manifest.json`` is (what `db build` and
+        the demo write last, and what the msa step opens)."""
+        root = Path(self.runner.paths.db)
+        return {n: v for n, v in pins.items() if not (root / n / v / "manifest.json").is_file()}, str(root)
 
     def download(self, uri: str, path: Path) -> None:
         src = Path(parse_uri(uri).key)

@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,6 +23,7 @@ from foldstack.client.ratelimit import RateLimiter
 from foldstack.client.run import Run, RunContext, RunSet
 from foldstack.core.errors import InputValidationError
 from foldstack.core.fasta import FastaLimits, FastaRecord, check_unique, normalise_chains, parse_fasta, validate_id
+from foldstack.core.manifest import Manifest
 from foldstack.core.request import InlineRecord, RunRequest
 from foldstack.tasks.validate import parse_request
 
@@ -191,8 +192,14 @@ class Client:
     def submit(self, inputs: InputLike | Iterable[InputLike], *, engine: str = "alphafold2",
                output: str | None = None, preset: str = "monomer", msa_tool: str | None = None,
                reuse_msa: bool = True, owner: str | None = None, tags: dict[str, str] | None = None,
-               rerun: bool = False) -> Run:
+               rerun: bool = False, db_preset: str | None = None, db_versions: Mapping[str, str] | None = None,
+               num_models: int | None = None, num_seeds: int | None = None, relax: str | None = None) -> Run:
         """Validate locally (the Lambda's own checks), upload local files, start the run.
+
+        AlphaFold2 options (the run request's fields; None: the default): `db_preset`
+        (full_dbs | reduced_dbs | colabfold), `db_versions` ({database: version} searched
+        instead of each database's CURRENT), `num_models`, `num_seeds`, `relax`
+        (none | best | all).
 
         Submitting the same request again returns the existing run (`run.existed`).
         `rerun=True` forces a fresh run of the same request: a new attempt
@@ -203,11 +210,34 @@ class Client:
         weights (and databases) must be installed: once the inputs passed every check,
         `NotInstalledError` says how to get them if not."""
         request = self.request(inputs, engine=engine, output=output, preset=preset, msa_tool=msa_tool,
-                               reuse_msa=reuse_msa, owner=owner, tags=tags or None)
+                               reuse_msa=reuse_msa, owner=owner, tags=tags or None, db_preset=db_preset,
+                               db_versions=dict(db_versions) if db_versions else None, num_models=num_models,
+                               num_seeds=num_seeds, relax=relax)
         prepared = self._backend.prepare(request)  # every input check, before anything starts
         if self.is_local:
             self.check_installed(prepared.request.engine)
         return self._launch(prepared, rerun=rerun)
+
+    def rerun(self, manifest: Manifest | str | Path) -> Run:
+        """A fresh run with the inputs and parameters of a published run, pinned to the
+        database versions it searched (``db_versions``; see `foldstack.client.rerun`).
+
+        `manifest`: a :class:`Manifest`, a ``manifest.json`` or the run's results folder, an
+        ``s3://`` URI (cloud), or a run id of this environment. Started like ``submit(...,
+        rerun=True)``: every target is recomputed (when the old run pinned the same versions
+        it is the same run id, and its results are withdrawn first; otherwise a new run id).
+        Refused with `DatabaseVersionMissingError` (``db_version_missing``) before anything
+        is submitted when a pinned version is no longer installed."""
+        from foldstack.client.rerun import check_pins, read_manifest, rerun_request
+
+        source = read_manifest(self, manifest)
+        request = rerun_request(source)
+        missing, where = self._backend.missing_db_versions(request.db_versions)
+        check_pins(missing, where, source.run_id)
+        prepared = self._backend.prepare(request)
+        if self.is_local:
+            self.check_installed(prepared.request.engine)
+        return self._launch(prepared, rerun=True)
 
     def _launch(self, prepared: Prepared, *, rerun: bool = False) -> Run:
         self._backend.upload(prepared)

@@ -220,10 +220,17 @@ class Doctor:
 
     # -- databases, weights and their import into FSx
     def _db_root(self) -> tuple[str, str] | None:
+        """(bucket, key prefix of the database root: "" or ending in "/"); None if unknown."""
         if not self.config.db_uri:
             return None
         u = parse_uri(self.config.db_uri)
-        return u.bucket, u.key.strip("/")
+        prefix = u.key.strip("/")
+        return u.bucket, f"{prefix}/" if prefix else ""
+
+    @staticmethod
+    def _no_db_uri(name: str) -> list[Check]:
+        return [Check(name, WARN, "db_uri is not published in SSM",
+                      "terraform apply the config module (it publishes /foldstack/<env>/db_uri)")]
 
     def _read(self, bucket: str, key: str, max_bytes: int) -> bytes | None:
         from botocore.exceptions import ClientError
@@ -249,10 +256,8 @@ class Doctor:
     def databases(self) -> list[Check]:
         root = self._db_root()
         if root is None:
-            return [Check("databases", WARN, "db_uri is not published in SSM",
-                          "terraform apply the config module (it publishes /foldstack/<env>/db_uri)")]
-        bucket, prefix = root
-        base = f"{prefix}/" if prefix else ""
+            return self._no_db_uri("databases")
+        bucket, base = root
         names = [p["Prefix"][len(base):].strip("/") for p in self.api.paginate(
             "s3", "list_objects_v2", "CommonPrefixes", cursor_in="ContinuationToken",
             cursor_out="NextContinuationToken", Bucket=bucket, Prefix=base, Delimiter="/")]
@@ -297,10 +302,9 @@ class Doctor:
     def weights(self) -> list[Check]:
         root = self._db_root()
         if root is None:
-            return [Check("weights", WARN, "db_uri is not published in SSM",
-                          "terraform apply the config module (it publishes /foldstack/<env>/db_uri)")]
-        bucket, prefix = root
-        wbase = f"{prefix}/weights/" if prefix else "weights/"
+            return self._no_db_uri("weights")
+        bucket, base = root
+        wbase = f"{base}weights/"
         keys = self._objects(bucket, wbase)
         installed, missing, demo = [], [], []
         for engine in ENGINES:

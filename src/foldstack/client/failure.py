@@ -13,7 +13,6 @@ or the run's status.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -59,15 +58,6 @@ class Failure:
         return asdict(self)
 
 
-def _loads(text: Any) -> Any:
-    if not isinstance(text, str):
-        return text
-    try:
-        return json.loads(text)
-    except (json.JSONDecodeError, ValueError):
-        return None
-
-
 def split_code(text: str) -> tuple[str | None, str]:
     """("gap_character", "…message…") from "…: [gap_character] …message…" (a step's log
     prefix `[hh:mm:ss] foldstack step <step> [<target>] ` is dropped first)."""
@@ -107,9 +97,15 @@ def _job_facts(job: Any) -> tuple[str | None, int | None, str | None]:
 
 def failing_step(progress: _history.Progress) -> _history.StepState | None:
     """The step that made the run fail: a target's latest step that failed (the first to
-    stop), else a failed run-level step (ValidateInput, CollectOutputs, ...)."""
+    stop), else a target's step that failed and never succeeded later (the run went on
+    without that target and failed on the failure budget: the first such target tells
+    why), else a failed run-level step (ValidateInput, CollectOutputs, ...)."""
     latest = progress.targets()
     failed = [s for s in latest.values() if s.status in BAD_STATUSES]
+    if not failed:
+        recovered = {(s.step, s.target) for s in progress.steps if s.target and s.status == "SUCCEEDED"}
+        failed = [s for s in progress.steps if s.target and s.status in BAD_STATUSES
+                  and (s.step, s.target) not in recovered]
     if not failed:
         failed = [s for s in progress.steps if s.target is None and s.status in BAD_STATUSES]
     if not failed:
@@ -137,12 +133,12 @@ def explain(run_id: str, info: Any, progress: _history.Progress, backend: Any) -
     default = {"TIMED_OUT": "timed_out", "ABORTED": "aborted"}.get(info.status)
     step = failing_step(progress) if info.status != "ABORTED" else None
     if step is None:  # the run itself: cancelled, or failed outside any task
-        cause = _loads(info.cause)
+        cause = _history.json_field(info.cause)
         text = cause.get("errorMessage") if isinstance(cause, Mapping) else None
         first = str(text or info.cause or info.error or f"the run {info.status}").splitlines() or [""]
         code, message = split_code(first[0])
         return Failure(run_id, info.status, code or default or "run_failed", message[:500], error=info.error)
-    cause = _loads(step.cause)
+    cause = _history.json_field(step.cause)
     job = cause if isinstance(cause, Mapping) and ("Attempts" in cause or "JobId" in cause) else None
     if step.job_id or job is not None:  # a Batch job: its log's last line
         stream, exit_code, reason = _job_facts(job)

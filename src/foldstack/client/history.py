@@ -156,7 +156,9 @@ def from_engine(events: Iterable[Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _json(text: Any) -> Any:
+def json_field(text: Any) -> Any:
+    """A history field that holds JSON (input, output, cause), decoded; a value that is not
+    a string (the local engine's events may carry objects) as it is; bad JSON: None."""
     if not isinstance(text, str):
         return text
     try:
@@ -166,7 +168,7 @@ def _json(text: Any) -> Any:
 
 
 def _job_id(text: Any) -> str | None:
-    data = _json(text)
+    data = json_field(text)
     if isinstance(data, Mapping):
         for key in ("JobId", "jobId", "job_id"):
             if isinstance(data.get(key), str):
@@ -187,6 +189,11 @@ def _timestamp(value: Any) -> datetime | None:
         except ValueError:
             return None
     return None
+
+
+# Lambda tasks of a batch that are no step of its targets (Publish Batch publishes what the
+# steps made): recorded as run-level steps (target None), like ValidateInput.
+BATCH_TASKS = frozenset({"publishbatch"})
 
 
 def _step_of(state: str) -> tuple[str, str | None]:
@@ -271,10 +278,10 @@ def parse(events: Iterable[Mapping[str, Any]]) -> Progress:
             if not key:
                 progress.current_state = name
             elif key not in members:
-                members[key] = _members(_json(d.get("input")), validated, key[-1])
+                members[key] = _members(json_field(d.get("input")), validated, key[-1])
             if etype == "TaskStateEntered":
                 step, size = _step_of(name)
-                targets = members.get(key) or [(None, None)] if key else [(None, None)]
+                targets = members.get(key) or [(None, None)] if key and step not in BATCH_TASKS else [(None, None)]
                 opened = [StepState(step=step, state=name, target=t, size_class=size or sc, started=ts)
                           for t, sc in targets]
                 open_steps[(key, name)] = opened
@@ -284,7 +291,7 @@ def parse(events: Iterable[Mapping[str, Any]]) -> Progress:
             name = str(d.get("name", ""))
             opened = open_steps.pop((key, name), [])
             if name == "ValidateInput":
-                out = _json(d.get("output"))
+                out = json_field(d.get("output"))
                 if isinstance(out, Mapping):
                     result = out.get("validated") or {}
                     validated = list(result.get("targets") or [])

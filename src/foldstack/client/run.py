@@ -18,13 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from foldstack import storage
 from foldstack.client import history as _history
 from foldstack.client.backends import TERMINAL, ExecutionInfo
 from foldstack.client.display import CountBar, WaitDisplay
 from foldstack.client.errors import RunNotCompleteError, RunNotFoundError
 from foldstack.client.failure import BAD_STATUSES, Failure, explain, log_sections
+from foldstack.client.outcome import outcome_sentence
 from foldstack.core.errors import OutputIntegrityError
-from foldstack.core.manifest import MANIFEST, Manifest, load_manifest
+from foldstack.core.manifest import MANIFEST, Manifest, TargetFailure, load_manifest
 from foldstack.core.uris import join_under
 
 
@@ -249,30 +251,68 @@ class Run:
             self._manifest = load_manifest(data, source=uri)
         return self._manifest
 
+    def outcome(self) -> str | None:
+        """``succeeded``, ``partial`` (SUCCEEDED with failures within the budget) or ``failed``
+        (FAILED with more; what folded is published), from the manifest; None without one."""
+        manifest = self._manifest_or_none()
+        return manifest.outcome if manifest is not None else None
+
+    def failures(self) -> list[TargetFailure]:
+        """The targets that did not fold (target, step, code, message, log), from the manifest."""
+        manifest = self._manifest_or_none()
+        return list(manifest.failures) if manifest is not None else []
+
+    def outcome_sentence(self) -> str | None:
+        """``9,946 of 10,000 targets folded; 54 failed (...) — failures.tsv`` (None without a manifest)."""
+        manifest = self._manifest_or_none()
+        return outcome_sentence(manifest) if manifest is not None else None
+
+    def _manifest_or_none(self) -> Manifest | None:
+        try:
+            return self.manifest()
+        except RunNotCompleteError:
+            return None
+
     def outputs(self) -> list[OutputFile]:
-        """Every published file (from the manifest: present means complete)."""
-        files = [OutputFile(None, MANIFEST, join_under(self.output_uri, MANIFEST))]
-        for t in self.manifest().targets:
+        """Every published file (from the manifest: present means complete): each target's
+        files, then the run-level ones (``run_files``: ``summary.tsv``, ``index.html``,
+        ``failures.tsv``, ``assets/``, ``structures/<target>.cif``, the
+        latter with its target set), then ``manifest.json``."""
+        manifest = self.manifest()
+        ids = {t.id for t in manifest.targets}
+        files = []
+        for t in manifest.targets:
             for rel, meta in sorted(t.files.items()):
                 files.append(OutputFile(t.id, f"{t.id}/{rel}", join_under(self.output_uri, t.id, rel),
                                         meta.size, meta.sha256))
+        for rel, meta in sorted(manifest.run_files.items()):
+            stem = rel[len("structures/"):].rsplit(".", 1)[0] if rel.startswith("structures/") else \
+                rel.split("/", 1)[0] if rel.endswith("/target.json") else None  # a target's own
+            files.append(OutputFile(stem if stem in ids else None, rel, join_under(self.output_uri, rel),
+                                    meta.size, meta.sha256))
+        files.append(OutputFile(None, MANIFEST, join_under(self.output_uri, MANIFEST)))
         return files
 
     def download(self, directory: str | Path, *, targets: Sequence[str] | None = None,
                  workers: int = 8) -> Path:
-        """Fetch the results to `<directory>/<run_id>/`, checking every file's sha256."""
+        """Fetch the results to `<directory>/<run_id>/`, checking every file's sha256: each
+        target's files and the run-level ones (`outputs`; with `targets`, only theirs and the
+        run's own). All or nothing: files arrive in a hidden sibling directory that replaces
+        `<run_id>/` only once every file is there and verified (`foldstack.storage.publish`);
+        on any failure it is deleted and an earlier download stays as it was."""
         root = Path(directory).expanduser().resolve() / self.run_id
         wanted = [f for f in self.outputs() if targets is None or f.target is None or f.target in targets]
+        with storage.publish(root, marker=MANIFEST, replace=True) as pub:
+            staging = pub.local_dir()
 
-        def fetch(f: OutputFile) -> None:
-            dest = root / f.path
-            self._backend.download(f.uri, dest)
-            if f.sha256 and hashlib.sha256(dest.read_bytes()).hexdigest() != f.sha256:
-                dest.unlink()
-                raise OutputIntegrityError(f"{f.uri} does not match the checksum in the manifest")
+            def fetch(f: OutputFile) -> None:
+                dest = staging / f.path
+                self._backend.download(f.uri, dest)
+                if f.sha256 and hashlib.sha256(dest.read_bytes()).hexdigest() != f.sha256:
+                    raise OutputIntegrityError(f"{f.uri} does not match the checksum in the manifest")
 
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            list(pool.map(fetch, wanted))
+            with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+                list(pool.map(fetch, wanted))
         return root
 
     def metrics(self) -> Rows:

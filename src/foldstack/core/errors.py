@@ -89,10 +89,26 @@ class PublishError(FoldstackError):
     code = "publish_failed"
 
 
+class TooManyFailuresError(FoldstackError):
+    """More of a run's targets failed than its failure budget (``max_failed_fraction``)
+    allows. Raised by Collect Outputs after it published what succeeded and the manifest
+    (outcome ``failed``), so the run FAILS without losing any finished target."""
+
+    code = "too_many_failures"
+
+
 class ConfigurationError(FoldstackError):
     """Environment configuration is missing or malformed."""
 
     code = "configuration"
+
+
+class DatabaseVersionMissingError(FoldstackError):
+    """A rerun pins a database version that is no longer installed (locally under
+    ``$FOLDSTACK_HOME/db``, in the cloud under the database prefix); nothing was started.
+    ``details``: ``missing`` ({name: version}) and where it was looked for."""
+
+    code = "db_version_missing"
 
 
 # --- The step contract's errors: a Batch step exits with the class's code -------------

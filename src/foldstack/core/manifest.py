@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -63,7 +63,7 @@ class StepResources(BaseModel):
 
 # The keys of a step's done record that Collect Outputs copies into the target's
 # ``provenance[<step>]`` (see StepProvenance).
-STEP_PROVENANCE_KEYS = ("tool_versions", "timings", "resources", "ran_on")
+STEP_PROVENANCE_KEYS = ("tool_versions", "timings", "resources", "ran_on", "build")
 
 
 class StepProvenance(BaseModel):
@@ -77,6 +77,9 @@ class StepProvenance(BaseModel):
     # where the job ran (done record's ran_on: queue, compute_environment, size_class, attempt,
     # job_id, availability_zone); None: no Batch job (a cache hit) or an older done record
     ran_on: dict[str, Any] | None = None
+    # the code, image and job definition that ran the step, and for predict the weights it loaded
+    # (foldstack.core.provenance: build_info, weights_identity); None: no job ran, or an older done record
+    build: dict[str, Any] | None = None
     msa_cache: str | None = None  # "hit" | "miss" (msa step only)
     chain_cache: list[str] | None = None  # per chain: "hit" | "miss" | "off"
     db_preset: str | None = None  # msa step: full_dbs | reduced_dbs | colabfold
@@ -110,6 +113,27 @@ class TargetResult(BaseModel):
         return float(value) if isinstance(value, int | float) else None
 
 
+# A run's outcome: every target folded, some failed within the request's failure budget
+# (``max_failed_fraction``), or more failed than it allows (the run FAILED; what succeeded
+# is still published).
+Outcome = Literal["succeeded", "partial", "failed"]
+
+
+class TargetFailure(BaseModel):
+    """One target that did not fold: the step that failed, a stable code (``bad_input``,
+    ``out_of_memory``, ``timeout``, ``inputs_not_ready``, ``crash``, ``job_failed``...), a
+    one-line message and where its log is (a Batch job id and log stream, or a local log
+    path). Written to ``failures`` in the manifest and to ``failures.tsv``."""
+
+    model_config = _OPEN
+    target: str
+    step: str
+    code: str
+    message: str = ""
+    job_id: str | None = None
+    log: str | None = None
+
+
 class Manifest(BaseModel):
     model_config = _OPEN
     schema_version: int = SCHEMA_VERSION
@@ -120,8 +144,16 @@ class Manifest(BaseModel):
     targets: list[TargetResult]
     cost: dict[str, Any] = Field(default_factory=dict)
     # run-level files, relative to ``<run_id>/``: ``summary.tsv``, ``index.html``, ``assets/3Dmol-min.js`` (the
-    # reports' viewer), ``structures/<target>.cif`` (each target's best model, for bulk download)
+    # reports' viewer), ``structures/<target>.cif`` (each target's best model, for bulk download),
+    # ``failures.tsv`` and ``<target>/target.json`` (each target's entry, its publish's marker)
     run_files: dict[str, PublishedFile] = Field(default_factory=dict)
+    # absent in manifests written before runs could be partial: every target succeeded
+    outcome: Outcome = "succeeded"
+    failures: list[TargetFailure] = Field(default_factory=list)
+    # what produced the run: the collecting code, images, job-definition revisions, weights and
+    # every database version searched (foldstack.core.provenance.run_provenance; `foldstack rerun`
+    # pins its databases); empty in manifests written before it existed
+    provenance: dict[str, Any] = Field(default_factory=dict)
 
     def target(self, target_id: str) -> TargetResult:
         for t in self.targets:
@@ -130,8 +162,8 @@ class Manifest(BaseModel):
         raise KeyError(target_id)
 
     def summary_rows(self) -> list[dict[str, Any]]:
-        """One :func:`summary_row` per target (every published target succeeded)."""
-        return [summary_row(t) for t in self.targets]
+        """One :func:`summary_row` per target: the published ones, then the failed ones."""
+        return [summary_row(t) for t in self.targets] + [failed_row(f) for f in self.failures]
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form, with exactly the keys that were given (build it with every
@@ -159,14 +191,57 @@ def summary_row(target: TargetResult, *, status: str = "succeeded", failure_code
             "failure_code": failure_code}
 
 
+def failed_row(failure: TargetFailure) -> dict[str, Any]:
+    """A failed target's summary row: status ``failed`` and its failure code."""
+    return {"target": failure.target, "status": "failed", "failure_code": failure.code}
+
+
+def _cell(v: Any) -> str:
+    return "" if v is None else str(v).replace("\t", " ").replace("\n", " ")
+
+
 def summary_tsv(rows: list[dict[str, Any]]) -> str:
     """``summary.tsv``: a header of :data:`SUMMARY_COLUMNS`, then one line per row."""
-    def cell(v: Any) -> str:
-        return "" if v is None else str(v).replace("\t", " ").replace("\n", " ")
-
     lines = ["\t".join(SUMMARY_COLUMNS)]
-    lines += ["\t".join(cell(r.get(c)) for c in SUMMARY_COLUMNS) for r in rows]
+    lines += ["\t".join(_cell(r.get(c)) for c in SUMMARY_COLUMNS) for r in rows]
     return "\n".join(lines) + "\n"
+
+
+def failure_counts(failures: list[TargetFailure]) -> list[tuple[str, int]]:
+    """``[(code, n), ...]``, most frequent first (then by code)."""
+    counts: dict[str, int] = {}
+    for f in failures:
+        counts[f.code] = counts.get(f.code, 0) + 1
+    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def count_text(failures: list[TargetFailure]) -> str:
+    """``41 out_of_memory, 13 bad_input``."""
+    return ", ".join(f"{n:,} {code}" for code, n in failure_counts(failures))
+
+
+# ``failures.tsv`` at a run's root: one row per failed target (a header only when none failed).
+FAILURE_COLUMNS = ("target", "step", "code", "message", "job_id", "log")
+FAILURES_TSV = "failures.tsv"
+
+
+def failures_tsv(failures: list[TargetFailure]) -> str:
+    """``failures.tsv``: a header of :data:`FAILURE_COLUMNS`, then one line per failure."""
+    lines = ["\t".join(FAILURE_COLUMNS)]
+    lines += ["\t".join(_cell(getattr(f, c)) for c in FAILURE_COLUMNS) for f in failures]
+    return "\n".join(lines) + "\n"
+
+
+def execution_outcome(output: Any) -> str | None:
+    """The ``outcome`` a fold execution's output reports (its RunSucceeded state: JSON text or
+    the parsed dict), or None. A ``partial`` run can be retried: its failed targets only."""
+    if isinstance(output, str):
+        try:
+            output = json.loads(output)
+        except ValueError:
+            return None
+    value = output.get("outcome") if isinstance(output, dict) else None
+    return value if isinstance(value, str) else None
 
 
 def _this_version() -> str:

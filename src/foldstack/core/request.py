@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -14,6 +14,12 @@ MsaTool = Literal["jackhmmer", "mmseqs2"]
 # AlphaFold's full_dbs / reduced_dbs, ColabFold's colabfold_search.
 DbPreset = Literal["full_dbs", "reduced_dbs", "colabfold"]
 DEFAULT_DB_PRESET: DbPreset = "reduced_dbs"
+# Amber relaxation of the predicted models (foldstack.steps.relax): none, the best model, or all.
+Relax = Literal["none", "best", "all"]
+RELAX_MODES: tuple[str, ...] = get_args(Relax)
+# AlphaFold relaxes the best model by default. ESMFold is chosen for throughput and its
+# pipelines do not relax (a CPU relaxation costs more than the fold itself): none.
+DEFAULT_RELAX: dict[str, str] = {"alphafold2": "best", "esmfold": "none"}
 SCHEMA_VERSION = 1
 _OWNER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 _TAG_KEY = re.compile(r"^[A-Za-z0-9_.:/=+@-]{1,128}$")
@@ -51,6 +57,12 @@ class RunRequest(BaseModel):
     # (default 1 for monomer, 5 for multimer: AlphaFold's num_multimer_predictions_per_model).
     num_models: int | None = Field(default=None, ge=1, le=5)
     num_seeds: int | None = Field(default=None, ge=1, le=20)
+    # Failure budget: the fraction of targets that may fail while the run still SUCCEEDS (with
+    # outcome "partial"); more fail and the run FAILS (what succeeded is still published).
+    # None: knobs.yaml failure_budget.max_failed_fraction.
+    max_failed_fraction: float | None = Field(default=None, ge=0, le=1)
+    # Amber relaxation (relaxed_<i>.pdb/.cif): unset means the engine's DEFAULT_RELAX.
+    relax: Relax | None = None
 
     @field_validator("db_versions")
     @classmethod
@@ -91,6 +103,8 @@ class RunRequest(BaseModel):
                 if tool is None:
                     tool = "mmseqs2" if preset == "colabfold" else "jackhmmer"
                 data = {**data, "msa_tool": tool, "db_preset": preset or DEFAULT_DB_PRESET}
+            if data.get("relax") is None and engine in DEFAULT_RELAX:
+                data = {**data, "relax": DEFAULT_RELAX[engine]}
         return data
 
     @model_validator(mode="after")

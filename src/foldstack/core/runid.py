@@ -24,7 +24,7 @@ import re
 from collections.abc import Sequence
 
 from foldstack.core.fasta import FastaRecord
-from foldstack.core.request import RunRequest
+from foldstack.core.request import DEFAULT_RELAX, RunRequest
 
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
 EXECUTION_NAME_MAX = 80  # Step Functions: 1-80 of [A-Za-z0-9_-]
@@ -85,6 +85,8 @@ def canonical_request(request: RunRequest, records: Sequence[FastaRecord]) -> st
         value = getattr(request, key, None)
         if value:
             body[key] = value
+    if request.relax != DEFAULT_RELAX.get(request.engine):  # the engine's default keeps the old run id
+        body["relax"] = request.relax
     return json.dumps(body, sort_keys=True, separators=(",", ":"))
 
 

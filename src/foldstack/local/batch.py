@@ -9,11 +9,10 @@ from ``batch:submitJob.sync``.
 Every attempt gets ``AWS_BATCH_JOB_ID``, ``AWS_BATCH_JOB_ATTEMPT``, ``AWS_BATCH_JQ_NAME``
 and ``AWS_BATCH_CE_NAME`` in its environment (as on Batch), plus ``FOLDSTACK_SIZE_CLASS``
 for a job definition with a size class, so steps use attempt-scoped temp dirs and record
-where they ran (``ran_on``); ``FOLDSTACK_INPUT_WAIT_S`` defaults to 0 (nothing imports late). Output goes to
-``<log_dir>/<job name>-<job id>-<attempt>.log``, named in ``LogStreamName``. Each attempt
-runs in its own session; with ``groups`` (:class:`foldstack.local.driver.JobGroups`) its
-process group is recorded while it runs, and what the leader leaves behind is killed
-when it exits (as a container's processes end with it).
+where they ran (``ran_on``); ``FOLDSTACK_INPUT_WAIT_S`` defaults to 0 (nothing imports late). Output
+goes to ``<log_dir>/<job name>-<job id>-<attempt>.log`` (``LogStreamName``). Each attempt runs
+in its own session; with ``groups`` (:class:`foldstack.local.driver.JobGroups`) its process group
+is recorded while it runs, and what the leader leaves behind is killed when it exits.
 """
 
 from __future__ import annotations
@@ -34,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from foldstack.local.batch_retry import (
+    OOM_EXIT_CODE,
+    OOM_REASON,
     TIMEOUT_STATUS_REASON,
     AttemptOutcome,
     RetryStrategy,
@@ -49,10 +50,12 @@ from foldstack.local.jobs import (
     resolve_job_definition,
     resolve_queue,
 )
+from foldstack.local.lambdas import environ_snapshot
+from foldstack.steps.failures import JOB_LOG_ENV
 from foldstack.workflows.specs import JobsFile, JobSpec
 
 EXIT_STATUS_REASON = "Essential container in task exited"
-FAULTS = ("spot_loss", "throttle", "timeout", "crash", "pull_error")
+FAULTS = ("spot_loss", "throttle", "timeout", "crash", "pull_error", "oom_kill")
 
 
 @dataclass(frozen=True)
@@ -290,6 +293,8 @@ class LocalJob:
             elif fault == "crash":
                 attempt.exit_code = 1
                 attempt.status_reason = EXIT_STATUS_REASON
+            elif fault == "oom_kill":  # as Batch reports a container killed for memory
+                attempt.exit_code, attempt.reason, attempt.status_reason = OOM_EXIT_CODE, OOM_REASON, EXIT_STATUS_REASON
             elif fault == "pull_error":
                 attempt.status_reason = "Task failed to start"
                 attempt.reason = "CannotPullContainerError: pull image manifest has been retried 5 time(s)"
@@ -297,7 +302,6 @@ class LocalJob:
                 raise ValueError(f"unknown injected fault {fault!r}; expected one of {FAULTS}")
             attempt.stopped_at = _now_ms()
             return attempt
-
         env = dict(self.env)
         env["AWS_BATCH_JOB_ID"] = self.info.job_id
         env["AWS_BATCH_JOB_ATTEMPT"] = str(attempt_no)
@@ -306,6 +310,7 @@ class LocalJob:
         env.pop("FOLDSTACK_SIZE_CLASS", None)  # the job definition's size class, if it has one (steps/ran_on.py)
         if self.info.size_class:
             env["FOLDSTACK_SIZE_CLASS"] = self.info.size_class
+        env[JOB_LOG_ENV] = str(log_path)  # a step's failure records name it (steps/failures.py)
         env.setdefault("FOLDSTACK_INPUT_WAIT_S", "0")  # no FSx import locally: an absent input will not appear
         with open(log_path, "wb") as fh:
             fh.write(f"$ {' '.join(self.argv)}\n".encode())
@@ -353,6 +358,8 @@ class LocalJob:
             # A process killed by signal N reports -N; containers report 128 + N.
             attempt.exit_code = proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
             attempt.status_reason = self._terminate_reason or EXIT_STATUS_REASON
+            if attempt.exit_code == OOM_EXIT_CODE and not self._terminate_reason:  # SIGKILL, not by us: as Batch
+                attempt.reason = OOM_REASON
         return attempt
 
 
@@ -448,7 +455,7 @@ class LocalBatch:
             t = parameters["Timeout"]
             timeout = int(t.get("AttemptDurationSeconds", t.get("attemptDurationSeconds", timeout)))
 
-        env = {**os.environ, **_env_list(overrides.get("Environment")), **self.job_env}
+        env = {**environ_snapshot(), **_env_list(overrides.get("Environment")), **self.job_env}  # no Lambda's
         info = BatchJobInfo(
             job_id=str(uuid.uuid4()),
             job_name=job_name,

@@ -52,14 +52,19 @@ from foldstack.workflows.specs import (
 )
 
 __all__ = [
-    "MAX_ATTEMPTS", "MAX_RULES", "MIN_ATTEMPTS", "TIMEOUT_STATUS_REASON", "AttemptOutcome", "Decision",
-    "EvaluateOnExit", "RetryStrategy", "RetryStrategyError", "as_strategy", "attempts_used", "decide",
-    "first_matching_rule", "pattern_matches", "should_retry",
+    "MAX_ATTEMPTS", "MAX_RULES", "MIN_ATTEMPTS", "OOM_EXIT_CODE", "OOM_REASON", "TIMEOUT_STATUS_REASON",
+    "AttemptOutcome", "Decision", "EvaluateOnExit", "RetryStrategy", "RetryStrategyError", "as_strategy",
+    "attempts_used", "decide", "first_matching_rule", "pattern_matches", "should_retry",
 ]
 
 Action = Literal["RETRY", "EXIT"]
 
 TIMEOUT_STATUS_REASON = "Job attempt duration exceeded timeout"
+# What Batch reports for a container the kernel killed for memory: exit 137 (128 + SIGKILL)
+# and this container reason. The local engine reports a job killed by SIGKILL that it did not
+# kill itself (timeout, terminate) the same way: the likeliest killer is the OOM killer.
+OOM_EXIT_CODE = 137
+OOM_REASON = "OutOfMemoryError: Container killed due to memory usage"
 
 _KEY_ALIASES = {
     "on_status_reason": "on_status_reason",

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from foldstack.core.manifest import execution_outcome
 from foldstack.core.runid import execution_name
 from foldstack.local import driver
 from foldstack.local.errors import HomeNotWritable
@@ -76,7 +77,9 @@ def discard(paths: LocalPaths, lambda_env: Mapping[str, str], run_id: str, outpu
         published = Path(output) / run_id
         if (published / "manifest.json").is_file():
             storage.delete(str(published / "manifest.json"))
-            withdrawn = 1 + storage.delete_prefix(str(published))
+            withdrawn = 1
+        if published.is_dir() and not published.is_symlink():  # and targets a failed attempt published
+            withdrawn += storage.delete_prefix(str(published))
     return {"scratch_deleted": result["scratch_deleted"], "results_withdrawn": withdrawn}
 
 
@@ -90,7 +93,8 @@ def reap(runner: Any, run_id: str, record: dict[str, Any]) -> dict[str, Any]:
     gone = identity is None or not identity.alive()
     request = record.get("request") or {}
     output = record.get("output")
-    published = bool(output) and (Path(str(output)) / "manifest.json").is_file()
+    published = bool(output) and (Path(str(output)) / "manifest.json").is_file() \
+        and execution_outcome((Path(str(output)) / "manifest.json").read_text()) != "failed"  # not over budget
     cleanup: dict[str, Any] = {"killed_groups": killed}
     try:
         cleanup.update(clean_up(paths, runner.lambda_env(str(request.get("output_uri") or "")), run_id,

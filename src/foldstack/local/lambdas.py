@@ -37,7 +37,8 @@ from typing import Any
 from foldstack.local.errors import LambdaInvocationError
 from foldstack.local.jobs import NAME_PREFIX, lambda_arn
 
-DEFAULT_LAMBDAS = ("validate_input", "stage_inputs", "plan_batches", "msa_cache", "collect_outputs", "cleanup")
+DEFAULT_LAMBDAS = ("validate_input", "stage_inputs", "plan_batches", "msa_cache", "publish_batch", "collect_outputs",
+                   "cleanup")
 
 #: os.environ is process-wide: every handler call in the process holds this lock.
 ENVIRON_LOCK = threading.RLock()
@@ -65,6 +66,14 @@ def function_name_of(function: str) -> str:
     if name.startswith(NAME_PREFIX + "-"):
         name = name[len(NAME_PREFIX) + 1 :]
     return name
+
+
+def environ_snapshot() -> dict[str, str]:
+    """A copy of os.environ as no Lambda has it: taken under ENVIRON_LOCK, so never while a
+    handler's variables are applied (nor while they are being removed, which would make the
+    copy fail with a KeyError)."""
+    with ENVIRON_LOCK:
+        return dict(os.environ)
 
 
 @contextlib.contextmanager

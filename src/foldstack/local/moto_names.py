@@ -2,12 +2,12 @@
 
 moto's vendored ASL interpreter (``moto.stepfunctions.parser``) is not public API, so a
 moto upgrade may rename or re-sign anything the ``moto_*`` modules rely on.
-:data:`MOTO_PRIVATE_NAMES` lists each such name and :func:`check_moto_names` reports every
-one that is gone or changed, so an upgrade fails with the whole list at once
-(``tests/workflows/test_moto_private_names.py``) rather than deep inside a run. That
-test also checks the list is complete: every ``moto.`` import of a ``moto_*`` module,
-every attribute read on an imported moto name, and every inherited ``self.<name>`` a
-subclass of a moto class reads must be listed here.
+:data:`MOTO_PRIVATE_NAMES` lists each such name, read from ``moto_names.yaml`` next to this
+module, and :func:`check_moto_names` reports every one that is gone or changed, so an
+upgrade fails with the whole list at once (``tests/workflows/test_moto_private_names.py``)
+rather than deep inside a run. That test also checks the list is complete: every
+``moto.`` import of a ``moto_*`` module, every attribute read on an imported moto name,
+and every inherited ``self.<name>`` a subclass of a moto class reads must be listed.
 
 Kinds of entry:
 
@@ -32,20 +32,12 @@ import inspect
 import re
 import textwrap
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-_API = "moto.stepfunctions.parser.api"
-_ASL = "moto.stepfunctions.parser.asl"
-_ERR = f"{_ASL}.component.common.error_name"
-_RETRY = f"{_ASL}.component.common.retry"
-_EXEC = f"{_ASL}.component.state.exec"
-_MAP = f"{_EXEC}.state_map"
-_ITER = f"{_MAP}.iteration"
-_TASK = f"{_EXEC}.state_task"
-_SERVICE = f"{_TASK}.service"
-_EVAL = f"{_ASL}.eval"
+import yaml
 
-_SERVICE_TASK_PARAMS = ("env", "resource_runtime_part", "normalised_parameters", "state_credentials")
+from foldstack.core.errors import ConfigurationError
 
 
 @dataclass(frozen=True)
@@ -61,254 +53,47 @@ class MotoName:
         return f"{self.module}:{self.attr}" if self.attr else self.module
 
 
-def _attr(module: str, attr: str = "", why: str = "") -> MotoName:
-    return MotoName(module, attr, why=why)
+_DATA_FILE = Path(__file__).with_name("moto_names.yaml")
+_PARSER = "moto.stepfunctions.parser"
+_KINDS = ("attr", "global", "instance", "call", "override")
+_FIELDS = {*_KINDS, "params", "local", "why"}
 
 
-def _global(module: str, attr: str, why: str = "") -> MotoName:
-    return MotoName(module, attr, kind="global", why=why)
+def load_moto_names(path: Path = _DATA_FILE) -> tuple[MotoName, ...]:
+    """The entries of ``moto_names.yaml`` (its header describes the format)."""
+    try:
+        modules = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as err:
+        raise ConfigurationError(f"cannot read {path.name}: {err}") from err
+    if not isinstance(modules, dict):
+        raise ConfigurationError(f"{path.name}: expected a mapping of module -> entries")
+    names: list[MotoName] = []
+    for module, entries in modules.items():
+        for entry in entries or ():
+            if entry == "module":
+                names.append(MotoName(f"{_PARSER}.{module}"))
+                continue
+            kinds = [k for k in _KINDS if k in entry] if isinstance(entry, dict) else []
+            if len(kinds) != 1 or set(entry) - _FIELDS:
+                raise ConfigurationError(
+                    f"{path.name}: {module}: bad entry {entry!r}: want 'module' or one of {'/'.join(_KINDS)}"
+                    " with optional params, local, why"
+                )
+            kind = kinds[0]
+            names.append(
+                MotoName(
+                    f"{_PARSER}.{module}",
+                    entry[kind],
+                    kind=kind,
+                    params=tuple(entry.get("params", ())),
+                    local=entry.get("local", ""),
+                    why=entry.get("why", ""),
+                )
+            )
+    return tuple(names)
 
 
-def _instance(module: str, attr: str, why: str = "") -> MotoName:
-    return MotoName(module, attr, kind="instance", why=why)
-
-
-def _call(module: str, attr: str, *params: str, why: str = "") -> MotoName:
-    return MotoName(module, attr, kind="call", params=params, why=why)
-
-
-def _override(module: str, attr: str, params: tuple[str, ...], local: str = "", why: str = "") -> MotoName:
-    return MotoName(module, attr, kind="override", params=params, local=local, why=why)
-
-
-MOTO_PRIVATE_NAMES: tuple[MotoName, ...] = (
-    # -- moto.stepfunctions.parser.api (the service's shapes)
-    _call(_API, "ExecutionFailedEventDetails", "error", "cause"),
-    _call(_API, "ExecutionStartedEventDetails", "input", "inputDetails", "roleArn"),
-    _call(_API, "HistoryEventExecutionDataDetails", "truncated"),
-    _attr(_API, "HistoryEventType"),
-    _attr(_API, "HistoryEventType.ExecutionStarted"),
-    _attr(_API, "HistoryEventType.MapRunFailed"),
-    _attr(_API, "HistoryEventType.TaskFailed"),
-    _call(_API, "MapRunFailedEventDetails", "error", "cause"),
-    _attr(_API, "StateMachineType"),
-    _attr(_API, "StateMachineType.STANDARD"),
-    _call(_API, "TaskFailedEventDetails", "resource", "resourceType", "error", "cause"),
-    # -- error names
-    _call(f"{_ERR}.custom_error_name", "CustomErrorName", "error_name"),
-    _override(
-        f"{_ERR}.custom_error_name",
-        "CustomErrorName",
-        ("error_name",),
-        local="foldstack.local.moto_errors:error_name_of",
-        why="replaced by error_name_of in iteration_worker, branches_decl and state_fail",
-    ),
-    _attr(f"{_ERR}.custom_error_name", "CustomErrorName.__new__"),
-    _instance(f"{_ERR}.custom_error_name", "CustomErrorName.error_name"),
-    _attr(f"{_ERR}.error_equals_decl", "ErrorEqualsDecl"),
-    _override(
-        f"{_ERR}.error_equals_decl",
-        "ErrorEqualsDecl._eval_body",
-        ("env",),
-        local="foldstack.local.moto_errors:StrictErrorEquals._eval_body",
-    ),
-    _attr(f"{_ERR}.error_equals_decl", "ErrorEqualsDecl._STATE_ALL_ERROR"),
-    _instance(f"{_ERR}.error_equals_decl", "ErrorEqualsDecl.error_names"),
-    _call(f"{_ERR}.failure_event", "FailureEvent", "env", "error_name", "event_type", "event_details"),
-    _call(f"{_ERR}.failure_event", "FailureEventException", "failure_event"),
-    _call(f"{_ERR}.states_error_name", "StatesErrorName", "typ"),
-    _attr(f"{_ERR}.states_error_name", "StatesErrorName.from_name"),
-    _instance(f"{_ERR}.states_error_name", "StatesErrorName.error_name"),
-    _attr(f"{_ERR}.states_error_name_type", "StatesErrorNameType"),
-    _attr(f"{_ERR}.states_error_name_type", "StatesErrorNameType.to_name"),
-    _attr(f"{_ERR}.states_error_name_type", "StatesErrorNameType.StatesExceedToleratedFailureThreshold"),
-    _attr(f"{_ERR}.states_error_name_type", "StatesErrorNameType.StatesItemReaderFailed"),
-    _attr(f"{_ERR}.states_error_name_type", "StatesErrorNameType.StatesRuntime"),
-    _attr(f"{_ERR}.states_error_name_type", "StatesErrorNameType.StatesStatesDataLimitExceeded"),
-    _attr(f"{_ERR}.states_error_name_type", "StatesErrorNameType.StatesTaskFailed"),
-    # -- Retry
-    _attr(f"{_RETRY}.jitter_strategy_decl", "JitterStrategyDecl"),
-    _override(
-        f"{_RETRY}.jitter_strategy_decl",
-        "JitterStrategyDecl._eval_body",
-        ("env",),
-        local="foldstack.local.moto_errors:ScaledJitter._eval_body",
-        why="the last push before RetrierDecl sleeps is the interval",
-    ),
-    _attr(f"{_RETRY}.retrier_decl", "RetrierDecl"),
-    _instance(f"{_RETRY}.retrier_decl", "RetrierDecl.jitter_strategy"),
-    # -- program and states
-    _attr(f"{_ASL}.component.program.program", "Program"),
-    _call(f"{_ASL}.component.program.program", "Program.eval", "env"),
-    _attr(f"{_EXEC}.execute_state", "ExecutionState"),
-    _override(
-        f"{_EXEC}.execute_state",
-        "ExecutionState._from_error",
-        ("env", "ex"),
-        why="moto_errors.strict_runtime_class overrides it per retyped state class",
-    ),
-    _override(f"{_TASK}.state_task_lambda", "StateTaskLambda._from_error", ("env", "ex")),
-    _override(f"{_SERVICE}.state_task_service_lambda", "StateTaskServiceLambda._from_error", ("env", "ex")),
-    _override(f"{_SERVICE}.state_task_service_batch", "StateTaskServiceBatch._from_error", ("env", "ex")),
-    _attr(f"{_EXEC}.state_parallel.branches_decl"),
-    _global(f"{_EXEC}.state_parallel.branches_decl", "CustomErrorName"),
-    _attr(f"{_ASL}.component.state.fail.state_fail"),
-    _global(f"{_ASL}.component.state.fail.state_fail", "CustomErrorName"),
-    # -- Map
-    _attr(f"{_MAP}.item_reader.eval.resource_eval_s3", "ResourceEvalS3"),
-    _override(
-        f"{_MAP}.item_reader.eval.resource_eval_s3",
-        "ResourceEvalS3.eval_resource",
-        ("env",),
-        local="foldstack.local.moto_map:LocalItemReaderS3.eval_resource",
-    ),
-    _instance(f"{_MAP}.item_reader.eval.resource_eval_s3", "ResourceEvalS3.resource"),
-    _instance(f"{_SERVICE}.resource", "ServiceResource.api_action"),
-    _call(f"{_SERVICE}.resource", "ServiceResource.eval", "env"),
-    _attr(f"{_ITER}.iteration_worker"),
-    _global(f"{_ITER}.iteration_worker", "CustomErrorName"),
-    _attr(f"{_ITER}.itemprocessor.distributed_item_processor", "DistributedItemProcessor"),
-    _override(
-        f"{_ITER}.itemprocessor.distributed_item_processor",
-        "DistributedItemProcessor._map_run",
-        ("env", "eval_input"),
-        local="foldstack.local.moto_map:LocalDistributedItemProcessor._map_run",
-    ),
-    _attr(f"{_ITER}.iterator.distributed_iterator", "DistributedIterator"),
-    _override(
-        f"{_ITER}.iterator.distributed_iterator",
-        "DistributedIterator._map_run",
-        ("env", "eval_input"),
-        local="foldstack.local.moto_map:LocalDistributedIterator._map_run",
-    ),
-    _instance(f"{_ITER}.distributed_iteration_component", "DistributedIterationComponentEvalInput.map_run_record"),
-    _instance(
-        f"{_ITER}.distributed_iteration_component", "DistributedIterationComponentEvalInput.tolerated_failure_count"
-    ),
-    _instance(
-        f"{_ITER}.distributed_iteration_component",
-        "DistributedIterationComponentEvalInput.tolerated_failure_percentage",
-    ),
-    _instance(f"{_ITER}.itemprocessor.map_run_record", "MapRunRecord.item_counter"),
-    _instance(f"{_ITER}.itemprocessor.map_run_record", "ItemCounter.total"),
-    _instance(f"{_ITER}.itemprocessor.map_run_record", "ItemCounter.failed"),
-    _instance(f"{_ITER}.itemprocessor.map_run_record", "ItemCounter.timed_out"),
-    _instance(f"{_ITER}.itemprocessor.map_run_record", "ItemCounter.aborted"),
-    # -- Task: Lambda
-    _attr(f"{_TASK}.lambda_eval_utils"),
-    _override(
-        f"{_TASK}.lambda_eval_utils",
-        "execute_lambda_function_integration",
-        ("env", "parameters", "region", "state_credentials"),
-        local="foldstack.local.moto_lambda:local_execute_lambda_function_integration",
-        why="replaced process-wide; moto calls it with keyword arguments",
-    ),
-    _global(f"{_TASK}.lambda_eval_utils", "execute_lambda_function_integration"),
-    _call(f"{_TASK}.lambda_eval_utils", "LambdaFunctionErrorException", "function_error", "payload"),
-    _attr(f"{_SERVICE}.state_task_service_lambda", "StateTaskServiceLambda"),
-    # -- Task: Batch
-    _attr(f"{_SERVICE}.state_task_service", "StateTaskService"),
-    _instance(f"{_SERVICE}.state_task_service", "StateTaskService.resource"),
-    _instance(f"{_SERVICE}.resource", "Resource.resource_arn"),
-    _attr(f"{_SERVICE}.state_task_service_batch", "StateTaskServiceBatch"),
-    _override(
-        f"{_SERVICE}.state_task_service_batch",
-        "StateTaskServiceBatch._eval_service_task",
-        _SERVICE_TASK_PARAMS,
-        local="foldstack.local.moto_batch:LocalBatchTask._eval_service_task",
-    ),
-    _override(
-        f"{_SERVICE}.state_task_service_batch",
-        "StateTaskServiceBatch._build_sync_resolver",
-        _SERVICE_TASK_PARAMS,
-        local="foldstack.local.moto_batch:LocalBatchTask._build_sync_resolver",
-    ),
-    _override(
-        f"{_SERVICE}.state_task_service_batch",
-        "StateTaskServiceBatch._eval_sync",
-        ("env", "sync_resolver", "timeout_seconds", "callback_endpoint", "heartbeat_endpoint"),
-        local="foldstack.local.moto_batch:LocalBatchTask._eval_sync",
-        why="defined on StateTaskServiceCallback",
-    ),
-    _attr(f"{_SERVICE}.state_task_service_batch", "StateTaskServiceBatch._get_sfn_resource"),
-    _attr(f"{_SERVICE}.state_task_service_batch", "StateTaskServiceBatch._get_sfn_resource_type"),
-    # -- evaluation: Environment, execution details, program state, context object
-    _attr(f"{_EVAL}.environment", "Environment"),
-    _call(
-        f"{_EVAL}.environment",
-        "Environment",
-        "aws_execution_details",
-        "execution_type",
-        "context",
-        "event_history_context",
-        "cloud_watch_logging_session",
-        "activity_store",
-    ),
-    _instance(f"{_EVAL}.environment", "Environment.aws_execution_details"),
-    _instance(f"{_EVAL}.environment", "Environment.event_history_context"),
-    _instance(f"{_EVAL}.environment", "Environment.event_manager"),
-    _instance(f"{_EVAL}.environment", "Environment.stack"),
-    _instance(f"{_EVAL}.environment", "Environment.states"),
-    _attr(f"{_EVAL}.environment", "Environment.is_running"),
-    _attr(f"{_EVAL}.environment", "Environment.program_state"),
-    _call(f"{_EVAL}.environment", "Environment.set_error", "error"),
-    _call(f"{_EVAL}.environment", "Environment.set_stop", "stop_date", "cause", "error"),
-    _attr(f"{_EVAL}.evaluation_details", "AWSExecutionDetails"),
-    _call(f"{_EVAL}.evaluation_details", "AWSExecutionDetails", "account", "region", "role_arn"),
-    _attr(f"{_EVAL}.program_state", "ProgramEnded"),
-    _attr(f"{_EVAL}.program_state", "ProgramError"),
-    _instance(f"{_EVAL}.program_state", "ProgramError.error"),
-    _attr(f"{_EVAL}.program_state", "ProgramStopped"),
-    _instance(f"{_EVAL}.program_state", "ProgramStopped.error"),
-    _instance(f"{_EVAL}.program_state", "ProgramStopped.cause"),
-    _attr(f"{_EVAL}.program_state", "ProgramTimedOut"),
-    _call(f"{_EVAL}.states", "ContextObjectData", "Execution", "StateMachine"),
-    _call(f"{_EVAL}.states", "ExecutionData", "Id", "Input", "Name", "RoleArn", "StartTime"),
-    _call(f"{_EVAL}.states", "StateMachineData", "Id", "Name"),
-    _instance(f"{_EVAL}.states", "States.context_object"),
-    _attr(f"{_EVAL}.states", "States.get_input"),
-    _instance(f"{_EVAL}.states", "ContextObject.context_object_data"),
-    # -- history events
-    _call(
-        f"{_EVAL}.event.event_detail",
-        "EventDetails",
-        "executionStartedEventDetails",
-        "mapRunFailedEventDetails",
-        "taskFailedEventDetails",
-    ),
-    _attr(f"{_EVAL}.event.event_manager", "EventHistoryContext"),
-    _attr(f"{_EVAL}.event.event_manager", "EventHistoryContext.of_program_start"),
-    _instance(f"{_EVAL}.event.event_manager", "EventHistoryContext.last_published_event_id"),
-    _call(f"{_EVAL}.event.event_manager", "EventManager", "cloud_watch_logging_session"),
-    # Both of our event managers override the same two methods.
-    *(
-        _override(f"{_EVAL}.event.event_manager", f"EventManager.{method}", params,
-                  local=f"foldstack.local.moto_history:{manager}.{method}")
-        for manager in ("HookedEventManager", "ChildEventManager")
-        for method, params in (
-            ("add_event", ("context", "event_type", "event_details", "timestamp", "update_source_event_id")),
-            ("_publish_history_event", ("event_id", "source_event_id", "event_type", "timestamp", "event_details")),
-        )
-    ),
-    _instance(f"{_EVAL}.event.event_manager", "EventManager._mutex"),
-    # -- parsing
-    _attr(f"{_ASL}.parse.asl_parser", "AmazonStateLanguageParser"),
-    _attr(f"{_ASL}.parse.asl_parser", "AmazonStateLanguageParser.parse"),
-    _attr(f"{_ASL}.parse.asl_parser", "ASLParserException"),
-    _instance(f"{_ASL}.parse.asl_parser", "ASLParserException.errors"),
-    _attr(f"{_ASL}.parse.preprocessor", "Preprocessor"),
-    _attr(
-        f"{_ASL}.parse.preprocessor",
-        "Preprocessor._query_language_per_scope",
-        why="class attribute that leaks between parses: cleared around each parse",
-    ),
-    # -- utilities
-    _attr(f"{_ASL}.utils.encoding", "to_json_str"),
-    _attr(f"{_ASL}.utils.json_path", "NoSuchJsonPathError"),
-    _instance(f"{_ASL}.utils.json_path", "NoSuchJsonPathError.json_path"),
-    _instance(f"{_ASL}.utils.json_path", "NoSuchJsonPathError.data"),
-    _attr("moto.stepfunctions.parser.utils", "TMP_THREADS", why="pruned of finished threads"),
-)
+MOTO_PRIVATE_NAMES: tuple[MotoName, ...] = load_moto_names()
 
 
 # --------------------------------------------------------------------------- checking

@@ -17,6 +17,7 @@ Layout under the home:
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,60 +43,42 @@ def home_description(home: Path | str | None = None) -> str:
     return f"home: {default_home()} ({source})"
 
 
+def _under_home(name: str) -> property:
+    return property(lambda self: self.home / name, doc=f"``<home>/{name}``")
+
+
+def _in_run_dir(name: str) -> Callable[[LocalPaths, str], Path]:
+    def path(self: LocalPaths, run_id: str) -> Path:
+        return self.run_dir(run_id) / name
+
+    path.__doc__ = f"``<home>/runs/<run_id>/{name}``"
+    return path
+
+
 @dataclass(frozen=True)
 class LocalPaths:
+    """The layout under a home (the module docstring says what each part holds)."""
+
     home: Path
 
-    @property
-    def db(self) -> Path:
-        return self.home / "db"
-
-    @property
-    def weights(self) -> Path:
-        return self.home / "weights"
-
-    @property
-    def cache(self) -> Path:
-        return self.home / "cache"
-
-    @property
-    def inputs(self) -> Path:
-        return self.home / "inputs"
-
-    @property
-    def scratch(self) -> Path:
-        return self.home / "scratch"
-
-    @property
-    def runs(self) -> Path:
-        return self.home / "runs"
+    db = _under_home("db")
+    weights = _under_home("weights")
+    cache = _under_home("cache")
+    inputs = _under_home("inputs")
+    scratch = _under_home("scratch")
+    runs = _under_home("runs")
 
     def run_dir(self, run_id: str) -> Path:
         return self.runs / run_id
 
-    def record(self, run_id: str) -> Path:
-        return self.run_dir(run_id) / "run.json"
-
-    def events(self, run_id: str) -> Path:
-        return self.run_dir(run_id) / "events.jsonl"
-
-    def lock(self, run_id: str) -> Path:
-        return self.run_dir(run_id) / "driver.lock"
-
-    def procs(self, run_id: str) -> Path:
-        return self.run_dir(run_id) / "procs"
-
-    def cancel(self, run_id: str) -> Path:
-        return self.run_dir(run_id) / "cancel.json"
-
-    def driver_spec(self, run_id: str) -> Path:
-        return self.run_dir(run_id) / "driver.json"
-
-    def driver_log(self, run_id: str) -> Path:
-        return self.run_dir(run_id) / "driver.log"
-
-    def logs(self, run_id: str) -> Path:
-        return self.run_dir(run_id) / "logs"
+    record = _in_run_dir("run.json")
+    events = _in_run_dir("events.jsonl")
+    lock = _in_run_dir("driver.lock")
+    procs = _in_run_dir("procs")
+    cancel = _in_run_dir("cancel.json")
+    driver_spec = _in_run_dir("driver.json")
+    driver_log = _in_run_dir("driver.log")
+    logs = _in_run_dir("logs")
 
     def tasks_log(self, run_id: str) -> Path:
         return self.logs(run_id) / "tasks.log"

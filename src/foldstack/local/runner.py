@@ -19,10 +19,11 @@ One execution per run id, across processes: the driving process holds the run's 
 
 Each execution is an attempt, named ``<run_id>`` then ``<run_id>-a<N>``
 (:func:`foldstack.core.runid.execution_name`; N is the record's ``execution``).
-:meth:`LocalRunner.retry` starts the next attempt of a FAILED, ABORTED or TIMED_OUT run
-(reusing finished targets); ``submit(..., rerun=True)`` starts one even after a success,
-having discarded the run's finished work and withdrawn its results, so every target is
-recomputed. Neither starts while the run is running (``[run_running]``).
+:meth:`LocalRunner.retry` starts the next attempt of a FAILED, ABORTED or TIMED_OUT run, or
+of a partial one (SUCCEEDED with some targets failed; reusing finished targets);
+``submit(..., rerun=True)`` starts one even after a success, having discarded the run's
+finished work and withdrawn its results, so every target is recomputed. Neither starts while
+the run is running (``[run_running]``).
 
 Every read of a run (`describe`, `list_runs`, `LocalRun.wait`, `cancel`) finds a dead
 driver the same way, so nothing waits on a run nobody drives.
@@ -43,6 +44,7 @@ from typing import Any
 
 from foldstack.core.errors import InputValidationError
 from foldstack.core.fasta import FastaLimits
+from foldstack.core.manifest import execution_outcome
 from foldstack.core.request import RunRequest
 from foldstack.core.targets import Target
 from foldstack.core.uris import parse_uri
@@ -240,9 +242,9 @@ class LocalRunner:
         return self._launch(sub, "rerun" if rerun else "submit", force=force, detach=detach)
 
     def retry(self, run_id: str, *, detach: bool = False) -> LocalRun:
-        """The next attempt of a FAILED, ABORTED or TIMED_OUT run: a new execution
+        """The next attempt of a FAILED, ABORTED, TIMED_OUT or partial run: a new execution
         (``<run_id>-a<N>``) that reuses every finished target and recomputes the rest.
-        `[run_running]` while it runs, `[nothing_to_retry]` after a success."""
+        `[run_running]` while it runs, `[nothing_to_retry]` after a full success."""
         record = self.describe(run_id)
         self._check_retry(run_id, record)
         sub = self._prepare(RunRequest.model_validate(record["request"]))  # its inputs, copied under the home
@@ -257,7 +259,8 @@ class LocalRunner:
         if status == "RUNNING":
             raise RunStateConflict(f"run {run_id} is running: wait for it or cancel it first", code="run_running",
                                    run_id=run_id, status=status)
-        if status not in RETRYABLE or not (record or {}).get("request"):
+        partial = execution_outcome((record or {}).get("result")) == "partial"  # failures within the budget
+        if (status not in RETRYABLE and not partial) or not (record or {}).get("request"):
             how = "submit it with --rerun to compute it again" if status == "SUCCEEDED" else "submit it again"
             raise RunStateConflict(f"run {run_id} is {status}: there is nothing to retry", code="nothing_to_retry",
                                    run_id=run_id, status=status, hint=how)

@@ -120,6 +120,15 @@ def _viewer_block(structure_pdb: str | None, viewer_src: str | None) -> str:
     return (f'<div id="viewer"></div><div class="legend">pLDDT: {legend}</div>{src}{script}')
 
 
+def _relax_cell(record: Any) -> str:
+    """A model's relaxation (steps.relax records): violations before -> after, or why not."""
+    if not isinstance(record, Mapping) or record.get("status") in (None, "skipped"):
+        return "not relaxed"
+    if record.get("status") == "relaxed":
+        return _e(f"relaxed: {record.get('violations_before')} → {record.get('violations_after')}")
+    return f'<span title="{_e(record.get("reason"))}">relaxation failed (model kept unrelaxed)</span>'
+
+
 def target_report(target: Mapping[str, Any], *, structure_pdb: str | None, plddt_tsv: str | None,
                   run_id: str, viewer_src: str | None = "../" + VIEWER_ASSET) -> str:
     """``report.html`` of one target. ``target``: its manifest entry (dict form: id, length,
@@ -155,13 +164,16 @@ def target_report(target: Mapping[str, Any], *, structure_pdb: str | None, plddt
     if models:
         rows = []
         for rank, m in enumerate(models):
-            links = " ".join(f'<a href="{quote(f"ranked_{rank}.{ext}")}">{ext}</a>'
-                             for ext in ("pdb", "cif") if f"ranked_{rank}.{ext}" in files)
+            links = " ".join(f'<a href="{quote(f"{stem}_{rank}.{ext}")}">{label}{ext}</a>'
+                             for stem, label in (("ranked", ""), ("relaxed", "relaxed ")) for ext in ("pdb", "cif")
+                             if f"{stem}_{rank}.{ext}" in files)
             rows.append(f"<tr><td>ranked_{rank}</td><td>{_e(m.get('model_name'))}</td>"
                         f"<td>{_num(m.get('mean_plddt'))}</td><td>{_num(m.get('ptm'), 4)}</td>"
-                        f"<td>{_num(m.get('ranking_confidence'), 4)}</td><td>{links}</td></tr>")
+                        f"<td>{_num(m.get('ranking_confidence'), 4)}</td><td>{_relax_cell(m.get('relax'))}</td>"
+                        f"<td>{links}</td></tr>")
         parts.append('<h2>Models (best first)</h2><table id="models"><tr><th>rank</th><th>model</th>'
-                     '<th>mean pLDDT</th><th>pTM</th><th>ranking confidence</th><th>files</th></tr>'
+                     '<th>mean pLDDT</th><th>pTM</th><th>ranking confidence</th>'
+                     '<th>Amber relaxation (violating residues)</th><th>files</th></tr>'
                      + "".join(rows) + "</table>")
 
     plots = [(name, title) for name, title in (("plots/plddt.png", "pLDDT per residue"),

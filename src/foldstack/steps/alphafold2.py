@@ -37,7 +37,6 @@ alphafold-colabfold version>``), so different JAX or model versions never mix
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import tempfile
 import time
@@ -49,7 +48,13 @@ import numpy as np
 
 from foldstack.core.errors import BadInputError, DamagedFileError
 from foldstack.steps.outputs import Prediction
-from foldstack.steps.weights_layout import AF2_OVERRIDES, engine_dir, require_alphafold2, weights_damaged
+from foldstack.steps.weights_layout import (
+    AF2_OVERRIDES,
+    engine_dir,
+    read_json_object,
+    require_alphafold2,
+    weights_damaged,
+)
 
 MONOMER_MODELS = ("model_1_ptm", "model_2_ptm", "model_3_ptm", "model_4_ptm", "model_5_ptm",
                   "model_1", "model_2", "model_3", "model_4", "model_5")
@@ -250,13 +255,7 @@ def model_overrides(weights: Path, model_name: str) -> dict[str, Any]:
     path = model_overrides_path(weights, model_name)
     if path is None:
         return {}
-    try:
-        overrides = json.loads(path.read_bytes())
-    except (OSError, ValueError) as exc:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise weights_damaged("alphafold2", path, exc) from exc
-    if not isinstance(overrides, dict):
-        raise weights_damaged("alphafold2", path, f"is a JSON {type(overrides).__name__}, not an object")
-    return overrides
+    return read_json_object("alphafold2", path)
 
 
 def _load_params(path: Path):

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from foldstack.steps.databases import ROLES
+from foldstack.steps.databases import ROLES, check_name, check_version
 
 CATALOGUE_FILE = "catalogue.yaml"
 #: database roles (their one home: foldstack.steps.databases.ROLES): FASTA roles are
@@ -51,8 +51,6 @@ def check_role_fields(where: str, role: str | None, sequences: str | None, seqre
 ARCHIVE_FORMATS = ("tar", "tar.gz", "tar.zst", "gz", "zst")
 FORMATS = ("raw", *ARCHIVE_FORMATS)
 _SHA = re.compile(r"^[0-9a-f]{64}$")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 class CatalogueFile(BaseModel):
@@ -114,24 +112,9 @@ class CatalogueEntry(BaseModel):
     engine: Literal["alphafold2", "esmfold"] | None = None  # weights: which engine
     hub_repo: str | None = None  # weights on the Hugging Face hub
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        if not _NAME.match(v):
-            raise ValueError(f"name {v!r}: 1-64 of [A-Za-z0-9_-]")
-        return v
-
-    @field_validator("version")
-    @classmethod
-    def _version(cls, v: str) -> str:
-        if not _VERSION.match(v):
-            raise ValueError(f"version {v!r}: 1-64 of [A-Za-z0-9._-]")
-        return v
-
-    @field_validator("role")
-    @classmethod
-    def _role(cls, v: str | None) -> str | None:
-        return check_role(v)
+    _check_name = field_validator("name")(check_name)
+    _check_version = field_validator("version")(check_version)
+    _check_role = field_validator("role")(check_role)
 
     @model_validator(mode="after")
     def _consistent(self) -> CatalogueEntry:

@@ -39,6 +39,8 @@ Resource use: every done record carries ``resources`` (:func:`resource_usage`): 
 step process's peak RSS and CPU seconds (``RUSAGE_SELF``) and those of the tool
 subprocesses it waited for (``RUSAGE_CHILDREN``: jackhmmer, hhblits, mmseqs), so operators
 can size jobs; Collect Outputs copies it into the manifest (``provenance.<step>.resources``).
+Likewise ``build`` (:func:`foldstack.core.provenance.build_info`: foldstack version, git
+commit, image, job definition, and the weights a predict job loaded).
 
 Fault injection for tests: ``FOLDSTACK_INJECT_FAULT=<step>:<target>`` (or
 ``<step>:*``; several comma-separated) raises ``RuntimeError("injected fault")``
@@ -76,6 +78,7 @@ from foldstack.core.errors import (
 )
 from foldstack.core.fasta import FastaLimits, FastaRecord, parse_fasta, validate_id
 from foldstack.core.hashing import sha256_file
+from foldstack.core.provenance import build_info
 from foldstack.steps.ran_on import ran_on
 
 FAULT_ENV = "FOLDSTACK_INJECT_FAULT"
@@ -316,6 +319,7 @@ def run_step(
             "tool_versions": ctx.tool_versions,
             "timings": ctx.timings,
             "resources": resource_usage(cpu0),
+            "build": build_info(),  # code, image, job definition (+ predict's weights): core.provenance
             "started_at": started_at,
             "finished_at": utcnow(),
         }

@@ -79,6 +79,7 @@ ROLES: dict[str, str] = {
 }
 PUBLISH_HINT = ("publish it under the database root with the refresh_databases workflow (or `foldstack db`), "
                 "its manifest naming the role")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 VERIFY_ENV = "FOLDSTACK_DB_VERIFY_MAX_BYTES"
 DEFAULT_VERIFY_MAX = 256 * 1024 * 1024
@@ -86,6 +87,20 @@ IMPORT_RETRIES_ENV = "FOLDSTACK_DB_IMPORT_RETRIES"
 IMPORT_INTERVAL_ENV = "FOLDSTACK_DB_IMPORT_INTERVAL_S"
 DEFAULT_IMPORT_RETRIES = 10
 DEFAULT_IMPORT_INTERVAL_S = 30.0
+
+
+def check_name(name: str) -> str:
+    """A database's (or a catalogue entry's) name, else ValueError: it is a path segment."""
+    if not _NAME_RE.match(name):
+        raise ValueError(f"name {name!r} must be 1-64 of [A-Za-z0-9_-], starting alphanumeric")
+    return name
+
+
+def check_version(version: str) -> str:
+    """A database version, else ValueError: it is a path segment (and what CURRENT holds)."""
+    if not _VERSION_RE.match(version):
+        raise ValueError(f"version {version!r} must be 1-64 of [A-Za-z0-9._-], starting alphanumeric")
+    return version
 
 
 class DatabaseNotReadyError(BadInputError):

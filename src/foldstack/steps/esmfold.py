@@ -13,7 +13,6 @@ naming the file (exit 2), never the loader's own exception.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable
@@ -22,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from foldstack.steps.outputs import Prediction
-from foldstack.steps.weights_layout import require_esmfold, weights_damaged
+from foldstack.steps.weights_layout import read_json_object, require_esmfold, weights_damaged
 
 CHAIN_LINKER = "G" * 25
 RESIDUE_INDEX_OFFSET = 512
@@ -50,13 +49,7 @@ def encode_chains(chains: tuple[str, ...] | list[str]) -> tuple[str, np.ndarray,
 def _check_config(path: Path) -> None:
     """``config.json`` must be a JSON object (transformers would raise OSError for bad JSON
     and TypeError for any other JSON value)."""
-    config = Path(path) / "config.json"
-    try:
-        data = json.loads(config.read_bytes())
-    except (OSError, ValueError) as exc:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise weights_damaged("esmfold", config, exc) from exc
-    if not isinstance(data, dict):
-        raise weights_damaged("esmfold", config, f"is a JSON {type(data).__name__}, not an object")
+    read_json_object("esmfold", Path(path) / "config.json")
 
 
 def _damaged_model_file(path: Path) -> Path:

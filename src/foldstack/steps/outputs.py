@@ -6,7 +6,8 @@ representation with pLDDT on the 0–100 scale; everything after that is shared:
 ``REMARK 250`` block / ``_foldstack.demo_weights`` item), ``ranking_debug.json``,
 ``ranked_<i>.metrics.json`` (+ ``ranked_<i>.pae.json``) per model, ``plddt.tsv`` and
 ``pae.json`` of the best model, ``plots/`` (pLDDT, PAE with chain boundaries, the MSA
-coverage of an AlphaFold2 target) and ``metrics.json``.
+coverage of an AlphaFold2 target) and ``metrics.json``. The Amber-relaxed models
+(``relaxed_<i>``, :mod:`foldstack.steps.relax`) are written through :func:`write_marked` too.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ class Prediction:
         return float(np.mean(self.plddt))
 
 
-def _structure(pred: Prediction, name: str):
+def structure_of(pred: Prediction, name: str):
+    """The model as a gemmi structure (pLDDT as B-factor), as ``ranked_<i>`` files hold it."""
     import gemmi
     from alphafold.common import residue_constants as rc
 
@@ -105,7 +107,12 @@ def _pdb_demo_remark() -> str:
 
 def write_structure(out_dir: Path, stem: str, pred: Prediction, *, target: str, demo: bool) -> None:
     """``<stem>.pdb`` and ``<stem>.cif``; demo-weight models are marked in both."""
-    st = _structure(pred, target)
+    write_marked(out_dir, stem, structure_of(pred, target), demo=demo)
+
+
+def write_marked(out_dir: Path, stem: str, st, *, demo: bool) -> None:
+    """Write gemmi structure `st` as ``<stem>.pdb`` and ``<stem>.cif``, demo-marked if `demo`
+    (the relaxed models are written through here too)."""
     pdb = st.make_pdb_string()
     if demo:  # REMARK records go before the coordinates
         lines = pdb.splitlines(keepends=True)
@@ -166,18 +173,26 @@ def ranking_debug(models: list[Prediction]) -> dict[str, Any]:
 
 
 def write_prediction(out_dir: Path, pred: Prediction, *, target: str, metrics: dict[str, Any],
-                     models: list[Prediction] | None = None) -> dict[str, Any]:
+                     models: list[Prediction] | None = None,
+                     relax: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Write every output file into `out_dir`; return the metrics written. ``models``: every
-    model, best first (``pred`` is the best); default ``[pred]``."""
+    model, best first (``pred`` is the best); default ``[pred]``. ``relax``: each model's
+    relaxation record (:func:`foldstack.steps.relax.relax_models`), into its
+    ``ranked_<i>.metrics.json`` and ``ranking_debug.json``."""
     models = list(models) if models else [pred]
     demo = bool(metrics.get("demo_weights"))
     for rank, model in enumerate(models):
         write_structure(out_dir, f"ranked_{rank}", model, target=target, demo=demo)
         per_model = _model_metrics(model, rank)
+        if relax is not None:
+            per_model["relax"] = relax[rank]
         if model.pae is not None:
             (out_dir / f"ranked_{rank}.pae.json").write_text(_pae_json(model))
         (out_dir / f"ranked_{rank}.metrics.json").write_text(json.dumps(per_model, indent=2, sort_keys=True) + "\n")
-    (out_dir / "ranking_debug.json").write_text(json.dumps(ranking_debug(models), indent=2) + "\n")
+    debug = ranking_debug(models)
+    if relax is not None:  # beside AlphaFold's keys, by the same model names
+        debug["relax"] = dict(zip(debug["order"], relax, strict=True))
+    (out_dir / "ranking_debug.json").write_text(json.dumps(debug, indent=2) + "\n")
 
     from alphafold.common import residue_constants as rc
 

@@ -6,8 +6,9 @@ from ``W/<engine>/`` (:mod:`foldstack.steps.weights_layout`).
 Outputs, in ``<scratch>/<run_id>/predict/<target>/``: every model as ``ranked_<i>.pdb/.cif``
 with ``ranked_<i>.metrics.json`` (+ ``ranked_<i>.pae.json``), ``ranking_debug.json``,
 ``metrics.json``, ``plddt.tsv``, ``pae.json`` (when the model predicts PAE),
-``plots/plddt.png`` (+ ``plots/pae.png``, ``plots/msa_coverage.png`` for AlphaFold2) and
-``predict.done.json`` (see :mod:`foldstack.steps.outputs`).
+``plots/plddt.png`` (+ ``plots/pae.png``, ``plots/msa_coverage.png`` for AlphaFold2),
+``relaxed_<i>.pdb/.cif`` for the models the request's ``relax`` selects
+(:mod:`foldstack.steps.relax`) and ``predict.done.json`` (see :mod:`foldstack.steps.outputs`).
 """
 
 from __future__ import annotations
@@ -51,9 +52,8 @@ def _versions(engine: str) -> dict[str, str]:
     return out
 
 
-def _request_options(run_dir: Path) -> dict[str, int]:
-    """``num_models`` / ``num_seeds`` of the run's staged request (``input/request.json``),
-    where set; {} without one (a step run by hand)."""
+def _staged_request(run_dir: Path) -> dict[str, Any]:
+    """The run's staged request (``input/request.json``); {} without one (a step run by hand)."""
     import json
 
     path = run_dir / "input" / "request.json"
@@ -61,9 +61,25 @@ def _request_options(run_dir: Path) -> dict[str, int]:
         request = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
-    if not isinstance(request, dict):
-        return {}
+    return request if isinstance(request, dict) else {}
+
+
+def _request_options(run_dir: Path) -> dict[str, int]:
+    """``num_models`` / ``num_seeds`` of the run's staged request, where set."""
+    request = _staged_request(run_dir)
     return {k: int(request[k]) for k in ("num_models", "num_seeds") if request.get(k)}
+
+
+def _relax_mode(run_dir: Path, engine: str) -> str:
+    """``relax`` of the run's staged request, else the engine's default (a step run by hand)."""
+    from foldstack.core.request import DEFAULT_RELAX, RELAX_MODES
+
+    mode = _staged_request(run_dir).get("relax")
+    if mode is None:
+        return DEFAULT_RELAX[engine]
+    if mode not in RELAX_MODES:
+        raise BadInputError(f"request.json: relax must be one of {', '.join(RELAX_MODES)}, not {mode!r}")
+    return str(mode)
 
 
 def run_predict(run_id: str, target: str, scratch: Path | str, weights: Path | str, engine: str,
@@ -115,17 +131,31 @@ def run_predict(run_id: str, target: str, scratch: Path | str, weights: Path | s
         if batch is not None:  # batched prediction: the model was loaded once for the batch
             metrics["batch"] = {"size": batch["size"], "index": batch["index"],
                                 "model_loads": batch["models"].loads}
+        # Amber relaxation (relaxed_<i>.pdb/.cif); a model that fails to relax is kept unrelaxed
+        from foldstack.steps.relax import relax_models, relax_versions
+
+        relax_mode = _relax_mode(ctx.run_dir, engine)
+        if relax_mode != "none":
+            ctx.tool_versions.update(relax_versions())
+        with ctx.timer("relax"):
+            relax_records = relax_models(ctx.work_dir, predictions, mode=relax_mode, target=target, demo=demo,
+                                         log=ctx.log)
+        metrics["timings"]["relax"] = round(ctx.timings.get("relax", 0.0), 2)
+        metrics["relax_mode"] = relax_mode
+        metrics["relax"] = relax_records[0]
         metrics["models"] = [
             {"model_name": p.model_name, "mean_plddt": round(p.mean_plddt, 2),
              **{k: p.extra[k] for k in ("seed", "bucket", "compiled") if k in p.extra},
              "ptm": None if p.ptm is None else round(p.ptm, 4),
-             "ranking_confidence": None if p.ranking_confidence is None else round(p.ranking_confidence, 4)}
-            for p in predictions
+             "ranking_confidence": None if p.ranking_confidence is None else round(p.ranking_confidence, 4),
+             "relax": record}
+            for p, record in zip(predictions, relax_records, strict=True)
         ]
         with ctx.timer("write_outputs"):
             if engine == "alphafold2":  # ColabFold-style MSA coverage plot; msa_depth in metrics
                 metrics.update(msa_coverage_from_features(ctx.work_dir / "plots", features, target=target))
-            write_prediction(ctx.work_dir, best, target=target, metrics=metrics, models=predictions)
+            write_prediction(ctx.work_dir, best, target=target, metrics=metrics, models=predictions,
+                             relax=relax_records)
         ctx.log(f"{best.model_name}: mean pLDDT {best.mean_plddt:.1f}"
                 + (f", pTM {best.ptm:.3f}" if best.ptm is not None else "")
                 + (" [DEMO WEIGHTS: not meaningful]" if demo else ""))
@@ -218,46 +248,73 @@ def _oom_requested(target: str) -> bool:
     return target in wanted or any(queue.endswith(f"-{w}") for w in wanted)
 
 
+def parse_skip(value: str) -> list[str]:
+    """``--skip '["b"]'`` (the workflow's JSON list of targets whose MSA failed) -> ``["b"]``."""
+    import json
+
+    try:
+        skip = json.loads(value or "[]")
+    except ValueError:
+        raise BadInputError(f"--skip is not a JSON list of target ids: {value!r}") from None
+    if not isinstance(skip, list) or not all(isinstance(t, str) for t in skip):
+        raise BadInputError(f"--skip is not a JSON list of target ids: {value!r}")
+    return skip
+
+
 def run_predict_batch(run_id: str, targets: list[str], scratch: Path | str, weights: Path | str, engine: str,
-                      preset: str) -> list[Path]:
+                      preset: str, *, skip: list[str] | None = None) -> list[Path]:
     """Fold several targets in one process, loading the model once. Each target keeps the
     step contract (its own attempt dir and predict.done.json; done targets are skipped).
+    `skip`: targets of the batch not to fold (their MSA failed; the workflow records them).
 
-    Targets run in the given order (Plan Batches sorts them by length). The first out of
-    memory stops the batch (longer targets would not fit either) and exits 3, so the
-    workflow resubmits the batch one size class up, where the finished targets are skipped.
-    Bad input or a crash of one target does not stop the others; the job then exits 75 if
-    a target's inputs were not ready (Batch retries it; done targets are skipped), else
-    re-raises the crash, else exits 2, after the rest are done.
+    Targets run in the given order (Plan Batches sorts them by length). One target's
+    failure never stops the others, and each ends done or recorded:
+
+    * out of memory stops the batch (longer targets would not fit either) and exits 3, so
+      the workflow resubmits it one size class up, where the finished targets are skipped
+      (on the largest class the targets not done are recorded as ``out_of_memory``);
+    * inputs not ready: the others go on, then the job exits 75 (Batch retries it);
+    * bad input or a crash: a failure record (``predict.failed.json``, with a stable code)
+      and the others go on; the job then exits 0, or, when no target of the batch folded
+      (a job-wide problem such as missing weights, or a batch of one), with the first
+      failure's exit code (2, or the crash itself), so the job shows as failed.
     """
+    from foldstack.core.errors import EXIT_INPUTS_NOT_READY, EXIT_OUT_OF_MEMORY
     from foldstack.steps.common import exit_code_for, log
+    from foldstack.steps.failures import write_failure
 
     check_engine_preset(engine, preset)
+    skipped = set(skip or ())
+    todo = [t for t in targets if t not in skipped]
     done: list[Path] = []
-    failures: list[tuple[str, BaseException]] = []
+    retried: list[BaseException] = []  # out of memory / inputs not ready: the job's exit code
+    recorded: list[BaseException] = []
     with _SharedModels() as models:
-        for index, target in enumerate(targets):
+        for index, target in enumerate(todo):
             try:
                 if _oom_requested(target):
                     from foldstack.core.errors import OutOfMemoryError
 
                     raise OutOfMemoryError(f"injected out of memory for {target} ({BATCH_ENV_OOM})")
                 done.append(run_predict(run_id, target, scratch, weights, engine, preset,
-                                        batch={"size": len(targets), "index": index, "models": models}))
-            except Exception as exc:  # noqa: BLE001 - mapped below
-                failures.append((target, exc))
+                                        batch={"size": len(todo), "index": index, "models": models}))
+            except Exception as exc:  # noqa: BLE001 - recorded or mapped below
                 code = exit_code_for(exc)
                 log(STEP, target, f"failed in batch ({'crash' if code is None else f'exit {code}'}): {exc}")
-                if code == 3:
-                    break
-        log(STEP, ",".join(targets), f"batch of {len(targets)}: {len(done)} done, model loads: {models.loads}")
-    if failures:
-        from foldstack.core.errors import EXIT_INPUTS_NOT_READY, EXIT_OUT_OF_MEMORY
-
-        codes = [(exit_code_for(e), t, e) for t, e in failures]
-        for wanted in (EXIT_OUT_OF_MEMORY, EXIT_INPUTS_NOT_READY, None):  # 75 before a crash: retried
-            for code, _t, exc in codes:
-                if code == wanted:
-                    raise exc
-        raise codes[0][2]
+                if code in (EXIT_OUT_OF_MEMORY, EXIT_INPUTS_NOT_READY):
+                    retried.append(exc)
+                    if code == EXIT_OUT_OF_MEMORY:
+                        write_failure(scratch, run_id, STEP, target, exc)  # replaced if a bigger class folds it
+                        break
+                    continue
+                write_failure(scratch, run_id, STEP, target, exc)
+                recorded.append(exc)
+        log(STEP, ",".join(targets), f"batch of {len(targets)}: {len(done)} done, model loads: {models.loads}; "
+                                     f"{len(recorded)} failed, {len(skipped & set(targets))} skipped (MSA failed)")
+    for wanted in (EXIT_OUT_OF_MEMORY, EXIT_INPUTS_NOT_READY):
+        for exc in retried:
+            if exit_code_for(exc) == wanted:
+                raise exc
+    if recorded and not done:  # nothing folded: the job failed (each target's record says why)
+        raise recorded[0]
     return done

@@ -66,32 +66,8 @@ from typing import Any
 
 from foldstack.core.errors import BadInputError
 from foldstack.steps.common import StepContext, log, run_step, write_json
-from foldstack.steps.refresh_db_publish import (
-    MARKER_DIR,
-    cleanup_partials,
-    is_s3,
-    read_current,
-    refresh_local,
-    refresh_s3,
-    set_current,
-    staging_prefix,
-)
-from foldstack.steps.refresh_db_source import (
-    HTTP_TIMEOUT_ENV,
-    STEP,
-    ChecksumMismatchError,
-    DatabaseSpec,
-    fetch,
-    open_source,
-    parse_checksum_file,
-    parse_spec,
-)
-
-__all__ = [
-    "CLEANUP_STEP", "HTTP_TIMEOUT_ENV", "MARKER_DIR", "STAGING_ENV", "STEP", "ChecksumMismatchError", "DatabaseSpec",
-    "cleanup_partials", "fetch", "is_s3", "open_source", "parse_checksum_file", "parse_spec", "read_current",
-    "refresh_database", "refresh_local", "refresh_s3", "run_cleanup", "run_refresh_db", "set_current", "staging_prefix",
-]
+from foldstack.steps.refresh_db_publish import cleanup_partials, is_s3, refresh_local, refresh_s3
+from foldstack.steps.refresh_db_source import STEP, DatabaseSpec, parse_spec
 
 CLEANUP_STEP = "refresh_db_cleanup"
 STAGING_ENV = "FOLDSTACK_DB_STAGING_DIR"  # S3 destination: where to download first (default: scratch)

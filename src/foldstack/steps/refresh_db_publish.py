@@ -23,9 +23,8 @@ from foldstack import storage
 from foldstack.core.errors import BadInputError
 from foldstack.core.hashing import sha256_bytes, sha256_file
 from foldstack.steps.common import StepContext
-from foldstack.steps.databases import _VERSION_RE, Database, verify_database
+from foldstack.steps.databases import _NAME_RE, _VERSION_RE, Database, verify_database
 from foldstack.steps.refresh_db_source import (
-    _NAME_RE,
     DatabaseSpec,
     expected_checksums,
     source_matches,

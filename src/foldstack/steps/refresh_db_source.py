@@ -29,11 +29,10 @@ from foldstack.steps.catalogue import (
     load_catalogue,
 )
 from foldstack.steps.common import StepContext, log
-from foldstack.steps.databases import _VERSION_RE, write_manifest
+from foldstack.steps.databases import check_name, check_version, write_manifest
 from foldstack.steps.refresh_db_unpack import archive_format, unpack_archive
 
 STEP = "refresh_db"
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 1 << 20
 HTTP_TIMEOUT_ENV = "FOLDSTACK_DB_HTTP_TIMEOUT"
@@ -71,24 +70,9 @@ class DatabaseSpec(BaseModel):
     license: str = ""
     description: str | None = None
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        if not _NAME_RE.match(v):
-            raise ValueError(f"database name {v!r} must be 1-64 of [A-Za-z0-9_-], starting alphanumeric")
-        return v
-
-    @field_validator("version")
-    @classmethod
-    def _version(cls, v: str) -> str:
-        if not _VERSION_RE.match(v):
-            raise ValueError(f"version {v!r} must be 1-64 of [A-Za-z0-9._-], starting alphanumeric")
-        return v
-
-    @field_validator("role")
-    @classmethod
-    def _role(cls, v: str | None) -> str | None:
-        return check_role(v)
+    _check_name = field_validator("name")(check_name)
+    _check_version = field_validator("version")(check_version)
+    _check_role = field_validator("role")(check_role)
 
     @field_validator("files")
     @classmethod

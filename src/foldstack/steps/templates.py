@@ -161,9 +161,15 @@ def search_templates(query: str, db: Database, *, sto: str | None = None, a3m: s
         return TemplateResult(features=None)
     a3m_hits = parsers.convert_stockholm_to_a3m(out, remove_first_row_gaps=False)
     hits = parsers.parse_hmmsearch_a3m(query_sequence=query, a3m_string=a3m_hits, skip_first=False)
-    featurizer = templates.HmmsearchHitFeaturizer(
-        mmcif_dir=str(db.path / db.manifest["mmcif_dir"]),
-        max_template_date=max_template_date(db),
+    return _featurize(templates.HmmsearchHitFeaturizer, query, hits, db, max_hits)
+
+
+def _featurize(featurizer_class: Any, query: str, hits: list, mmcif: Database, max_hits: int) -> TemplateResult:
+    """AlphaFold's template featurizer (the hmmsearch or the hhsearch one) over ``hits``,
+    with structures from ``mmcif``: features only if some template was used."""
+    featurizer = featurizer_class(
+        mmcif_dir=str(mmcif.path / mmcif.manifest["mmcif_dir"]),
+        max_template_date=max_template_date(mmcif),
         max_hits=max_hits,
         kalign_binary_path=kalign_binary(),
         release_dates_path=None,
@@ -231,19 +237,7 @@ def search_templates_hhsearch(query: str, pdb70: Database, mmcif: Database, *, s
     hits = parsers.parse_hhr(hhr)
     if not hits:
         return TemplateResult(features=None)
-    featurizer = templates.HhsearchHitFeaturizer(
-        mmcif_dir=str(mmcif.path / mmcif.manifest["mmcif_dir"]),
-        max_template_date=max_template_date(mmcif),
-        max_hits=max_hits,
-        kalign_binary_path=kalign_binary(),
-        release_dates_path=None,
-        obsolete_pdbs_path=None,
-    )
-    result = featurizer.get_templates(query_sequence=query, hits=hits)
-    names = [n.decode() if isinstance(n, bytes) else str(n) for n in result.features["template_domain_names"]]
-    used = [n for n in names if n]
-    return TemplateResult(features=dict(result.features) if used else None, hits=[h.name for h in hits],
-                          used=used, errors=list(result.errors), warnings=list(result.warnings))
+    return _featurize(templates.HhsearchHitFeaturizer, query, hits, mmcif, max_hits)
 
 
 # --- building a (tiny) template database --------------------------------------------

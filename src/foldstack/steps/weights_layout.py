@@ -23,7 +23,9 @@ that installs the weights again.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 from foldstack.core.errors import BadInputError, DamagedFileError
 from foldstack.core.npz import NpzError
@@ -91,6 +93,18 @@ def weights_damaged(engine: str, file: Path, why: BaseException | str) -> Weight
     file = Path(file)
     return WeightsDamagedError(f"damaged {engine} weights: {file} {why}. {reinstall_hint(engine, file.parent)}",
                                path=file)
+
+
+def read_json_object(engine: str, file: Path) -> dict[str, Any]:
+    """A weights directory's JSON file (a config or config overrides), which must hold a
+    JSON object; anything else raises :func:`weights_damaged` naming the file."""
+    try:
+        data = json.loads(Path(file).read_bytes())
+    except (OSError, ValueError) as exc:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise weights_damaged(engine, file, exc) from exc
+    if not isinstance(data, dict):
+        raise weights_damaged(engine, file, f"is a JSON {type(data).__name__}, not an object")
+    return data
 
 
 def require_esmfold(weights: Path | str) -> Path:

@@ -1,4 +1,8 @@
-"""Cleanup: delete the run's scratch, and on failure any unfinished published results.
+"""Cleanup: delete the run's scratch, and on failure what unfinished publishes left.
+
+Published targets (``<run_id>/<target>/`` with its ``target.json``) are never deleted, on
+any path: a run that fails keeps every target it published (``tasks/publish.py``
+``remove_partial`` removes only target folders whose publish did not finish).
 
 After a success everything under ``scratch/<run_id>/`` goes. On a failure path (the
 workflow's ``CleanupOnFailure``, an ABORTED or TIMED_OUT execution through the EventBridge
@@ -8,8 +12,10 @@ target, where it says) and lists outputs that are all there, with the recorded s
 next attempt of the run (``foldstack retry``, or locally the same request again) finds
 them and its steps skip those targets (a step re-checks every sha256 before it skips);
 everything else (staged inputs, attempt directories, unfinished targets, batch plans,
-cache records) is removed. What is kept goes with the run's next success, with a rerun,
-or in the cloud with the scratch bucket's lifecycle expiry.
+cache records) is removed. A partial run (some targets failed within its failure budget)
+keeps them too (``keep_finished``), so its retry recomputes only the failed targets. What is
+kept goes with the run's next success, with a rerun, or in the cloud with the scratch
+bucket's lifecycle expiry.
 """
 
 from __future__ import annotations

@@ -1,171 +1,140 @@
-"""Collect Outputs: verify each target's step outputs and publish them with a manifest."""
+"""Collect Outputs: the run's summary, failures and manifest, from the per-batch summaries.
+
+Every batch's Publish Batch (:mod:`foldstack.tasks.publish_batch`) has already published its
+finished targets and written a summary to scratch (``collect/<batch>.json``: its
+TargetResults and failures). This final step reads only those summaries (one per batch,
+never a target's files), accounts for every target of the run (a target in no summary:
+its batch was not published, ``not_published``), applies the failure budget, and writes the
+run-level files: ``summary.tsv`` (one row per target, failed ones with their code),
+``failures.tsv``, ``index.html``, the reports' viewer script, and ``manifest.json`` last.
+
+Outcome: ``succeeded`` (no failure), ``partial`` (failures within the budget: the run
+succeeds) or ``failed`` (beyond it: the manifest is still written, then
+:class:`TooManyFailuresError` fails the run; nothing published is deleted). The budget is the
+request's ``max_failed_fraction``, else the workflow's knob (event ``max_failed_fraction``).
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from foldstack import __version__, storage
 from foldstack.core.clock import utcnow
-from foldstack.core.errors import FoldstackError, OutputIntegrityError, OutputsNotReadyError, PublishError
+from foldstack.core.errors import FoldstackError, PublishError, TooManyFailuresError
 from foldstack.core.hashing import sha256_bytes
 from foldstack.core.manifest import (
+    FAILURES_TSV,
     SCHEMA_VERSION,
-    STEP_PROVENANCE_KEYS,
     Manifest,
-    PublishedFile,
+    TargetFailure,
     TargetResult,
+    count_text,
+    failed_row,
+    failures_tsv,
     load_manifest,
     summary_row,
     summary_tsv,
 )
-from foldstack.reports import VIEWER_ASSET, index_page, target_report, viewer_script
-from foldstack.tasks.publish import MANIFEST, Publisher, is_complete
+from foldstack.core.provenance import run_provenance
+from foldstack.reports import VIEWER_ASSET, index_page, viewer_script
+from foldstack.tasks.outcomes import not_published
+from foldstack.tasks.publish import MANIFEST, TARGET_MARKER, is_complete, put_run_file, remove_temp_files
+from foldstack.tasks.publish_batch import SUMMARIES, estimate_cost
 from foldstack.tasks.settings import TaskSettings
 from foldstack.tasks.stage import resolve_targets, run_scratch
 from foldstack.tasks.validate import parse_request
 
-# Besides: per target report.html, and per run summary.tsv, index.html, assets/3Dmol-min.js and
-# structures/<target>.cif (the best model of each target), all in manifest.json.
-# What each step contributes to the published results, under <run_id>/<target>/.
-PUBLISHED = {
-    "predict": ("", None),  # every output the predict step recorded (every ranked model, plots)
-    "msa": ("msa/", ("msa.a3m", "features.json")),  # the alignment and its provenance
-}
+READERS = 16  # batch summaries read at once
+SUMMARY_MAX_BYTES = 16 << 20  # a batch of 8 targets' results is a few tens of KB
+DEFAULT_MAX_FAILED_FRACTION = 0.0  # an event without the knob: any failure fails the run
 
 
-def _done(run_root: str, step: str, target: str) -> dict[str, Any]:
-    uri = storage.safe_join(run_root, step, target, f"{step}.done.json")
-    if not storage.exists(uri):
-        raise OutputsNotReadyError(f"{step} outputs of target {target!r} are not in scratch yet: {uri}")
-    return json.loads(storage.read_bytes(uri))
+def read_summaries(settings: TaskSettings, run_id: str) -> list[dict[str, Any]]:
+    """Every batch summary of the run (one LIST per 1,000 batches, one GET per batch)."""
+    prefix = storage.safe_join(run_scratch(settings, run_id), SUMMARIES)
+    uris = sorted(info.uri for info in storage.list_prefix(prefix + "/") if info.uri.endswith(".json"))
+
+    def read(uri: str) -> dict[str, Any]:
+        return json.loads(storage.read_bytes(uri, max_bytes=SUMMARY_MAX_BYTES))
+
+    with ThreadPoolExecutor(max_workers=READERS) as pool:
+        return list(pool.map(read, uris))
 
 
-def _verified(run_root: str, step: str, target: str, rel: str, sha256: str) -> bytes:
-    data = storage.read_bytes(storage.safe_join(run_root, step, target, rel))
-    if sha256_bytes(data) != sha256:
-        raise OutputIntegrityError(f"{step}/{target}/{rel} does not match the checksum its step recorded")
-    return data
+def outcome_of(n_targets: int, n_failed: int, budget: float) -> str:
+    """``succeeded``, ``partial`` (failures within ``budget``, a fraction of the targets) or
+    ``failed`` (beyond it, or nothing folded)."""
+    if n_failed == 0:
+        return "succeeded"
+    if n_failed >= n_targets or n_failed > budget * n_targets:
+        return "failed"
+    return "partial"
 
 
-def _chain_cache_summary(features_json: bytes) -> dict[str, Any]:
-    """``{"chain_cache": ["hit", "miss", ...]}`` per chain, from the msa step's features.json
-    (empty for entries made before the chain cache existed)."""
-    try:
-        chains = json.loads(features_json)["chain_cache"]["chains"]
-        return {"chain_cache": [str(c["cache"]) for c in chains]}
-    except (ValueError, KeyError, TypeError):
-        return {}
-
-
-def _msa_summary(features_json: bytes) -> dict[str, Any]:
-    """The msa step's database preset, ``{database: version}`` and pairing status, from its
-    features.json (a cache hit's tells of the run that searched it); empty if absent."""
-    try:
-        info = json.loads(features_json)
-    except ValueError:
-        return {}
-    if not isinstance(info, dict):
-        return {}
-    out: dict[str, Any] = {}
-    if info.get("db_preset"):
-        out["db_preset"] = str(info["db_preset"])
-    dbs = [d for d in (info.get("databases") or []) + [(info.get("templates") or {}).get("database")]
-           if isinstance(d, dict) and d.get("name")]
-    if dbs:
-        out["databases"] = {str(d["name"]): str(d.get("version")) for d in dbs}
-    if isinstance(info.get("pairing"), dict) and info["pairing"].get("status"):
-        out["pairing"] = str(info["pairing"]["status"])
-    return out
-
-
-def _estimate_cost(results: list[TargetResult]) -> dict[str, Any]:
-    """Per-target and run cost estimate (foldstack.cost); never fails the collect."""
-    try:
-        from foldstack.cost import annotate_costs
-    except ImportError as exc:  # a Lambda package built without foldstack.cost / PyYAML
-        return {"estimated_total_usd": None, "unavailable": f"ImportError: {exc}"}
-    return annotate_costs(results)
-
-
-def _put(publisher: Publisher, relpath: str, data: bytes) -> dict[str, Any]:
-    publisher.put(relpath, data)
+def _put(output_uri: str, run_id: str, relpath: str, data: bytes) -> dict[str, Any]:
+    put_run_file(output_uri, run_id, relpath, data)
     return {"sha256": sha256_bytes(data), "size": len(data)}
 
 
-def _publish_reports(publisher: Publisher, run_id: str, results: list[TargetResult],
-                     inputs: Mapping[str, Mapping[str, bytes]], cost: Mapping[str, Any]) -> dict[str, Any]:
-    """Each target's report.html (added to its files), the run's summary.tsv, index.html and
-    the viewer script the reports share (foldstack.reports); returns the run-level files."""
-    run_files: dict[str, Any] = {}
-    viewer = viewer_script()
-    if viewer is not None:
-        run_files[VIEWER_ASSET] = _put(publisher, VIEWER_ASSET, viewer)
-    for result in results:
-        got = inputs.get(result.id, {})
-        page = target_report(result.model_dump(mode="json"), run_id=run_id,
-                             structure_pdb=got["ranked_0.pdb"].decode() if "ranked_0.pdb" in got else None,
-                             plddt_tsv=got["plddt.tsv"].decode() if "plddt.tsv" in got else None,
-                             viewer_src=f"../{VIEWER_ASSET}" if viewer is not None else None)
-        entry = _put(publisher, f"{result.id}/report.html", page.encode())
-        result.files["report.html"] = PublishedFile.model_validate(entry)
-    run_files["summary.tsv"] = _put(publisher, "summary.tsv", summary_tsv([summary_row(r) for r in results]).encode())
-    page = index_page(run_id, [r.model_dump(mode="json") for r in results], cost=cost)
-    run_files["index.html"] = _put(publisher, "index.html", page.encode())
-    return run_files
+def _already_collected(output_uri: str, run_id: str) -> dict[str, Any] | None:
+    """The result of an earlier Collect of this run that succeeded in full (nothing to redo);
+    a partial or failed one is collected again (a retry may have folded more targets)."""
+    if not is_complete(output_uri, run_id):
+        return None
+    uri = storage.safe_join(output_uri, run_id, MANIFEST)
+    published = load_manifest(storage.read_bytes(uri), source=uri)
+    if published.outcome != "succeeded":
+        return None
+    return {"output": storage.safe_join(output_uri, run_id), "targets": len(published.targets), "failed": 0,
+            "outcome": "succeeded"}
 
 
 def collect_outputs(
     settings: TaskSettings, run_id: str, raw_request: Mapping[str, Any],
     targets: Sequence[Mapping[str, Any]] | None, *, targets_digest: str | None = None,
+    max_failed_fraction: float | None = None,
 ) -> dict[str, Any]:
     """``targets``: the validated list, or None for a large run: then the list Stage Inputs
     wrote to scratch is read and checked against ``targets_digest``."""
     request = parse_request(raw_request)
-    if is_complete(request.output_uri, run_id):
-        uri = storage.safe_join(request.output_uri, run_id, MANIFEST)
-        published = load_manifest(storage.read_bytes(uri), source=uri)
-        return {"output": storage.safe_join(request.output_uri, run_id), "targets": len(published.targets)}
+    done = _already_collected(request.output_uri, run_id)
+    if done is not None:
+        return done
     targets = resolve_targets(settings, run_id, targets, targets_digest)
-    run_root = run_scratch(settings, run_id)
-    steps = ["msa", "predict"] if request.needs_msa else ["predict"]
-    publisher = Publisher(request.output_uri, run_id)
-    results: list[TargetResult] = []
-    report_inputs: dict[str, dict[str, bytes]] = {}  # per target: the best model and plddt.tsv
-    run_files: dict[str, dict[str, Any]] = {}
+    output = storage.safe_join(request.output_uri, run_id)
     try:
-        for target in targets:
-            tid = target["id"]
-            files: dict[str, dict[str, Any]] = {}
-            provenance: dict[str, Any] = {}
-            for step in steps:
-                done = _done(run_root, step, tid)
-                provenance[step] = {k: done.get(k) for k in STEP_PROVENANCE_KEYS}
-                if step == "msa":  # MSA cache: hit (copied from the cache) or computed by the job
-                    provenance[step]["msa_cache"] = "hit" if (done.get("cache") or {}).get("hit") else "miss"
-                dest, keep = PUBLISHED[step]
-                for rel, sha in sorted(done["outputs"].items()):
-                    if keep is not None and rel not in keep:
-                        continue
-                    data = _verified(run_root, step, tid, rel, sha)
-                    if step == "msa" and rel == "features.json":
-                        provenance[step].update(_msa_summary(data))
-                        if provenance[step]["msa_cache"] == "miss":
-                            # this run's job made it (a hit's features.json tells of the run that did)
-                            provenance[step].update(_chain_cache_summary(data))
-                    publisher.put(f"{tid}/{dest}{rel}", data)
-                    files[f"{dest}{rel}"] = {"sha256": sha, "size": len(data)}
-                    if step == "predict" and rel in ("ranked_0.pdb", "ranked_0.cif", "plddt.tsv"):
-                        report_inputs.setdefault(tid, {})[rel] = data
-                    if step == "predict" and rel == "ranked_0.cif":  # run-level folder for bulk download
-                        publisher.put(f"structures/{tid}.cif", data)
-                        run_files[f"structures/{tid}.cif"] = {"sha256": sha, "size": len(data)}
-            metrics = json.loads(storage.read_bytes(storage.safe_join(run_root, "predict", tid, "metrics.json")))
-            results.append(TargetResult.model_validate(
-                {**dict(target), "files": files, "metrics": metrics, "provenance": provenance}))
-        cost = _estimate_cost(results)  # sets each target's cost; an estimate
-        run_files.update(_publish_reports(publisher, run_id, results, report_inputs, cost))
+        found: dict[str, TargetResult] = {}
+        failed: dict[str, TargetFailure] = {}
+        markers: dict[str, Any] = {}  # <target>/target.json of each published target
+        for summary in read_summaries(settings, run_id):
+            markers.update(summary.get("markers") or {})
+            for raw in summary.get("targets", []):
+                found[raw["id"]] = TargetResult.model_validate(raw)
+            for raw in summary.get("failures", []):
+                failed[raw["target"]] = TargetFailure.model_validate(raw)
+        ids = [str(t["id"]) for t in targets]  # the run's order
+        missing = {tid: failed.get(tid) or not_published(tid) for tid in ids if tid not in found}
+        results = [found[tid] for tid in ids if tid in found]
+        failures = list(missing.values())
+        rows = [summary_row(found[tid]) if tid in found else failed_row(missing[tid]) for tid in ids]
+        budget = request.max_failed_fraction
+        if budget is None:
+            budget = DEFAULT_MAX_FAILED_FRACTION if max_failed_fraction is None else max_failed_fraction
+        outcome = outcome_of(len(targets), len(failures), budget)
+        cost = estimate_cost(results)  # the run's totals (each target's cost was set when it published)
+        run_files: dict[str, Any] = {f"structures/{r.id}.cif": r.files["ranked_0.cif"].model_dump()
+                                     for r in results if "ranked_0.cif" in r.files}
+        run_files.update({f"{r.id}/{TARGET_MARKER}": markers[r.id] for r in results if r.id in markers})
+        viewer = viewer_script()
+        if viewer is not None:
+            run_files[VIEWER_ASSET] = _put(request.output_uri, run_id, VIEWER_ASSET, viewer)
+        run_files["summary.tsv"] = _put(request.output_uri, run_id, "summary.tsv", summary_tsv(rows).encode())
+        run_files[FAILURES_TSV] = _put(request.output_uri, run_id, FAILURES_TSV, failures_tsv(failures).encode())
+        page = index_page(run_id, [r.model_dump(mode="json") for r in results], cost=cost)
+        run_files["index.html"] = _put(request.output_uri, run_id, "index.html", page.encode())
         manifest = Manifest.model_validate({
             "schema_version": SCHEMA_VERSION,
             "run_id": run_id,
@@ -175,17 +144,25 @@ def collect_outputs(
             "targets": results,
             "cost": cost,
             "run_files": run_files,
+            "provenance": run_provenance(results),
+            "outcome": outcome,
+            "failures": failures,
         })
-        publisher.commit(manifest.to_dict())
-    except BaseException as exc:
-        publisher.abort()
-        if isinstance(exc, FoldstackError) or not isinstance(exc, Exception):
-            raise
+        body = json.dumps(manifest.to_dict(), indent=2, sort_keys=True).encode()
+        put_run_file(request.output_uri, run_id, MANIFEST, body)  # last: the run is complete
+    except FoldstackError:
+        raise
+    except Exception as exc:
         # A storage failure (S3 5xx, reset connection, full disk): typed, so the workflow
-        # retries it; the publish was rolled back above.
-        raise PublishError(f"publishing results to {publisher.final} failed: {type(exc).__name__}: {exc}") from exc
-    if request.needs_msa:  # results are published: now keep the new MSAs (never fails the run)
-        from foldstack.tasks.msa_cache import fill
+        # retries it. Only run-level files were being written (no target is touched); a
+        # write that died midway may have left its temp file (locally).
+        remove_temp_files(request.output_uri, run_id)
+        raise PublishError(f"writing the run files of {output} failed: {type(exc).__name__}: {exc}") from exc
+    if outcome == "failed":
+        kept = f"the {len(results):,} that folded are published" if results else "none folded"
+        raise TooManyFailuresError(
+            f"{len(failures):,} of {len(targets):,} targets failed ({count_text(failures)}; the budget allows "
+            f"{budget:.0%}); {kept}, with the manifest — {FAILURES_TSV}",
+            run_id=run_id, failed=len(failures), targets=len(targets))
+    return {"output": output, "targets": len(results), "failed": len(failures), "outcome": outcome}
 
-        fill(settings, run_id, targets)
-    return {"output": publisher.final, "targets": len(results)}

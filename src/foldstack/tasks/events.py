@@ -35,8 +35,12 @@ __all__ = [
     "Contract",
     "MsaCacheEvent",
     "MsaCacheResult",
+    "MsaOutcome",
     "PlanBatchesEvent",
     "PlanBatchesResult",
+    "PredictOutcome",
+    "PublishBatchEvent",
+    "PublishBatchResult",
     "StageInputsEvent",
     "StageInputsResult",
     "Target",
@@ -175,17 +179,60 @@ class PlanBatchesResult(_Contract):
     manifest: BatchManifest | None  # None in inline mode
 
 
+# -- publish_batch -------------------------------------------------------------------------
+
+
+class MsaOutcome(_Contract):
+    """One target's end of the per-target MSA iteration: ``{"target"}`` when its MSA is
+    there, plus ``failed`` (the target again, which the workflow collects for Predict's
+    ``--skip``), ``error`` and ``cause`` (the Catch's: a Batch job description as JSON for a
+    failed job) when it failed."""
+
+    target: str
+    failed: str | None = None
+    error: str | None = None
+    cause: str | None = None
+
+
+class PredictOutcome(_Contract):
+    """How the batch's Predict job ended: ``failed`` with the Catch's ``error``/``cause``
+    (after any escalation), or not (``skipped``: every target's MSA failed, no job ran)."""
+
+    failed: bool
+    skipped: bool = False
+    error: str | None = None
+    cause: str | None = None
+
+
+class PublishBatchEvent(_Contract):
+    run_id: str
+    request: JsonObject
+    batch: Batch
+    msa: list[MsaOutcome] = []  # empty for ESMFold (no MSA step)
+    predict: PredictOutcome
+
+
+class PublishBatchResult(_Contract):
+    published: Count  # targets of the batch published (now or by an earlier attempt)
+    failed: Count  # targets of the batch recorded as failed
+    summary: str  # where the batch's summary is (scratch), for Collect Outputs
+
+
 # -- collect_outputs -----------------------------------------------------------------------
 
 
 class CollectOutputsEvent(TargetsEvent):
     run_id: str
     request: JsonObject
+    #: knobs.yaml failure_budget.max_failed_fraction: the budget of a request that sets none
+    max_failed_fraction: Annotated[float, Field(ge=0, le=1)] | None = None
 
 
 class CollectOutputsResult(_Contract):
     output: str  # <output_uri>/<run_id>
     targets: Count  # how many targets were published
+    failed: Count = 0  # how many failed (failures.tsv)
+    outcome: Literal["succeeded", "partial", "failed"] = "succeeded"
 
 
 # -- cleanup -------------------------------------------------------------------------------
@@ -206,6 +253,9 @@ class CleanupEvent(_Contract):
     run_id: str | None
     request: Any = None
     failed: bool = False
+    #: keep the finished targets' step outputs (default: `failed`); a partial run's cleanup
+    #: keeps them so its retry recomputes only the failed targets
+    keep_finished: bool | None = None
     execution_name: str | None = None  # the EventBridge shape: the stopped execution,
     status: str | None = None  # its status (ABORTED, TIMED_OUT)
     stopped_at: Annotated[StrictInt, Field(ge=0)] | None = None  # and its stopDate (epoch ms)
@@ -248,6 +298,7 @@ CONTRACTS: dict[str, Contract] = {
     "stage_inputs": Contract(event=StageInputsEvent, result=StageInputsResult),
     "msa_cache": Contract(event=MsaCacheEvent, result=MsaCacheResult),
     "plan_batches": Contract(event=PlanBatchesEvent, result=PlanBatchesResult),
+    "publish_batch": Contract(event=PublishBatchEvent, result=PublishBatchResult),
     "collect_outputs": Contract(event=CollectOutputsEvent, result=CollectOutputsResult),
     "cleanup": Contract(event=CleanupEvent, result=CleanupResult),
 }

@@ -17,12 +17,14 @@ import re
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from foldstack.core.targets import SizeClass
+
+_T = TypeVar("_T")
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 
@@ -185,21 +187,22 @@ class JobSpec(BaseModel):
 
     def resources_for(self, size_class: str | None = None) -> Resources:
         """The resources of the job definition for ``size_class`` (ignored by jobs without size classes)."""
-        if self.size_classes is None:
-            assert self.resources is not None
-            return self.resources
-        if size_class not in self.size_classes:
-            raise KeyError(f"job {self.name!r} has no size class {size_class!r}")
-        return self.size_classes[size_class]
+        return self._for_size_class(self.resources, self.size_classes, size_class, "size class")
 
     def queue_for(self, size_class: str | None = None) -> str:
         """The queue key the job (in ``size_class``, for jobs routed by size class) runs on."""
-        if self.queue_by_size_class is None:
-            assert self.queue is not None
-            return self.queue
-        if size_class not in self.queue_by_size_class:
-            raise KeyError(f"job {self.name!r} has no queue for size class {size_class!r}")
-        return self.queue_by_size_class[size_class]
+        return self._for_size_class(self.queue, self.queue_by_size_class, size_class, "queue for size class")
+
+    def _for_size_class(self, one: _T | None, per_class: dict[str, _T] | None, size_class: str | None,
+                        what: str) -> _T:
+        """``one`` for a job without size classes, else ``per_class[size_class]`` (``_shape``
+        makes sure a job has exactly one of the two)."""
+        if per_class is None:
+            assert one is not None
+            return one
+        if size_class not in per_class:
+            raise KeyError(f"job {self.name!r} has no {what} {size_class!r}")
+        return per_class[size_class]
 
 
 class SizeClassSpec(SizeClass):

@@ -2,7 +2,10 @@ data "aws_region" "current" {}
 
 locals {
   region = data.aws_region.current.name
-  specs  = { for wf, path in var.job_spec_files : wf => yamldecode(file(path)) }
+  # The image each job definition runs, by ECR repository: the same URI goes into the job's
+  # FOLDSTACK_IMAGE, so the manifest records which image made each result.
+  image_refs = { for name, url in var.repository_urls : name => "${url}:${var.image_tag}" }
+  specs      = { for wf, path in var.job_spec_files : wf => yamldecode(file(path)) }
 
   # Queues: the union of every workflow's `queues`.
   queues = merge([for wf, s in local.specs : {
@@ -210,7 +213,7 @@ resource "aws_batch_job_definition" "this" {
   }
 
   container_properties = jsonencode({
-    image                  = "${var.repository_urls[each.value.image]}:${var.image_tag}"
+    image                  = local.image_refs[each.value.image]
     command                = each.value.command
     jobRoleArn             = var.job_role_arns[each.value.job]
     user                   = var.container_user
@@ -219,6 +222,8 @@ resource "aws_batch_job_definition" "this" {
     resourceRequirements   = each.value.resources
     environment = concat([
       { name = "HOME", value = "/tmp" },
+      # provenance: every step's done record names the image it ran (foldstack.core.provenance)
+      { name = "FOLDSTACK_IMAGE", value = local.image_refs[each.value.image] },
       { name = "FOLDSTACK_SCRATCH_ROOT", value = var.scratch_mount },
       { name = "FOLDSTACK_DB_ROOT", value = var.db_mount },
     ], [for k in sort(keys(try(var.job_environment[each.value.job], {}))) : { name = k, value = var.job_environment[each.value.job][k] }])

@@ -23,10 +23,15 @@ locals {
   lambda_defaults = {
     validate_input  = { memory_size = 512, timeout = 60, reserved_concurrency = -1, access = { read_inputs = true, read_cache = true } }
     stage_inputs    = { memory_size = 1024, timeout = 300, reserved_concurrency = -1, access = { read_inputs = true, write_scratch = true } }
-    collect_outputs = { memory_size = 1024, timeout = 600, reserved_concurrency = -1, access = { read_scratch = true, write_outputs = true, write_cache = true } }
+    # Collect Outputs: reads the per-batch summaries (and input/targets.json) from scratch and
+    # writes the run-level files and manifest.json; it no longer reads any target's files.
+    collect_outputs = { memory_size = 1024, timeout = 600, reserved_concurrency = -1, access = { read_scratch = true, write_outputs = true } }
     cleanup         = { memory_size = 512, timeout = 300, reserved_concurrency = -1, access = { read_scratch = true, delete_scratch = true } }
     # MSA cache lookup: reads <db>/<name>/CURRENT and the cache, copies a hit into scratch.
     msa_cache = { memory_size = 1024, timeout = 300, reserved_concurrency = -1, access = { read_cache = true, read_databases = true, write_scratch = true } }
+    # Publish Batch: per batch, reads its targets' step outputs, publishes them and their
+    # reports, writes the batch summary to scratch and fills the MSA cache with new MSAs.
+    publish_batch = { memory_size = 1024, timeout = 600, reserved_concurrency = -1, access = { read_scratch = true, write_scratch = true, write_outputs = true, write_cache = true } }
     # Plan Batches: packs targets into Predict jobs; writes the Distributed Map manifest.
     # Reads scratch input/targets.json when the run is too large to carry its targets in the state.
     plan_batches = { memory_size = 512, timeout = 60, reserved_concurrency = -1, access = { read_scratch = true, write_scratch = true } }

@@ -84,7 +84,7 @@ variable "lambda_layer_arns" {
 }
 
 variable "lambda_settings" {
-  description = "Per-function overrides of memory, timeout and reserved concurrency (keys: validate_input, stage_inputs, collect_outputs, cleanup)."
+  description = "Per-function overrides of memory, timeout and reserved concurrency (keys: validate_input, stage_inputs, publish_batch, collect_outputs, cleanup)."
   type = map(object({
     memory_size          = optional(number)
     timeout              = optional(number)
@@ -93,8 +93,8 @@ variable "lambda_settings" {
   default = {}
 
   validation {
-    condition     = length(setsubtract(keys(var.lambda_settings), ["validate_input", "stage_inputs", "collect_outputs", "cleanup"])) == 0
-    error_message = "lambda_settings keys must be validate_input, stage_inputs, collect_outputs or cleanup."
+    condition     = length(setsubtract(keys(var.lambda_settings), ["validate_input", "stage_inputs", "publish_batch", "collect_outputs", "cleanup"])) == 0
+    error_message = "lambda_settings keys must be validate_input, stage_inputs, publish_batch, collect_outputs or cleanup."
   }
 }
 

@@ -60,7 +60,7 @@ resource "aws_sfn_state_machine" "this" {
     }
     precondition {
       condition     = length(setsubtract(["validate_input", "stage_inputs", "collect_outputs", "cleanup"], keys(var.lambda_arns))) == 0
-      error_message = "lambda_arns must contain validate_input, stage_inputs, collect_outputs and cleanup."
+      error_message = "lambda_arns must contain validate_input, stage_inputs, collect_outputs and cleanup (and every other lambda_<name>_arn the definition names)."
     }
   }
 }

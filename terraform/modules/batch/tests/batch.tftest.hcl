@@ -66,6 +66,18 @@ run "a_job_definition_for_every_jobs_yaml_entry" {
     "VCPU=8", "MEMORY=60000", "GPU=1"]
     error_message = "Size-class resources come from jobs.yaml."
   }
+
+  assert {
+    condition = alltrue([for k, d in aws_batch_job_definition.this :
+      one([for e in jsondecode(d.container_properties).environment : e.value if e.name == "FOLDSTACK_IMAGE"]) == jsondecode(d.container_properties).image
+    ])
+    error_message = "Every job definition tells its job which image it runs (FOLDSTACK_IMAGE, recorded in the manifest's provenance)."
+  }
+
+  assert {
+    condition     = jsondecode(aws_batch_job_definition.this["fold/predict_medium"].container_properties).image == "111111111111.dkr.ecr.eu-west-1.amazonaws.com/foldstack-dev/predict:0123456789abcdef0123456789abcdef01234567"
+    error_message = "The image is the repository URL at the image tag."
+  }
 }
 
 run "evaluate_on_exit_retries_only_host_loss" {

@@ -14,6 +14,7 @@ variables {
     collect_outputs = "arn:aws:lambda:eu-west-1:111111111111:function:foldstack-dev-collect-outputs"
     cleanup         = "arn:aws:lambda:eu-west-1:111111111111:function:foldstack-dev-cleanup"
     msa_cache       = "arn:aws:lambda:eu-west-1:111111111111:function:foldstack-dev-msa-cache"
+    publish_batch   = "arn:aws:lambda:eu-west-1:111111111111:function:foldstack-dev-publish-batch"
     plan_batches    = "arn:aws:lambda:eu-west-1:111111111111:function:foldstack-dev-plan-batches"
   }
   queue_arns = {

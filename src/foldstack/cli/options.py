@@ -1,0 +1,80 @@
+"""The fold options `foldstack run --local` and `foldstack submit` share, defined once:
+``--db NAME=VERSION`` (repeatable), ``--db-preset``, ``--num-models``, ``--num-seeds`` and
+``--relax``, each a field of the run request (:class:`foldstack.core.request.RunRequest`).
+
+:func:`fold_options` checks them and returns the keyword arguments of
+``Client.submit``; a bad value is a one-line ``invalid_request`` error (exit 2,
+:mod:`foldstack.cli.output`) before anything is read, uploaded or started.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, get_args
+
+import typer
+
+from foldstack.cli.output import check_choice
+from foldstack.core.errors import InputValidationError
+
+DbOpt = Annotated[list[str], typer.Option(
+    "--db", metavar="NAME=VERSION",
+    help="search this version of a database instead of its CURRENT (repeatable; alphafold2 only; "
+         "`foldstack db list` shows what is installed)")]
+DbPresetOpt = Annotated[str | None, typer.Option(
+    "--db-preset", help="full_dbs | reduced_dbs | colabfold (alphafold2; default reduced_dbs)")]
+NumModelsOpt = Annotated[int | None, typer.Option(
+    "--num-models", help="alphafold2: how many of the preset's models run (1-5; default 5)")]
+NumSeedsOpt = Annotated[int | None, typer.Option(
+    "--num-seeds", help="alphafold2: predictions per model (1-20; default 1 monomer, 5 multimer)")]
+RelaxOpt = Annotated[str | None, typer.Option(
+    "--relax", help="Amber relaxation: none | best | all (default: best for alphafold2, none for esmfold)")]
+
+
+def parse_db_pins(values: list[str]) -> dict[str, str]:
+    """``["uniref90=2024_01", ...]`` -> ``{"uniref90": "2024_01"}``; a malformed or repeated
+    name is an error naming the value (names and versions are checked by the request)."""
+    pins: dict[str, str] = {}
+    for value in values:
+        name, sep, version = value.partition("=")
+        name, version = name.strip(), version.strip()
+        if not sep or not name or not version:
+            raise InputValidationError(f"--db {value!r}: use NAME=VERSION, e.g. --db uniref90=2024_01",
+                                       code="invalid_request")
+        if name in pins and pins[name] != version:
+            raise InputValidationError(f"--db {name} given twice ({pins[name]} and {version})",
+                                       code="invalid_request")
+        pins[name] = version
+    return pins
+
+
+def fold_options(engine: str, db: list[str], db_preset: str | None, num_models: int | None,
+                 num_seeds: int | None, relax: str | None) -> dict[str, Any]:
+    """The checked options as ``Client.submit`` keyword arguments (None: the request's default)."""
+    from foldstack.core.request import DbPreset, Engine, Relax, RunRequest
+
+    check_choice("--engine", engine, get_args(Engine))
+    check_choice("--db-preset", db_preset, get_args(DbPreset))
+    check_choice("--relax", relax, get_args(Relax))
+    options = {"db_versions": parse_db_pins(db) or None, "db_preset": db_preset, "num_models": num_models,
+               "num_seeds": num_seeds, "relax": relax}
+    given = {k: v for k, v in options.items() if v is not None}
+    if engine == "esmfold" and set(given) - {"relax"}:
+        raise InputValidationError("--db, --db-preset, --num-models and --num-seeds apply to alphafold2 only "
+                                   "(esmfold is single-sequence, one model)", code="invalid_request")
+    try:  # the request's own rules (ranges, database names and versions), before anything is written
+        RunRequest.model_validate({"inputs": ["x.fasta"], "output_uri": "x", "engine": engine, **given})
+    except ValueError as exc:
+        raise InputValidationError(_first_line(exc), code="invalid_request") from None
+    return options
+
+
+def _first_line(exc: Exception) -> str:
+    """A request validation error as one line: the option it concerns and what is wrong."""
+    errors = getattr(exc, "errors", None)
+    if not callable(errors):
+        return str(exc).splitlines()[0]
+    first = errors()[0]
+    field = str((first.get("loc") or ("",))[0])
+    flag = {"db_versions": "--db"}.get(field, f"--{field.replace('_', '-')}" if field else "")
+    message = str(first.get("msg", exc)).removeprefix("Value error, ")
+    return f"{flag}: {message}" if flag else message

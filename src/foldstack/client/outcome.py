@@ -1,0 +1,23 @@
+"""How a run's targets ended, in one plain sentence (the CLI and :class:`~foldstack.client.run.Run`
+use this, and only this, to say it)::
+
+    9,946 of 10,000 targets folded; 54 failed (41 out_of_memory, 13 bad_input) — failures.tsv
+
+Read from the published manifest (``outcome`` and ``failures``,
+:class:`foldstack.core.manifest.Manifest`): a run that is ``partial`` SUCCEEDED with some
+targets failed within its failure budget; one that is ``failed`` FAILED with more, and still
+published what folded.
+"""
+
+from __future__ import annotations
+
+from foldstack.core.manifest import FAILURES_TSV, Manifest, count_text
+
+
+def outcome_sentence(manifest: Manifest) -> str:
+    """``N of M targets folded`` and, when any failed, how many per code and where the list is."""
+    folded, failed = len(manifest.targets), len(manifest.failures)
+    text = f"{folded:,} of {folded + failed:,} targets folded"
+    if failed:
+        text += f"; {failed:,} failed ({count_text(manifest.failures)}) — {FAILURES_TSV}"
+    return text

@@ -1,0 +1,185 @@
+"""Per-micrograph-batch preprocessing stages: motion correction, CTF estimation,
+picking, extraction (each one future CPU Batch job over a batch of movies).
+
+* ``motioncorr``: RELION's own implementation (``relion_run_motioncorr --use_own``),
+  global alignment, dose weighting. QC: per-frame shifts and total drift (px).
+* ``ctf``: :mod:`foldstack.cryoem.ctf` on each corrected micrograph (never the truth).
+  QC: defocus, fit resolution (Å), figure of merit.
+* ``pick``: RELION's Laplacian-of-Gaussian picker (``relion_autopick --LoG``) between
+  0.7 and 1.1 particle diameters. QC: picks per micrograph.
+* ``extract``: ``relion_preprocess --extract`` (box size, normalised, contrast inverted:
+  protein is dark in the micrographs). Writes ``particles.star`` and ``qc.json`` (one
+  row per micrograph: drift, CTF, picks), what ``curate`` reads.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from foldstack.core.errors import BadInputError
+from foldstack.cryoem import ctf as ctf_model
+from foldstack.cryoem.mrc import read_mrc
+from foldstack.cryoem.relion import relion_version, run_relion, threads
+from foldstack.cryoem.request import CryoemRequest
+from foldstack.cryoem.stagekit import (
+    Knobs,
+    link_inputs,
+    micrograph_optics,
+    read_json,
+    save_request,
+    stage,
+    stage_dir,
+    star_rows,
+    write_json,
+)
+from foldstack.cryoem.star import read_star, table, write_star
+from foldstack.steps.common import StepContext
+
+MOVIES = "Movies"
+
+
+def _mic_name(movie: Path) -> str:
+    return movie.name.split(".")[0]
+
+
+def motioncorr(scratch: Path, run_id: str, batch: str, request: CryoemRequest, movies: list[Path]) -> Path:
+    def body(ctx: StepContext) -> None:
+        save_request(ctx, request)
+        (ctx.work_dir / MOVIES).mkdir()
+        rows = []
+        for movie in movies:
+            link = ctx.work_dir / MOVIES / movie.name
+            link.symlink_to(movie)  # read in place; removed before the attempt is promoted
+            ctx.record_input(movie)
+            rows.append({"rlnMicrographMovieName": f"{MOVIES}/{movie.name}", "rlnOpticsGroup": 1})
+        optics = micrograph_optics(request.optics)
+        write_star(ctx.work_dir / "movies.star", [optics, table("movies", rows)])
+        o = request.optics
+        with ctx.timer("relion_run_motioncorr"):
+            run_relion(["relion_run_motioncorr", "--i", "movies.star", "--o", "MotionCorr/", "--use_own",
+                        "--j", str(threads()), "--dose_weighting", "--angpix", str(o.pixel_size),
+                        "--voltage", str(o.voltage_kv), "--dose_per_frame", str(o.dose_per_frame),
+                        "--skip_defect", "--bfactor", "150"], cwd=ctx.work_dir, log=ctx.work_dir / "motioncorr.log")
+        for link in (ctx.work_dir / MOVIES).iterdir():
+            link.unlink()
+        (ctx.work_dir / MOVIES).rmdir()
+        (ctx.work_dir / "MotionCorr" / "logfile.pdf").unlink(missing_ok=True)  # empty: no ghostscript here
+        qc = {}
+        for movie in movies:
+            name = _mic_name(movie)
+            shifts = global_shifts(ctx.work_dir / "MotionCorr" / MOVIES / f"{name}.star")
+            qc[name] = {"micrograph": f"MotionCorr/{MOVIES}/{name}.mrc", "shifts_px": shifts.round(3).tolist(),
+                        "total_drift_px": round(float(np.linalg.norm(shifts - shifts[0], axis=1).max()), 3)}
+        write_json(ctx.work_dir / "motion_qc.json", qc)
+        ctx.tool_versions["relion"] = relion_version()
+
+    return stage("motioncorr", run_id, batch, scratch, body)
+
+
+def global_shifts(path: Path) -> np.ndarray:
+    """Per-frame specimen displacement (x, y) in px relative to frame 1, from RELION's
+    per-movie STAR (RELION records the shift that re-aligns a frame: the negative)."""
+    rows = star_rows(path, "global_shift")
+    shifts = np.array([[float(r["rlnMicrographShiftX"]), float(r["rlnMicrographShiftY"])] for r in rows])
+    return -(shifts - shifts[0])
+
+
+def estimate_ctf(scratch: Path, run_id: str, batch: str, request: CryoemRequest) -> Path:
+    source = stage_dir(scratch, run_id, "motioncorr", batch)
+    motion = read_json(source / "motion_qc.json")
+
+    def body(ctx: StepContext) -> None:
+        save_request(ctx, request)
+        link_inputs(ctx, source, [m["micrograph"] for m in motion.values()])
+        o = request.optics
+        rows, qc = [], {}
+        for name, m in motion.items():
+            with ctx.timer("estimate"):
+                fit = ctf_model.estimate_micrograph(read_mrc(ctx.work_dir / m["micrograph"]), o.pixel_size,
+                                                    voltage_kv=o.voltage_kv, cs_mm=o.cs_mm,
+                                                    amplitude_contrast=o.amplitude_contrast)
+            rows.append({"rlnMicrographName": m["micrograph"], "rlnOpticsGroup": 1,
+                         "rlnDefocusU": fit.defocus, "rlnDefocusV": fit.defocus, "rlnDefocusAngle": 0.0,
+                         "rlnCtfAstigmatism": 0.0, "rlnCtfFigureOfMerit": fit.figure_of_merit,
+                         "rlnCtfMaxResolution": fit.max_resolution})
+            qc[name] = {"defocus": round(fit.defocus, 1), "ctf_fom": round(fit.figure_of_merit, 4),
+                        "ctf_resolution": round(fit.max_resolution, 2)}
+        write_star(ctx.work_dir / "micrographs_ctf.star", [micrograph_optics(o), table("micrographs", rows)])
+        write_json(ctx.work_dir / "ctf_qc.json", qc)
+        ctx.tool_versions["ctf_estimator"] = "foldstack.cryoem.ctf (1-D power-spectrum fit)"
+
+    return stage("ctf", run_id, batch, scratch, body)
+
+
+def _micrograph_files(star: Path) -> list[str]:
+    return [r["rlnMicrographName"] for r in star_rows(star, "micrographs")]
+
+
+def pick(scratch: Path, run_id: str, batch: str, request: CryoemRequest, knobs: Knobs) -> Path:
+    source = stage_dir(scratch, run_id, "ctf", batch)
+    mics = _micrograph_files(source / "micrographs_ctf.star")
+
+    def body(ctx: StepContext) -> None:
+        save_request(ctx, request)
+        link_inputs(ctx, source, ["micrographs_ctf.star", *mics])
+        d = request.particle_diameter
+        with ctx.timer("relion_autopick"):
+            run_relion(["relion_autopick", "--i", "micrographs_ctf.star", "--odir", "Picks/", "--pickname", "autopick",
+                        "--LoG", "--LoG_diam_min", f"{0.7 * d:.1f}", "--LoG_diam_max", f"{1.1 * d:.1f}",
+                        "--LoG_adjust_threshold", f"{knobs.pick_threshold:g}",
+                        "--angpix", str(request.optics.pixel_size), "--shrink", "0", "--lowpass", "20",
+                        "--j", str(threads())], cwd=ctx.work_dir, log=ctx.work_dir / "autopick.log")
+        for mic in mics:  # the micrographs were inputs; extract links them again
+            (ctx.work_dir / mic).unlink()
+        picks = {}
+        for mic in mics:
+            picks[_mic_name(Path(mic))] = len(read_picks(ctx.work_dir, mic))
+        write_json(ctx.work_dir / "pick_qc.json", picks)
+        ctx.tool_versions["relion"] = relion_version()
+
+    return stage("pick", run_id, batch, scratch, body)
+
+
+def read_picks(pick_dir: Path, micrograph: str) -> np.ndarray:
+    """(x, y) of the picks in one micrograph (px)."""
+    coords = pick_dir / "Picks" / (str(Path(micrograph).with_suffix("")) + "_autopick.star")
+    block = read_star(coords).get("") if coords.is_file() else None  # RELION writes an unnamed data_ block
+    if block is None or not block.rows:
+        return np.zeros((0, 2))
+    return np.array([block.floats("rlnCoordinateX"), block.floats("rlnCoordinateY")]).T
+
+
+def extract(scratch: Path, run_id: str, batch: str, request: CryoemRequest) -> Path:
+    mc, ctf_dir, pick_dir = (stage_dir(scratch, run_id, s, batch) for s in ("motioncorr", "ctf", "pick"))
+    mics = _micrograph_files(ctf_dir / "micrographs_ctf.star")
+    coords = [str(p.relative_to(pick_dir)) for p in sorted((pick_dir / "Picks").rglob("*_autopick.star"))]
+
+    def body(ctx: StepContext) -> None:
+        save_request(ctx, request)
+        link_inputs(ctx, ctf_dir, ["micrographs_ctf.star", *mics])
+        link_inputs(ctx, pick_dir, coords)
+        box = request.box_size
+        radius = int(0.75 * box / 2)  # RELION's default: 75 % of half the box
+        with ctx.timer("relion_preprocess"):
+            run_relion(["relion_preprocess", "--i", "micrographs_ctf.star", "--coord_dir", "Picks/",
+                        "--coord_suffix", "_autopick.star", "--part_star", "particles.star", "--part_dir",
+                        "Particles/", "--extract", "--extract_size", str(box), "--norm", "--bg_radius", str(radius),
+                        "--invert_contrast"], cwd=ctx.work_dir, log=ctx.work_dir / "extract.log")
+        for mic in mics:
+            (ctx.work_dir / mic).unlink()
+        if not (ctx.work_dir / "particles.star").is_file():
+            raise BadInputError(f"no particles were extracted in batch {batch} (the picker found none)")
+        motion, ctfq, picks = (read_json(d / n) for d, n in ((mc, "motion_qc.json"), (ctf_dir, "ctf_qc.json"),
+                                                              (pick_dir, "pick_qc.json")))
+        counts: dict[str, int] = {}
+        for row in star_rows(ctx.work_dir / "particles.star", "particles"):
+            name = _mic_name(Path(row["rlnMicrographName"]))
+            counts[name] = counts.get(name, 0) + 1
+        qc = [{"micrograph": name, "total_drift_px": motion[name]["total_drift_px"], **ctfq[name],
+               "picks": picks.get(name, 0), "particles": counts.get(name, 0)} for name in motion]
+        write_json(ctx.work_dir / "qc.json", qc)
+        ctx.tool_versions["relion"] = relion_version()
+
+    return stage("extract", run_id, batch, scratch, body)

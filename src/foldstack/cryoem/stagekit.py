@@ -1,0 +1,108 @@
+"""What the CryoEM stages share: the fold steps' contract (:func:`run_step`), plus the
+pieces RELION needs. Each stage is one future Batch job: it runs under ``run_step`` in
+``<scratch>/<run_id>/<stage>/<target>/`` (attempt dir, done record with checksums,
+typed errors and exit codes), RELION runs with the attempt dir as its working directory,
+and whatever a stage reads from an earlier stage is first linked into its attempt dir
+(:func:`link_inputs`), so every STAR file a stage writes holds paths relative to its own
+folder and stays valid after the attempt dir is renamed into place.
+
+What does not fit from the fold contract: ``StepContext.read_target`` (a FASTA target):
+here the target is a micrograph batch (``batch-000``) or ``all``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from foldstack.core.errors import BadInputError
+from foldstack.cryoem.request import CryoemRequest, Optics
+from foldstack.cryoem.star import StarBlock, read_star, table
+from foldstack.steps.common import StepContext, done_path, load_valid_done, run_step
+
+ALL = "all"
+
+
+@dataclass(frozen=True)
+class Knobs:
+    """Thresholds and iteration counts (the workflow's knobs)."""
+
+    max_drift_px: float = 30.0  # curate: a micrograph that drifted more is dropped
+    max_ctf_resolution: float = 20.0  # curate: Å; a CTF fit that does not reach this is dropped
+    min_ctf_fom: float = 0.5  # curate: pure noise fits with a figure of merit up to ~0.3
+    min_particles: int = 1  # curate: micrographs with fewer extracted particles are dropped
+    classes_2d: int = 4
+    iter_2d: int = 15
+    min_class_fraction: float = 0.05  # 2D selection: classes holding less are junk
+    max_class_resolution_ratio: float = 1.5  # 2D selection: ... or blurrier than this x the best class
+    reference_lowpass: float = 40.0  # Å: a supplied reference is filtered to this before refinement
+    guard_lowpass: float = 60.0  # Å: the bias guard's second, harder-filtered start
+    denovo_iter: int = 10  # SGD iterations in each phase of the de novo initial model
+    mask_protein_fraction: float = 0.15  # mask threshold: this fraction of the particle sphere is protein
+    pick_threshold: float = 2.0  # relion_autopick --LoG_adjust_threshold (in sigma of the LoG response)
+
+    def to_json(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def stage(name: str, run_id: str, target: str, scratch: Path, body: Callable[[StepContext], None]) -> Path:
+    """Run one stage under the fold steps' contract; returns its final directory."""
+    return run_step(name, run_id, target, scratch, body)
+
+
+def stage_dir(scratch: Path, run_id: str, name: str, target: str) -> Path:
+    """The final directory of a finished stage; bad input if it has not finished."""
+    folder = Path(scratch) / run_id / name / target
+    if load_valid_done(folder, name, run_id, target) is None:
+        raise BadInputError(f"stage {name} [{target}] has not finished: no valid {done_path(folder, name).name} "
+                            f"in {folder}")
+    return folder
+
+
+def link_inputs(ctx: StepContext, source_dir: Path, names: list[str]) -> None:
+    """Hard-link (copy across file systems) `names` from an earlier stage into the attempt
+    dir under the same relative paths, recording each as an input."""
+    for name in names:
+        src, dst = source_dir / name, ctx.work_dir / name
+        if not src.is_file():
+            raise BadInputError(f"input {src} is missing")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+        ctx.record_input(src)
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def save_request(ctx: StepContext, request: CryoemRequest) -> None:
+    write_json(ctx.work_dir / "request.json", request.to_json())
+
+
+def micrograph_optics(optics: Optics) -> StarBlock:
+    """RELION 3.1's optics table for micrographs (one optics group)."""
+    return table("optics", [{
+        "rlnOpticsGroupName": "opticsGroup1", "rlnOpticsGroup": 1,
+        "rlnMicrographOriginalPixelSize": optics.pixel_size, "rlnVoltage": optics.voltage_kv,
+        "rlnSphericalAberration": optics.cs_mm, "rlnAmplitudeContrast": optics.amplitude_contrast,
+        "rlnMicrographPixelSize": optics.pixel_size,
+    }])
+
+
+def star_rows(path: Path, block: str) -> list[dict[str, str]]:
+    blocks = read_star(path)
+    if block not in blocks:
+        raise BadInputError(f"{path}: no data_{block} block")
+    return blocks[block].records()

@@ -1,0 +1,46 @@
+"""How the CLI tells a run whose targets did not all fold: one line, built in one place
+(`foldstack.client.outcome`), e.g. `2 of 3 targets folded; 1 failed (1 crash) — failures.tsv`,
+after `submit --wait`, `status` and `wait`; the SDK's `Run.outcome()` and `Run.failures()`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from tests.client.conftest import SEQ
+from typer.testing import CliRunner
+
+from foldstack.cli import app, runs
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def cli(deployed, monkeypatch):
+    monkeypatch.setattr(runs, "make_client", lambda env, home=None, **_: deployed.client())
+
+    def invoke(*args):
+        result = runner.invoke(app, [*args, "--env", "test"])
+        return result.exit_code, result.stdout, result.stderr
+
+    return invoke
+
+
+def test_a_run_with_a_failed_target_says_how_its_targets_ended(cli, deployed, tmp_path, monkeypatch):
+    path = tmp_path / "in.fasta"  # one Predict batch, shortest first: the failing target last
+    path.write_text(f">s1\n{SEQ[:30]}\n>s2\n{SEQ[:40]}\n>z3\n{SEQ}\n")
+    monkeypatch.setenv("FOLDSTACK_TEST_FAIL", "predict:z3")
+    code, out, _ = cli("submit", str(path), "--engine", "esmfold", "--wait", "--json")
+    assert code == 1 and json.loads(out)["status"] == "FAILED"  # 1 of 3 is beyond the default 10 %
+    run_id = json.loads(out)["run_id"]
+    sentence = "2 of 3 targets folded; 1 failed (1 crash) — failures.tsv"
+    for command in (("status", run_id), ("wait", run_id, "--timeout", "10")):
+        code, out, _ = cli(*command)
+        assert sentence in " ".join(out.split()), out
+        assert "results:" in out
+
+    run = deployed.client().run(run_id)
+    assert run.outcome() == "failed" and run.outcome_sentence() == sentence
+    [failure] = run.failures()
+    assert (failure.target, failure.step, failure.code) == ("z3", "predict", "crash") and failure.job_id
+    assert sorted(t.id for t in run.manifest().targets) == ["s1", "s2"]
