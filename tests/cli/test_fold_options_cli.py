@@ -1,5 +1,5 @@
 """The fold options `run --local` and `submit` share (`foldstack.cli.options`: --db,
---db-preset, --num-models, --num-seeds, --relax), and `foldstack rerun`, through typer's
+--db-preset, --num-models, --num-seeds, --relax, --max-failed-fraction), and `foldstack rerun`, through typer's
 runner with the fake steps (conftest.py: `fake_local`)."""
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def test_options_reach_the_request(fake_local, tmp_path, command):
     fasta = tmp_path / "x.fasta"
     fasta.write_text(f">a1\n{SEQ}\n")
     options = ["--db", "fake_uniref=1", "--db", "other=2024_01", "--db-preset", "full_dbs", "--num-models", "2",
-               "--num-seeds", "3", "--relax", "none", "--json"]
+               "--num-seeds", "3", "--relax", "none", "--max-failed-fraction", "0.25", "--json"]
     if command == "run":
         args = ["run", "--local", str(fasta), "--out", str(tmp_path / "out"), *options]
     else:
@@ -40,8 +40,8 @@ def test_options_reach_the_request(fake_local, tmp_path, command):
     run_id = json.loads(stdout[stdout.index("{"):])["run_id"]
     request = _record(fake_local, run_id)["request"]
     assert request["db_versions"] == {"fake_uniref": "1", "other": "2024_01"}
-    assert (request["db_preset"], request["num_models"], request["num_seeds"], request["relax"]) == \
-        ("full_dbs", 2, 3, "none")
+    assert (request["db_preset"], request["num_models"], request["num_seeds"], request["relax"],
+            request["max_failed_fraction"]) == ("full_dbs", 2, 3, "none", 0.25)
 
 
 @pytest.mark.parametrize("bad,code,text", [
@@ -52,6 +52,7 @@ def test_options_reach_the_request(fake_local, tmp_path, command):
     (["--num-models", "6"], "invalid_request", "--num-models: Input should be less than or equal to 5"),
     (["--num-seeds", "0"], "invalid_request", "--num-seeds: Input should be greater than or equal to 1"),
     (["--relax", "some"], "invalid_request", "--relax 'some' is not one of: none, best, all"),
+    (["--max-failed-fraction", "1.5"], "invalid_request", "--max-failed-fraction: Input should be less than or equal to 1"),
     (["--engine", "esmfold", "--db", "a=1"], "invalid_request", "apply to alphafold2 only"),
 ])
 @pytest.mark.parametrize("command", ["run", "submit"])

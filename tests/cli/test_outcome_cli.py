@@ -31,9 +31,13 @@ def test_a_run_with_a_failed_target_says_how_its_targets_ended(cli, deployed, tm
     path.write_text(f">s1\n{SEQ[:30]}\n>s2\n{SEQ[:40]}\n>z3\n{SEQ}\n")
     monkeypatch.setenv("FOLDSTACK_TEST_FAIL", "predict:z3")
     code, out, _ = cli("submit", str(path), "--engine", "esmfold", "--wait", "--json")
-    assert code == 1 and json.loads(out)["status"] == "FAILED"  # 1 of 3 is beyond the default 10 %
-    run_id = json.loads(out)["run_id"]
+    doc = json.loads(out)
+    assert code == 1 and doc["status"] == "FAILED"  # 1 of 3 is beyond the default 10 %
+    run_id = doc["run_id"]
     sentence = "2 of 3 targets folded; 1 failed (1 crash) — failures.tsv"
+    assert (doc["outcome"], doc["targets_folded"], doc["targets_failed"], doc["failed_by_code"]) == \
+        ("failed", 2, 1, {"crash": 1})
+    assert doc["outcome_message"] == sentence
     for command in (("status", run_id), ("wait", run_id, "--timeout", "10")):
         code, out, _ = cli(*command)
         assert sentence in " ".join(out.split()), out

@@ -24,10 +24,14 @@ not depend on thread timing):
 ``storage_halfway``    per Stage Inputs / Collect Outputs invocation: the N-th
                        ``storage.write_bytes``/``copy`` writes half its bytes (an
                        orphaned temp file locally) and fails
+``bad_target``         per target and step (msa, predict): bad input on every
+                       attempt; its run publishes the others (partial, or failed
+                       beyond the failure budget) and reports it as ``bad_input``
 =====================  ==========================================================
 
 The invariants are about behaviour, not state names (the definition is being extended):
-every run ends terminal; a SUCCEEDED run has every expected file under
+every run ends terminal; every target of a run with a manifest is published or reported
+failed with a code (each bad target as ``bad_input``); a SUCCEEDED run has every expected file under
 ``<out>/<run_id>/`` with the sha256 its manifest records and the fake step's content; a
 run without ``manifest.json`` has nothing under ``<out>/<run_id>/``; no ``.partial``
 leftovers; the run's scratch is gone (a FAILED run's but for finished targets' step
@@ -54,7 +58,7 @@ from typing import Any
 import yaml
 
 from tests.jobspecs import size_classes_json
-from tests.reliability.soak_step import draw, expected_outputs, step_fault
+from tests.reliability.soak_step import bad_target, draw, expected_outputs, step_fault
 
 REPO = Path(__file__).resolve().parents[2]
 SOAK_STEP = Path(__file__).with_name("soak_step.py")
@@ -80,6 +84,8 @@ class SoakConfig:
     timeout: float = 0.01
     midway_crash: float = 0.005
     oom: float = 0.005
+    # per target: bad input on every attempt (its run publishes the others; see soak_step)
+    bad_target: float = 0.02
     # per Lambda invocation
     lambda_transient: float = 0.05
     lambda_lost_response: float = 0.01
@@ -242,7 +248,7 @@ class SoakInjector:
 
     def step_env(self) -> dict[str, str]:
         return {"SOAK_SEED": self.seed, "SOAK_MIDWAY_CRASH_RATE": str(self.cfg.midway_crash),
-                "SOAK_OOM_RATE": str(self.cfg.oom)}
+                "SOAK_OOM_RATE": str(self.cfg.oom), "SOAK_BAD_TARGET_RATE": str(self.cfg.bad_target)}
 
     # -- Lambda
     def before_lambda(self, name: str, event: Any) -> BaseException | None:
@@ -377,21 +383,16 @@ class SoakEstate:
                    soak_jobs_yaml(root))
 
 
-def leftover_scratch(scratch: Path, succeeded: set[str]) -> list[str]:
-    """What cleanup should have removed: everything of a succeeded run, and of a failed one
-    anything but its finished targets' step folders (kept for its retry, tasks/cleanup.py)."""
-    from foldstack.tasks.cleanup import finished_folders
-
+def leftover_scratch(scratch: Path, complete: set[str]) -> list[str]:
+    """What cleanup should have removed, across every run: all of a run that published
+    every target, and of any other run (partial, failed) all but its finished targets'
+    step folders, which stay for its retry (tasks/cleanup.py)."""
     wrong = []
     for run_dir in sorted(scratch.iterdir()):
-        if run_dir.name in succeeded or not run_dir.is_dir():
+        if run_dir.name in complete or not run_dir.is_dir() or run_dir.is_symlink():
             wrong.append(run_dir.name)
-            continue
-        kept = set(finished_folders(str(run_dir), run_dir.name))
-        for path in sorted(p for p in run_dir.rglob("*") if p.is_file()):
-            rel = path.relative_to(run_dir).parts
-            if "/".join(rel[:2]) not in kept:
-                wrong.append(f"{run_dir.name}/{'/'.join(rel)}")
+        else:
+            wrong += [f"{run_dir.name}/{rel}" for rel in _not_finished_work(run_dir)]
     return wrong
 
 
@@ -480,6 +481,11 @@ class RunOutcome:
     lambda_retries: int = 0
     faults: list[str] = field(default_factory=list)
     known_bugs: list[str] = field(default_factory=list)
+    # from the manifest, when the run published one: its outcome, targets published, and
+    # each failed target's code
+    outcome: str | None = None
+    published: int = 0
+    failure_codes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -664,9 +670,13 @@ def unpublished_leftovers(listing: list[str]) -> list[str]:
 
 
 def check_run(plan: PlannedRun, execution: Any, faults: RunFaults, estate: SoakEstate, s3: Any,
-              lambda_max_attempts: int, exempt_known_bugs: bool = True) -> RunOutcome:
+              lambda_max_attempts: int, exempt_known_bugs: bool = True,
+              bad_targets: frozenset[str] = frozenset()) -> RunOutcome:
+    """`bad_targets`: the run's targets the fake step treats as bad input (each must be
+    reported failed with code bad_input; they explain a run failed on its budget)."""
     v: list[str] = []
     known: list[str] = []
+    tally: dict[str, Any] = {}
     rid = plan.run_id
     status = execution.status
     error, cause = execution.error, execution.cause
@@ -698,10 +708,15 @@ def check_run(plan: PlannedRun, execution: Any, faults: RunFaults, estate: SoakE
             unaccounted = sorted(set(plan.targets) - published - set(failed))
             if unaccounted:
                 v.append(f"[lost-output] {rid}: targets neither published nor reported failed: {unaccounted[:5]}")
+            unreported = sorted(t for t in bad_targets if (failed.get(t) or {}).get("code") != "bad_input")
+            if unreported:
+                v.append(f"[unexplained-failure] {rid}: bad targets not reported as bad_input: {unreported[:5]}")
             uncoded = sorted(t for t, f in failed.items() if not f.get("code"))
             if uncoded:
                 v.append(f"[unexplained-failure] {rid}: failed targets without a code: {uncoded[:5]}")
             outcome = manifest.get("outcome", "succeeded")
+            tally = {"outcome": outcome, "published": len(published),
+                     "failure_codes": [str(f.get("code")) for f in failed.values()]}
             if (status == "FAILED") != (outcome == "failed") or (outcome == "succeeded") != (not failed):
                 v.append(f"[lost-output] {rid}: {status} with outcome {outcome!r} and {len(failed)} failure(s)")
             recorded = {f"{t['id']}/{rel}": meta["sha256"] for t in manifest.get("targets", [])
@@ -742,8 +757,8 @@ def check_run(plan: PlannedRun, execution: Any, faults: RunFaults, estate: SoakE
 
     # -- cleanup
     scratch = estate.scratch / rid
-    if status == "FAILED" and scratch.is_dir() and not scratch.is_symlink():
-        stray = _not_finished_work(scratch)  # a failed run keeps finished targets for a retry
+    if tally.get("outcome", "failed") != "succeeded" and scratch.is_dir() and not scratch.is_symlink():
+        stray = _not_finished_work(scratch)  # a partial or failed run keeps finished targets for a retry
         if stray:
             v.append(f"[cleanup] {rid}: scratch holds more than finished targets' step outputs: {stray[:5]}")
     elif scratch.exists() or scratch.is_symlink():
@@ -767,7 +782,7 @@ def check_run(plan: PlannedRun, execution: Any, faults: RunFaults, estate: SoakE
                 known.append(bug)
             else:
                 v.append(f"[no-reason] {rid}: error={error!r} cause={(cause or '')[:200]!r}")
-        if not _could_fail(faults, lambda_max_attempts):
+        if not _could_fail(faults, lambda_max_attempts) and not bad_targets:
             v.append(f"[unexplained-failure] {rid}: FAILED ({reason}) with only benign faults injected: "
                      f"{faults.batch + faults.lambdas}")
 
@@ -791,7 +806,7 @@ def check_run(plan: PlannedRun, execution: Any, faults: RunFaults, estate: SoakE
     return RunOutcome(plan.index, rid, status, error, cause, reason,
                       ((execution.stop_date or execution.start_date) - execution.start_date).total_seconds(),
                       runtime, v, batch_retries, submit_retries, lambda_retries,
-                      [f[-1] for f in faults.batch] + [f[-1] for f in faults.lambdas], known)
+                      [f[-1] for f in faults.batch] + [f[-1] for f in faults.lambdas], known, **tally)
 
 
 def _lambda_of(event: Any) -> str | None:
@@ -911,8 +926,11 @@ def run_soak(cfg: SoakConfig, workdir: Path, *, progress: bool = False) -> SoakR
             for rid in finished:
                 plan, execution, _ = in_flight.pop(rid)
                 execution.wait(1.0, raise_on_runtime_error=False)
+                steps = ("msa", "predict") if plan.request.get("engine") == "alphafold2" else ("predict",)
+                bad = frozenset(t for t in plan.targets for step in steps
+                                if bad_target(step, rid, t, injector.step_env()))
                 outcome = check_run(plan, execution, injector.runs[rid], estate, s3, max_lambda_attempts,
-                                    cfg.exempt_known_bugs)
+                                    cfg.exempt_known_bugs, bad)
                 if not execution.done():
                     execution.stop(error="SoakTimeout", cause="the soak gave up waiting")
                     execution.wait(10, raise_on_runtime_error=False)
@@ -931,7 +949,8 @@ def run_soak(cfg: SoakConfig, workdir: Path, *, progress: bool = False) -> SoakR
             if not execution.done():
                 violations.append(f"[non-terminal] {execution.name}: {execution.status} at the end")
         complete = {o.run_id for o in outcomes if o.status == "SUCCEEDED"}
-        late_scratch = leftover_scratch(estate.scratch, complete)
+        late_scratch = leftover_scratch(estate.scratch, {o.run_id for o in outcomes
+                                                         if o.status == "SUCCEEDED" and o.outcome == "succeeded"})
         if late_scratch:
             violations.append(f"[cleanup] scratch not cleaned at the end: {late_scratch[:5]}")
         stray = sorted(p.name for p in estate.outputs.iterdir() if p.name not in complete
@@ -967,6 +986,12 @@ def run_soak(cfg: SoakConfig, workdir: Path, *, progress: bool = False) -> SoakR
     observed["targets"] = sum(len(p.targets) for p in plans)
     observed["s3_output_runs"] = sum(1 for p in plans if p.output_root.startswith("s3://"))
     observed["batch_jobs"] = len(engine.batch.all_jobs())
+    for o in outcomes:  # per-target outcomes, from the manifests
+        if o.outcome:
+            observed[f"outcome_{o.outcome}"] += 1
+        observed["targets_published"] += o.published
+        for code in o.failure_codes:
+            observed[f"targets_failed_{code}"] += 1
     for job in engine.batch.all_jobs():  # e.g. on-demand fallbacks, OOM escalations
         observed[f"jobs_on_{job.info.queue}"] += 1
     known = Counter(b for o in outcomes for b in o.known_bugs)

@@ -16,7 +16,7 @@ import pytest
 from tests.reliability.soak_harness import SoakConfig, run_soak
 
 NO_FAULTS = dict(spot_loss=0.0, host_loss=0.0, throttle=0.0, crash=0.0, timeout=0.0, midway_crash=0.0, oom=0.0,
-                 lambda_transient=0.0, lambda_lost_response=0.0, storage_halfway=0.0)
+                 lambda_transient=0.0, lambda_lost_response=0.0, storage_halfway=0.0, bad_target=0.0)
 
 
 def _assert_sound(report) -> None:
@@ -30,9 +30,14 @@ def _assert_sound(report) -> None:
 
 @pytest.mark.e2e
 def test_soak_small(tmp_path):
-    report = run_soak(SoakConfig(runs=60, bulk_runs=1), tmp_path)
+    report = run_soak(SoakConfig(runs=60, bulk_runs=1, bad_target=0.03), tmp_path)
     print("\n" + report.format())
-    _assert_sound(report)
+    _assert_sound(report)  # incl. every target published or reported failed with a code
+    # partial failures happened, and were published as such: bad targets reported, their
+    # runs' other targets published (partial outcome, or failed beyond the budget)
+    assert report.observed["targets_failed_bad_input"] > 0, report.format()
+    assert report.observed["outcome_partial"] > 0, report.format()
+    assert report.observed["targets_published"] > report.observed["targets"] // 2
     # the soak is not vacuous: faults of the frequent kinds happened, and both outcomes
     for kind in ("spot_loss", "throttle", "lambda_transient", "storage_halfway"):
         assert report.faults[kind] > 0, (kind, report.faults)
@@ -97,12 +102,12 @@ def test_leftover_scratch_allows_only_a_failed_runs_finished_targets(tmp_path):
         (folder / f"{step}.done.json").write_text(json.dumps(done))
 
     finished("failed-run", "msa", "t1")
-    assert leftover_scratch(tmp_path, succeeded=set()) == []
+    assert leftover_scratch(tmp_path, complete=set()) == []
     (tmp_path / "failed-run" / "input").mkdir()
     (tmp_path / "failed-run" / "input" / "targets.json").write_text("[]")
     (tmp_path / "failed-run" / "predict" / ".t1.attempt-1").mkdir(parents=True)
     (tmp_path / "failed-run" / "predict" / ".t1.attempt-1" / "x.pdb").write_text("partial")
-    assert leftover_scratch(tmp_path, succeeded=set()) == [
+    assert leftover_scratch(tmp_path, complete=set()) == [
         "failed-run/input/targets.json", "failed-run/predict/.t1.attempt-1/x.pdb"]
     finished("ok-run", "msa", "t1")
-    assert "ok-run" in leftover_scratch(tmp_path, succeeded={"ok-run"})
+    assert "ok-run" in leftover_scratch(tmp_path, complete={"ok-run"})

@@ -75,7 +75,9 @@ def test_db_build_then_a_pinned_alphafold2_run_from_the_cli(demo_home, tmp_path,
     for step in (msa, predict):
         assert step.build["git_commit"] == git_commit()
         assert step.build["foldstack_version"] == manifest.foldstack_version
-        assert step.build["image"] is None and step.build["job_definition"] is None  # a local run
+        assert step.build["image"] is None  # a local run: no container image
+    assert msa.build["job_definition"] == "local:fold/msa"  # the local engine says which jobs.yaml entry ran
+    assert predict.build["job_definition"] == f"local:fold/predict/{manifest.target('q1').size_class}"
     weights = predict.build["weights"]
     assert weights["engine"] == "alphafold2" and weights["demo"] is True
     assert weights["digest"] == weights_identity(home / "weights" / "alphafold2", record_name="FETCHED.json",

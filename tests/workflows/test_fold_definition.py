@@ -174,13 +174,14 @@ def test_msa_escalates_once_to_the_bigger_cpu_class_of_jobs_yaml(fold_workflow):
             assert params["JobDefinition"] == "${job_definition_msa_arn}"
             assert params["JobQueue"] == f"${{queue_{queue.replace('-', '_')}_arn}}"
             assert states[p + name]["Catch"][0]["Next"] == f"{p}MsaFailure"
+            names_its_job_definition = {"Name": "FOLDSTACK_JOB_DEFINITION", "Value": "${job_definition_msa_arn}"}
             if large:
                 assert params["ContainerOverrides"] == {
                     "ResourceRequirements": [{"Type": "VCPU", "Value": str(msa.escalation.vcpu)},
                                              {"Type": "MEMORY", "Value": str(msa.escalation.memory_mib)}],
-                    "Environment": [{"Name": "FOLDSTACK_CPU_CLASS", "Value": "escalated"}]}
+                    "Environment": [names_its_job_definition, {"Name": "FOLDSTACK_CPU_CLASS", "Value": "escalated"}]}
             else:
-                assert "ContainerOverrides" not in params
+                assert params["ContainerOverrides"] == {"Environment": [names_its_job_definition]}
         kind = states[f"{p}MsaFailureKind"]["Choices"]
         oom = next(c for c in kind if c["Next"] == f"{p}EscalateMsa")["And"]
         assert {"Variable": "$.msa_escalated", "IsPresent": False} in oom
@@ -283,3 +284,25 @@ def test_out_of_memory_rule_on_step_functions_semantics(fold_workflow, tmp_path,
         "oom-rule", {"failure": {"job": job}})
     assert execution.wait(30) == "SUCCEEDED"
     assert execution.output == ("escalate" if oom else "other")
+
+
+def test_every_batch_job_is_told_its_job_definition(definition):
+    """Provenance: each Batch task passes its own JobDefinition (ARN with revision, filled
+    by Terraform) to the job as FOLDSTACK_JOB_DEFINITION; a job cannot name its own."""
+    tasks = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if str(node.get("Resource", "")).endswith("submitJob.sync"):
+                tasks.append(node)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(definition)
+    assert tasks
+    for task in tasks:
+        env = task["Parameters"]["ContainerOverrides"]["Environment"]
+        assert {"Name": "FOLDSTACK_JOB_DEFINITION", "Value": task["Parameters"]["JobDefinition"]} in env

@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from foldstack.cli.options import DbOpt, DbPresetOpt, NumModelsOpt, NumSeedsOpt, RelaxOpt, fold_options
+from foldstack.cli.options import DbOpt, DbPresetOpt, MaxFailedOpt, NumModelsOpt, NumSeedsOpt, RelaxOpt, fold_options
 from foldstack.cli.output import (
     EXIT_FAILED,
     EXIT_OK,
@@ -71,7 +71,7 @@ def report(run: Any, as_json: bool, home: Path | None = None) -> None:
     output = run.output_uri
     if as_json:
         doc = {"run_id": run.run_id, "status": info.status, "output": output, "error": info.error,
-               "cause": info.cause}
+               "cause": info.cause, **run.outcome_summary()}
         failure = run.failure()
         if failure is not None:
             doc.update(code=failure.code, message=str(failure), failure=failure.to_dict())
@@ -114,12 +114,13 @@ def register(app: typer.Typer) -> None:
         num_models: NumModelsOpt = None,
         num_seeds: NumSeedsOpt = None,
         relax: RelaxOpt = None,
+        max_failed_fraction: MaxFailedOpt = None,
     ) -> None:
         """Fold proteins on this machine through the same workflow the cloud runs."""
         if not local:
             raise UsageError("`foldstack run` runs locally: add --local",
                              hint="use `foldstack submit --env ENV` for AWS")
-        options = fold_options(engine, db, db_preset, num_models, num_seeds, relax)
+        options = fold_options(engine, db, db_preset, num_models, num_seeds, relax, max_failed_fraction)
         run, code = run_local(inputs, out_dir, engine, preset, msa_tool, home, progress=not as_json,
                               verbose=verbose, rerun=rerun, options=options)
         report(run, as_json, home)

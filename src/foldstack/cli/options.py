@@ -1,6 +1,6 @@
 """The fold options `foldstack run --local` and `foldstack submit` share, defined once:
-``--db NAME=VERSION`` (repeatable), ``--db-preset``, ``--num-models``, ``--num-seeds`` and
-``--relax``, each a field of the run request (:class:`foldstack.core.request.RunRequest`).
+``--db NAME=VERSION`` (repeatable), ``--db-preset``, ``--num-models``, ``--num-seeds``,
+``--relax`` and ``--max-failed-fraction``, each a field of the run request (:class:`foldstack.core.request.RunRequest`).
 
 :func:`fold_options` checks them and returns the keyword arguments of
 ``Client.submit``; a bad value is a one-line ``invalid_request`` error (exit 2,
@@ -28,6 +28,10 @@ NumSeedsOpt = Annotated[int | None, typer.Option(
     "--num-seeds", help="alphafold2: predictions per model (1-20; default 1 monomer, 5 multimer)")]
 RelaxOpt = Annotated[str | None, typer.Option(
     "--relax", help="Amber relaxation: none | best | all (default: best for alphafold2, none for esmfold)")]
+MaxFailedOpt = Annotated[float | None, typer.Option(
+    "--max-failed-fraction", metavar="F",
+    help="failure budget: the run succeeds (outcome partial) while at most this fraction of its targets "
+         "fail (0-1; default: knobs.yaml failure_budget, 0.1 as shipped); what folded is published either way")]
 
 
 def parse_db_pins(values: list[str]) -> dict[str, str]:
@@ -48,7 +52,7 @@ def parse_db_pins(values: list[str]) -> dict[str, str]:
 
 
 def fold_options(engine: str, db: list[str], db_preset: str | None, num_models: int | None,
-                 num_seeds: int | None, relax: str | None) -> dict[str, Any]:
+                 num_seeds: int | None, relax: str | None, max_failed_fraction: float | None = None) -> dict[str, Any]:
     """The checked options as ``Client.submit`` keyword arguments (None: the request's default)."""
     from foldstack.core.request import DbPreset, Engine, Relax, RunRequest
 
@@ -56,9 +60,9 @@ def fold_options(engine: str, db: list[str], db_preset: str | None, num_models: 
     check_choice("--db-preset", db_preset, get_args(DbPreset))
     check_choice("--relax", relax, get_args(Relax))
     options = {"db_versions": parse_db_pins(db) or None, "db_preset": db_preset, "num_models": num_models,
-               "num_seeds": num_seeds, "relax": relax}
+               "num_seeds": num_seeds, "relax": relax, "max_failed_fraction": max_failed_fraction}
     given = {k: v for k, v in options.items() if v is not None}
-    if engine == "esmfold" and set(given) - {"relax"}:
+    if engine == "esmfold" and set(given) - {"relax", "max_failed_fraction"}:
         raise InputValidationError("--db, --db-preset, --num-models and --num-seeds apply to alphafold2 only "
                                    "(esmfold is single-sequence, one model)", code="invalid_request")
     try:  # the request's own rules (ranges, database names and versions), before anything is written

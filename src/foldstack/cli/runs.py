@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from foldstack.cli.options import DbOpt, DbPresetOpt, NumModelsOpt, NumSeedsOpt, RelaxOpt, fold_options
+from foldstack.cli.options import DbOpt, DbPresetOpt, MaxFailedOpt, NumModelsOpt, NumSeedsOpt, RelaxOpt, fold_options
 from foldstack.cli.output import (
     EXIT_FAILED,
     EXIT_OK,
@@ -173,6 +173,7 @@ def register(app: typer.Typer) -> None:
         num_models: NumModelsOpt = None,
         num_seeds: NumSeedsOpt = None,
         relax: RelaxOpt = None,
+        max_failed_fraction: MaxFailedOpt = None,
         home: HomeOpt = None,
         as_json: JsonOpt = False,
         verbose: VerboseOpt = False,
@@ -181,7 +182,7 @@ def register(app: typer.Typer) -> None:
         from foldstack.cli.output import check_request_options
 
         check_request_options(engine, preset, msa_tool)
-        options = fold_options(engine, db, db_preset, num_models, num_seeds, relax)
+        options = fold_options(engine, db, db_preset, num_models, num_seeds, relax, max_failed_fraction)
         tags = _parse_tags(tag)
         configure_task_logs()
         client = make_client(env, home, **({} if wait or env != "local" else {"detach": True}))

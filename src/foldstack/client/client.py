@@ -193,13 +193,16 @@ class Client:
                output: str | None = None, preset: str = "monomer", msa_tool: str | None = None,
                reuse_msa: bool = True, owner: str | None = None, tags: dict[str, str] | None = None,
                rerun: bool = False, db_preset: str | None = None, db_versions: Mapping[str, str] | None = None,
-               num_models: int | None = None, num_seeds: int | None = None, relax: str | None = None) -> Run:
+               num_models: int | None = None, num_seeds: int | None = None, relax: str | None = None,
+               max_failed_fraction: float | None = None) -> Run:
         """Validate locally (the Lambda's own checks), upload local files, start the run.
 
         AlphaFold2 options (the run request's fields; None: the default): `db_preset`
         (full_dbs | reduced_dbs | colabfold), `db_versions` ({database: version} searched
         instead of each database's CURRENT), `num_models`, `num_seeds`, `relax`
-        (none | best | all).
+        (none | best | all). `max_failed_fraction`: the failure budget (0-1; None: the
+        deployment's), the share of targets that may fail while the run still succeeds as
+        "partial" (`Run.outcome()`); every target that folded is published either way.
 
         Submitting the same request again returns the existing run (`run.existed`).
         `rerun=True` forces a fresh run of the same request: a new attempt
@@ -212,7 +215,7 @@ class Client:
         request = self.request(inputs, engine=engine, output=output, preset=preset, msa_tool=msa_tool,
                                reuse_msa=reuse_msa, owner=owner, tags=tags or None, db_preset=db_preset,
                                db_versions=dict(db_versions) if db_versions else None, num_models=num_models,
-                               num_seeds=num_seeds, relax=relax)
+                               num_seeds=num_seeds, relax=relax, max_failed_fraction=max_failed_fraction)
         prepared = self._backend.prepare(request)  # every input check, before anything starts
         if self.is_local:
             self.check_installed(prepared.request.engine)

@@ -11,6 +11,9 @@ published what folded.
 
 from __future__ import annotations
 
+from collections import Counter
+from typing import Any
+
 from foldstack.core.manifest import FAILURES_TSV, Manifest, count_text
 
 
@@ -21,3 +24,11 @@ def outcome_sentence(manifest: Manifest) -> str:
     if failed:
         text += f"; {failed:,} failed ({count_text(manifest.failures)}) — {FAILURES_TSV}"
     return text
+
+
+def outcome_summary(manifest: Manifest) -> dict[str, Any]:
+    """The same, for JSON output: ``outcome``, counts, failures per code and the sentence."""
+    return {"outcome": manifest.outcome, "targets_folded": len(manifest.targets),
+            "targets_failed": len(manifest.failures),
+            "failed_by_code": dict(Counter(f.code for f in manifest.failures).most_common()),
+            "outcome_message": outcome_sentence(manifest)}

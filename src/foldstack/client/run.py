@@ -24,7 +24,7 @@ from foldstack.client.backends import TERMINAL, ExecutionInfo
 from foldstack.client.display import CountBar, WaitDisplay
 from foldstack.client.errors import RunNotCompleteError, RunNotFoundError
 from foldstack.client.failure import BAD_STATUSES, Failure, explain, log_sections
-from foldstack.client.outcome import outcome_sentence
+from foldstack.client.outcome import outcome_sentence, outcome_summary
 from foldstack.core.errors import OutputIntegrityError
 from foldstack.core.manifest import MANIFEST, Manifest, TargetFailure, load_manifest
 from foldstack.core.uris import join_under
@@ -267,6 +267,12 @@ class Run:
         manifest = self._manifest_or_none()
         return outcome_sentence(manifest) if manifest is not None else None
 
+    def outcome_summary(self) -> dict[str, Any]:
+        """``outcome``, ``targets_folded``, ``targets_failed``, ``failed_by_code`` and
+        ``outcome_message`` from the manifest (empty without one), for JSON output."""
+        manifest = self._manifest_or_none()
+        return outcome_summary(manifest) if manifest is not None else {}
+
     def _manifest_or_none(self) -> Manifest | None:
         try:
             return self.manifest()
@@ -330,8 +336,11 @@ class Run:
 
     def to_dict(self, *, steps: bool = False) -> dict[str, Any]:
         """The run as JSON. A run that did not succeed also carries `code`, `message` and
-        `failure` (see `failure()`), so the document doubles as an error object."""
+        `failure` (see `failure()`), so the document doubles as an error object; an ended
+        run with a manifest, its per-target outcome (`outcome_summary()`)."""
         d = self.info.to_dict()
+        if self.info.status in ("SUCCEEDED", "FAILED"):
+            d.update(self.outcome_summary())
         d["output_uri"] = self.output_uri if self._request or self._info and self._info.request else None
         d["n_targets"] = self.n_targets
         if self.existed is not None:

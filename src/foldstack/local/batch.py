@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from foldstack.core.provenance import JOB_DEFINITION_ENV
 from foldstack.local.batch_retry import (
     OOM_EXIT_CODE,
     OOM_REASON,
@@ -456,6 +457,8 @@ class LocalBatch:
             timeout = int(t.get("AttemptDurationSeconds", t.get("attemptDurationSeconds", timeout)))
 
         env = {**environ_snapshot(), **_env_list(overrides.get("Environment")), **self.job_env}  # no Lambda's
+        if JOB_DEFINITION_ENV in env:  # the workflow passed the made-up local ARN: name what ran instead
+            env[JOB_DEFINITION_ENV] = "/".join(["local:" + self.jobs.workflow, spec.name, *filter(None, [size_class])])
         info = BatchJobInfo(
             job_id=str(uuid.uuid4()),
             job_name=job_name,

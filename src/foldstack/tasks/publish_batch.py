@@ -141,8 +141,11 @@ def _publish_target(output_uri: str, run_id: str, result: TargetResult,
     """Publish one target: its files and report.html, then target.json last (atomic);
     returns target.json's ``{"sha256", "size"}``."""
     tid = result.id
-    if "ranked_0.cif" in blobs:  # the run-level folder for bulk download (a single atomic write)
-        put_run_file(output_uri, run_id, f"structures/{tid}.cif", blobs["ranked_0.cif"])
+    # the run-level folder for bulk download (a single atomic write): the best model,
+    # relaxed where it was (AlphaFold's ranked_0 is its relaxed best, too)
+    best = blobs.get("relaxed_0.cif") or blobs.get("ranked_0.cif")
+    if best is not None:
+        put_run_file(output_uri, run_id, f"structures/{tid}.cif", best)
     got = {k: blobs[k].decode() for k in REPORT_INPUTS if k in blobs}
     page = target_report(result.model_dump(mode="json"), run_id=run_id, structure_pdb=got.get("ranked_0.pdb"),
                          plddt_tsv=got.get("plddt.tsv"), viewer_src=f"../{VIEWER_ASSET}").encode()

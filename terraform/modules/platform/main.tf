@@ -21,8 +21,8 @@ locals {
 
   # What each handler needs; sizes are overridable per environment.
   lambda_defaults = {
-    validate_input  = { memory_size = 512, timeout = 60, reserved_concurrency = -1, access = { read_inputs = true, read_cache = true } }
-    stage_inputs    = { memory_size = 1024, timeout = 300, reserved_concurrency = -1, access = { read_inputs = true, write_scratch = true } }
+    validate_input = { memory_size = 512, timeout = 60, reserved_concurrency = -1, access = { read_inputs = true, read_cache = true } }
+    stage_inputs   = { memory_size = 1024, timeout = 300, reserved_concurrency = -1, access = { read_inputs = true, write_scratch = true } }
     # Collect Outputs: reads the per-batch summaries (and input/targets.json) from scratch and
     # writes the run-level files and manifest.json; it no longer reads any target's files.
     collect_outputs = { memory_size = 1024, timeout = 600, reserved_concurrency = -1, access = { read_scratch = true, write_outputs = true } }
@@ -130,6 +130,9 @@ module "lambdas" {
     FOLDSTACK_SIZE_CLASSES            = jsonencode(local.specs[var.client_workflow].size_classes)
     FOLDSTACK_SCRATCH_OWNER           = local.container_user
     FOLDSTACK_LOG_LEVEL               = var.lambda_log_level
+    # the manifest's provenance names the code that collected it: CI deploys the Lambdas
+    # and the images of one commit together and tags the images with its SHA
+    FOLDSTACK_GIT_COMMIT = var.image_tag
   }
 }
 
