@@ -52,7 +52,8 @@ def test_options_reach_the_request(fake_local, tmp_path, command):
     (["--num-models", "6"], "invalid_request", "--num-models: Input should be less than or equal to 5"),
     (["--num-seeds", "0"], "invalid_request", "--num-seeds: Input should be greater than or equal to 1"),
     (["--relax", "some"], "invalid_request", "--relax 'some' is not one of: none, best, all"),
-    (["--max-failed-fraction", "1.5"], "invalid_request", "--max-failed-fraction: Input should be less than or equal to 1"),
+    (["--max-failed-fraction", "1.5"], "invalid_request",
+     "--max-failed-fraction: Input should be less than or equal to 1"),
     (["--engine", "esmfold", "--db", "a=1"], "invalid_request", "apply to alphafold2 only"),
 ])
 @pytest.mark.parametrize("command", ["run", "submit"])
