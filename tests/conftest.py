@@ -10,6 +10,14 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (`make test` runs two workers, `--dist loadgroup`), the Terraform
+    checks share one session's copied tree and provider inits: keep them on one worker."""
+    for item in items:
+        if item.nodeid.startswith("tests/terraform/"):
+            item.add_marker(pytest.mark.xdist_group("terraform"))
+
+
 @pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO

@@ -23,3 +23,21 @@ def fake_local(tmp_path, monkeypatch):
         tmp_path, home=home, output=output, install=home is None))
     monkeypatch.setattr(runs, "make_client", make_client)
     return tmp_path / "home"
+
+
+@pytest.fixture
+def cli(deployed, monkeypatch):  # noqa: F811 - `deployed` is the fixture imported above
+    """The cloud commands against the offline deployment (`--env test`): ``cli(*args)`` ->
+    ``(exit code, stdout, stderr)``."""
+    from typer.testing import CliRunner
+
+    from foldstack.cli import app, runs
+
+    runner = CliRunner()
+    monkeypatch.setattr(runs, "make_client", lambda env, home=None, **_: deployed.client())
+
+    def invoke(*args):
+        result = runner.invoke(app, [*args, "--env", "test"])
+        return result.exit_code, result.stdout, result.stderr
+
+    return invoke

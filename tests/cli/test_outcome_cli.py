@@ -6,24 +6,7 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from tests.client.conftest import SEQ
-from typer.testing import CliRunner
-
-from foldstack.cli import app, runs
-
-runner = CliRunner()
-
-
-@pytest.fixture
-def cli(deployed, monkeypatch):
-    monkeypatch.setattr(runs, "make_client", lambda env, home=None, **_: deployed.client())
-
-    def invoke(*args):
-        result = runner.invoke(app, [*args, "--env", "test"])
-        return result.exit_code, result.stdout, result.stderr
-
-    return invoke
 
 
 def test_a_run_with_a_failed_target_says_how_its_targets_ended(cli, deployed, tmp_path, monkeypatch):

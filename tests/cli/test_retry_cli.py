@@ -6,24 +6,13 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from tests.client.conftest import SEQ
 from typer.testing import CliRunner
 
-from foldstack.cli import app, runs
+from foldstack.cli import app
 
 runner = CliRunner()
 
-
-@pytest.fixture
-def cli(deployed, monkeypatch):
-    monkeypatch.setattr(runs, "make_client", lambda env, home=None, **_: deployed.client())
-
-    def invoke(*args):
-        result = runner.invoke(app, [*args, "--env", "test"])
-        return result.exit_code, result.stdout, result.stderr
-
-    return invoke
 
 
 def test_retry_and_rerun_on_the_command_line(cli, tmp_path, monkeypatch):

@@ -57,6 +57,7 @@ from typing import Any
 
 import yaml
 
+from tests.asl_nodes import dict_nodes
 from tests.jobspecs import size_classes_json
 from tests.reliability.soak_step import bad_target, draw, expected_outputs, step_fault
 
@@ -853,19 +854,10 @@ def lambda_retry_attempts(definition: dict[str, Any]) -> int:
     """The largest MaxAttempts of any Retry rule for Lambda.ServiceException."""
     best = 0
 
-    def walk(node: Any) -> None:
-        nonlocal best
-        if isinstance(node, dict):
-            for rule in node.get("Retry", []) if isinstance(node.get("Retry"), list) else []:
-                if "Lambda.ServiceException" in rule.get("ErrorEquals", []):
-                    best = max(best, int(rule.get("MaxAttempts", 3)))
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(definition)
+    for node in dict_nodes(definition):
+        for rule in node.get("Retry", []) if isinstance(node.get("Retry"), list) else []:
+            if "Lambda.ServiceException" in rule.get("ErrorEquals", []):
+                best = max(best, int(rule.get("MaxAttempts", 3)))
     return best
 
 

@@ -289,19 +289,9 @@ def test_out_of_memory_rule_on_step_functions_semantics(fold_workflow, tmp_path,
 def test_every_batch_job_is_told_its_job_definition(definition):
     """Provenance: each Batch task passes its own JobDefinition (ARN with revision, filled
     by Terraform) to the job as FOLDSTACK_JOB_DEFINITION; a job cannot name its own."""
-    tasks = []
+    from tests.asl_nodes import dict_nodes
 
-    def walk(node):
-        if isinstance(node, dict):
-            if str(node.get("Resource", "")).endswith("submitJob.sync"):
-                tasks.append(node)
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(definition)
+    tasks = [n for n in dict_nodes(definition) if str(n.get("Resource", "")).endswith("submitJob.sync")]
     assert tasks
     for task in tasks:
         env = task["Parameters"]["ContainerOverrides"]["Environment"]

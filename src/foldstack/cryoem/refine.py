@@ -255,14 +255,22 @@ def postprocess(scratch: Path, run_id: str, request: CryoemRequest, knobs: Knobs
                         "--extend_inimask", "3", "--width_soft_edge", "6", "--lowpass", "15", "--angpix", str(px),
                         "--j", str(threads())], cwd=ctx.work_dir, log=ctx.work_dir / "postprocess.log")
         (ctx.work_dir / "PostProcess").mkdir()  # RELION writes its logfile.pdf next to the output root
-        with ctx.timer("relion_postprocess"):
-            run_relion(["relion_postprocess", "--i", files[1], "--i2", files[2], "--mask", "mask.mrc", "--angpix",
-                        str(px), "--auto_bfac", "--autob_lowres", f"{max(10.0, 4 * px):g}", "--o",
-                        "PostProcess/postprocess"], cwd=ctx.work_dir, log=ctx.work_dir / "postprocess.log")
+        fit_from = max(10.0, 4 * px)
+        sharpen = ["--auto_bfac", "--autob_lowres", f"{fit_from:g}"]
+        for attempt in range(2):
+            with ctx.timer("relion_postprocess"):
+                run_relion(["relion_postprocess", "--i", files[1], "--i2", files[2], "--mask", "mask.mrc", "--angpix",
+                            str(px), *sharpen, "--o", "PostProcess/postprocess"], cwd=ctx.work_dir,
+                           log=ctx.work_dir / "postprocess.log")
+            blocks = read_star(ctx.work_dir / "PostProcess" / "postprocess.star")
+            general = blocks["general"].pairs
+            if attempt or float(general["rlnFinalResolution"]) < fit_from:
+                break
+            # no shells between the fit's low-resolution end and the resolution: a Guinier fit
+            # there is noise (thousands of Å^2), so sharpen with none instead
+            sharpen = ["--adhoc_bfac", "0"]
         for name in ("logfile.pdf", "logfile.pdf.lst"):  # empty without ghostscript; the PNG plot replaces it
             (ctx.work_dir / "PostProcess" / name).unlink(missing_ok=True)
-        blocks = read_star(ctx.work_dir / "PostProcess" / "postprocess.star")
-        general = blocks["general"].pairs
         fsc = blocks["fsc"]
         curve = [{"resolution_angstrom": float(r["rlnAngstromResolution"]),
                   "fsc_corrected": float(r["rlnFourierShellCorrelationCorrected"]),
@@ -275,6 +283,7 @@ def postprocess(scratch: Path, run_id: str, request: CryoemRequest, knobs: Knobs
         write_json(ctx.work_dir / "postprocess.json", {
             "resolution": float(general["rlnFinalResolution"]),
             "bfactor": float(general.get("rlnBfactorUsedForSharpening", "nan")),
+            "bfactor_fitted": sharpen[0] == "--auto_bfac",
             "mask_threshold": threshold})
         for f in files:
             (ctx.work_dir / f).unlink()
