@@ -19,9 +19,9 @@ from foldstack.local import (
     local_values,
     substitute,
 )
-from foldstack.local.batch import build_argv
 from foldstack.local.jobs import (
     JobsSpecError,
+    build_argv,
     job_definition_arn,
     lambda_arn,
     queue_arn,

@@ -23,7 +23,6 @@ import re
 import secrets
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -46,6 +45,7 @@ from foldstack.local.jobs import (
     ACCOUNT_ID,
     REGION,
     JobsSpecError,
+    build_argv,
     job_definition_arn,
     queue_arn,
     resolve_job_definition,
@@ -78,34 +78,6 @@ def _now_ms() -> int:
 
 def _spot_reason() -> str:
     return f"Host EC2 (instance i-{secrets.token_hex(8)[:17]}) terminated."
-
-
-def _python_argv(argv: list[str]) -> list[str]:
-    if not argv:
-        return argv
-    if argv[0] == "foldstack":
-        return [sys.executable, "-m", "foldstack", *argv[1:]]
-    if argv[0] in ("python", "python3"):
-        return [sys.executable, *argv[1:]]
-    return argv
-
-
-def build_argv(command: list[str] | tuple[str, ...], parameters: Mapping[str, str]) -> list[str]:
-    """Replace whole-argument ``Ref::name`` with its parameter (as Batch does)."""
-    argv: list[str] = []
-    missing: list[str] = []
-    for arg in command:
-        if arg.startswith("Ref::"):
-            key = arg[len("Ref::") :]
-            if key in parameters:
-                argv.append(str(parameters[key]))
-            else:
-                missing.append(key)
-        else:
-            argv.append(arg)
-    if missing:
-        raise BatchApiError("ClientException", f"no value or default for parameter(s) {missing} of the command")
-    return _python_argv(argv)
 
 
 @dataclass

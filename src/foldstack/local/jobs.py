@@ -6,12 +6,17 @@ it defines the way the local engine's placeholders resolve them, and map names b
 * Lambda:          ``arn:aws:lambda:us-east-1:000000000000:function:foldstack-local-<lambda>``
 * Batch queue:     ``arn:aws:batch:us-east-1:000000000000:job-queue/foldstack-local-<queue key>``
 * job definition:  ``arn:aws:batch:us-east-1:000000000000:job-definition/foldstack-local-<job>[-<size class>]:1``
+
+and a job's command as Batch resolves it (``Ref::`` parameters, :func:`build_argv`).
 """
 
 from __future__ import annotations
 
 import re
+import sys
+from collections.abc import Mapping
 
+from foldstack.local.errors import BatchApiError
 from foldstack.workflows.specs import JobsFile, JobSpec
 
 ACCOUNT_ID = "000000000000"
@@ -89,3 +94,34 @@ def placeholder_values(jobs: JobsFile) -> dict[str, str]:
             parts = ["job_definition", job_name] + ([size_class] if size_class else []) + ["arn"]
             values[placeholder_key(*parts)] = job_definition_arn(job_name, size_class)
     return values
+
+
+# -- commands
+
+
+def _python_argv(argv: list[str]) -> list[str]:
+    if not argv:
+        return argv
+    if argv[0] == "foldstack":
+        return [sys.executable, "-m", "foldstack", *argv[1:]]
+    if argv[0] in ("python", "python3"):
+        return [sys.executable, *argv[1:]]
+    return argv
+
+
+def build_argv(command: list[str] | tuple[str, ...], parameters: Mapping[str, str]) -> list[str]:
+    """Replace whole-argument ``Ref::name`` with its parameter (as Batch does)."""
+    argv: list[str] = []
+    missing: list[str] = []
+    for arg in command:
+        if arg.startswith("Ref::"):
+            key = arg[len("Ref::") :]
+            if key in parameters:
+                argv.append(str(parameters[key]))
+            else:
+                missing.append(key)
+        else:
+            argv.append(arg)
+    if missing:
+        raise BatchApiError("ClientException", f"no value or default for parameter(s) {missing} of the command")
+    return _python_argv(argv)
