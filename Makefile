@@ -46,14 +46,17 @@ demo-data: ## build the demo sequence DB and tiny random-weight models under $FO
 demo: setup ## set up, then fold the bundled example with both engines locally
 	$(BIN)/foldstack demo
 
+# Test processes (pytest-xdist). The Terraform checks stay on one worker (tests/conftest.py).
+TEST_WORKERS ?= 2
+
 test: ## the whole offline suite (the 1,000-run soak is `make soak`)
-	$(BIN)/pytest -q -m "not soak"
+	$(BIN)/pytest -q -m "not soak" -n $(TEST_WORKERS) --dist loadgroup
 
 soak: ## the full fault-injected soak (slow; run by hand)
 	$(BIN)/pytest -q -m soak -s
 
 test-fast: ## the suite without Terraform, whole-run and model tests
-	$(BIN)/pytest -q -m "not slow and not soak and not terraform and not e2e"
+	$(BIN)/pytest -q -m "not slow and not soak and not terraform and not e2e" -n $(TEST_WORKERS) --dist loadgroup
 
 lint: ## ruff + bandit
 	$(BIN)/ruff check src lambdas tests scripts bench

@@ -95,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
 
     gpu_model = {n: s.get("gpu") for n, s in yaml.safe_load(table.path.read_text())["instances"].items()}
     single, cpu = inst[SINGLE_INSTANCE], inst[SPLIT_CPU]
+    unpriced = [name for name, i in ((SINGLE_INSTANCE, single), (SPLIT_CPU, cpu)) if i.on_demand is None]
+    if unpriced:  # e.g. a type not offered in the region (its table says so)
+        raise SystemExit(f"cost_model: {', '.join(unpriced)} has no on-demand price in {table.path.name}: "
+                         "the comparison needs it (see the table's note)")
     cpu_share = max(MSA_VCPU / cpu.vcpu, MSA_MEM_MIB / 1024 / cpu.memory_gib)
 
     rows = []

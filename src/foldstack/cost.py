@@ -74,7 +74,7 @@ class InstancePrice:
     name: str
     vcpu: int
     memory_gib: float
-    on_demand: float
+    on_demand: float | None  # None: not offered in the table's region (never priced)
     spot: float | None = None
     gpus: int = 0
     gpu_memory_gib: float = 0
@@ -150,7 +150,8 @@ def _load(path: str) -> PriceTable:
     for name, spec in raw["instances"].items():
         instances[name] = InstancePrice(
             name=name, vcpu=int(spec["vcpu"]), memory_gib=float(spec["memory_gib"]),
-            on_demand=float(spec["on_demand"]), spot=None if spec.get("spot") is None else float(spec["spot"]),
+            on_demand=None if spec.get("on_demand") is None else float(spec["on_demand"]),
+            spot=None if spec.get("spot") is None else float(spec["spot"]),
             gpus=int(spec.get("gpus", 0)), gpu_memory_gib=float(spec.get("gpu_memory_gib", 0)),
             estimate=bool(spec.get("estimate", False)),
         )

@@ -258,8 +258,8 @@ def main(argv: list[str]) -> int:
         # The run's chain search phase only fills a cache the per-target msa jobs may use; the
         # fake msa step computes its outputs itself, so this phase has nothing to store. A
         # crash here is injected like any other (the workflow must shrug it off).
-        if fault == "midway_crash":
-            print("crashing (injected)", file=sys.stderr, flush=True)
+        if fault == "midway_crash":  # nothing written yet: the same fault as midway in msa/predict
+            print("crashing midway (injected)", file=sys.stderr, flush=True)
             os._exit(1)
         print(f"chain search shard {opts.get('shard')}/{opts.get('shards')}: nothing to store", flush=True)
         return 0

@@ -28,7 +28,10 @@ def test_price_table_is_dated_sourced_and_covers_jobs_and_cpu_families(table, fo
         assert raw["date"] in path.name and (raw["region"] in path.name or path.name == "aws-2026-11-21.yaml")
         for name, spec in raw["instances"].items():
             assert spec["source"] in raw["sources"], f"{path.name} {name}: every figure names its source"
-            assert spec["on_demand"] > 0
+            if spec["on_demand"] is None:  # not offered in that region: says so, never priced
+                assert spec.get("note") and not spec.get("spot"), f"{path.name} {name}"
+            else:
+                assert spec["on_demand"] > 0
     raw = yaml.safe_load(table.path.read_text())
     wanted = {t for r in fold_workflow.jobs.jobs["predict"].size_classes.values() for t in r.instance_types}
     assert wanted <= set(table.instances)
@@ -214,15 +217,15 @@ def test_run_totals_split_into_msa_predict_and_overhead(table, fold_workflow):
 def test_a_region_without_a_table_is_unavailable_not_priced_as_us_east_1(fold_workflow, monkeypatch):
     monkeypatch.delenv(cost.PRICE_TABLE_ENV, raising=False)
     monkeypatch.delenv(cost.PRICE_REGION_ENV, raising=False)
-    monkeypatch.setenv("AWS_REGION", "eu-west-1")  # as Lambda sets it in the deployment's region
-    assert cost.deployment_region() == "eu-west-1"
-    with pytest.raises(cost.NoPriceTable, match="eu-west-1"):
+    monkeypatch.setenv("AWS_REGION", "ap-southeast-2")  # as Lambda sets it in the deployment's region
+    assert cost.deployment_region() == "ap-southeast-2"
+    with pytest.raises(cost.NoPriceTable, match="ap-southeast-2"):
         cost.latest_price_table_path()
     target = TargetResult.model_validate({"id": "t", "size_class": "small", "provenance": {
         "predict": _done(60, "foldstack-dev-gpu-small")}})
     section = annotate_costs([target], jobs=fold_workflow.jobs)
-    assert section["estimated_total_usd"] is None and section["region"] == "eu-west-1"
-    assert "no price table for region eu-west-1" in section["unavailable"] and target.cost is None
+    assert section["estimated_total_usd"] is None and section["region"] == "ap-southeast-2"
+    assert "no price table for region ap-southeast-2" in section["unavailable"] and target.cost is None
     monkeypatch.setenv(cost.PRICE_REGION_ENV, "us-east-1")  # a configured region wins (local mode)
     assert annotate_costs([target], jobs=fold_workflow.jobs)["region"] == "us-east-1"
 
@@ -246,3 +249,41 @@ def test_cost_from_done_records_written_under_batch(tmp_path, table, fold_workfl
                                 jobs=fold_workflow.jobs, table=table)
     assert out["targets"]["t1"]["steps"]["predict"]["queue"] == "gpu-medium"
     assert out["targets"]["t1"]["steps"]["predict"]["attempt"] == 2
+
+
+def test_eu_west_1_table_loads_and_prices_jobs_run_there(fold_workflow, monkeypatch, repo):
+    """terraform/envs/dev and prod deploy to eu-west-1: runs there are priced with its own
+    table (through the real loader), never with us-east-1's; types not offered there are
+    null and never chosen."""
+    for env in ("dev", "prod"):
+        assert 'region      = "eu-west-1"' in (repo / f"terraform/envs/{env}/terraform.tfvars").read_text()
+    monkeypatch.delenv(cost.PRICE_TABLE_ENV, raising=False)
+    monkeypatch.delenv(cost.PRICE_REGION_ENV, raising=False)
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")  # as Lambda sets it there
+    path = cost.latest_price_table_path()
+    assert path.name == "aws-eu-west-1-2026-11-30.yaml" and path == cost.price_tables()["eu-west-1"][-1]
+    eu, us = load_price_table(), load_price_table(region="us-east-1")
+    assert eu.region == "eu-west-1" and eu.currency == "USD" and eu.path == path and us.region == "us-east-1"
+    assert set(eu.instances) == set(us.instances)  # covers every type the us-east-1 table lists
+    assert eu.instances["g5.xlarge"].on_demand == pytest.approx(1.123) and not eu.instances["g5.xlarge"].estimate
+    assert eu.instances["p4d.24xlarge"].on_demand == pytest.approx(23.71569)
+    for name in ("g6.xlarge", "g6e.2xlarge", "g6e.4xlarge", "p4de.24xlarge", "p5.48xlarge"):
+        assert eu.instances[name].on_demand is None, name  # not offered in eu-west-1
+
+    target = TargetResult.model_validate({"id": "t", "size_class": "small", "provenance": {
+        "msa": _done(3600, "foldstack-prod-cpu-spot"), "predict": _done(3600, "foldstack-prod-gpu-small", "small")}})
+    section = annotate_costs([target], jobs=fold_workflow.jobs)
+    assert section["region"] == "eu-west-1" and section["price_table"] == path.name and "region_note" not in section
+    predict, msa = target.cost["steps"]["predict"], target.cost["steps"]["msa"]
+    assert predict["instance_type"] == "g5.xlarge"  # g6.xlarge is not offered there
+    assert predict["usd"] == pytest.approx(1.123) != rate_for(fold_workflow.jobs, "predict", "small", us).hourly_usd
+    assert msa["usd"] == pytest.approx(eu.instances[msa["instance_type"]].spot * msa["instance_share"])
+    assert msa["price_is_estimate"] is True
+    assert section["estimated_total_usd"] == pytest.approx(predict["usd"] + msa["usd"])
+
+    # medium (g6e) and large (p4de, p5): no allowed instance type is offered in eu-west-1,
+    # so such a job is reported unavailable rather than priced with another region's figure.
+    large = TargetResult.model_validate({"id": "l", "size_class": "large", "provenance": {
+        "predict": _done(60, "foldstack-prod-gpu-large", "large")}})
+    section = annotate_costs([large], jobs=fold_workflow.jobs)
+    assert section["estimated_total_usd"] is None and "large" in section["unavailable"]
