@@ -960,8 +960,8 @@ def run_soak(cfg: SoakConfig, workdir: Path, *, progress: bool = False) -> SoakR
         in_logs = Counter()
         for log in estate.logs.glob("*.log"):
             text = log.read_text(errors="replace")
-            in_logs["midway_crash"] += "crashing midway (injected)" in text
-            in_logs["oom"] += "out of memory (injected)" in text
+            in_logs["midway_crash"] += text.count("crashing midway (injected)")
+            in_logs["oom"] += text.count("out of memory (injected)")
         for kind in ("midway_crash", "oom"):
             if in_logs[kind] != injector.counts[kind]:
                 violations.append(f"[harness] {kind}: {injector.counts[kind]} counted, {in_logs[kind]} in job logs")

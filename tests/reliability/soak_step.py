@@ -253,7 +253,10 @@ def main(argv: list[str]) -> int:
         print(f"bad input: step={step!r} run_id={run_id!r} target={target_param!r} scratch={scratch!r}",
               file=sys.stderr)
         return EXIT_BAD_INPUT
-    fault = step_fault(step, run_id, target_param, attempt, os.environ.get("AWS_BATCH_JQ_NAME", ""))
+    # keyed by the job definition it runs under, as the harness counts it (the chain search
+    # phase is the msa job with its command overridden)
+    fault = step_fault("msa" if step == CHAIN_SEARCH else step, run_id, target_param, attempt,
+                       os.environ.get("AWS_BATCH_JQ_NAME", ""))
     if step == CHAIN_SEARCH:
         # The run's chain search phase only fills a cache the per-target msa jobs may use; the
         # fake msa step computes its outputs itself, so this phase has nothing to store. A

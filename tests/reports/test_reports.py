@@ -17,7 +17,7 @@ import pytest
 from foldstack.steps.common import run_step
 from foldstack.steps.outputs import Prediction, base_metrics, msa_coverage, write_prediction
 from tests.conftest import REPO
-from tests.lambdas.test_handlers import collect, event_for, stage, validate
+from tests.lambdas.test_handlers import collect, event_for, publish_batch, stage, validate
 
 pytest.importorskip("gemmi")
 pytest.importorskip("alphafold.common.residue_constants")
@@ -74,6 +74,7 @@ def _run(dirs: dict[str, Path], fasta_text: str, preset: str, fold) -> Path:
     validated = validate(event)
     stage({**event, "targets": validated["targets"]})
     fold(event["run_id"])
+    publish_batch(event, validated["targets"])  # each batch publishes its targets, then Collect
     collect({**event, "targets": validated["targets"]})
     return dirs["outputs"] / event["run_id"]
 

@@ -40,7 +40,9 @@ def test_run_local_json_and_failed_run_exit_code(demo_home, tmp_path, monkeypatc
     assert ok.exit_code == 0, ok.output
     body = json.loads(ok.stdout[ok.stdout.index("{"):])
     assert body["status"] == "SUCCEEDED" and body["output"].endswith(body["run_id"])
-    assert set(body) == {"run_id", "status", "output", "error", "cause"}
+    assert set(body) == {"run_id", "status", "output", "error", "cause", "outcome", "targets_folded",
+                         "targets_failed", "failed_by_code", "outcome_message"}
+    assert (body["outcome"], body["targets_folded"], body["targets_failed"]) == ("succeeded", 1, 0)
 
     monkeypatch.setenv("FOLDSTACK_INJECT_FAULT", "predict:*")
     failing = tmp_path / "two.fasta"

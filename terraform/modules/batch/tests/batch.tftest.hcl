@@ -86,12 +86,14 @@ run "evaluate_on_exit_retries_only_host_loss" {
   assert {
     condition = alltrue([for d in aws_batch_job_definition.this :
       length(one(d.retry_strategy).evaluate_on_exit) <= 5 &&
-      one(d.retry_strategy).evaluate_on_exit[0].on_status_reason == "Host EC2*" &&
-      lower(one(d.retry_strategy).evaluate_on_exit[0].action) == "retry" &&
+      anytrue([for r in one(d.retry_strategy).evaluate_on_exit :
+      r.on_status_reason == "Host EC2*" && lower(r.action) == "retry"]) &&
+      alltrue([for i, r in one(d.retry_strategy).evaluate_on_exit :
+      r.on_reason != "OutOfMemoryError*" || (i == 0 && lower(r.action) == "exit")]) &&
       lower(one(d.retry_strategy).evaluate_on_exit[length(one(d.retry_strategy).evaluate_on_exit) - 1].action) == "exit" &&
       one(d.retry_strategy).evaluate_on_exit[length(one(d.retry_strategy).evaluate_on_exit) - 1].on_exit_code == "*"
     ])
-    error_message = "Every job definition retries Spot/host loss and exits on everything else (last rule EXIT on *)."
+    error_message = "Every job definition retries Spot/host loss, exits first on a memory kill (the workflow escalates) and exits on everything else (last rule EXIT on *)."
   }
 
   assert {

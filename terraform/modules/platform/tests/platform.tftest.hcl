@@ -85,7 +85,7 @@ run "composes_the_whole_stack" {
   assert {
     condition = toset(keys(one(module.lambdas.functions_environment))) == toset([
       "FOLDSTACK_SCRATCH_ROOT", "FOLDSTACK_ALLOWED_INPUT_PREFIXES", "FOLDSTACK_ALLOWED_OUTPUT_PREFIXES", "FOLDSTACK_CACHE_ROOT", "FOLDSTACK_DB_ROOT", "FOLDSTACK_SIZE_CLASSES", "FOLDSTACK_SCRATCH_OWNER",
-      "FOLDSTACK_LOG_LEVEL",
+      "FOLDSTACK_LOG_LEVEL", "FOLDSTACK_GIT_COMMIT",
     ])
     error_message = "Lambdas get the FOLDSTACK_* environment."
   }
