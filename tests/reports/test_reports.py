@@ -198,6 +198,10 @@ def _console_problems(log: str) -> list[str]:
     for line in log.splitlines():
         if "GL Driver Message (OpenGL, Performance" in line:  # SwiftShader's own performance notes
             continue
+        # Chromium's INFO line when a WebGL context is released (seen once, when the headless
+        # browser tore the page down on a loaded machine); the drawn canvas is checked below
+        if "CONTEXT_LOST_WEBGL: loseContext: context lost" in line:
+            continue
         if "CONSOLE" in line or "net::ERR" in line or "Failed to load resource" in line:
             bad.append(line)
     return bad
