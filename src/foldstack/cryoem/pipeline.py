@@ -1,7 +1,8 @@
 """The local driver: the whole CryoEM chain on one machine (``foldstack cryoem run-local``).
 
-Runs each stage in order under the step contract in ``<out>/work/<run_id>/`` (a rerun
-skips every stage whose done record is intact), then collects into ``<out>/results/``:
+Runs each stage in order under the step contract, in the run's folder under ``<out>``'s
+``work`` directory (a rerun skips every stage whose done record is intact), then collects
+into ``<out>/results/``:
 the sharpened map, half maps, mask, FSC (TSV + PNG), particle STAR files, per-micrograph
 QC, per-stage timings and resources, ``manifest.json`` (every file with its sha256) and
 ``report.html``.
