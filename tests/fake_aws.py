@@ -75,3 +75,18 @@ def recorded_bucket_fixture(name: str):
             yield recorded_bucket(name)
 
     return fixture
+
+
+def fail_writes_to(monkeypatch: pytest.MonkeyPatch, suffix: str, error: BaseException) -> None:
+    """Make ``foldstack.storage.write_bytes`` raise `error` for every URI ending in
+    `suffix` (a storage failure midway through a publish); other writes go through."""
+    from foldstack import storage
+
+    real_write = storage.write_bytes
+
+    def write_bytes(uri, data, **kwargs):
+        if str(uri).endswith(suffix):
+            raise error
+        return real_write(uri, data, **kwargs)
+
+    monkeypatch.setattr(storage, "write_bytes", write_bytes)

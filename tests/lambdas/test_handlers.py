@@ -11,6 +11,7 @@ import boto3
 import pytest
 from moto import mock_aws
 from tests.conftest import REPO, files_under
+from tests.fake_aws import fail_writes_to
 
 from foldstack import storage
 from foldstack.core.errors import AccessDeniedError, InputValidationError, OutputsNotReadyError, StagingError
@@ -349,13 +350,7 @@ def test_a_failing_collect_is_retried_and_never_deletes_results(s3_env, monkeypa
     published = [k for k in keys(s3, "lake") if k.startswith("results/")]
     assert f"results/{event['run_id']}/t1/target.json" in published
     real_write = storage.write_bytes
-
-    def failing_write(uri, data, **kwargs):
-        if uri.endswith("summary.tsv"):
-            raise ConnectionResetError("connection reset by peer")
-        return real_write(uri, data, **kwargs)
-
-    monkeypatch.setattr(storage, "write_bytes", failing_write)
+    fail_writes_to(monkeypatch, "summary.tsv", ConnectionResetError("connection reset by peer"))
     with pytest.raises(PublishError):
         collect({**event, "targets": targets})
     monkeypatch.setattr(storage, "write_bytes", real_write)

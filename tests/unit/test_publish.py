@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from tests.fake_aws import recorded_bucket_fixture
+from tests.fake_aws import fail_writes_to, recorded_bucket_fixture
 
 from foldstack import storage
 from foldstack.core.errors import InputValidationError
@@ -236,14 +236,7 @@ def test_s3_success_writes_the_marker_last(s3, tmp_path):
 def test_s3_failure_rolls_back_what_it_wrote(s3, monkeypatch):
     s3.client.put_object(Bucket=BUCKET, Key="results/run-1/stale.bin", Body=b"leftover")  # no marker
     s3.client.put_object(Bucket=BUCKET, Key="results/run-10/manifest.json", Body=b"other run")
-    real_write = storage.write_bytes
-
-    def flaky(uri, data, **kw):
-        if uri.endswith("/b"):
-            raise ConnectionResetError("reset")
-        return real_write(uri, data, **kw)
-
-    monkeypatch.setattr(storage, "write_bytes", flaky)
+    fail_writes_to(monkeypatch, "/b", ConnectionResetError("reset"))
     with pytest.raises(ConnectionResetError), publish(DEST) as pub:
         pub.put("a", b"a")
         pub.put("b", b"b")
