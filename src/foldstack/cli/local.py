@@ -25,6 +25,7 @@ from foldstack.cli.output import (
     emit,
     follow_task_log,
     handled,
+    log_start,
     report_error,
     report_failure,
     task_log,
@@ -56,7 +57,7 @@ def run_local(
     if progress:
         note = " (already run: existing results)" if run.existed else " (rerun: every target again)" if rerun else ""
         err.print(f"run [bold]{escape(run.run_id)}[/bold] ({escape(engine)}, {escape(preset)}){note}")
-    with follow_task_log(task_log(client, run.run_id), verbose):
+    with follow_task_log(task_log(client, run.run_id), verbose, log_start(run)):
         status = run.wait(progress=progress)
     return run, EXIT_OK if status == "SUCCEEDED" else EXIT_FAILED
 

@@ -217,15 +217,31 @@ def task_log(client: Any, run_id: str) -> Path | None:
     return Path(home) / "runs" / run_id / "logs" / "tasks.log" if home else None
 
 
+def log_size(path: Path | None) -> int:
+    """The size of a task log now (0 if it does not exist yet)."""
+    return path.stat().st_size if path is not None and path.is_file() else 0
+
+
+def log_start(run: Any, before: int | None = None) -> int | None:
+    """Where `run`'s own lines begin in its task log: `before` (the size measured before
+    this command started it) when given, else 0 for a run this command created (its log
+    is new), else None (from the size on entry)."""
+    if before is not None:
+        return before
+    return 0 if run.existed is False else None
+
+
 @contextlib.contextmanager
-def follow_task_log(path: Path | None, enabled: bool) -> Iterator[None]:
-    """With ``-v``: copy the lines appended to `path` (a run's ``tasks.log``) to stderr
-    while inside, and whatever is left when leaving."""
+def follow_task_log(path: Path | None, enabled: bool, start: int | None = None) -> Iterator[None]:
+    """With ``-v``: copy the lines of `path` (a run's ``tasks.log``) from byte `start` to
+    stderr while inside, and whatever is left when leaving. A local run starts working as
+    soon as it is submitted, so callers pass where its lines begin (`log_start`); None
+    means the file's size on entry."""
     if not enabled or path is None:
         yield
         return
     stop = threading.Event()
-    offset = path.stat().st_size if path.is_file() else 0
+    offset = start if start is not None else log_size(path)
 
     def pump() -> None:
         nonlocal offset

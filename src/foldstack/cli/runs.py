@@ -29,6 +29,8 @@ from foldstack.cli.output import (
     emit,
     follow_task_log,
     handled,
+    log_size,
+    log_start,
     report_failure,
     task_log,
 )
@@ -92,11 +94,12 @@ def _print_run(run: Any, steps: bool = True) -> None:
 
 
 def _follow(client: Any, run: Any, env: str, home: Path | None, *, wait: bool, as_json: bool,
-            verbose: bool) -> None:
+            verbose: bool, log_before: int | None = None) -> None:
     """What `submit` and `retry` do once the run started: wait if asked, then report;
-    exits with the run's code when waiting, else 0."""
+    exits with the run's code when waiting, else 0. `log_before`: the task log's size
+    before this command started an attempt of an existing run."""
     if wait:
-        with follow_task_log(task_log(client, run.run_id), verbose):
+        with follow_task_log(task_log(client, run.run_id), verbose, log_start(run, log_before)):
             run.wait(progress=not as_json)
     if as_json:
         emit(run.to_dict())
@@ -208,13 +211,14 @@ def register(app: typer.Typer) -> None:
         <run_id>-a<N>): finished targets are reused, only the rest is computed."""
         configure_task_logs()
         client = make_client(env, home, **({} if wait or env != "local" else {"detach": True}))
+        log_before = log_size(task_log(client, run_id))
         run = client.run(run_id).retry()
         if not as_json:
             info = run.info
             note = " (already started)" if run.existed else ""
             err.print(f"run [bold]{escape(run_id)}[/bold]: attempt {info.attempt} "
                       f"({escape(info.execution_name or run_id)}){note}")
-        _follow(client, run, env, home, wait=wait, as_json=as_json, verbose=verbose)
+        _follow(client, run, env, home, wait=wait, as_json=as_json, verbose=verbose, log_before=log_before)
 
     @app.command("status")
     @handled
