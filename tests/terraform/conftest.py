@@ -87,14 +87,17 @@ def _run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: int = 600) -> 
 
 
 def _stage_copy(dest: Path) -> None:
-    """terraform/, jobs.yaml, rendered ASL (or the fixture), fixtures and Lambda zips."""
+    """terraform/, jobs.yaml, rendered ASL (or its fixture), fixtures and Lambda zips."""
     ignore = shutil.ignore_patterns(".terraform", ".terraform.lock.hcl", "*.tfplan", "plan.out", "*.tfstate*")
     shutil.copytree(TERRAFORM_DIR, dest / "terraform", ignore=ignore)
     shutil.copytree(REPO / "statemachines", dest / "statemachines", ignore=shutil.ignore_patterns("__pycache__"))
-    rendered = dest / "statemachines" / "rendered" / "fold.asl.json"
-    if not rendered.exists():
-        rendered.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(FIXTURES / "fold.asl.json", rendered)
+    # Every registered workflow deploys from its rendered ASL; one not rendered yet (a
+    # fresh checkout before `make build`) uses its stand-in fixture, if there is one.
+    for fixture in sorted(FIXTURES.glob("*.asl.json")):
+        rendered = dest / "statemachines" / "rendered" / fixture.name
+        if not rendered.exists():
+            rendered.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(fixture, rendered)
     shutil.copytree(FIXTURES, dest / "tests" / "terraform" / "fixtures")
     _load_script("build_lambdas").build(dest / "build" / "lambdas")
     # The envs point at build/lambdas/layer-deps.zip (built with network access by

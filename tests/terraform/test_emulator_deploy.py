@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from . import emulator
 from .conftest import REPO, REQUIRE_TOOLS, _load_script, _stage_copy, terraform_bin
@@ -172,8 +173,8 @@ def test_apply_creates_every_planned_resource(deployment):
     d.check("apply: every planned resource created", d.applied == d.planned and d.applied + d.bootstrapped >= 140,
             f"planned {d.planned}, applied {d.applied} (+{d.bootstrapped} at bootstrap)")
     outputs = json.loads(d.tf("output", "-json").stdout)
-    d.check("apply: outputs name both state machines",
-            set(outputs["state_machine_arns"]["value"]) == {"fold", "refresh_databases"}, outputs)
+    d.check("apply: outputs name every registered workflow's state machine",
+            set(outputs["state_machine_arns"]["value"]) == set(_registry()), outputs)
 
 
 # --------------------------------------------------------------------------- audit
@@ -197,7 +198,7 @@ def test_state_machines_are_substituted_and_name_only_what_exists(deployment, tm
 
     d = deployment
     machines = _state_machines(d)
-    d.check("sfn: both workflows deployed", set(machines) == {f"{PREFIX}-fold", f"{PREFIX}-refresh_databases"},
+    d.check("sfn: every registered workflow deployed", set(machines) == {f"{PREFIX}-{wf}" for wf in _registry()},
             sorted(machines))
     batch, lam, iam = d.aws("batch"), d.aws("lambda"), d.aws("iam")
     for name, sm in machines.items():
@@ -245,7 +246,12 @@ def test_state_machines_are_substituted_and_name_only_what_exists(deployment, tm
 def _jobs_files() -> dict[str, Any]:
     from foldstack.workflows.specs import JobsFile
 
-    return {wf: JobsFile.load(REPO / "statemachines" / wf / "jobs.yaml") for wf in ("fold", "refresh_databases")}
+    return {wf: JobsFile.load(REPO / "statemachines" / wf / "jobs.yaml") for wf in _registry()}
+
+
+def _registry() -> dict[str, Any]:
+    """statemachines/workloads.yaml: what terraform/envs/_shared deploys."""
+    return yaml.safe_load((REPO / "statemachines" / "workloads.yaml").read_text())
 
 
 def test_queues_compute_environments_and_launch_templates_agree(deployment):
@@ -352,6 +358,11 @@ def test_every_ssm_parameter_the_client_reads_resolves(deployment, monkeypatch):
         jobQueues=list(config.queues.values()))["jobQueues"]}
     d.check("ssm: every queue ARN exists", found == set(config.queues.values()))
     d.check("ssm: size classes from jobs.yaml", set(config.size_classes) == set(_jobs_files()["fold"].size_classes))
+    clients = {wf for wf, w in _registry().items() if w["submitted_by"] == "client"}
+    d.check("ssm: workflows maps every client workflow to its deployed state machine",
+            set(config.workflows) == clients and config.workflows.get("fold") == config.state_machine_arn
+            and all(arn.endswith(f":stateMachine:{PREFIX}-{wf}") for wf, arn in config.workflows.items()),
+            config.workflows)
 
 
 def test_compute_reaches_s3_and_fsx(deployment):
@@ -376,7 +387,7 @@ def test_compute_reaches_s3_and_fsx(deployment):
 def _push_images(d: Deployment) -> None:
     """Stand-in images at the tag the job definitions run (the first push after bootstrap)."""
     ecr = d.aws("ecr")
-    for image in ("msa", "predict"):
+    for image in _load_script("image_matrix").images(REPO):
         with contextlib.suppress(ecr.exceptions.ImageAlreadyExistsException):  # immutable: pushed already
             ecr.put_image(repositoryName=f"{PREFIX}/{image}", imageTag="bootstrap",
                           imageManifest=json.dumps(STAND_IN_MANIFEST))

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from pydantic import BaseModel
 
 from foldstack.local.jobs import placeholder_values
@@ -44,13 +45,15 @@ TF_FILES = sorted(p for p in TERRAFORM.rglob("*.tf") if ".terraform" not in p.pa
 
 
 def deployed_jobs_files() -> dict[str, Path]:
-    """workflow -> jobs.yaml, as terraform/envs/_shared passes them to modules/platform."""
+    """workflow -> jobs.yaml, as terraform/envs/_shared passes them to modules/platform: one
+    per entry of the workload registry (statemachines/workloads.yaml, yamldecode'd there)."""
     text = (TERRAFORM / "envs" / "_shared" / "main.tf").read_text()
-    found = {}
-    for m in re.finditer(r'job_spec_file\s*=\s*"\$\{local\.repo_root\}/([^"]+)"', text):
-        workflow = re.findall(r"(\w+)\s*=\s*\{", text[:m.start()])[-1]
-        found[workflow] = REPO / m.group(1)
-    assert found, "no job_spec_file in terraform/envs/_shared/main.tf"
+    assert 'yamldecode(file("${local.repo_root}/statemachines/workloads.yaml"))' in text, \
+        "terraform/envs/_shared must deploy the registered workloads"
+    assert 'job_spec_file   = "${local.repo_root}/statemachines/${name}/jobs.yaml"' in text
+    registry = yaml.safe_load((REPO / "statemachines" / "workloads.yaml").read_text())
+    found = {wf: REPO / "statemachines" / wf / "jobs.yaml" for wf in registry}
+    assert found, "no workflow in statemachines/workloads.yaml"
     return found
 
 

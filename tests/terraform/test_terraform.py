@@ -119,14 +119,31 @@ def test_hadolint(dockerfile):
 
 
 def test_dockerfiles_are_non_root_and_pinned():
-    assert {p.parent.name for p in DOCKERFILES} >= {"msa", "predict"}
+    assert {p.parent.name for p in DOCKERFILES} >= {"msa", "predict", "cryoem-cpu", "cryoem-gpu"}
     for dockerfile in DOCKERFILES:
         text = dockerfile.read_text()
         users = re.findall(r"^USER\s+(\S+)", text, re.M)
-        assert users and not users[-1].startswith(("root", "0")), f"{dockerfile}: must end as a non-root user"
+        assert users and users[-1] == "1000:1000", f"{dockerfile}: must end as uid 1000 (Batch's container_user)"
         assert re.search(r"^ARG BASE_REGISTRY=", text, re.M) and "FROM ${BASE_REGISTRY}/" in text
+        # every stage starts from the one pinned base (a build stage too)
+        assert set(re.findall(r"^FROM\s+(\S+)", text, re.M)) == {"${BASE_REGISTRY}/${BASE_IMAGE}"}, dockerfile
         assert ":latest" not in text
-        assert re.search(r'torch==\$\{TORCH_VERSION\}', text), f"{dockerfile}: torch must be pinned"
+        if re.search(r"\btorch\b", text.split("pip install", 1)[-1]):
+            assert re.search(r'torch==\$\{TORCH_VERSION\}', text), f"{dockerfile}: torch must be pinned"
+        # the step images install the package; the cryoem ones with its cryoem extra
+        extra = "cryoem" if dockerfile.parent.name.startswith("cryoem-") else "steps"
+        assert f'"/opt/foldstack[{extra}]"' in text, f"{dockerfile}: installs foldstack[{extra}]"
+
+
+def test_cryoem_gpu_image_builds_a_reviewed_relion_commit():
+    text = (REPO / "containers" / "cryoem-gpu" / "Dockerfile").read_text()
+    assert re.search(r"^ARG RELION_COMMIT=[0-9a-f]{40}$", text, re.M)
+    assert 'test "$(git -C /src/relion rev-parse HEAD)" = "${RELION_COMMIT}"' in text
+    assert re.search(r"^ARG RELION_TAG=3\.1\.\d+$", text, re.M)
+    cpu = (REPO / "containers" / "cryoem-cpu" / "Dockerfile").read_text()
+    cpu_relion = re.search(r"^ARG RELION_VERSION=(\d+\.\d+\.\d+)-", cpu, re.M).group(1)
+    gpu_relion = re.search(r"^ARG RELION_TAG=(\S+)$", text, re.M).group(1)
+    assert cpu_relion == gpu_relion, "the CPU and GPU steps run the same RELION release (they share STAR files)"
 
 
 def _workflows() -> dict[str, dict]:
@@ -186,8 +203,9 @@ def test_module_readme_tables_are_up_to_date():
 
 def test_config_readme_documents_every_parameter():
     text = (TERRAFORM_DIR / "modules" / "config" / "README.md").read_text()
-    for name in ("state_machine_arn", "input_prefix", "allowed_input_prefixes", "output_prefix", "scratch_bucket",
-                 "region", "log_group_batch", "queues", "msa_cache_uri"):
+    for name in ("state_machine_arn", "workflows", "input_prefix", "allowed_input_prefixes", "output_prefix",
+                 "scratch_bucket", "region", "log_group_batch", "queues", "msa_cache_uri", "allowed_output_prefixes",
+                 "size_classes", "db_uri"):
         assert f"`{name}`" in text
 
 

@@ -1,6 +1,9 @@
 # This environment holds no resources of its own: one call to modules/platform.
 locals {
   repo_root = "${path.root}/../../.."
+  # The workload registry (statemachines/workloads.yaml): one state machine per entry, from
+  # its rendered ASL and its jobs.yaml; adding a workflow needs no edit here.
+  workloads = yamldecode(file("${local.repo_root}/statemachines/workloads.yaml"))
 }
 
 module "platform" {
@@ -11,14 +14,11 @@ module "platform" {
   subnets     = var.subnets
 
   workflows = {
-    fold = {
-      definition_file = "${local.repo_root}/statemachines/rendered/fold.asl.json"
-      job_spec_file   = "${local.repo_root}/statemachines/fold/jobs.yaml"
-    }
-    # Database lifecycle: fetch, verify, publish a DB version (operators start it; not the client's).
-    refresh_databases = {
-      definition_file = "${local.repo_root}/statemachines/rendered/refresh_databases.asl.json"
-      job_spec_file   = "${local.repo_root}/statemachines/refresh_databases/jobs.yaml"
+    for name, w in local.workloads : name => {
+      definition_file = "${local.repo_root}/statemachines/rendered/${name}.asl.json"
+      job_spec_file   = "${local.repo_root}/statemachines/${name}/jobs.yaml"
+      # client: published in the SSM workflows map; operator: started by operators only
+      submitted_by = w.submitted_by
     }
   }
 

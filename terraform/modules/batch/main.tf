@@ -7,8 +7,8 @@ locals {
   image_refs = { for name, url in var.repository_urls : name => "${url}:${var.image_tag}" }
   specs      = { for wf, path in var.job_spec_files : wf => yamldecode(file(path)) }
 
-  # Queues: the union of every workflow's `queues`.
-  queues = merge([for wf, s in local.specs : {
+  # Each workflow's reading of the queues it declares.
+  queue_views = { for wf, s in local.specs : wf => {
     for q, spec in s.queues : q => {
       tier       = spec.tier
       purchase   = spec.purchase
@@ -20,7 +20,15 @@ locals {
         ]
       ]))
     }
-  }]...)
+  } }
+
+  # Queues: the union of every workflow's `queues`. Workflows may share a queue (fold and
+  # cryoem both run on cpu-spot / cpu-ondemand), but merge() keeps one reading of it: every
+  # workflow must declare it alike, or plan fails (aws_batch_job_queue precondition).
+  queues = merge(values(local.queue_views)...)
+  queue_declarations = { for q in keys(local.queues) : q => {
+    for wf, view in local.queue_views : wf => jsonencode(view[q]) if contains(keys(view), q)
+  } }
 
   # One job definition per job, or per size class of a job that has size_classes.
   job_definitions = merge([for wf, s in local.specs : merge([
@@ -173,6 +181,13 @@ resource "aws_batch_job_queue" "this" {
   compute_environment_order {
     order               = 1
     compute_environment = aws_batch_compute_environment.this[each.key].arn
+  }
+
+  lifecycle {
+    precondition {
+      condition     = length(distinct(values(local.queue_declarations[each.key]))) == 1
+      error_message = "Queue ${each.key} is declared differently by the workflows sharing it (${join("; ", [for wf, d in local.queue_declarations[each.key] : "${wf}: ${d}"])}): a shared queue needs the same tier, purchase, size class and GPU instance types in every jobs.yaml."
+    }
   }
 }
 

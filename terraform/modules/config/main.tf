@@ -3,7 +3,9 @@ locals {
 
   # Exactly the names the client reads (see README.md); values are plain text, not secrets.
   parameters = {
-    state_machine_arn      = { type = "String", value = var.state_machine_arn, description = "ARN of the fold state machine" }
+    state_machine_arn = { type = "String", value = var.state_machine_arn, description = "ARN of the fold state machine" }
+    # Every workflow users submit (workloads.yaml `submitted_by: client`): `--workflow <name>`.
+    workflows              = { type = "String", value = jsonencode(var.workflows), description = "JSON map: client workflow name -> state machine ARN" }
     input_prefix           = { type = "String", value = var.input_prefix, description = "s3:// prefix the client uploads local input files to" }
     allowed_input_prefixes = { type = "StringList", value = join(",", var.allowed_input_prefixes), description = "s3:// prefixes inputs may come from (comma-separated)" }
     output_prefix          = { type = "String", value = var.output_prefix, description = "Default s3:// output URI" }
@@ -14,7 +16,7 @@ locals {
     msa_cache_uri          = { type = "String", value = var.msa_cache_uri, description = "s3:// URI of the MSA cache root" }
     # What the client's local validation needs to give the same verdict as Validate Input.
     allowed_output_prefixes = { type = "StringList", value = join(",", var.allowed_output_prefixes), description = "s3:// prefixes outputs may go to (comma-separated)" }
-    size_classes            = { type = "String", value = jsonencode(var.size_classes), description = "JSON: GPU size classes (jobs.yaml size_classes)" }
+    size_classes            = { type = "String", value = jsonencode({ for c, sc in var.size_classes : c => { for k, v in sc : k => v if v != null } }), description = "JSON: GPU size classes (jobs.yaml size_classes)" }
     db_uri                  = { type = "String", value = var.db_uri, description = "s3:// prefix of the sequence databases and weights" }
   }
 }

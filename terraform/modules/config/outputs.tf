@@ -12,3 +12,8 @@ output "parameter_arns" {
   description = "Parameter ARNs (grant ssm:GetParameters on these to client roles)."
   value       = [for p in aws_ssm_parameter.this : p.arn]
 }
+
+output "workflows" {
+  description = "State machine ARN by client workflow, as published in the `workflows` parameter."
+  value       = var.workflows
+}

@@ -13,6 +13,16 @@ variable "state_machine_arn" {
   type        = string
 }
 
+variable "workflows" {
+  description = "State machine ARN by workflow name, for the workflows users submit (workloads.yaml submitted_by: client)."
+  type        = map(string)
+
+  validation {
+    condition     = alltrue([for arn in values(var.workflows) : can(regex("^arn:[a-z-]+:states:", arn))]) && contains(values(var.workflows), var.state_machine_arn)
+    error_message = "workflows must map workflow names to state machine ARNs, state_machine_arn's among them."
+  }
+}
+
 variable "input_prefix" {
   description = "s3:// prefix the client uploads local input files to."
   type        = string
@@ -74,10 +84,11 @@ variable "allowed_output_prefixes" {
 }
 
 variable "size_classes" {
-  description = "GPU size classes of the client's workflow, as in its jobs.yaml."
+  description = "GPU size classes of the default client workflow (fold), as in its jobs.yaml. A class declares its own bounds (fold: max_residues and max_chains; cryoem: max_box_px); unset ones are left out of the JSON."
   type = map(object({
-    max_residues   = number
-    max_chains     = number
+    max_residues   = optional(number)
+    max_chains     = optional(number)
+    max_box_px     = optional(number)
     gpu_memory_gib = optional(number)
   }))
 }

@@ -28,21 +28,27 @@ variable "subnets" {
 }
 
 variable "workflows" {
-  description = "Workflows to deploy, keyed by workflow name: the rendered ASL and its jobs.yaml. The workflow named by client_workflow is published to SSM."
+  description = "Workflows to deploy, keyed by workflow name (statemachines/workloads.yaml): the rendered ASL, its jobs.yaml and who starts it. The client ones are published in the SSM map `workflows`; client_workflow's state machine is also `state_machine_arn`."
   type = map(object({
     definition_file = string
     job_spec_file   = string
+    submitted_by    = optional(string, "operator")
   }))
+
+  validation {
+    condition     = alltrue([for w in values(var.workflows) : contains(["client", "operator"], w.submitted_by)])
+    error_message = "workflows: submitted_by must be client or operator."
+  }
 }
 
 variable "client_workflow" {
-  description = "Workflow whose state machine the client uses (SSM state_machine_arn)."
+  description = "Workflow whose state machine is SSM `state_machine_arn` (the default of clients that name no workflow)."
   type        = string
   default     = "fold"
 
   validation {
-    condition     = contains(keys(var.workflows), var.client_workflow)
-    error_message = "client_workflow must be a key of workflows."
+    condition     = contains(keys(var.workflows), var.client_workflow) && try(var.workflows[var.client_workflow].submitted_by, "") == "client"
+    error_message = "client_workflow must be a key of workflows with submitted_by = client."
   }
 }
 

@@ -4,8 +4,12 @@ mock_provider "aws" {
 }
 
 variables {
-  environment            = "dev"
-  state_machine_arn      = "arn:aws:states:eu-west-1:111111111111:stateMachine:foldstack-dev-fold"
+  environment       = "dev"
+  state_machine_arn = "arn:aws:states:eu-west-1:111111111111:stateMachine:foldstack-dev-fold"
+  workflows = {
+    fold   = "arn:aws:states:eu-west-1:111111111111:stateMachine:foldstack-dev-fold"
+    cryoem = "arn:aws:states:eu-west-1:111111111111:stateMachine:foldstack-dev-cryoem"
+  }
   input_prefix           = "s3://foldstack-dev-scratch-111111111111-eu-west-1/uploads/"
   allowed_input_prefixes = ["s3://example-datalake-dev/sequences/", "s3://foldstack-dev-scratch-111111111111-eu-west-1/uploads/"]
   output_prefix          = "s3://example-datalake-dev/structures/"
@@ -27,7 +31,7 @@ run "publishes_every_value_the_client_reads" {
 
   assert {
     condition = toset([for p in aws_ssm_parameter.this : p.name]) == toset([
-      for n in ["state_machine_arn", "input_prefix", "allowed_input_prefixes", "output_prefix", "scratch_bucket",
+      for n in ["state_machine_arn", "workflows", "input_prefix", "allowed_input_prefixes", "output_prefix", "scratch_bucket",
         "region", "log_group_batch", "queues", "msa_cache_uri", "allowed_output_prefixes", "size_classes",
       "db_uri"] : "/foldstack/dev/${n}"
     ])
@@ -50,8 +54,13 @@ run "publishes_every_value_the_client_reads" {
   }
 
   assert {
-    condition     = jsondecode(aws_ssm_parameter.this["size_classes"].value).small.max_residues == 400
+    condition     = jsondecode(aws_ssm_parameter.this["size_classes"].value) == { small = { max_residues = 400, max_chains = 4, gpu_memory_gib = 24 } }
     error_message = "size_classes must be the workflow's size classes as JSON."
+  }
+
+  assert {
+    condition     = tomap(jsondecode(aws_ssm_parameter.this["workflows"].value)) == var.workflows && aws_ssm_parameter.this["workflows"].type == "String"
+    error_message = "workflows must be a JSON map of client workflow name to state machine ARN."
   }
 
   assert {
@@ -68,4 +77,14 @@ run "rejects_non_s3_output_prefix" {
   }
 
   expect_failures = [var.output_prefix]
+}
+
+run "rejects_a_workflows_map_without_the_default_state_machine" {
+  command = plan
+
+  variables {
+    workflows = { cryoem = "arn:aws:states:eu-west-1:111111111111:stateMachine:foldstack-dev-cryoem" }
+  }
+
+  expect_failures = [var.workflows]
 }

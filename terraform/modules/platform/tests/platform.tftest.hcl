@@ -10,14 +10,22 @@ variables {
     "eu-west-1a" = { subnet_id = "subnet-0aaaaaaaaaaaaaaa1", route_table_id = "rtb-0aaaaaaaaaaaaaaa1" }
     "eu-west-1b" = { subnet_id = "subnet-0bbbbbbbbbbbbbbb1", route_table_id = "rtb-0bbbbbbbbbbbbbbb1" }
   }
+  # As terraform/envs/_shared builds it from statemachines/workloads.yaml.
   workflows = {
     fold = {
       definition_file = "../../../statemachines/rendered/fold.asl.json"
       job_spec_file   = "../../../statemachines/fold/jobs.yaml"
+      submitted_by    = "client"
     }
     refresh_databases = {
       definition_file = "../../../statemachines/rendered/refresh_databases.asl.json"
       job_spec_file   = "../../../statemachines/refresh_databases/jobs.yaml"
+      submitted_by    = "operator"
+    }
+    cryoem = {
+      definition_file = "../../../statemachines/rendered/cryoem.asl.json"
+      job_spec_file   = "../../../statemachines/cryoem/jobs.yaml"
+      submitted_by    = "client"
     }
   }
   data_lake_locations = {
@@ -34,7 +42,7 @@ run "composes_the_whole_stack" {
 
   assert {
     condition = toset(keys(module.config.parameter_names)) == toset([
-      "state_machine_arn", "input_prefix", "allowed_input_prefixes", "output_prefix", "scratch_bucket",
+      "state_machine_arn", "workflows", "input_prefix", "allowed_input_prefixes", "output_prefix", "scratch_bucket",
       "region", "log_group_batch", "queues", "msa_cache_uri", "allowed_output_prefixes", "size_classes", "db_uri",
     ]) && alltrue([for n in values(module.config.parameter_names) : startswith(n, "/foldstack/dev/")])
     error_message = "The client's SSM parameters are published under /foldstack/dev/."
@@ -58,7 +66,7 @@ run "composes_the_whole_stack" {
   assert {
     condition = (
       toset(keys(module.batch.job_definition_arns.refresh_databases)) == toset(["refresh_db", "refresh_db_cleanup"])
-      && toset(keys(module.workflow)) == toset(["fold", "refresh_databases"])
+      && toset(keys(module.workflow)) == toset(keys(var.workflows))
       && contains(keys(module.batch.job_queue_arns), "cpu-refresh")
     )
     error_message = "A second workflow (refresh_databases) gets its own job definitions, state machine and queue (cpu-refresh, the only compute that may get egress)."
@@ -78,13 +86,15 @@ run "composes_the_whole_stack" {
   }
 
   assert {
-    condition     = toset(keys(module.ecr.repository_urls)) == toset(["msa", "predict"])
-    error_message = "One ECR repository per image of jobs.yaml."
+    condition = toset(keys(module.ecr.repository_urls)) == toset(flatten([
+      for w in var.workflows : [for j in values(yamldecode(file(w.job_spec_file)).jobs) : j.image]
+    ])) && contains(keys(module.ecr.repository_urls), "cryoem-gpu")
+    error_message = "One ECR repository per image of every workflow's jobs.yaml (cryoem-cpu and cryoem-gpu included)."
   }
 
   assert {
     condition = toset(keys(one(module.lambdas.functions_environment))) == toset([
-      "FOLDSTACK_SCRATCH_ROOT", "FOLDSTACK_ALLOWED_INPUT_PREFIXES", "FOLDSTACK_ALLOWED_OUTPUT_PREFIXES", "FOLDSTACK_CACHE_ROOT", "FOLDSTACK_DB_ROOT", "FOLDSTACK_SIZE_CLASSES", "FOLDSTACK_SCRATCH_OWNER",
+      "FOLDSTACK_SCRATCH_ROOT", "FOLDSTACK_ALLOWED_INPUT_PREFIXES", "FOLDSTACK_ALLOWED_OUTPUT_PREFIXES", "FOLDSTACK_CACHE_ROOT", "FOLDSTACK_DB_ROOT", "FOLDSTACK_SIZE_CLASSES", "FOLDSTACK_SIZE_CLASSES_BY_WORKFLOW", "FOLDSTACK_SCRATCH_OWNER",
       "FOLDSTACK_LOG_LEVEL", "FOLDSTACK_GIT_COMMIT",
     ])
     error_message = "Lambdas get the FOLDSTACK_* environment."
@@ -94,4 +104,58 @@ run "composes_the_whole_stack" {
     condition     = one(module.lambdas.functions_environment).FOLDSTACK_ALLOWED_OUTPUT_PREFIXES == "s3://example-datalake-dev/structures/"
     error_message = "Outputs may go only to writable data-lake prefixes."
   }
+}
+
+run "every_registered_workflow_deploys_and_clients_find_theirs" {
+  command = plan
+
+  assert {
+    condition = alltrue([
+      for wf, w in var.workflows : w.submitted_by == "client"
+      ? module.config.workflows[wf] == module.workflow[wf].state_machine_arn
+      : !contains(keys(module.config.workflows), wf)
+    ]) && toset(keys(module.config.workflows)) == toset(["fold", "cryoem"])
+    error_message = "SSM workflows maps every client workflow (fold, cryoem) to its state machine; operator workflows (refresh_databases) stay out."
+  }
+
+  assert {
+    condition = (
+      !strcontains(module.workflow["cryoem"].definition, "$${")
+      && can(jsondecode(module.workflow["cryoem"].definition))
+      && module.workflow["cryoem"].state_machine_name == "foldstack-dev-cryoem"
+    )
+    error_message = "The cryoem state machine deploys from its rendered ASL with every placeholder filled."
+  }
+
+  assert {
+    condition = alltrue([
+      for k in keys(module.batch.job_definition_arns.cryoem) : strcontains(file(var.workflows.cryoem.definition_file), "$${job_definition_${k}_arn}")
+      ]) && toset(keys(module.batch.job_definition_arns.cryoem)) == toset(flatten([
+        for job, j in yamldecode(file(var.workflows.cryoem.job_spec_file)).jobs :
+        can(j.size_classes) ? [for c in keys(j.size_classes) : "${job}_${c}"] : [job]
+    ]))
+    error_message = "The cryoem state machine names every cryoem job definition (one per job, per size class for the GPU steps)."
+  }
+
+  assert {
+    condition = jsondecode(one(module.lambdas.functions_environment).FOLDSTACK_SIZE_CLASSES_BY_WORKFLOW) == {
+      for wf, w in var.workflows : wf => yamldecode(file(w.job_spec_file)).size_classes
+    }
+    error_message = "The Lambdas get every workflow's size classes (FOLDSTACK_SIZE_CLASSES_BY_WORKFLOW: {workflow: jobs.yaml size_classes}); cryoem's Validate Input picks by max_box_px."
+  }
+
+  assert {
+    condition     = jsondecode(one(module.lambdas.functions_environment).FOLDSTACK_SIZE_CLASSES) == yamldecode(file(var.workflows[var.client_workflow].job_spec_file)).size_classes
+    error_message = "FOLDSTACK_SIZE_CLASSES stays the default client workflow's (fold's) size classes."
+  }
+}
+
+run "client_workflow_must_be_submitted_by_clients" {
+  command = plan
+
+  variables {
+    client_workflow = "refresh_databases"
+  }
+
+  expect_failures = [var.client_workflow]
 }
