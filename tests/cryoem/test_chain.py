@@ -55,9 +55,14 @@ def test_defocus_within_five_percent(chain):
     ctf_qc = {}
     for d in _dirs(root, "ctf"):
         ctf_qc.update(json.loads((d / "ctf_qc.json").read_text()))
-    errors = T.defocus_errors(T.load_truth(root / "data"), ctf_qc)
+    truth = T.load_truth(root / "data")
+    errors = T.defocus_errors(truth, ctf_qc)
     assert len(errors) == SMALL.micrographs
     assert max(errors.values()) < 0.05, errors
+    # astigmatism: the simulator draws up to 1,000 Å; DefocusU and DefocusV each within 5 %
+    astig = T.astigmatism_errors(truth, ctf_qc)
+    assert len(astig) == SMALL.micrographs
+    assert max(max(e["u"], e["v"]) for e in astig.values()) < 0.05, astig
 
 
 def test_picking_precision_and_recall(chain):
@@ -87,6 +92,8 @@ def test_results_manifest_report_and_guard(chain):
     assert manifest["files"]["map_sharpened.mrc"]["size"] > 0
     assert manifest["initial_model"] == "reference"
     assert manifest["bias_guard"]["flagged"] is False, manifest["bias_guard"]
+    # both starts came from one reference: the alignment finds (nearly) no turn and no mirror
+    assert manifest["bias_guard"]["pose_near_identity"] is True, manifest["bias_guard"]
     assert set(manifest["stages"]) >= {"motioncorr[batch-000]", "class2d", "refine3d", "postprocess", "refine3d_guard"}
     assert all(s["cpu_seconds"] is not None for s in manifest["stages"].values())
     fsc = np.loadtxt(results / "fsc.tsv", skiprows=1)

@@ -46,3 +46,40 @@ def test_guard_agrees_on_the_same_structure_and_flags_another(tmp_path):
     assert ok["flagged"] is False and ok["cross_resolution_fsc_0.143"] < 16.0
     bad = bias_guard(main, other, PX)
     assert bad["flagged"] is True and bad["cross_resolution_fsc_0.143"] > 1.5 * 16.0
+
+
+def test_guard_aligns_a_map_in_another_frame_and_hand(tmp_path):
+    """A de novo-like guard map (same structure, rotated, shifted and mirrored) agrees after
+    alignment, and the guard records the pose; compared voxel by voxel it would be flagged."""
+    from scipy.spatial.transform import Rotation
+
+    from foldstack.cryoem import align as A
+    from tests.cryoem.test_align import pseudo_protein
+
+    rng = np.random.default_rng(1)
+    truth = pseudo_protein(seed=7).astype(np.float32)
+    rot = Rotation.from_euler("ZYZ", [35, 80, 150], degrees=True).as_matrix()
+    other_frame = A.transform(truth, rot, np.array([2.0, -1.0, 1.0]))[::-1].copy()  # mirrored: the other hand
+    main = _refine_dir(tmp_path, "main", truth + rng.normal(0, 0.05 * truth.std(), truth.shape).astype(np.float32),
+                       14.0)
+    guard = _refine_dir(tmp_path, "guard", (other_frame + rng.normal(0, 0.05 * truth.std(), truth.shape))
+                        .astype(np.float32), 16.0)
+    res = bias_guard(main, guard, PX, same_frame=False)
+    assert res["flagged"] is False, res
+    assert res["cross_resolution_fsc_0.143_unaligned"] > 1.5 * 16.0
+    assert res["cross_resolution_fsc_0.143"] == res["cross_resolution_fsc_0.143_aligned"] < 16.0
+    pose = res["alignment"]
+    assert pose["mirrored"] is True and pose["correlation"] > 0.9
+
+
+def test_unrelated_globular_maps_stay_flagged_in_one_frame(tmp_path):
+    """Two different pseudo-proteins of one size: freely aligned they agree to ~18 Å at this
+    resolution (a globule matches a globule), so with a shared frame the turned pose does
+    not count and the guard flags them."""
+    from tests.cryoem.test_align import pseudo_protein
+
+    main = _refine_dir(tmp_path, "main", pseudo_protein(seed=7).astype(np.float32), 14.0)
+    other = _refine_dir(tmp_path, "other", pseudo_protein(seed=8).astype(np.float32), 16.0)
+    res = bias_guard(main, other, PX)
+    assert res["flagged"] is True and res["pose_near_identity"] is False, res
+    assert res["cross_resolution_fsc_0.143"] == res["cross_resolution_fsc_0.143_unaligned"] > 1.5 * 16.0

@@ -15,8 +15,18 @@ for every trial defocus, the 1-D spectrum is fitted by linear least squares as
 defocus with the smallest residual wins (grid, then a finer grid around the best). The fit
 resolution is the highest frequency up to which the background-subtracted spectrum still
 correlates with CTF^2 (correlation >= 0.5 in windows of 16 samples), the figure of merit the overall
-correlation. Astigmatism is not estimated: the rotational average gives the mean defocus,
-reported as ``DefocusU = DefocusV``.
+correlation.
+
+Astigmatism: the 1-D fit gives the mean defocus and a radial background; the 2-D periodogram,
+background-subtracted and divided by its smoothed per-ring RMS (so faint outer rings count
+as much as strong inner ones), is then correlated with ``CTF^2(k, theta)`` for defocus
+``mean + a*cos(2*(theta - angle))``, parametrised as ``(mean, a*cos 2angle, a*sin 2angle)`` so
+the fit has no wrap-around and no singularity at zero astigmatism: a coarse set of starts
+(astigmatism 0-2,000 Å in 8 directions) then Nelder-Mead. Figure of merit and fit resolution
+come from the equiphase average (each 2-D sample moved to the radius where the mean defocus
+gives it the same CTF phase, then averaged by ring: the 1-D statistics, astigmatism removed).
+Reported as RELION does: ``DefocusU >= DefocusV``, ``DefocusAngle`` (degrees, [0, 180)) the
+direction of U from the x axis.
 """
 
 from __future__ import annotations
@@ -57,8 +67,9 @@ def ctf_image(shape: tuple[int, int], pixel_size: float, *, defocus_u: float, de
     return ctf_values(k, dz, voltage_kv=voltage_kv, cs_mm=cs_mm, amplitude_contrast=amplitude_contrast)
 
 
-def radial_power_spectrum(image: np.ndarray, pixel_size: float, tile: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """(k in 1/Å, rotationally averaged power) from half-overlapping, mean-subtracted tiles."""
+def power_spectrum_2d(image: np.ndarray, tile: int = 256) -> np.ndarray:
+    """The periodogram average of half-overlapping, mean-subtracted, Hann-windowed tiles
+    (``fftshift``-ed: zero frequency at ``[tile // 2, tile // 2]``)."""
     tile = min(tile, *image.shape)
     tile -= tile % 2
     step = tile // 2
@@ -70,15 +81,29 @@ def radial_power_spectrum(image: np.ndarray, pixel_size: float, tile: int = 256)
             patch = image[y:y + tile, x:x + tile].astype(np.float64)
             acc += np.abs(np.fft.fft2((patch - patch.mean()) * window)) ** 2
             count += 1
-    power = np.fft.fftshift(acc / max(count, 1))
-    yy, xx = np.indices(power.shape) - tile // 2
-    ring = np.rint(np.hypot(yy, xx)).astype(int)
-    sums = np.bincount(ring.ravel(), power.ravel())
-    counts = np.bincount(ring.ravel())
-    n = tile // 2
-    radial = sums[:n] / np.maximum(counts[:n], 1)
-    k = np.arange(n) / (tile * pixel_size)
-    return k, radial
+    return np.fft.fftshift(acc / max(count, 1))
+
+
+def _ring_average(radius: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    ring = np.rint(radius).astype(int).ravel()
+    keep = ring < n
+    sums = np.bincount(ring[keep], values.ravel()[keep], minlength=n)
+    counts = np.bincount(ring[keep], minlength=n)
+    return sums[:n] / np.maximum(counts[:n], 1)
+
+
+def _polar(tile: int, pixel_size: float) -> tuple[np.ndarray, np.ndarray]:
+    """(k in 1/Å, theta in rad) of every sample of a ``fftshift``-ed tile x tile spectrum."""
+    yy, xx = np.indices((tile, tile)) - tile // 2
+    return np.hypot(yy, xx) / (tile * pixel_size), np.arctan2(yy, xx)
+
+
+def radial_power_spectrum(image: np.ndarray, pixel_size: float, tile: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """(k in 1/Å, rotationally averaged power) from half-overlapping, mean-subtracted tiles."""
+    power = power_spectrum_2d(image, tile)
+    n = power.shape[0] // 2
+    k, _ = _polar(power.shape[0], pixel_size)
+    return np.arange(n) / (power.shape[0] * pixel_size), _ring_average(k * power.shape[0] * pixel_size, power, n)
 
 
 @dataclass(frozen=True)
@@ -86,6 +111,33 @@ class CtfFit:
     defocus: float  # Å, mean defocus
     figure_of_merit: float  # correlation of the background-subtracted spectrum with CTF^2
     max_resolution: float  # Å: the fit holds up to here
+    defocus_u: float = 0.0  # Å, the larger defocus (RELION's rlnDefocusU); 0: same as `defocus`
+    defocus_v: float = 0.0  # Å, the smaller one (rlnDefocusV); 0: same as `defocus`
+    defocus_angle: float = 0.0  # degrees in [0, 180): direction of U from the x axis (rlnDefocusAngle)
+
+    def __post_init__(self) -> None:
+        if not self.defocus_u and not self.defocus_v:  # an isotropic fit
+            object.__setattr__(self, "defocus_u", self.defocus)
+            object.__setattr__(self, "defocus_v", self.defocus)
+
+    @property
+    def astigmatism(self) -> float:
+        """|DefocusU - DefocusV| (Å): RELION's rlnCtfAstigmatism."""
+        return abs(self.defocus_u - self.defocus_v)
+
+
+@dataclass(frozen=True)
+class _Fit1d:
+    """The 1-D fit's model, kept to subtract its background from the 2-D spectrum."""
+    fit: CtfFit
+    k0: float
+    k1: float
+    coef: np.ndarray
+    scale: float
+
+    def background(self, k: np.ndarray) -> np.ndarray:
+        kn = (k - self.k0) / (self.k1 - self.k0)
+        return sum(self.coef[d] * kn**d for d in range(POLY_DEGREE + 1))
 
 
 def _design(kn: np.ndarray, ctf2: np.ndarray) -> np.ndarray:
@@ -104,31 +156,43 @@ def fit_defocus(k: np.ndarray, power: np.ndarray, *, voltage_kv: float, cs_mm: f
                 k_min: float, k_max: float, defocus_min: float = 3000.0, defocus_max: float = 50000.0,
                 step: float = 100.0) -> CtfFit:
     """Fit a 1-D power spectrum (see the module docstring); `k_min`/`k_max` bound the fit (1/Å)."""
+    return _fit_1d(k, power, voltage_kv=voltage_kv, cs_mm=cs_mm, amplitude_contrast=amplitude_contrast, k_min=k_min,
+                   k_max=k_max, defocus_min=defocus_min, defocus_max=defocus_max, step=step).fit
+
+
+def _fit_1d(k: np.ndarray, power: np.ndarray, *, voltage_kv: float, cs_mm: float, amplitude_contrast: float,
+            k_min: float, k_max: float, defocus_min: float, defocus_max: float, step: float,
+            fixed: float | None = None) -> _Fit1d:
+    """The 1-D fit; with `fixed`, only the background and envelope are fitted at that defocus."""
     sel = (k >= k_min) & (k <= k_max)
     if sel.sum() < 2 * (POLY_DEGREE + 1) + 4:
         raise ValueError(f"too few spectrum samples between {k_min:.4f} and {k_max:.4f} 1/Å to fit a CTF")
     ks = k[sel]
-    spec = np.log(np.maximum(power[sel], 1e-30))
-    spec = np.exp(spec - spec.max())  # scale only; the linear model stays linear
+    scale = float(np.max(power[sel]))
+    spec = np.maximum(power[sel], 1e-30 * scale) / scale  # scale only; the linear model stays linear
     kn = (ks - ks[0]) / (ks[-1] - ks[0])
+    optics = {"voltage_kv": voltage_kv, "cs_mm": cs_mm, "amplitude_contrast": amplitude_contrast}
 
     def score(dz: float) -> float:
-        ctf2 = ctf_values(ks, dz, voltage_kv=voltage_kv, cs_mm=cs_mm, amplitude_contrast=amplitude_contrast) ** 2
-        return _fit_one(kn, spec, ctf2)[0]
+        return _fit_one(kn, spec, ctf_values(ks, dz, **optics) ** 2)[0]
 
-    grid = np.arange(defocus_min, defocus_max + step, step)
-    best = grid[int(np.argmin([score(dz) for dz in grid]))]
-    fine = np.arange(best - step, best + step, step / 20.0)
-    best = float(fine[int(np.argmin([score(dz) for dz in fine]))])
+    if fixed is None:
+        grid = np.arange(defocus_min, defocus_max + step, step)
+        best = grid[int(np.argmin([score(dz) for dz in grid]))]
+        fine = np.arange(best - step, best + step, step / 20.0)
+        best = float(fine[int(np.argmin([score(dz) for dz in fine]))])
+    else:
+        best = float(fixed)
 
-    ctf2 = ctf_values(ks, best, voltage_kv=voltage_kv, cs_mm=cs_mm, amplitude_contrast=amplitude_contrast) ** 2
+    ctf2 = ctf_values(ks, best, **optics) ** 2
     _, coef = _fit_one(kn, spec, ctf2)
     poly = np.stack([kn**d for d in range(POLY_DEGREE + 1)], axis=1)
     background, envelope = poly @ coef[: POLY_DEGREE + 1], poly @ coef[POLY_DEGREE + 1:]
     # the Thon rings relative to their fitted envelope: what CTF^2 should look like
     signal = (spec - background) / np.where(np.abs(envelope) > 1e-12, envelope, 1e-12)
     fom = _corr(signal, ctf2)
-    return CtfFit(defocus=best, figure_of_merit=fom, max_resolution=_fit_resolution(ks, signal, ctf2))
+    fit = CtfFit(defocus=best, figure_of_merit=fom, max_resolution=_fit_resolution(ks, signal, ctf2))
+    return _Fit1d(fit=fit, k0=float(ks[0]), k1=float(ks[-1]), coef=coef, scale=scale)
 
 
 def _corr(a: np.ndarray, b: np.ndarray) -> float:
@@ -155,12 +219,115 @@ def _fit_resolution(ks: np.ndarray, signal: np.ndarray, ctf2: np.ndarray, window
     return float(1.0 / reach) if reach > 0 else float(1.0 / ks[0])
 
 
+# starts of the 2-D search: astigmatism magnitudes (Å) x directions (8 over 180 degrees)
+ASTIG_STARTS = (250.0, 600.0, 1200.0, 2000.0)
+ASTIG_DIRECTIONS = 8
+RMS_SMOOTH_RINGS = 9  # rings over which the per-ring RMS is averaged: wider than a Thon ring at the fit's end
+
+
+def _chi(k: np.ndarray, dz: np.ndarray | float, lam: float, cs: float) -> np.ndarray:
+    return np.pi * lam * dz * k * k - 0.5 * np.pi * cs * lam**3 * k**4
+
+
+def fit_astigmatism(power: np.ndarray, pixel_size: float, first: _Fit1d, *, voltage_kv: float, cs_mm: float,
+                    amplitude_contrast: float, k_min: float, k_max: float) -> tuple[float, float, float]:
+    """(DefocusU, DefocusV, angle in degrees) from a ``fftshift``-ed 2-D spectrum, starting
+    from the 1-D fit (see the module docstring)."""
+    from scipy.optimize import minimize
+
+    tile = power.shape[0]
+    k, theta = _polar(tile, pixel_size)
+    # half the plane: the periodogram of a real image is point-symmetric
+    sel = (k >= k_min) & (k <= k_max) & ((theta >= 0) & (theta < np.pi))
+    radius = k * tile * pixel_size
+    resid = power / first.scale - first.background(k)
+    ms = _ring_average(radius[sel], resid[sel] ** 2, tile)
+    box = np.ones(RMS_SMOOTH_RINGS)
+    # averaged over the rings that have samples: the fit's first and last rings keep their scale
+    rms = np.sqrt(np.convolve(ms, box, mode="same") / np.maximum(np.convolve(ms > 0, box, mode="same"), 1))
+    ring = np.rint(radius[sel]).astype(int)
+    data = resid[sel] / np.maximum(rms[ring], 1e-12 * max(float(rms.max()), 1e-30))
+    data = (data - data.mean()) / (data.std() or 1.0)
+    ks, cos2, sin2 = k[sel], np.cos(2 * theta[sel]), np.sin(2 * theta[sel])
+    lam = wavelength_angstrom(voltage_kv)
+    cs = cs_mm * 1e7
+    w = np.sqrt(1.0 - amplitude_contrast**2)
+
+    def cost(p: np.ndarray) -> float:
+        chi = _chi(ks, p[0] + p[1] * cos2 + p[2] * sin2, lam, cs)
+        model = (w * np.sin(chi) + amplitude_contrast * np.cos(chi)) ** 2
+        model -= model.mean()
+        norm = float(np.sqrt(model @ model))
+        return -float(data @ model) / norm if norm > 0 else 0.0
+
+    mean = first.fit.defocus
+    starts = [np.array([mean, 0.0, 0.0])]
+    for a in ASTIG_STARTS:
+        for i in range(ASTIG_DIRECTIONS):
+            phi = np.pi * i / ASTIG_DIRECTIONS
+            starts.append(np.array([mean, a * np.cos(2 * phi), a * np.sin(2 * phi)]))
+    # the two best starts, refined: one more than the best guards against a start that sits
+    # on the wrong side of a ridge, more cost time for nothing on the demos
+    ranked = sorted(starts, key=cost)[:2]
+    best = min((minimize(cost, p0, method="Nelder-Mead",
+                         options={"initial_simplex": p0 + np.array([[0, 0, 0], [40, 0, 0], [0, 80, 0], [0, 0, 80]]),
+                                  "xatol": 2.0, "fatol": 1e-4, "maxiter": 400}) for p0 in ranked),
+               key=lambda r: r.fun)
+    mean, ax, ay = (float(v) for v in best.x)
+    half = float(np.hypot(ax, ay))
+    angle = float(np.degrees(0.5 * np.arctan2(ay, ax))) % 180.0
+    return mean + half, mean - half, angle
+
+
+def _equiphase_average(power: np.ndarray, pixel_size: float, u: float, v: float, angle: float, *, voltage_kv: float,
+                       cs_mm: float) -> np.ndarray:
+    """The 2-D spectrum averaged by ring after moving every sample to the radius at which
+    the mean defocus gives it the same CTF phase: a rotational average without the ring
+    blurring of astigmatism."""
+    tile = power.shape[0]
+    k, theta = _polar(tile, pixel_size)
+    lam, cs = wavelength_angstrom(voltage_kv), cs_mm * 1e7
+    mean, half = (u + v) / 2.0, (u - v) / 2.0
+    chi = _chi(k, mean + half * np.cos(2 * (theta - np.deg2rad(angle))), lam, cs)
+    a1, a2 = np.pi * lam * mean, 0.5 * np.pi * cs * lam**3
+    # a2*q^2 - a1*q + chi = 0 for q = k'^2: the smaller root, written to stay exact as a2 -> 0
+    disc = np.sqrt(np.maximum(a1 * a1 - 4 * a2 * chi, 0.0))
+    k_eq = np.sqrt(np.maximum(2 * chi / (a1 + disc), 0.0))
+    return _ring_average(k_eq * tile * pixel_size, power, tile // 2)
+
+
 def estimate_micrograph(image: np.ndarray, pixel_size: float, *, voltage_kv: float, cs_mm: float,
                         amplitude_contrast: float, low_res: float = 50.0, high_res: float | None = None,
-                        defocus_min: float = 3000.0, defocus_max: float = 50000.0) -> CtfFit:
-    """Estimate the mean defocus of a (motion-corrected) micrograph."""
-    k, power = radial_power_spectrum(image, pixel_size)
-    nyquist_res = 2.0 * pixel_size
-    high = max(high_res or 0.0, nyquist_res * 1.1)
-    return fit_defocus(k, power, voltage_kv=voltage_kv, cs_mm=cs_mm, amplitude_contrast=amplitude_contrast,
-                       k_min=1.0 / low_res, k_max=1.0 / high, defocus_min=defocus_min, defocus_max=defocus_max)
+                        defocus_min: float = 3000.0, defocus_max: float = 50000.0,
+                        astigmatism: bool = True) -> CtfFit:
+    """Estimate the defocus (and, unless `astigmatism` is off, DefocusU/V and angle) of a
+    (motion-corrected) micrograph."""
+    return estimate_from_spectrum(power_spectrum_2d(image), pixel_size, voltage_kv=voltage_kv, cs_mm=cs_mm,
+                                  amplitude_contrast=amplitude_contrast, low_res=low_res, high_res=high_res,
+                                  defocus_min=defocus_min, defocus_max=defocus_max, astigmatism=astigmatism)
+
+
+def estimate_from_spectrum(power: np.ndarray, pixel_size: float, *, voltage_kv: float, cs_mm: float,
+                           amplitude_contrast: float, low_res: float = 50.0, high_res: float | None = None,
+                           defocus_min: float = 3000.0, defocus_max: float = 50000.0,
+                           astigmatism: bool = True) -> CtfFit:
+    """The fit on a square, ``fftshift``-ed 2-D power spectrum (what :func:`power_spectrum_2d` returns)."""
+    tile = power.shape[0]
+    if power.ndim != 2 or power.shape[1] != tile or tile % 2:
+        raise ValueError(f"expected a square power spectrum of even size, got {power.shape}")
+    n = tile // 2
+    k = np.arange(n) / (tile * pixel_size)
+    radial = _ring_average(_polar(tile, pixel_size)[0] * tile * pixel_size, power, n)
+    high = max(high_res or 0.0, 2.0 * pixel_size * 1.1)
+    optics = {"voltage_kv": voltage_kv, "cs_mm": cs_mm, "amplitude_contrast": amplitude_contrast}
+    bounds = {"k_min": 1.0 / low_res, "k_max": 1.0 / high}
+    search = {"defocus_min": defocus_min, "defocus_max": defocus_max, "step": 100.0}
+    first = _fit_1d(k, radial, **optics, **bounds, **search)
+    if not astigmatism:
+        return first.fit
+    u, v, angle = fit_astigmatism(power, pixel_size, first, **optics, **bounds)
+    mean = (u + v) / 2.0
+    epa = _equiphase_average(power, pixel_size, u, v, angle, voltage_kv=voltage_kv, cs_mm=cs_mm)
+    stats = _fit_1d(k, epa, **optics, **bounds, **search, fixed=mean).fit
+    return CtfFit(defocus=mean, figure_of_merit=stats.figure_of_merit, max_resolution=stats.max_resolution,
+                  defocus_u=u, defocus_v=v, defocus_angle=angle)

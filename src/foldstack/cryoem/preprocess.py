@@ -4,7 +4,7 @@ picking, extraction (each one future CPU Batch job over a batch of movies).
 * ``motioncorr``: RELION's own implementation (``relion_run_motioncorr --use_own``),
   global alignment, dose weighting. QC: per-frame shifts and total drift (px).
 * ``ctf``: :mod:`foldstack.cryoem.ctf` on each corrected micrograph (never the truth).
-  QC: defocus, fit resolution (Å), figure of merit.
+  QC: mean defocus, DefocusU/V and angle, fit resolution (Å), figure of merit.
 * ``pick``: RELION's Laplacian-of-Gaussian picker (``relion_autopick --LoG``) between
   0.7 and 1.1 particle diameters. QC: picks per micrograph.
 * ``extract``: ``relion_preprocess --extract`` (box size, normalised, contrast inverted:
@@ -100,15 +100,18 @@ def estimate_ctf(scratch: Path, run_id: str, batch: str, request: CryoemRequest)
                 fit = ctf_model.estimate_micrograph(read_mrc(ctx.work_dir / m["micrograph"]), o.pixel_size,
                                                     voltage_kv=o.voltage_kv, cs_mm=o.cs_mm,
                                                     amplitude_contrast=o.amplitude_contrast)
+            # extraction copies these columns to every particle, and refinement corrects each
+            # particle with its micrograph's astigmatic CTF
             rows.append({"rlnMicrographName": m["micrograph"], "rlnOpticsGroup": 1,
-                         "rlnDefocusU": fit.defocus, "rlnDefocusV": fit.defocus, "rlnDefocusAngle": 0.0,
-                         "rlnCtfAstigmatism": 0.0, "rlnCtfFigureOfMerit": fit.figure_of_merit,
-                         "rlnCtfMaxResolution": fit.max_resolution})
-            qc[name] = {"defocus": round(fit.defocus, 1), "ctf_fom": round(fit.figure_of_merit, 4),
-                        "ctf_resolution": round(fit.max_resolution, 2)}
+                         "rlnDefocusU": round(fit.defocus_u, 2), "rlnDefocusV": round(fit.defocus_v, 2),
+                         "rlnDefocusAngle": round(fit.defocus_angle, 3), "rlnCtfAstigmatism": round(fit.astigmatism, 2),
+                         "rlnCtfFigureOfMerit": fit.figure_of_merit, "rlnCtfMaxResolution": fit.max_resolution})
+            qc[name] = {"defocus": round(fit.defocus, 1), "defocus_u": round(fit.defocus_u, 1),
+                        "defocus_v": round(fit.defocus_v, 1), "defocus_angle": round(fit.defocus_angle, 2),
+                        "ctf_fom": round(fit.figure_of_merit, 4), "ctf_resolution": round(fit.max_resolution, 2)}
         write_star(ctx.work_dir / "micrographs_ctf.star", [micrograph_optics(o), table("micrographs", rows)])
         write_json(ctx.work_dir / "ctf_qc.json", qc)
-        ctx.tool_versions["ctf_estimator"] = "foldstack.cryoem.ctf (1-D power-spectrum fit)"
+        ctx.tool_versions["ctf_estimator"] = "foldstack.cryoem.ctf (1-D fit, 2-D astigmatism refinement)"
 
     return stage("ctf", run_id, batch, scratch, body)
 

@@ -6,9 +6,11 @@ map; RELION's ``relion_project`` projects it at known, uniformly random orientat
 the projections are placed at known positions (a jittered grid, no overlaps) in each
 micrograph together with white "structural" noise (ice; it moves with the specimen, so
 its Thon rings are what the CTF estimator sees); the micrograph is multiplied in Fourier
-space by ``-CTF`` (protein dark, as in real data) at a known per-micrograph defocus with a
-little astigmatism; each movie frame is that image shifted by a known drift (smooth, up to
-a few pixels, frame 1 unshifted) plus its own shot noise. Deterministic by seed.
+space by ``-CTF`` (protein dark, as in real data) at a known per-micrograph defocus with
+astigmatism (up to 1,000 Å, random direction; ``truth.json`` records DefocusU >= DefocusV
+and the angle of U from the x axis, RELION's convention); each movie frame is that image
+shifted by a known drift (smooth, up to a few pixels, frame 1 unshifted) plus its own shot
+noise. Deterministic by seed.
 
 Written to ``DIR``: ``movies/*.mrcs`` (float32 MRC stacks), ``request.json`` (optics,
 particle diameter, box size, symmetry: what :mod:`foldstack.cryoem.request` reads) and
@@ -54,7 +56,9 @@ class SimParams:
     amplitude_contrast: float = 0.1
     dose_per_frame: float = 1.5
     defocus_range: tuple[float, float] = (12000.0, 25000.0)
-    max_astigmatism: float = 150.0
+    # Å, |DefocusU - DefocusV| drawn uniformly up to this: real micrographs mostly stay under
+    # 1,000 Å, and the estimator is tested on the astigmatism it must recover
+    max_astigmatism: float = 1000.0
     max_drift: float = 4.0  # px, total over the movie
     ice_noise: float = 1.0  # std of the structural noise, relative to the projections' std
     shot_noise: float = 0.6  # std of each frame's noise in the sum, relative to the projections' std

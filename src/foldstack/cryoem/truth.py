@@ -37,6 +37,22 @@ def defocus_errors(truth: dict[str, Any], ctf_qc: dict[str, dict[str, float]]) -
             for m in truth["micrographs"] if m["name"] in ctf_qc}
 
 
+def astigmatism_errors(truth: dict[str, Any], ctf_qc: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Per micrograph: relative errors of DefocusU and DefocusV, and the angle error
+    (degrees, modulo 180; meaningful only where the astigmatism is well above the noise)."""
+    out = {}
+    for m in truth["micrographs"]:
+        q = ctf_qc.get(m["name"])
+        if q is None or "defocus_u" not in q:
+            continue
+        diff = abs(q["defocus_angle"] - m["defocus_angle"]) % 180.0
+        out[m["name"]] = {"u": abs(q["defocus_u"] - m["defocus_u"]) / m["defocus_u"],
+                          "v": abs(q["defocus_v"] - m["defocus_v"]) / m["defocus_v"],
+                          "angle_deg": min(diff, 180.0 - diff),
+                          "true_astigmatism": m["defocus_u"] - m["defocus_v"]}
+    return out
+
+
 def picking_scores(truth: dict[str, Any], pick_dirs: list[Path], radius_px: float) -> dict[str, float]:
     """Precision and recall of the picks against the true centres: a pick matches the
     nearest unmatched true centre within `radius_px` (greedy by distance)."""
@@ -61,10 +77,19 @@ def picking_scores(truth: dict[str, Any], pick_dirs: list[Path], radius_px: floa
             "picks": n_picks, "true_particles": n_true}
 
 
-def map_vs_truth(dataset: Path, refined_map: Path, pixel_size: float) -> dict[str, Any]:
-    """FSC between a refined map (in the true map's frame) and the true map."""
+def map_vs_truth(dataset: Path, refined_map: Path, pixel_size: float, *, align: bool = False) -> dict[str, Any]:
+    """FSC between a refined map and the true map: in the true map's frame as it is, or,
+    with `align` (a de novo map: its own frame and hand), after placing it onto the true map
+    (:mod:`foldstack.cryoem.align`; the pose is recorded)."""
     truth_map = read_mrc(Path(dataset) / "truth" / "true_map.mrc")
     refined = read_mrc(refined_map)
+    out: dict[str, Any] = {}
+    if align:
+        from foldstack.cryoem import align as map_align
+
+        pose = map_align.align(truth_map, refined)
+        refined = map_align.apply(refined, pose).astype(truth_map.dtype)
+        out["alignment"] = pose.to_json(pixel_size)
     curve = fsc_curve(refined, truth_map, pixel_size)
     return {"resolution_fsc_0.5": resolution_at(curve, 0.5), "resolution_fsc_0.143": resolution_at(curve, 0.143),
-            "curve": curve}
+            "curve": curve, **out}
