@@ -109,6 +109,7 @@ def transformed(event: dict) -> dict:
     text = (REPO / "terraform/modules/workflow/cancel_cleanup.tf").read_text()
     paths = dict(re.findall(r'(\w+)\s*=\s*"\$\.detail\.(\w+)"', text))
     template = json.loads(re.search(r"input_template = (\".*\")\n", text).group(1))
+    template = template.replace("${var.workflow_name}", "fold")  # Terraform fills it: this is fold's rule
     for var, field in paths.items():
         template = template.replace(f"<{var}>", str(event["detail"][field]))
     return json.loads(template)

@@ -1,8 +1,9 @@
 data "aws_region" "current" {}
 
 locals {
-  region         = data.aws_region.current.name
-  sfn_dimensions = { StateMachineArn = var.state_machine_arn }
+  region = data.aws_region.current.name
+  # The execution metrics of every deployed workflow's state machine, alarmed on alike.
+  sfn_metrics = ["ExecutionsFailed", "ExecutionsTimedOut", "ExecutionsAborted"]
 }
 
 resource "aws_sns_topic" "alarms" {
@@ -65,19 +66,20 @@ resource "aws_cloudwatch_event_target" "batch_failed" {
 }
 
 # ------------------------------------------------------------------ alarms
-# One table: failed/timed-out/aborted executions (these also notify when they clear),
-# failed Batch jobs (the rule above) and errors of each Lambda. Alarm when >= threshold.
+# One table: failed/timed-out/aborted executions of each workflow's state machine (keyed
+# sfn-<workflow, _ as ->-<metric>; these also notify when they clear), failed Batch jobs
+# (the rule above) and errors of each Lambda. Alarm when >= threshold.
 
 locals {
   alarms = merge(
-    { for metric in ["ExecutionsFailed", "ExecutionsTimedOut", "ExecutionsAborted"] : "sfn-${metric}" => {
-      description = "Step Functions ${metric} for ${var.state_machine_arn}"
+    merge([for wf, arn in var.state_machine_arns : { for metric in local.sfn_metrics : "sfn-${replace(wf, "_", "-")}-${metric}" => {
+      description = "Step Functions ${metric} of workflow ${wf} (${arn})"
       namespace   = "AWS/States"
       metric      = metric
-      dimensions  = tomap(local.sfn_dimensions)
+      dimensions  = tomap({ StateMachineArn = arn })
       threshold   = var.alarms.failed_executions
       notify_ok   = true
-    } },
+    } }]...),
     { "batch-jobs-failed" = {
       description = "Batch jobs of ${var.name_prefix} failed (after all retries)"
       namespace   = "AWS/Events"
@@ -128,19 +130,22 @@ resource "aws_cloudwatch_dashboard" "this" {
           region = local.region
           stat   = "Sum"
           period = 300
-          metrics = [
+          # concat, not flatten: each metric is itself a list
+          metrics = concat([for wf, arn in var.state_machine_arns : [
             for m in ["ExecutionsStarted", "ExecutionsSucceeded", "ExecutionsFailed", "ExecutionsTimedOut"] :
-            ["AWS/States", m, "StateMachineArn", var.state_machine_arn]
-          ]
+            ["AWS/States", m, "StateMachineArn", arn, { label = "${wf} ${m}" }]
+          ]]...)
         }
       },
       {
         type = "metric", x = 12, y = 0, width = 12, height = 6
         properties = {
-          title   = "Execution time (p50, p90)"
-          region  = local.region
-          period  = 300
-          metrics = [["AWS/States", "ExecutionTime", "StateMachineArn", var.state_machine_arn, { stat = "p50" }], ["...", { stat = "p90" }]]
+          title  = "Execution time (p50, p90)"
+          region = local.region
+          period = 300
+          metrics = concat([for wf, arn in var.state_machine_arns : [
+            for stat in ["p50", "p90"] : ["AWS/States", "ExecutionTime", "StateMachineArn", arn, { stat = stat, label = "${wf} ${stat}" }]
+          ]]...)
         }
       },
       {

@@ -3,9 +3,15 @@ variable "name_prefix" {
   type        = string
 }
 
-variable "state_machine_arn" {
-  description = "State machine to alarm on."
-  type        = string
+variable "state_machine_arns" {
+  description = "State machines to alarm on, by workflow name (e.g. fold, cryoem): each gets its own failed/timed-out/aborted execution alarms."
+  type        = map(string)
+
+  validation {
+    # the workflow name is part of alarm names and keys
+    condition     = length(var.state_machine_arns) > 0 && alltrue([for wf in keys(var.state_machine_arns) : can(regex("^[a-z][a-z0-9_]*$", wf))])
+    error_message = "state_machine_arns: at least one, keyed by workflow name (lowercase letters, digits, _)."
+  }
 }
 
 variable "job_queue_arns" {

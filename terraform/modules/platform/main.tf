@@ -202,6 +202,7 @@ module "workflow" {
   for_each = var.workflows
 
   name                   = "${local.name_prefix}-${each.key}"
+  workflow_name          = each.key
   definition_file        = each.value.definition_file
   job_spec_file          = each.value.job_spec_file
   role_arn               = module.iam.state_machine_role_arn
@@ -220,8 +221,9 @@ module "workflow" {
 module "monitoring" {
   source = "../monitoring"
 
-  name_prefix           = local.name_prefix
-  state_machine_arn     = module.workflow[var.client_workflow].state_machine_arn
+  name_prefix = local.name_prefix
+  # every deployed workflow's state machine gets its own execution alarms
+  state_machine_arns    = { for wf, m in module.workflow : wf => m.state_machine_arn }
   job_queue_arns        = module.batch.job_queue_arns
   lambda_function_names = module.lambdas.function_names
   kms_key_arn           = module.storage.kms_key_arn

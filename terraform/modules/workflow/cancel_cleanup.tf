@@ -1,11 +1,13 @@
 # Cleanup after a stopped execution. StopExecution (`foldstack cancel`) and a workflow
 # timeout end an execution without running its CleanupOnFailure state, so an EventBridge
 # rule on this state machine's ABORTED and TIMED_OUT status changes invokes the Cleanup
-# Lambda. Its input transformer passes only values that need no escaping: the execution
-# name (the run id, plus -a<N> for a retry: the Lambda strips it with
-# foldstack.core.runid.run_id_of), the status and the stop time (epoch ms; scratch written
-# later belongs to a newer attempt and stays). Cleanup keeps finished targets' step
-# outputs for `foldstack retry` and removes the rest of the run's scratch.
+# Lambda. Its input transformer passes only values that need no escaping: the workflow
+# (the Lambda is shared and dispatches on it, foldstack.workflows.dispatch: without it a
+# cryoem run's cancel would go to fold's cleanup), the execution name (the run id, plus
+# -a<N> for a retry: the Lambda strips it with foldstack.core.runid.run_id_of), the status
+# and the stop time (epoch ms; scratch written later belongs to a newer attempt and stays).
+# Cleanup keeps finished targets' step outputs for `foldstack retry` and removes the rest
+# of the run's scratch.
 
 variable "cleanup_on_stop" {
   description = "Invoke the cleanup Lambda when an execution is ABORTED or TIMED_OUT. null: when the definition itself invokes it ($${lambda_cleanup_arn})."
@@ -22,7 +24,7 @@ locals {
       status  = "$.detail.status"
       stopped = "$.detail.stopDate"
     }
-    input_template = "{\"execution_name\": \"<name>\", \"status\": \"<status>\", \"stopped_at\": <stopped>, \"failed\": true}"
+    input_template = "{\"workflow\": \"${var.workflow_name}\", \"execution_name\": \"<name>\", \"status\": \"<status>\", \"stopped_at\": <stopped>, \"failed\": true}"
   }
 }
 

@@ -3,6 +3,17 @@ variable "name" {
   type        = string
 }
 
+variable "workflow_name" {
+  description = "Workflow name of statemachines/workloads.yaml (fold, cryoem, …): the `workflow` of the events this module sends the shared Lambdas (cancel_cleanup.tf)."
+  type        = string
+
+  validation {
+    # it is written into an EventBridge input template unescaped
+    condition     = can(regex("^[a-z][a-z0-9_]*$", var.workflow_name))
+    error_message = "workflow_name must be lowercase letters, digits and _ (a workloads.yaml key)."
+  }
+}
+
 variable "definition_file" {
   description = "Rendered ASL with $${…} deploy-time placeholders (statemachines/rendered/<workflow>.asl.json)."
   type        = string

@@ -4,9 +4,13 @@ mock_provider "aws" {
 }
 
 variables {
-  name_prefix       = "foldstack-dev"
-  state_machine_arn = "arn:aws:states:eu-west-1:111111111111:stateMachine:foldstack-dev-fold"
-  kms_key_arn       = "arn:aws:kms:eu-west-1:111111111111:key/0b6f7c8e-1111-4d2b-9a44-123456789abc"
+  name_prefix = "foldstack-dev"
+  state_machine_arns = {
+    fold              = "arn:aws:states:eu-west-1:111111111111:stateMachine:foldstack-dev-fold"
+    cryoem            = "arn:aws:states:eu-west-1:111111111111:stateMachine:foldstack-dev-cryoem"
+    refresh_databases = "arn:aws:states:eu-west-1:111111111111:stateMachine:foldstack-dev-refresh_databases"
+  }
+  kms_key_arn = "arn:aws:kms:eu-west-1:111111111111:key/0b6f7c8e-1111-4d2b-9a44-123456789abc"
   job_queue_arns = {
     "cpu-spot"  = "arn:aws:batch:eu-west-1:111111111111:job-queue/foldstack-dev-cpu-spot"
     "gpu-small" = "arn:aws:batch:eu-west-1:111111111111:job-queue/foldstack-dev-gpu-small"
@@ -19,8 +23,18 @@ run "alarms_on_failures" {
   command = plan
 
   assert {
-    condition     = aws_cloudwatch_metric_alarm.this["sfn-ExecutionsFailed"].dimensions.StateMachineArn == var.state_machine_arn
-    error_message = "Failed executions of our state machine raise an alarm."
+    condition = alltrue(flatten([for wf, arn in var.state_machine_arns : [
+      for m in ["ExecutionsFailed", "ExecutionsTimedOut", "ExecutionsAborted"] :
+      aws_cloudwatch_metric_alarm.this["sfn-${replace(wf, "_", "-")}-${m}"].dimensions.StateMachineArn == arn &&
+      aws_cloudwatch_metric_alarm.this["sfn-${replace(wf, "_", "-")}-${m}"].metric_name == m &&
+      aws_cloudwatch_metric_alarm.this["sfn-${replace(wf, "_", "-")}-${m}"].namespace == "AWS/States"
+    ]]))
+    error_message = "Failed, timed-out and aborted executions of every workflow's state machine raise its own alarm."
+  }
+
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.this["sfn-refresh-databases-ExecutionsFailed"].alarm_name == "foldstack-dev-sfn-refresh-databases-ExecutionsFailed"
+    error_message = "Alarm names are keyed by workflow (_ as -)."
   }
 
   assert {
@@ -40,10 +54,14 @@ run "alarms_on_failures" {
   }
 
   assert {
-    condition = toset(keys(aws_cloudwatch_metric_alarm.this)) == toset([
-      "sfn-ExecutionsFailed", "sfn-ExecutionsTimedOut", "sfn-ExecutionsAborted", "batch-jobs-failed", "lambda-cleanup-errors",
-    ]) && aws_cloudwatch_metric_alarm.this["lambda-cleanup-errors"].dimensions.FunctionName == "foldstack-dev-cleanup"
-    error_message = "One alarm per failed-execution metric, one for failed Batch jobs, one per Lambda."
+    condition = toset(keys(aws_cloudwatch_metric_alarm.this)) == setunion(
+      toset(flatten([for wf in keys(var.state_machine_arns) : [
+        for m in ["ExecutionsFailed", "ExecutionsTimedOut", "ExecutionsAborted"] : "sfn-${replace(wf, "_", "-")}-${m}"
+      ]])),
+      toset(["batch-jobs-failed"]),
+      toset([for name in keys(var.lambda_function_names) : "lambda-${replace(name, "_", "-")}-errors"]),
+    ) && length(aws_cloudwatch_metric_alarm.this) == 3 * length(var.state_machine_arns) + 1 + length(var.lambda_function_names) && aws_cloudwatch_metric_alarm.this["lambda-cleanup-errors"].dimensions.FunctionName == "foldstack-dev-cleanup"
+    error_message = "One alarm per failed-execution metric and workflow, one for failed Batch jobs, one per Lambda."
   }
 
   assert {
@@ -56,4 +74,34 @@ run "alarms_on_failures" {
     condition     = length(jsondecode(aws_cloudwatch_dashboard.this.dashboard_body).widgets) >= 3
     error_message = "A small dashboard exists."
   }
+
+  assert {
+    condition = toset([for m in jsondecode(aws_cloudwatch_dashboard.this.dashboard_body).widgets[0].properties.metrics : m[3]]) == toset(values(var.state_machine_arns)) && toset([
+    for m in jsondecode(aws_cloudwatch_dashboard.this.dashboard_body).widgets[1].properties.metrics : m[3]]) == toset(values(var.state_machine_arns))
+    error_message = "The execution widgets show every workflow's state machine."
+  }
+}
+
+run "one_workflow_only_gets_its_own_alarms" {
+  command = plan
+
+  variables {
+    state_machine_arns    = { fold = "arn:aws:states:eu-west-1:111111111111:stateMachine:foldstack-dev-fold" }
+    lambda_function_names = {}
+  }
+
+  assert {
+    condition     = toset(keys(aws_cloudwatch_metric_alarm.this)) == toset(["sfn-fold-ExecutionsFailed", "sfn-fold-ExecutionsTimedOut", "sfn-fold-ExecutionsAborted", "batch-jobs-failed"])
+    error_message = "A single workflow gets its three execution alarms and the Batch one."
+  }
+}
+
+run "no_state_machine_is_refused" {
+  command = plan
+
+  variables {
+    state_machine_arns = {}
+  }
+
+  expect_failures = [var.state_machine_arns]
 }

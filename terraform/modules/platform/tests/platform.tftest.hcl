@@ -150,6 +150,24 @@ run "every_registered_workflow_deploys_and_clients_find_theirs" {
   }
 }
 
+run "every_workflow_is_alarmed_on_and_cleaned_up_after" {
+  command = plan
+
+  assert {
+    condition = alltrue(flatten([for wf in keys(var.workflows) : [
+      for m in ["ExecutionsFailed", "ExecutionsTimedOut", "ExecutionsAborted"] :
+      contains(keys(module.monitoring.alarm_arns), "foldstack-dev-sfn-${replace(wf, "_", "-")}-${m}")
+    ]]))
+    error_message = "Every deployed workflow's state machine has its failed/timed-out/aborted execution alarms."
+  }
+
+  assert {
+    condition = alltrue([for wf, w in var.workflows :
+    (module.workflow[wf].stop_cleanup_rule_arn != null) == strcontains(file(w.definition_file), "$${lambda_cleanup_arn}")])
+    error_message = "Each workflow that uses the cleanup Lambda (fold, cryoem) has its own stopped-execution rule."
+  }
+}
+
 run "client_workflow_must_be_submitted_by_clients" {
   command = plan
 

@@ -4,6 +4,7 @@ mock_provider "aws" {
 }
 
 variables {
+  workflow_name = "fold"
   name          = "foldstack-dev-fold"
   job_spec_file = "../../../statemachines/fold/jobs.yaml"
   role_arn      = "arn:aws:iam::111111111111:role/foldstack-dev-state-machine"
