@@ -55,6 +55,8 @@ test: ## the whole offline suite (the 1,000-run soak is `make soak`)
 soak: ## the full fault-injected soak (slow; run by hand)
 	$(BIN)/pytest -q -m soak -s
 
+# test-fast leaves out the `slow` (models, MMseqs2 index builds, Chromium, bandit), `e2e`
+# (whole runs with real steps) and `terraform` tests; whole runs with the fake steps stay in.
 test-fast: ## the suite without Terraform, whole-run and model tests
 	$(BIN)/pytest -q -m "not slow and not soak and not terraform and not e2e" -n $(TEST_WORKERS) --dist loadgroup
 

@@ -17,6 +17,7 @@ go into a separate layer zip with ``--deps`` (needs a package index):
 from __future__ import annotations
 
 import argparse
+import ast
 import hashlib
 import os
 import subprocess
@@ -24,6 +25,8 @@ import sys
 import tempfile
 import zipfile
 from pathlib import Path
+
+import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 LAMBDAS_DIR = REPO / "lambdas"
@@ -40,6 +43,8 @@ PACKAGE_PARTS = [
     "cachekeys.py",  # the MSA cache's keys (msa_cache lookup, Collect Outputs' fill)
     "workflows/__init__.py",
     "workflows/specs.py",  # jobs.yaml model: size classes, queues (cost estimate)
+    "workflows/registry.py",  # workloads.yaml: which module holds a workflow's tasks
+    "workflows/dispatch.py",  # the shared Lambdas' dispatch on the event's `workflow`
     "cost.py",
     "data/prices",
     "reports",  # Collect Outputs' HTML reports (pure Python)
@@ -50,6 +55,8 @@ VIEWER_JS = REPO / "node_modules" / "3dmol" / "build" / "3Dmol-min.js"
 # Job specs the tasks read (cost per queue and size class); found by
 # foldstack.workflows.specs.find_statemachines_dir at <zip root>/statemachines/.
 STATEMACHINE_FILES = ["jobs.yaml", "knobs.yaml"]
+# The workload registry (statemachines/workloads.yaml): the dispatch reads it on Lambda.
+REGISTRY_FILE = REPO / "statemachines" / "workloads.yaml"
 
 # Installed into the dependency layer (python/ prefix) by --deps. boto3 ships with the runtime.
 # numpy: the MSA cache lookup loads a cached features.npz as Predict does
@@ -91,9 +98,53 @@ def write_zip(entries: list[tuple[str, Path]], dest: Path) -> str:
     return hashlib.sha256(dest.read_bytes()).hexdigest()
 
 
+def _module_file(module: str) -> Path | None:
+    """src/foldstack/... of a foldstack module (a package: its __init__.py), if it exists."""
+    rel = Path(*module.split(".")[1:])
+    if not rel.parts:
+        return PACKAGE_DIR / "__init__.py"
+    for candidate in (PACKAGE_DIR / rel.with_suffix(".py"), PACKAGE_DIR / rel / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _module_imports(path: Path) -> list[str]:
+    """The foldstack modules `path` imports at module level (lazy imports inside functions
+    are the caller's to ship; a module's package __init__ comes with it)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = []
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append(node.module)
+            found += [f"{node.module}.{a.name}" for a in node.names]  # `from pkg import module`
+        elif isinstance(node, ast.Import):
+            found += [a.name for a in node.names]
+    return [m for m in found if m.split(".")[0] == "foldstack"]
+
+
+def registry_parts() -> list[str]:
+    """PACKAGE_PARTS that the registered workloads' task modules need (workloads.yaml
+    ``tasks``): each module and what it imports from foldstack at module level, less what
+    PACKAGE_PARTS already ships."""
+    registry = yaml.safe_load(REGISTRY_FILE.read_text()) or {}
+    todo = [entry["tasks"] for entry in registry.values() if isinstance(entry, dict) and entry.get("tasks")]
+    shipped = [PACKAGE_DIR / part for part in PACKAGE_PARTS]
+    seen: set[Path] = set()
+    while todo:
+        module = todo.pop()
+        for name in (module, *(".".join(module.split(".")[:i]) for i in range(2, module.count(".") + 1))):
+            path = _module_file(name)
+            if path is None or path in seen or any(path == s or s in path.parents for s in shipped):
+                continue  # what PACKAGE_PARTS ships is Lambda-safe already: not followed further
+            seen.add(path)
+            todo += _module_imports(path)
+    return sorted(str(p.relative_to(PACKAGE_DIR).as_posix()) for p in seen)
+
+
 def package_entries() -> list[tuple[str, Path]]:
     entries: list[tuple[str, Path]] = []
-    for part in PACKAGE_PARTS:
+    for part in [*PACKAGE_PARTS, *registry_parts()]:
         path = PACKAGE_DIR / part
         if path.exists():
             entries += _walk(path, f"foldstack/{part}")
@@ -104,6 +155,7 @@ def package_entries() -> list[tuple[str, Path]]:
     for spec in sorted((REPO / "statemachines").glob("*/*.yaml")):
         if spec.name in STATEMACHINE_FILES:
             entries.append((f"statemachines/{spec.parent.name}/{spec.name}", spec))
+    entries.append((f"statemachines/{REGISTRY_FILE.name}", REGISTRY_FILE))
     return entries
 
 

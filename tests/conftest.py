@@ -79,6 +79,28 @@ def never_the_users_home(tmp_path_factory):
             os.environ[key] = value
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_command_tree_per_app():
+    """typer's CliRunner rebuilds the whole click command tree of an app on every invoke
+    (~0.1 s for foldstack's): build it once per app. Every command registers at import,
+    so the tree of an app object never changes during a session."""
+    import weakref
+
+    import typer.testing
+
+    built: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+    real = typer.testing._get_command
+
+    def get_command(app):
+        if app not in built:
+            built[app] = real(app)
+        return built[app]
+
+    typer.testing._get_command = get_command
+    yield
+    typer.testing._get_command = real
+
+
 @pytest.fixture(scope="session")
 def demo_home(tmp_path_factory) -> Path:
     """A FOLDSTACK_HOME with the demo database and random-weight models (built once)."""

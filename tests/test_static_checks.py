@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
@@ -19,6 +21,7 @@ def test_ruff_clean():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow  # bandit over the whole tree (tens of seconds on 2 cores); `make lint` runs it too
 def test_bandit_finds_no_medium_or_high_issues():
     result = run(str(BIN / "bandit"), "-q", "-c", "pyproject.toml", "-r", "src", "lambdas", "scripts", "-ll")
     assert result.returncode == 0, result.stdout + result.stderr

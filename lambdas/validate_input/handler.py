@@ -10,10 +10,11 @@ from foldstack.tasks.events import ValidateInputEvent, ValidateInputResult
 from foldstack.tasks.runtime import task_handler
 from foldstack.tasks.settings import TaskSettings
 from foldstack.tasks.validate import validate_run
+from foldstack.workflows.dispatch import dispatching
 
 
 @task_handler("validate_input")
-def handler(event: ValidateInputEvent, settings: TaskSettings) -> ValidateInputResult:
+def fold_handler(event: ValidateInputEvent, settings: TaskSettings) -> ValidateInputResult:
     request, _, targets, run_id = validate_run(
         event.request,
         allowed_input_prefixes=settings.allowed_input_prefixes,
@@ -30,3 +31,7 @@ def handler(event: ValidateInputEvent, settings: TaskSettings) -> ValidateInputR
         n_targets=len(targets),
         needs_msa=request.needs_msa,
     )
+
+
+# An event naming another workflow (`workflow`) goes to that workload's task (workloads.yaml).
+handler = dispatching("validate_input", fold_handler)

@@ -4,7 +4,7 @@ mode whose Batch jobs are `tests/client/fake_step.py` (milliseconds), for the CL
 from __future__ import annotations
 
 import pytest
-from tests.client.conftest import aws, deployed, deployed_plain, fake_local_client  # noqa: F401
+from tests.client.conftest import aws, deployed, deployed_plain, deployed_toy, fake_local_client  # noqa: F401
 
 
 @pytest.fixture

@@ -228,3 +228,30 @@ def executions(arn: str) -> list[dict]:
     return [e for p in sfn.get_paginator("list_executions").paginate(stateMachineArn=arn) for e in p["executions"]]
 
 
+
+
+def deploy_workflow(deployment: Deployment, name: str) -> str:
+    """A state machine for workflow `name` (one Pass state: its executions are records)
+    named in the SSM `workflows` map beside fold's; returns its ARN."""
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    definition = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}})
+    arn = sfn.create_state_machine(name=f"foldstack-test-{name}", definition=definition,
+                                   roleArn=f"arn:aws:iam::{ACCOUNT}:role/foldstack-sfn")["stateMachineArn"]
+    workflows = {"fold": deployment.state_machine_arn, **json.loads(deployment.params.get("workflows", "{}")),
+                 name: arn}
+    boto3.client("ssm", region_name=REGION).put_parameter(Name=f"/foldstack/{ENV}/workflows", Type="String",
+                                                          Value=json.dumps(workflows), Overwrite=True)
+    deployment.params["workflows"] = json.dumps(workflows)
+    return arn
+
+
+@pytest.fixture
+def deployed_toy(deployed_plain, tmp_path, monkeypatch) -> Deployment:
+    """`deployed_plain` with a second client workflow: the toy workload of
+    tests/onboarding registered (FOLDSTACK_STATEMACHINES_DIR) and deployed (its own state
+    machine, named in the SSM `workflows` map beside fold's)."""
+    from tests.onboarding.toy_workload import WORKFLOW, write_statemachines
+
+    monkeypatch.setenv("FOLDSTACK_STATEMACHINES_DIR", str(write_statemachines(tmp_path / "registry")))
+    deploy_workflow(deployed_plain, WORKFLOW)
+    return deployed_plain

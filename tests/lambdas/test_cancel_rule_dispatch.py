@@ -64,9 +64,6 @@ def test_a_rule_event_of_an_unknown_workflow_is_refused_not_sent_to_fold(local_e
     assert "input/request.json" in local_files(local_env)  # nothing was cleaned
 
 
-@pytest.mark.xfail(strict=True, raises=InputValidationError,
-                   reason="cryoem's CleanupEvent (foldstack.cryoem.task_events) does not take the rule's "
-                          "execution_name/status/stopped_at yet and requires run_id")
 def test_a_cryoem_rule_event_reaches_cryoems_cleanup(local_env):
     run = "em-1-0123456789abcdef"
     (local_env["scratch"] / run / "input").mkdir(parents=True)

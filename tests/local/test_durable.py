@@ -207,9 +207,13 @@ def test_inputs_that_are_not_regular_files_are_refused_at_once(local, tmp_path, 
     assert files_under(local.home / "runs") == [] and files_under(local.home / "inputs") == []
 
 
-def test_the_cli_rejects_them_with_exit_2(demo_home, tmp_path):
+def test_the_cli_rejects_them_with_exit_2(tmp_path):
     from foldstack.cli import app
+    from tests.client.conftest import install_fake_data
 
+    # Only the installed check's files: both inputs are refused before a run starts, so the
+    # real demo data (a session build of tens of seconds) would add nothing here.
+    demo_home = install_fake_data(tmp_path / "home")
     fifo = tmp_path / "pipe.fasta"
     os.mkfifo(fifo)
     ok = tmp_path / "ok.fasta"

@@ -227,6 +227,7 @@ def _coloured_pixels(img: np.ndarray, box: tuple[int, int, int, int]) -> int:
     return int((saturation > 0.2).sum())
 
 
+@pytest.mark.slow  # headless Chromium renders the page (seconds each): `make test` only
 @pytest.mark.parametrize("target", ["t1", "t2"])
 def test_target_report_in_chromium(published, target, tmp_path):
     import matplotlib.image
@@ -240,6 +241,7 @@ def test_target_report_in_chromium(published, target, tmp_path):
     assert _coloured_pixels(img, box) > 2000, "the 3D canvas is blank"
 
 
+@pytest.mark.slow  # headless Chromium renders the page (seconds each): `make test` only
 @pytest.mark.parametrize("target", ["t1", "t2"])
 def test_index_in_chromium(published, target, tmp_path):
     import matplotlib.image

@@ -205,6 +205,7 @@ def test_predict_step_publishes_what_relax_asks(scratch, weights, monkeypatch, m
         assert metrics["relax"]["violations_after"] <= metrics["relax"]["violations_before"]
 
 
+@pytest.mark.slow  # runs the (tiny, random-weight) ESMFold model, then OpenMM: `make test` only
 def test_failed_relaxation_does_not_fail_the_target(scratch, weights):
     """The demo ESMFold model (random weights) is refused by relax=best; the target is done."""
     from foldstack.steps.predict import run_predict

@@ -39,6 +39,7 @@ def test_cache_dir_is_keyed_by_jax_build_and_model_config(tmp_path, monkeypatch)
     assert model_cache_dir("model_5_ptm", model_config("model_5_ptm")) == a  # stable
 
 
+@pytest.mark.slow  # loads the AlphaFold2 model and its feature pipeline: `make test` only
 def test_padding_keeps_the_real_residues(weights):
     """The demo model on 68 residues, unpadded and padded to 96: same structure and pLDDT."""
     from alphafold.model import model as af_model

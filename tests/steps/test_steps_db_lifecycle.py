@@ -27,6 +27,9 @@ from tests.steps.test_steps_refresh_db import s3  # noqa: F401, F811 - the moto 
 
 HAVE_MMSEQS = shutil.which("mmseqs") is not None
 needs_mmseqs = pytest.mark.skipif(not HAVE_MMSEQS, reason="Debian mmseqs2 not installed")
+# Building a real MMseqs2 index takes ~17 s and ~860 MB (the k-mer table, whatever the
+# database size): those tests run in `make test`, not `make test-fast`.
+builds_index = pytest.mark.slow
 
 
 def _sha(data: bytes) -> str:
@@ -102,6 +105,7 @@ def refreshed(tmp_path_factory):
     return {"out": out, "root": root, "seen": seen, "fasta": fasta, "tgz": tgz, "spec": spec}
 
 
+@builds_index
 def test_refresh_unpacks_tarball_builds_index_and_publishes_current_last(refreshed):
     out, root, seen = refreshed["out"], refreshed["root"], refreshed["seen"]
     assert out["action"] == "published"
@@ -123,6 +127,7 @@ def test_refresh_unpacks_tarball_builds_index_and_publishes_current_last(refresh
 
 
 @needs_mmseqs
+@builds_index
 def test_msa_job_uses_the_published_index_read_only(refreshed, tmp_path, monkeypatch):
     """The version directory cannot be written (as FSx): the search uses the published
     index, writes nothing under the database, and its scratch stays small."""
@@ -244,6 +249,7 @@ def test_file_sources_fetch_each_file_from_its_own_uri(tmp_path):
 
 
 @needs_mmseqs
+@builds_index
 def test_db_build_from_fasta_files_then_list(tmp_path):
     from typer.testing import CliRunner
 

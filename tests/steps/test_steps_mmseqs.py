@@ -12,6 +12,9 @@ from foldstack.steps.features import load_features
 from tests.steps.conftest import DEMO_SEQ, TARGET, copy_demo_dbs, invoke, stage
 
 needs_mmseqs = pytest.mark.skipif(shutil.which("mmseqs") is None, reason="Debian mmseqs2 not installed")
+# Real MMseqs2 searches build the demo databases' k-mer indexes (~17 s and ~860 MB each,
+# whatever the database size): `make test` runs them, `make test-fast` leaves them out.
+builds_index = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +34,7 @@ def mmseqs_done(tmp_path_factory, own_db):
 
 
 @needs_mmseqs
+@builds_index
 def test_a3m_is_clean_and_query_first(mmseqs_done):
     raw = (mmseqs_done / "msa.a3m").read_bytes()
     assert b"\x00" not in raw
@@ -42,6 +46,7 @@ def test_a3m_is_clean_and_query_first(mmseqs_done):
 
 
 @needs_mmseqs
+@builds_index
 def test_same_features_file_and_provenance(mmseqs_done, msa_done):
     feats = load_features(mmseqs_done / "features.npz")
     scratch, run_id = msa_done
@@ -62,6 +67,7 @@ def test_same_features_file_and_provenance(mmseqs_done, msa_done):
 
 
 @needs_mmseqs
+@builds_index
 def test_index_cached_next_to_db_version_and_reused(mmseqs_done, own_db, scratch):
     (index,) = list((own_db / "demo_uniref").glob("*/mmseqs/*/BUILD.json"))
     build = json.loads(index.read_text())
@@ -77,6 +83,7 @@ def test_index_cached_next_to_db_version_and_reused(mmseqs_done, own_db, scratch
 
 
 @needs_mmseqs
+@builds_index
 def test_mmseqs_hits_are_jackhmmer_hits(mmseqs_done, msa_done):
     def ids(path):
         return {ln[1:].split()[0].split("/")[0] for ln in path.read_text().splitlines()[2:] if ln.startswith(">")}
@@ -171,6 +178,7 @@ def test_nul_separated_a3m_is_normalised():
 
 
 @needs_mmseqs
+@builds_index
 def test_chain_cache_keeps_mmseqs_a3m_per_tool(tmp_path, own_db, monkeypatch):
     """MMseqs2 chain entries hold the A3M, live under their own tool, and are reused."""
     import foldstack.steps.mmseqs as mmseqs

@@ -125,6 +125,7 @@ def test_bad_shard_is_bad_input(tmp_path, db_root):
     assert result.exit_code == 2
 
 
+@pytest.mark.slow  # builds three real MMseqs2 indexes (~17 s each): `make test` only
 def test_mmseqs2_searches_the_runs_chains_in_one_batched_search(tmp_path, db_root, monkeypatch):
     if shutil.which("mmseqs") is None:
         pytest.skip("Debian mmseqs2 not installed")

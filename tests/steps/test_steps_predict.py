@@ -46,12 +46,14 @@ def _check_outputs(out, engine, n_res, chains=1):
     return metrics
 
 
+@pytest.mark.slow  # runs the (tiny, random-weight) ESMFold model: `make test` only
 def test_esmfold_writes_every_output(esmfold_done):
     scratch, run_id = esmfold_done
     metrics = _check_outputs(scratch / run_id / "predict" / TARGET, "esmfold", len(DEMO_SEQ))
     assert metrics["model_name"] == "esmfold"
 
 
+@pytest.mark.slow  # runs the (tiny, random-weight) ESMFold model: `make test` only
 def test_esmfold_rerun_is_idempotent(esmfold_done, weights, monkeypatch):
     import foldstack.steps.esmfold as esm
     from foldstack.steps.predict import run_predict
@@ -67,6 +69,7 @@ def test_esmfold_rerun_is_idempotent(esmfold_done, weights, monkeypatch):
     assert done.read_text() == before
 
 
+@pytest.mark.slow  # runs the (tiny, random-weight) ESMFold model: `make test` only
 def test_esmfold_complex_drops_linker(scratch, weights):
     from foldstack.steps.predict import run_predict
 

@@ -255,6 +255,7 @@ def test_full_dbs_run_searches_bfd_and_uniref30_with_one_hhblits(full_root, tmp_
     assert (feats["msa"] == 0).all(axis=1).any()  # the all-alanine hhblits row (A = 0) is in the MSA
 
 
+@pytest.mark.slow  # builds two real MMseqs2 indexes (~17 s each): `make test` only
 def test_colabfold_preset_runs_colabfold_search(db_root, tmp_path):
     if shutil.which("mmseqs") is None:
         pytest.skip("Debian mmseqs2 not installed")
@@ -275,7 +276,9 @@ def test_colabfold_preset_runs_colabfold_search(db_root, tmp_path):
 # ----------------------------------------------------------------------------- streamed jackhmmer
 
 
-@pytest.mark.parametrize("iterations", [1, 3])
+# One iteration keeps the byte-for-byte check in `make test-fast`; three (every query x 3
+# searches x 3 iterations, minutes on 2 cores) run in `make test`.
+@pytest.mark.parametrize("iterations", [1, pytest.param(3, marks=pytest.mark.slow)])
 def test_streamed_jackhmmer_equals_pyhmmers_whole_file_jackhmmer(db_root, iterations):
     """Same Stockholm, byte for byte, as pyhmmer.hmmer.jackhmmer over the loaded file (the
     hit set of the jackhmmer binary), also with a block size that splits the database."""

@@ -80,3 +80,19 @@ def test_cost_takes_the_model_only(fold_workflow):
     with pytest.raises(TypeError, match="JobsFile"):
         cost.rate_for(fold_workflow.jobs.model_dump(), "msa", None, table)
     assert cost.rate_for(fold_workflow.jobs, "msa", None, table).queue == "cpu-spot"
+
+
+def test_size_classes_declare_their_own_kind_of_bounds():
+    """fold's classes bound targets (residues + chains), cryoem's the particle box; a class
+    declares one kind, whole, and a workflow's classes share it."""
+    assert load_workflow("cryoem", REPO / "statemachines").jobs.size_classes["medium"].max_box_px == 448
+    fold = load_workflow("fold", REPO / "statemachines").jobs.size_classes["small"]
+    assert fold.bounds == "target" and fold.target_limits().max_residues == 400
+    assert SizeClassSpec(max_box_px=256).bounds == "box"
+    for bad in ({"max_residues": 400}, {"max_box_px": 256, "max_chains": 4}, {"gpu_memory_gib": 24}):
+        with pytest.raises(ValueError, match="size class"):
+            SizeClassSpec.model_validate(bad)
+    jobs = load_workflow("cryoem", REPO / "statemachines").jobs.model_dump()
+    jobs["size_classes"]["small"] = {"max_residues": 400, "max_chains": 4}
+    with pytest.raises(ValueError, match="mix kinds of bounds"):
+        JobsFile.model_validate(jobs)

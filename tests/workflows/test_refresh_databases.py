@@ -109,6 +109,7 @@ def test_request_without_databases_fails_fast(env):
 
 
 @pytest.mark.skipif(__import__("shutil").which("mmseqs") is None, reason="Debian mmseqs2 not installed")
+@pytest.mark.slow  # builds a real MMseqs2 index (~17 s, ~860 MB): `make test` only
 def test_refresh_unpacks_a_tarball_and_publishes_the_mmseqs_index(env, tmp_path):
     """The workflow's job unpacks a .tar.gz, builds the MMseqs2 index into the version and
     publishes CURRENT after both; the index is listed in the manifest like any file."""

@@ -24,6 +24,7 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from foldstack.tasks.events import CONTRACTS, TargetsEvent
+from foldstack.workflows.registry import get_workload, load_registry
 from foldstack.workflows.render import render_definition, rendered_path, workflows
 
 REPO = Path(__file__).resolve().parents[2]
@@ -115,13 +116,23 @@ def contract_problems(path: str, state: dict[str, Any]) -> tuple[str | None, lis
     if not match:
         return None, [f"{path}: FunctionName {params.get('FunctionName')!r} is not ${{lambda_<name>_arn}}"]
     name = match.group(1)
-    if name not in CONTRACTS:
-        return name, [f"{path}: no contract for Lambda {name!r} in foldstack.tasks.events.CONTRACTS"]
+    payload = params.get("Payload")
+    # another workflow's task: the shared Lambda dispatches on the static "workflow" key
+    # (foldstack.workflows.dispatch) to that workload's task module and its CONTRACTS
+    workflow = payload.get("workflow") if isinstance(payload, dict) else None
+    contracts, where = CONTRACTS, "foldstack.tasks.events.CONTRACTS"
+    if workflow not in (None, "fold"):
+        module = get_workload(workflow).tasks_module()
+        contracts, where = module.CONTRACTS, f"{module.__name__}.CONTRACTS"
+        if name not in module.HANDLERS:
+            problems.append(f"{path}: {module.__name__}.HANDLERS has no {name!r}")
+    label = name if workflow in (None, "fold") else f"{workflow}:{name}"
+    if name not in contracts:
+        return label, [f"{path}: no contract for Lambda {name!r} in {where}"]
     if not (LAMBDAS_DIR / name / "handler.py").is_file():
         problems.append(f"{path}: no lambdas/{name}/handler.py")
-    event, result = CONTRACTS[name].event, CONTRACTS[name].result
+    event, result = contracts[name].event, contracts[name].result
 
-    payload = params.get("Payload")
     if not isinstance(payload, dict):
         problems.append(f"{path}: Payload must be an object naming each field (got {payload!r}"
                         f"{'; Payload.$ passes a whole document' if 'Payload.$' in params else ''})")
@@ -154,7 +165,7 @@ def contract_problems(path: str, state: dict[str, Any]) -> tuple[str | None, lis
             if head not in INVOKE_RESPONSE:
                 problems.append(f"{path}: ResultSelector reads {jsonpath}, which a lambda:invoke response lacks "
                                 "(the task's result is under $.Payload)")
-    return name, problems
+    return label, problems
 
 
 def check_definition(definition: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
@@ -210,7 +221,13 @@ def test_every_task_contract_is_used_by_some_workflow():
     used = set()
     for name in WORKFLOWS:
         used |= set(check_definition(load(name, "committed")[0])[0].values())
-    assert set(CONTRACTS) == used
+    assert set(CONTRACTS) == {n for n in used if ":" not in n}
+    # each workload with its own task module: every contract it declares is used by its workflow
+    for name, workload in load_registry().items():
+        module = workload.tasks_module()
+        if module is not None:
+            assert {f"{name}:{task}" for task in module.CONTRACTS} == {n for n in used if n.startswith(name + ":")}
+            assert set(module.HANDLERS) == set(module.CONTRACTS)
 
 
 def _load_handler(name: str):
@@ -229,7 +246,8 @@ def test_every_handler_declares_its_contract(name):
 
 
 def test_every_model_forbids_unknown_keys():
-    for contract in CONTRACTS.values():
+    workloads = [w.tasks_module() for w in load_registry().values()]
+    for contract in [*CONTRACTS.values(), *(c for m in workloads if m is not None for c in m.CONTRACTS.values())]:
         for model in (contract.event, contract.result):
             assert model.model_config.get("extra") == "forbid", model.__name__
 
@@ -349,3 +367,18 @@ def test_a_lambda_in_a_parallel_branch_is_checked(fold):
     checked, problems = check_definition(bad)
     assert checked["Fanout[0]/Inner"] == "stage_inputs"
     assert any(p.startswith("Fanout[0]/Inner:") and "['extra']" in p for p in problems), problems
+
+
+def test_another_workflows_tasks_are_checked_against_its_own_contracts():
+    """cryoem's Lambda states name "workflow": the checker reads its task module's models."""
+    cryoem = load("cryoem", "committed")[0]
+    assert problems_of(copy.deepcopy(cryoem)) == []
+    bad = copy.deepcopy(cryoem)
+    del state_named(bad, "ValidateInput")["Parameters"]["Payload"]["size_classes"]
+    state_named(bad, "CollectOutputs")["ResultSelector"]["flagged.$"] = "$.Payload.flagged"
+    problems = problems_of(bad)
+    assert any("ValidateInput" in p and "['size_classes']" in p for p in problems), problems
+    assert any("CollectOutputs" in p and "has no field 'flagged'" in p for p in problems), problems
+    # without "workflow" the state would go to fold's validate_input, whose model it does not fit
+    del state_named(bad, "StageInputs")["Parameters"]["Payload"]["workflow"]
+    assert any("StageInputs" in p and "neither targets nor targets_digest" in p for p in problems_of(bad))

@@ -2,10 +2,11 @@
 `foldstack.cryoem` (docs/cryoem.md).
 
 * ``demo-data``: simulate a dataset with known truth from a real structure.
-* ``run-local``: run the whole chain (RELION's CPU programs) on a dataset directory.
+* ``run-local``: run the whole chain (RELION's CPU programs) on a dataset directory, in
+  this process (no workflow engine).
 
-(``foldstack run --local --workflow cryoem`` needs the generic workflow registration,
-which does not exist yet.)"""
+``foldstack run --local --workflow cryoem DATASET`` runs the same chain through the
+rendered cryoem workflow on the local engine instead (cli/local.py)."""
 
 from __future__ import annotations
 
@@ -73,7 +74,7 @@ def demo_data_cmd(
         return
     out.print(f"dataset: {escape(str(out_dir))} ({result['micrographs']} movies, {result['particles']} particles of "
               f"7DDO; truth in truth/)")
-    out.print(f"  run it: foldstack cryoem run-local {escape(str(out_dir))} --out RESULTS_DIR")
+    out.print(f"  run it: foldstack run --local --workflow cryoem {escape(str(out_dir))} --out RESULTS_DIR")
 
 
 @app.command("run-local")

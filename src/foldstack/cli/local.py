@@ -8,6 +8,7 @@ codes are `foldstack.cli.output`'s.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -62,6 +63,60 @@ def run_local(
     return run, EXIT_OK if status == "SUCCEEDED" else EXIT_FAILED
 
 
+# What a finished run of another workflow points at first (in its published folder).
+HEADLINE_FILES = (("map", "map_sharpened.mrc"), ("FSC plot", "fsc.png"), ("report", "report.html"),
+                  ("manifest", "manifest.json"))
+
+
+def run_workflow_local(workflow: str, dataset: Path, out_dir: Path, home: Path | None, *, progress: bool = True,
+                       rerun: bool = False) -> tuple[Any, int]:
+    """Another registered workflow (not fold) on the local engine: its task module reads
+    the dataset folder into its request (``local_request``), the runner submits it (the
+    rendered definition, the real Lambda handlers, jobs.yaml's commands); (run, exit code)."""
+    from foldstack.local.runner import LocalRunner
+    from foldstack.workflows.registry import get_workload
+
+    module = get_workload(workflow).tasks_module()
+    if module is None or not hasattr(module, "local_request"):
+        raise UsageError(f"workflow {workflow!r} has no local dataset reader", hint="use --workflow fold")
+    configure_task_logs()
+    out_dir = out_dir.expanduser().resolve()
+    request = module.local_request(dataset, str(out_dir))
+    runner = LocalRunner(home, workflow=workflow)
+    run = runner.submit(request, rerun=rerun)
+    if progress:
+        note = " (already run: existing results)" if run.existed else " (rerun)" if rerun else ""
+        err.print(f"run [bold]{escape(run.run_id)}[/bold] ({escape(workflow)}){note}")
+    status = run.wait()
+    return run, EXIT_OK if status == "SUCCEEDED" else EXIT_FAILED
+
+
+def report_workflow(run: Any, as_json: bool) -> None:
+    """Where the results are (or why the run failed), for a workflow other than fold."""
+    record = run.record()
+    published = Path(run.output)
+    manifest_path = published / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else None
+    if as_json:
+        emit({"run_id": run.run_id, "status": record["status"], "output": str(published), "error": record.get("error"),
+              "cause": record.get("cause"), "result": record.get("result"),
+              "files": {name: str(published / name) for _, name in HEADLINE_FILES if (published / name).is_file()}})
+        return
+    if record["status"] != "SUCCEEDED" or manifest is None:
+        err.print(f"[red]run {escape(run.run_id)} {escape(str(record['status']))}[/red]: "
+                  f"{escape(str(record.get('error')))}: {escape(str(record.get('cause')))}")
+        return
+    res = manifest.get("results") or {}
+    if "resolution" in res:
+        out.print(f"[green]done[/green]: {res.get('particles_refined')} particles, gold-standard resolution "
+                  f"{res['resolution']:.1f} Å")
+    if (manifest.get("bias_guard") or {}).get("flagged"):
+        out.print("[red]reference-bias guard: the two starts disagree; do not trust this map[/red]")
+    for label, name in HEADLINE_FILES:
+        if (published / name).is_file():
+            out.print(f"  {label}: {escape(str(published / name))}")
+
+
 def _home_args(home: Path | None) -> str:
     return " --env local" + (f" --home {home}" if home else "")
 
@@ -100,7 +155,7 @@ def register(app: typer.Typer) -> None:
     @app.command("run")
     @handled
     def run_cmd(
-        inputs: Annotated[list[str], typer.Argument(help="FASTA files")],
+        inputs: Annotated[list[str], typer.Argument(help="FASTA files (fold); one dataset folder (other workflows)")],
         local: Annotated[bool, typer.Option("--local", help="run on this machine (the only mode of `run`)")] = False,
         out_dir: Annotated[Path, typer.Option("--out", help="results directory")] = Path("foldstack-results"),
         engine: Annotated[str, typer.Option(help="alphafold2 | esmfold")] = "alphafold2",
@@ -116,11 +171,21 @@ def register(app: typer.Typer) -> None:
         num_seeds: NumSeedsOpt = None,
         relax: RelaxOpt = None,
         max_failed_fraction: MaxFailedOpt = None,
+        workflow: Annotated[str, typer.Option(
+            help="registered workflow: fold, or e.g. cryoem (DATASET: a folder holding request.json, as "
+                 "`foldstack cryoem demo-data` writes)")] = "fold",
     ) -> None:
-        """Fold proteins on this machine through the same workflow the cloud runs."""
+        """Run a workflow on this machine through the same definition the cloud runs (default: fold proteins)."""
         if not local:
             raise UsageError("`foldstack run` runs locally: add --local",
                              hint="use `foldstack submit --env ENV` for AWS")
+        if workflow != "fold":
+            if len(inputs) != 1:
+                raise UsageError(f"--workflow {workflow} takes one dataset folder, got {len(inputs)} arguments")
+            run, code = run_workflow_local(workflow, Path(inputs[0]), out_dir, home, progress=not as_json,
+                                           rerun=rerun)
+            report_workflow(run, as_json)
+            raise typer.Exit(code)
         options = fold_options(engine, db, db_preset, num_models, num_seeds, relax, max_failed_fraction)
         run, code = run_local(inputs, out_dir, engine, preset, msa_tool, home, progress=not as_json,
                               verbose=verbose, rerun=rerun, options=options)

@@ -277,6 +277,7 @@ def report_failure(failure: Any, *, env_args: str = "") -> None:
     if failure.log:
         extra.append(f"log: {failure.log}")
     if failure.job_id or failure.log:
-        where = f" {failure.step} {failure.target.split(',')[0]}" if failure.step and failure.target else ""
+        where = f" {failure.step} {failure.target.split(',')[0]}" if failure.step and failure.target else \
+            f" {failure.step}" if failure.step and failure.job_id else ""  # a Batch step of the run as a whole
         extra.append(f"see: foldstack logs {failure.run_id}{where}{env_args}")
     echo_error(error_line(failure.code, str(failure)), *extra)

@@ -78,12 +78,13 @@ def _print_run(run: Any, steps: bool = True) -> None:
     info = run.info
     out.print(f"[bold]{escape(run.run_id)}[/bold]  [{_colour(info.status)}]{info.status}[/]")
     if steps:
-        rows = [s for s in run.steps() if s.target]
+        # each target's steps, and the Batch steps of the run as a whole (cryoem's curate, refine3d, ...)
+        rows = [s for s in run.steps() if s.target or s.job]
         if rows:
             table = Table("target", "step", "size", "status", "batch job", "attempts")
             table.columns[4].overflow = "fold"
             for s in rows:
-                table.add_row(escape(s.target), escape(s.step), escape(s.size_class or ""),
+                table.add_row(escape(s.target or "(run)"), escape(s.step), escape(s.size_class or ""),
                               f"[{_colour(s.status)}]{escape(s.status)}[/]", escape(s.job_id or ""), str(s.attempts))
             out.print(table)
     sentence = run.outcome_sentence() if info.status in ("SUCCEEDED", "FAILED") else None
@@ -154,16 +155,59 @@ def _parse_tags(tags: list[str]) -> dict[str, str]:
     return parsed
 
 
+def _client_workflows() -> list[str]:
+    """The registered workflows users submit (statemachines/workloads.yaml), for help and checks."""
+    from foldstack.workflows.registry import client_workflows
+
+    try:
+        return client_workflows()
+    except (OSError, ValueError):  # no statemachines/ beside this installation
+        return ["fold"]
+
+
+# The registered client workflows, read once when the CLI loads (its help names them).
+WorkflowOpt = Annotated[str, typer.Option("--workflow", "-w", help=f"what to run: {' | '.join(_client_workflows())}")]
+
+# The options only a fold request has (flag, keyword of submit_cmd).
+_FOLD_ONLY = (("--engine", "engine"), ("--preset", "preset"), ("--msa-tool", "msa_tool"), ("--db", "db"),
+              ("--db-preset", "db_preset"), ("--num-models", "num_models"), ("--num-seeds", "num_seeds"),
+              ("--relax", "relax"), ("--max-failed-fraction", "max_failed_fraction"))
+
+
+def check_workflow_args(workflow: str, inputs: list[str], options: dict[str, Any]) -> None:
+    """`submit --workflow W`: W must be a registered client workflow; another workflow than
+    fold takes one request (a dataset folder holding request.json, or a request JSON file)
+    and none of fold's options. One-line usage errors (exit 2)."""
+    from foldstack.core.errors import InputValidationError
+
+    names = _client_workflows()
+    if workflow not in names:
+        raise InputValidationError(f"--workflow {workflow!r} is not a workflow users submit; one of: "
+                                   f"{', '.join(names)}", code="invalid_request")
+    if workflow == "fold":
+        return
+    given = [flag for flag, key in _FOLD_ONLY if options.get(key) not in (None, [], ())]
+    if given:
+        raise InputValidationError(f"{', '.join(given)}: fold options, not options of --workflow {workflow}",
+                                   code="invalid_request")
+    if len(inputs) != 1:
+        raise InputValidationError(f"--workflow {workflow} takes one input: a dataset folder holding request.json "
+                                   f"or a request JSON file (got {len(inputs)})", code="invalid_request")
+
+
 def register(app: typer.Typer) -> None:
     """Add the cloud commands to `app`."""
 
     @app.command("submit")
     @handled
     def submit_cmd(
-        inputs: Annotated[list[str], typer.Argument(help="FASTA files (local or s3://)")],
+        inputs: Annotated[list[str], typer.Argument(
+            help="fold: FASTA files (local or s3://); another workflow: its dataset folder (holding "
+                 "request.json) or request JSON file")],
         env: EnvOpt,
-        engine: Annotated[str, typer.Option(help="alphafold2 | esmfold")] = "alphafold2",
-        preset: Annotated[str, typer.Option(help="monomer | multimer")] = "monomer",
+        workflow: WorkflowOpt = "fold",
+        engine: Annotated[str | None, typer.Option(help="alphafold2 | esmfold (default alphafold2)")] = None,
+        preset: Annotated[str | None, typer.Option(help="monomer | multimer (default monomer)")] = None,
         msa_tool: Annotated[str | None, typer.Option(help="jackhmmer | mmseqs2 (alphafold2 only)")] = None,
         output: Annotated[str | None, typer.Option(help="output URI (default: the environment's)")] = None,
         owner: Annotated[str | None, typer.Option(help="who the run is for")] = None,
@@ -184,6 +228,12 @@ def register(app: typer.Typer) -> None:
         """Validate locally, upload, and start a run (the same request twice: the same run)."""
         from foldstack.cli.output import check_request_options
 
+        check_workflow_args(workflow, inputs, locals())
+        if workflow != "fold":
+            _submit_workflow(workflow, inputs[0], env, home, output=output, owner=owner, tags=_parse_tags(tag),
+                             wait=wait, rerun=rerun, as_json=as_json, verbose=verbose)
+            return
+        engine, preset = engine or "alphafold2", preset or "monomer"
         check_request_options(engine, preset, msa_tool)
         options = fold_options(engine, db, db_preset, num_models, num_seeds, relax, max_failed_fraction)
         tags = _parse_tags(tag)
@@ -195,6 +245,17 @@ def register(app: typer.Typer) -> None:
             note = " (already submitted: existing run)" if run.existed else " (rerun: every target again)" \
                 if rerun else ""
             err.print(f"run [bold]{escape(run.run_id)}[/bold]{note}")
+        _follow(client, run, env, home, wait=wait, as_json=as_json, verbose=verbose)
+
+    def _submit_workflow(workflow: str, source: str, env: str, home: Path | None, *, output: str | None,
+                         owner: str | None, tags: dict[str, str], wait: bool, rerun: bool, as_json: bool,
+                         verbose: bool) -> None:
+        configure_task_logs()
+        client = make_client(env, home, **({} if wait or env != "local" else {"detach": True}))
+        run = client.submit(source, workflow=workflow, output=output, owner=owner, tags=tags or None, rerun=rerun)
+        if not as_json:
+            note = " (already submitted: existing run)" if run.existed else " (rerun)" if rerun else ""
+            err.print(f"{escape(workflow)} run [bold]{escape(run.run_id)}[/bold]{note}")
         _follow(client, run, env, home, wait=wait, as_json=as_json, verbose=verbose)
 
     @app.command("retry")
@@ -228,7 +289,8 @@ def register(app: typer.Typer) -> None:
         home: HomeOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
-        """Where a run is: its status and each target's step (MSA, Predict) with Batch job ids."""
+        """Where a run is: its status and its steps with Batch job ids (fold: each target's MSA and
+        Predict; another workflow: what its jobs run, e.g. cryoem's preprocess per batch, refine3d)."""
         run = make_client(env, home).run(run_id)
         if as_json:
             emit(run.to_dict(steps=True))
@@ -261,7 +323,9 @@ def register(app: typer.Typer) -> None:
     def logs_cmd(
         run_id: Annotated[str, typer.Argument(help="run id")],
         env: EnvOpt,
-        step: Annotated[str | None, typer.Argument(help="msa | predict (default: every step)")] = None,
+        step: Annotated[str | None, typer.Argument(
+            help="a step of the run, as `status` names it: msa, predict, preprocess, refine3d, ... "
+                 "(default: every step)")] = None,
         target: Annotated[str | None, typer.Argument(help="target (FASTA record) id (default: every target)")] = None,
         home: HomeOpt = None,
         as_json: JsonOpt = False,
@@ -291,6 +355,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Download a finished run's results (checksums verified) and show its metrics."""
         run = make_client(env, home).run(run_id)
+        if not run.is_fold:
+            _workflow_results(run, directory, tsv=tsv, as_json=as_json)
+            return
         root = run.download(directory, targets=target or None)
         rows = run.metrics()
         if tsv:
@@ -309,6 +376,26 @@ def register(app: typer.Typer) -> None:
             table.add_row(escape(str(r["id"])), escape(str(r.get("size_class") or "")),
                           f"{plddt:.1f}" if isinstance(plddt, int | float) else "")
         out.print(table)
+        out.print(f"[green]downloaded[/green] {escape(str(root))}")
+
+    def _workflow_results(run: Any, directory: Path, *, tsv: bool, as_json: bool) -> None:
+        """`results` of another workflow's run: every file its manifest lists, and its metrics."""
+        from foldstack.core.errors import InputValidationError
+
+        if tsv:
+            raise InputValidationError(f"--tsv: a summary of targets is fold's; run {run.run_id} is a "
+                                       f"{run.workflow} run", code="invalid_request")
+        root = run.download(directory)
+        metrics = run.published().metrics
+        if as_json:
+            emit({"run_id": run.run_id, "workflow": run.workflow, "dir": str(root),
+                  "files": [f.path for f in run.outputs()], "metrics": metrics, "outcome": run.outcome()})
+            return
+        if metrics:
+            table = Table("metric", "value")
+            for key, value in metrics.items():
+                table.add_row(escape(str(key)), escape(value if isinstance(value, str) else json.dumps(value)))
+            out.print(table)
         out.print(f"[green]downloaded[/green] {escape(str(root))}")
 
     @app.command("cancel")
@@ -345,6 +432,7 @@ def register(app: typer.Typer) -> None:
         rows = []
         for r in runs:
             d = r.info.to_dict()
+            d["workflow"] = d.get("workflow") or "fold"
             d["engine"] = (r.info.request or {}).get("engine")  # cloud listings carry no request
             d["n_targets"] = r.n_targets
             rows.append(d)
@@ -356,10 +444,14 @@ def register(app: typer.Typer) -> None:
         table = Table(caption=escape(f"{len(runs)} runs in {source} (times UTC)"), box=box.SIMPLE_HEAD,
                       pad_edge=False, padding=(0, 1, 0, 0))
         table.add_column("run id", no_wrap=True, min_width=max((len(d["run_id"]) for d in rows), default=6))
-        for name in ("engine", "targets", "status", "started", "took"):
+        # the workflow column once a run of another workflow than fold is listed (fold-only
+        # listings keep fitting 80 columns; --json always carries `workflow`)
+        mixed = any(d["workflow"] != "fold" for d in rows)
+        for name in ("workflow", "engine", "targets", "status", "started", "took")[0 if mixed else 1:]:
             table.add_column(name, justify="right" if name in ("targets", "took") else "left", no_wrap=True)
         for d in rows:
-            table.add_row(escape(d["run_id"]), escape(d["engine"] or ""), str(d["n_targets"] or ""),
+            table.add_row(escape(d["run_id"]), *([escape(d["workflow"])] if mixed else []), escape(d["engine"] or ""),
+                          str(d["n_targets"] or ""),
                           f"[{_colour(d['status'])}]{escape(d['status'])}[/]", _when(d["start"]),
                           _took(d["start"], d["stop"]))
         out.print(table)

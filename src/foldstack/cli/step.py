@@ -11,6 +11,13 @@ import typer
 
 app = typer.Typer(no_args_is_help=True, help="Run one workflow step (the same command Batch runs).")
 
+
+def _register_workloads() -> None:
+    # the cryoem workflow's steps: `foldstack step cryoem <stage>` (cli/step_cryoem.py)
+    from foldstack.cli import step_cryoem
+
+    step_cryoem.register(app)
+
 RunId = Annotated[str, typer.Option("--run-id", help="Run id (scratch/<run_id>/...).")]
 Target = Annotated[str, typer.Option("--target", help="Target id (input/targets/<target>.fasta); predict "
                                      "also takes a batch: ids joined by ','.")]
@@ -130,3 +137,6 @@ def refresh_db_cleanup(
     from foldstack.steps.refresh_db import run_cleanup
 
     raise typer.Exit(run_cli("refresh_db_cleanup", run_id, lambda: run_cleanup(run_id, db)))
+
+
+_register_workloads()

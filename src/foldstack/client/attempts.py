@@ -31,8 +31,10 @@ def name_of(run_id: str, attempt: int) -> str:
 
 
 class Attempts:
-    def __init__(self, api: AwsApi, config: ClientConfig) -> None:
-        self.api, self.config = api, config
+    """The attempts of runs of one workflow (its state machine; default fold)."""
+
+    def __init__(self, api: AwsApi, config: ClientConfig, workflow: str | None = None) -> None:
+        self.api, self.config, self.workflow = api, config, workflow
         self._highest: dict[str, int] = {}  # run id -> highest attempt seen
 
     def describe(self, run_id: str, attempt: int) -> dict[str, Any] | None:
@@ -45,7 +47,7 @@ class Attempts:
             return None
         try:
             return self.api.call("stepfunctions", "describe_execution", allow=("ExecutionDoesNotExist",),
-                                 executionArn=self.config.execution_arn(name))
+                                 executionArn=self.config.execution_arn(name, self.workflow))
         except ClientError:
             return None
 
@@ -71,7 +73,8 @@ class Attempts:
 
         try:
             self.api.call("stepfunctions", "start_execution", allow=("ExecutionAlreadyExists",),
-                          stateMachineArn=self.config.state_machine_arn, name=name_of(run_id, attempt), input=body)
+                          stateMachineArn=self.config.state_machine_for(self.workflow), name=name_of(run_id, attempt),
+                          input=body)
             existed = False
         except ClientError:  # same name: that attempt exists; return it (idempotent)
             existed = True

@@ -4,8 +4,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
+import heapq
 import json
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -16,8 +16,9 @@ from typing import Any, Protocol
 from foldstack import storage
 from foldstack.client.attempts import Attempts, name_of
 from foldstack.client.aws import AwsApi
-from foldstack.client.config import ClientConfig
-from foldstack.client.errors import AwsError, RunNotFoundError, RunStateError
+from foldstack.client.config import DEFAULT_WORKFLOW, ClientConfig
+from foldstack.client.errors import AwsError, RunNotFoundError
+from foldstack.client.workloads import WorkloadRequest, execution_input
 from foldstack.core.errors import InputValidationError
 from foldstack.core.request import InlineRecord, RunRequest
 from foldstack.core.runid import parse_execution_name
@@ -42,6 +43,7 @@ class ExecutionInfo:
     arn: str | None = None
     attempt: int = 1  # which execution of the run this is (1, then retries and reruns)
     execution_name: str | None = None  # <run_id>, then <run_id>-a<attempt>
+    workflow: str | None = None  # the registered workflow that runs it (fold, cryoem, ...)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -49,16 +51,26 @@ class ExecutionInfo:
             "start": self.start.isoformat() if self.start else None,
             "stop": self.stop.isoformat() if self.stop else None,
             "error": self.error, "cause": self.cause, "attempt": self.attempt,
-            "execution_name": self.execution_name or self.run_id,
+            "execution_name": self.execution_name or self.run_id, "workflow": self.workflow,
         }
 
 
 @dataclass
 class Prepared:
-    request: RunRequest
+    request: Any  # RunRequest (fold) or the workload's own request model
     run_id: str
     targets: list[Target]
     uploads: dict[str, bytes] = field(default_factory=dict)  # URI -> content, written by `upload`
+    workflow: str = DEFAULT_WORKFLOW
+    files: dict[str, Path] = field(default_factory=dict)  # URI -> local file, streamed by `upload`
+
+    def execution_input(self) -> str:
+        """The execution's input. Fold's is unchanged ({run_id, request}: what every deployed
+        fold machine reads); another workflow's also names the workflow."""
+        if self.workflow == DEFAULT_WORKFLOW:
+            return json.dumps({"run_id": self.run_id, "request": self.request.model_dump(mode="json")},
+                              sort_keys=True, separators=(",", ":"))
+        return execution_input(WorkloadRequest(self.workflow, self.request, self.run_id, self.files))
 
 
 class Backend(Protocol):
@@ -66,6 +78,8 @@ class Backend(Protocol):
 
     def default_output(self) -> str: ...
     def prepare(self, request: RunRequest, *, inline_as_file: bool = False) -> Prepared: ...
+    def prepare_workload(self, workflow: str, request: Any, *, fields: Mapping[str, Any] | None = None,
+                         base: Path | None = None) -> Prepared: ...  # another registered workflow's request
     def upload(self, prepared: Prepared) -> None: ...
     def start(self, prepared: Prepared, *, rerun: bool = False) -> bool: ...  # True if the run already existed
     def retry(self, run_id: str) -> bool: ...  # the next attempt; True if it already existed
@@ -96,8 +110,35 @@ class CloudBackend:
         self.api, self.config, self.name = api, config, config.env
         self.page_size = 1000  # ListExecutions maxResults (the API's maximum)
         self._history_cache: dict[str, list[dict[str, Any]]] = {}  # by execution ARN
-        self.attempts = Attempts(api, config)
+        self.attempts = Attempts(api, config)  # fold's
+        self._attempts: dict[str, Attempts] = {DEFAULT_WORKFLOW: self.attempts}
         self._arns: dict[str, str] = {}  # run id -> ARN of its latest attempt, as last described
+        self._workflows: dict[str, str] = {}  # run id -> the workflow whose machine runs it
+
+    def attempts_of(self, workflow: str) -> Attempts:
+        self.config.state_machine_for(workflow)  # not deployed here: a one-line error naming those that are
+        if workflow not in self._attempts:
+            self._attempts[workflow] = Attempts(self.api, self.config, workflow)
+        return self._attempts[workflow]
+
+    def _latest(self, run_id: str) -> tuple[str, int, dict[str, Any]] | None:
+        """(workflow, attempt, DescribeExecution) of the run's latest attempt. A run not seen
+        before is looked for in fold's state machine first, then in every other deployed
+        one (an execution name is unique per machine only, a run id across them)."""
+        known = self._workflows.get(run_id)
+        order = [known] if known else list(self.config.deployed_workflows)
+        for workflow in order:
+            latest = self.attempts_of(workflow).latest(run_id)
+            if latest is not None:
+                self._workflows[run_id] = workflow
+                return workflow, *latest
+        return None
+
+    def workflow_of(self, run_id: str) -> str:
+        """The workflow a run belongs to (looked up once)."""
+        if run_id not in self._workflows:
+            self.describe(run_id)
+        return self._workflows[run_id]
 
     def default_output(self) -> str:
         return self.config.output_prefix
@@ -161,12 +202,28 @@ class CloudBackend:
         )
         return Prepared(request, run_id, targets, uploads)
 
+    def prepare_workload(self, workflow: str, request: Any, *, fields: Mapping[str, Any] | None = None,
+                         base: Path | None = None) -> Prepared:
+        """A request of another registered workload (`foldstack.client.workloads`): checked
+        offline, its local files mapped to upload URIs; nothing is written."""
+        from foldstack.client.workloads import prepare
+
+        self.config.state_machine_for(workflow)  # deployed here, before any file is hashed
+        ready = prepare(workflow, request, fields=fields, base=base, input_prefix=self.config.input_prefix,
+                        allowed_input_prefixes=self.config.allowed_input_prefixes,
+                        output_prefixes=self.config.output_prefixes, default_output=self.default_output())
+        return Prepared(ready.request, ready.run_id, [], workflow=workflow, files=ready.files)
+
     def upload(self, prepared: Prepared) -> None:
         for uri, data in prepared.uploads.items():  # content-addressed: re-uploading is harmless
             u = parse_uri(uri)
             self.api.call("s3", "put_object", Bucket=u.bucket, Key=u.key, Body=data,
                           ContentType="text/x-fasta",
                           Metadata={"sha256": hashlib.sha256(data).hexdigest()})
+        for uri, path in prepared.files.items():  # streamed from disk (movies are large)
+            u = parse_uri(uri)
+            with path.open("rb") as body:
+                self.api.call("s3", "put_object", Bucket=u.bucket, Key=u.key, Body=body)
 
     def start(self, prepared: Prepared, *, rerun: bool = False) -> bool:
         """Start the run's execution; True if it already existed. Step Functions answers a
@@ -174,36 +231,40 @@ class CloudBackend:
         still running with success (the existing execution), not ExecutionAlreadyExists,
         so the run's executions are looked up first. `rerun`: the run's finished work is
         discarded and its results withdrawn, then its next attempt starts."""
-        body = json.dumps({"run_id": prepared.run_id, "request": prepared.request.model_dump(mode="json")},
-                          sort_keys=True, separators=(",", ":"))
+        body = prepared.execution_input()
+        attempts = self.attempts_of(prepared.workflow)
+        self._workflows[prepared.run_id] = prepared.workflow
         if not rerun:
-            if self.attempts.latest(prepared.run_id) is not None:
+            if attempts.latest(prepared.run_id) is not None:
                 return True
             return self._start(prepared.run_id, 1, body)
-        attempt, latest = self.attempts.next_attempt(prepared.run_id, retry=False)
+        attempt, latest = attempts.next_attempt(prepared.run_id, retry=False)
         if latest is not None:
-            self.attempts.discard(prepared.run_id, prepared.request.output_uri)
+            attempts.discard(prepared.run_id, prepared.request.output_uri)
         return self._start(prepared.run_id, attempt, body)
 
     def retry(self, run_id: str) -> bool:
         """Start the next attempt of a FAILED, ABORTED or TIMED_OUT run with the same input:
         its steps skip the targets the earlier attempts finished."""
-        attempt, latest = self.attempts.next_attempt(run_id, retry=True)
+        if run_id not in self._workflows and self._latest(run_id) is None:
+            raise RunNotFoundError(f"no run {run_id!r} in environment {self.name!r}", run_id=run_id)
+        attempt, latest = self.attempts_of(self._workflows[run_id]).next_attempt(run_id, retry=True)
         assert latest is not None
         return self._start(run_id, attempt, latest["input"])
 
     def _start(self, run_id: str, attempt: int, body: str) -> bool:
-        existed = self.attempts.start(run_id, attempt, body)
-        self._arns[run_id] = self.config.execution_arn(name_of(run_id, attempt))  # history follows it
+        workflow = self._workflows.get(run_id, DEFAULT_WORKFLOW)
+        existed = self.attempts_of(workflow).start(run_id, attempt, body)
+        self._arns[run_id] = self.config.execution_arn(name_of(run_id, attempt), workflow)  # history follows it
         return existed
 
     # -- inspection
     def describe(self, run_id: str) -> ExecutionInfo:
         """The run's latest attempt."""
-        latest = self.attempts.latest(run_id)
+        latest = self._latest(run_id)
         if latest is None:
             raise RunNotFoundError(f"no run {run_id!r} in environment {self.name!r}", run_id=run_id)
-        attempt, d = latest
+        workflow, attempt, d = latest
         self._arns[run_id] = d["executionArn"]
         data = _loads(d.get("input"))
         return ExecutionInfo(
@@ -211,11 +272,12 @@ class CloudBackend:
             error=d.get("error"), cause=d.get("cause"),
             request=data.get("request") if isinstance(data, Mapping) else None,
             output=_loads(d.get("output")), arn=d.get("executionArn"), attempt=attempt,
-            execution_name=d.get("name"),
+            execution_name=d.get("name"), workflow=workflow,
         )
 
     def _arn(self, run_id: str) -> str:
-        return self._arns.get(run_id) or self.describe(run_id).arn or self.config.execution_arn(run_id)
+        return self._arns.get(run_id) or self.describe(run_id).arn or \
+            self.config.execution_arn(run_id, self._workflows.get(run_id))
 
     def history(self, run_id: str) -> list[dict[str, Any]]:
         """The history of the run's latest attempt (as last described)."""
@@ -232,19 +294,29 @@ class CloudBackend:
         return events
 
     def stop(self, run_id: str, cause: str) -> None:
-        arn = self.describe(run_id).arn or self.config.execution_arn(run_id)
+        arn = self.describe(run_id).arn or self.config.execution_arn(run_id, self._workflows.get(run_id))
         self.api.call("stepfunctions", "stop_execution", executionArn=arn, error="Cancelled", cause=cause[:32768])
 
     def list_runs(self, status: str | None, since: datetime | None) -> Iterator[ExecutionInfo]:
-        """One row per run: its latest attempt (newest first). Only RUNNING is filtered by
-        the API: an older attempt may have any other status while a later one differs."""
-        params: dict[str, Any] = {"stateMachineArn": self.config.state_machine_arn, "maxResults": self.page_size}
+        """One row per run of every deployed workflow: its latest attempt, newest first
+        (each machine's listing is newest first; they are merged)."""
+        streams = [self._list_runs(workflow, status, since) for workflow in self.config.deployed_workflows]
+        if len(streams) == 1:
+            yield from streams[0]
+            return
+        yield from heapq.merge(*streams, key=lambda i: as_aware(i.start or datetime.min), reverse=True)
+
+    def _list_runs(self, workflow: str, status: str | None, since: datetime | None) -> Iterator[ExecutionInfo]:
+        """One workflow's runs. Only RUNNING is filtered by the API: an older attempt may
+        have any other status while a later one differs."""
+        params: dict[str, Any] = {"stateMachineArn": self.config.state_machine_for(workflow),
+                                  "maxResults": self.page_size}
         if status == "RUNNING":
             params["statusFilter"] = status
         seen: set[str] = set()
         for e in self.api.paginate("stepfunctions", "list_executions", "executions", **params):
             start = e.get("startDate")
-            if since is not None and start is not None and _aware(start) < _aware(since):
+            if since is not None and start is not None and as_aware(start) < as_aware(since):
                 return  # newest first: everything after this is older
             run_id, attempt = parse_execution_name(e["name"])
             if run_id in seen:
@@ -252,8 +324,10 @@ class CloudBackend:
             seen.add(run_id)
             if status and e["status"] != status:
                 continue
+            self._workflows.setdefault(run_id, workflow)
             yield ExecutionInfo(run_id=run_id, status=e["status"], start=start, stop=e.get("stopDate"),
-                                arn=e.get("executionArn"), attempt=attempt, execution_name=e["name"])
+                                arn=e.get("executionArn"), attempt=attempt, execution_name=e["name"],
+                                workflow=workflow)
 
     def log_location(self, stream: str) -> str:
         """Where a Batch job's log stream is, for people: the CloudWatch group and stream."""
@@ -289,7 +363,7 @@ class CloudBackend:
     def download(self, uri: str, path: Path) -> None:
         u = parse_uri(uri)
         body = self.api.call("s3", "get_object", Bucket=u.bucket, Key=u.key)["Body"]
-        _write_stream(path, iter(lambda: body.read(1 << 20), b""))
+        write_stream(path, iter(lambda: body.read(1 << 20), b""))
 
     def missing_db_versions(self, pins: Mapping[str, str]) -> tuple[dict[str, str], str]:
         """({name: version} of `pins` not published under the database prefix, that prefix):
@@ -314,137 +388,10 @@ class CloudBackend:
         return missing, self.config.db_uri
 
 
-# --------------------------------------------------------------------------- local
-
-
-class LocalBackend:
-    """Local mode: the same Run API over `foldstack.local.runner.LocalRunner`.
-
-    Thin on purpose: it only translates between the client's types (`ExecutionInfo`,
-    `Prepared`, `RunNotFoundError`, AWS-shaped history) and the local runner, which owns
-    everything else (drivers, run records, locks, finding dead drivers, cleanup). It lives
-    here because those types are the client's and `foldstack.local` is a layer below.
-    `detach=True`: `start` hands each run to a background driver process that outlives
-    this one (`foldstack submit --env local` without `--wait`)."""
-
-    name = "local"
-
-    def __init__(self, runner: Any, output: str | None = None, *, detach: bool = False) -> None:
-        self.runner = runner
-        self._output = output
-        self.detach = detach
-
-    def default_output(self) -> str:
-        return self._output or str(Path.cwd() / "foldstack-results")
-
-    def prepare(self, request: RunRequest, *, inline_as_file: bool = False) -> Prepared:
-        prepared = self.runner.prepare(request)  # (request, [target ids,] run id)
-        return Prepared(prepared[0], prepared[-1], [])
-
-    def upload(self, prepared: Prepared) -> None:
-        return None  # LocalRunner.prepare copied the inputs under <home>/inputs already
-
-    def start(self, prepared: Prepared, *, rerun: bool = False) -> bool:
-        with _run_state():
-            return bool(self.runner.submit(prepared.request, detach=self.detach, rerun=rerun).existed)
-
-    def retry(self, run_id: str) -> bool:
-        from foldstack.local.errors import LocalRunNotFound
-
-        try:
-            with _run_state():
-                return bool(self.runner.retry(run_id, detach=self.detach).existed)
-        except LocalRunNotFound as exc:
-            raise RunNotFoundError(exc.message, run_id=run_id) from None
-
-    def _record(self, run_id: str) -> dict[str, Any]:
-        from foldstack.local.errors import LocalRunNotFound
-
-        try:
-            return self.runner.describe(run_id)  # a run whose driver died is recorded ABORTED here
-        except LocalRunNotFound as exc:
-            raise RunNotFoundError(exc.message, run_id=run_id) from None
-
-    @staticmethod
-    def _info(rec: dict[str, Any]) -> ExecutionInfo:
-        return ExecutionInfo(
-            run_id=str(rec.get("run_id")), status=str(rec.get("status") or "UNKNOWN"),
-            start=_dt(rec.get("started_at")), stop=_dt(rec.get("stopped_at")), error=rec.get("error"),
-            cause=rec.get("cause"), request=rec.get("request"), output=rec.get("result"),
-            attempt=int(rec.get("execution") or 1), execution_name=rec.get("execution_name"),
-        )
-
-    def describe(self, run_id: str) -> ExecutionInfo:
-        return self._info({**self._record(run_id), "run_id": run_id})
-
-    def history(self, run_id: str) -> list[dict[str, Any]]:
-        from foldstack.client.history import from_engine
-
-        self._record(run_id)
-        return from_engine(e for e in self.runner.history(run_id) if not isinstance(e, Mapping) or e.get("type"))
-
-    def stop(self, run_id: str, cause: str) -> None:
-        from foldstack.local.errors import LocalRunNotFound
-
-        try:
-            self.runner.cancel(run_id, cause)  # wherever it is driven; it is cleaned up
-        except LocalRunNotFound as exc:
-            raise RunNotFoundError(exc.message, run_id=run_id) from None
-
-    def list_runs(self, status: str | None, since: datetime | None) -> Iterator[ExecutionInfo]:
-        infos = []
-        for rec in self.runner.list_runs():  # a corrupt record is listed as UNKNOWN
-            info = self._info(rec)
-            if status and info.status != status:
-                continue
-            if since and info.start and _aware(info.start) < _aware(since):
-                continue
-            infos.append(info)
-        yield from sorted(infos, key=lambda i: _aware(i.start or datetime.min), reverse=True)
-
-    def log_lines(self, run_id: str, job_id: str) -> list[str]:
-        logs = self.runner.paths.run_dir(run_id) / "logs"
-        files = sorted(logs.glob(f"*{job_id}*.log")) if logs.is_dir() else []
-        if not files:
-            raise RunNotFoundError(f"no local log for job {job_id} under {logs}")
-        lines: list[str] = []
-        for f in files:
-            lines.append(f"==> {f.name} <==")
-            lines.extend(f.read_text(errors="replace").splitlines())
-        return lines
-
-    def read(self, uri: str) -> bytes | None:
-        path = Path(parse_uri(uri).key)
-        return path.read_bytes() if path.is_file() else None
-
-    def missing_db_versions(self, pins: Mapping[str, str]) -> tuple[dict[str, str], str]:
-        """({name: version} of `pins` not installed under ``<home>/db``, that directory): a
-        version is installed when ``<name>/<version>/manifest.json`` is (what `db build` and
-        the demo write last, and what the msa step opens)."""
-        root = Path(self.runner.paths.db)
-        return {n: v for n, v in pins.items() if not (root / n / v / "manifest.json").is_file()}, str(root)
-
-    def download(self, uri: str, path: Path) -> None:
-        src = Path(parse_uri(uri).key)
-        with src.open("rb") as fh:
-            _write_stream(path, iter(lambda: fh.read(1 << 20), b""))
-
-
 # --------------------------------------------------------------------------- helpers
 
 
-@contextlib.contextmanager
-def _run_state() -> Iterator[None]:
-    """The local runner's RunStateConflict as the client's RunStateError (same code)."""
-    from foldstack.local.errors import RunStateConflict
-
-    try:
-        yield
-    except RunStateConflict as exc:
-        raise RunStateError(exc.message, code=exc.code, **exc.details) from None
-
-
-def _write_stream(path: Path, chunks: Iterator[bytes] | Callable[[], Iterator[bytes]]) -> None:
+def write_stream(path: Path, chunks: Iterator[bytes] | Callable[[], Iterator[bytes]]) -> None:
     storage.write_stream(path, chunks)  # type: ignore[arg-type]  # atomic: temp file beside it, fsync, replace
 
 
@@ -457,16 +404,7 @@ def _loads(text: Any) -> Any:
         return None
 
 
-def _dt(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        return value
-    try:
-        return datetime.fromisoformat(str(value)) if value else None
-    except ValueError:
-        return None
-
-
-def _aware(value: datetime) -> datetime:
+def as_aware(value: datetime) -> datetime:
     from datetime import UTC
 
     return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from foldstack.client.aws import AwsApi, RetryPolicy, check_configured, session_for
-from foldstack.client.backends import CloudBackend, LocalBackend, Prepared
-from foldstack.client.config import ClientConfig, discover
+from foldstack.client.backends import CloudBackend, Prepared
+from foldstack.client.config import DEFAULT_WORKFLOW, ClientConfig, discover
 from foldstack.client.display import CountBar
 from foldstack.client.errors import NotInstalledError
+from foldstack.client.local_backend import LocalBackend
 from foldstack.client.ratelimit import RateLimiter
 from foldstack.client.run import Run, RunContext, RunSet
 from foldstack.core.errors import InputValidationError
@@ -189,13 +190,22 @@ class Client:
                "engine": engine, **{k: v for k, v in options.items() if v is not None}}
         return parse_request(raw)
 
-    def submit(self, inputs: InputLike | Iterable[InputLike], *, engine: str = "alphafold2",
+    def submit(self, inputs: InputLike | Iterable[InputLike] | None = None, *, engine: str = "alphafold2",
                output: str | None = None, preset: str = "monomer", msa_tool: str | None = None,
                reuse_msa: bool = True, owner: str | None = None, tags: dict[str, str] | None = None,
                rerun: bool = False, db_preset: str | None = None, db_versions: Mapping[str, str] | None = None,
                num_models: int | None = None, num_seeds: int | None = None, relax: str | None = None,
-               max_failed_fraction: float | None = None) -> Run:
+               max_failed_fraction: float | None = None, workflow: str | None = None,
+               request: Any = None, **fields: Any) -> Run:
         """Validate locally (the Lambda's own checks), upload local files, start the run.
+
+        `workflow`: a registered client workflow (``foldstack.workflows.registry.client_workflows()``;
+        default fold, whose arguments follow). Another workflow's request is `request` (its
+        request model, a dict of its fields, or a request JSON file / dataset folder holding
+        ``request.json``; `inputs` may name that file or folder instead) and/or its fields as
+        keyword arguments, `output` its ``output_uri``; see `foldstack.client.workloads` for
+        how its local input files are checked and uploaded. Fold's own options are refused
+        there.
 
         AlphaFold2 options (the run request's fields; None: the default): `db_preset`
         (full_dbs | reduced_dbs | colabfold), `db_versions` ({database: version} searched
@@ -212,6 +222,25 @@ class Client:
         failed run is resumed with `Run.retry()` instead. In local mode the engine's
         weights (and databases) must be installed: once the inputs passed every check,
         `NotInstalledError` says how to get them if not."""
+        if workflow not in (None, DEFAULT_WORKFLOW):
+            fold_only = {"engine": engine != "alphafold2", "preset": preset != "monomer", "msa_tool": msa_tool,
+                         "reuse_msa": not reuse_msa, "db_preset": db_preset, "db_versions": db_versions,
+                         "num_models": num_models, "num_seeds": num_seeds, "relax": relax,
+                         "max_failed_fraction": max_failed_fraction}
+            given = [name for name, value in fold_only.items() if value not in (None, False)]
+            if given:
+                raise InputValidationError(f"{', '.join(given)}: fold options, not options of workflow {workflow!r}",
+                                           code="invalid_request")
+            extra = {"output_uri": output, "owner": owner, "tags": tags or None}
+            return self._submit_workload(workflow, request if request is not None else inputs,
+                                         {**{k: v for k, v in extra.items() if v is not None}, **fields},
+                                         rerun=rerun)
+        if fields or request is not None:
+            raise InputValidationError(f"{', '.join(sorted(fields)) or 'request'}: not an argument of a fold "
+                                       "submission (fields of another workflow's request: pass workflow=...)",
+                                       code="invalid_request")
+        if inputs is None:
+            raise InputValidationError("no inputs given: FASTA paths/URIs or records", code="empty_input")
         request = self.request(inputs, engine=engine, output=output, preset=preset, msa_tool=msa_tool,
                                reuse_msa=reuse_msa, owner=owner, tags=tags or None, db_preset=db_preset,
                                db_versions=dict(db_versions) if db_versions else None, num_models=num_models,
@@ -219,6 +248,23 @@ class Client:
         prepared = self._backend.prepare(request)  # every input check, before anything starts
         if self.is_local:
             self.check_installed(prepared.request.engine)
+        return self._launch(prepared, rerun=rerun)
+
+    def _submit_workload(self, workflow: str, request: Any, fields: dict[str, Any], *, rerun: bool) -> Run:
+        """Another registered workflow's run (see `submit`)."""
+        from foldstack.client.workloads import request_class
+        from foldstack.workflows.registry import load_registry
+
+        if self.config is not None and workflow not in self.config.deployed_workflows and \
+                workflow not in load_registry():
+            raise InputValidationError(f"unknown workflow {workflow!r}; deployed in environment {self.env!r}: "
+                                       f"{', '.join(sorted(self.config.deployed_workflows))}", code="invalid_request")
+        request_class(workflow)  # unknown or not a client workflow: say so before anything else
+        prepare = getattr(self._backend, "prepare_workload", None)
+        if prepare is None:
+            raise InputValidationError(f"workflow {workflow!r} cannot be submitted in this mode",
+                                       code="invalid_request")
+        prepared = prepare(workflow, request, fields=fields)  # every offline check, before anything is written
         return self._launch(prepared, rerun=rerun)
 
     def rerun(self, manifest: Manifest | str | Path) -> Run:
@@ -246,7 +292,7 @@ class Client:
         self._backend.upload(prepared)
         existed = self._backend.start(prepared, rerun=rerun)
         return Run(self._run_context(), prepared.run_id, request=prepared.request.model_dump(mode="json"),
-                   existed=existed)
+                   existed=existed, workflow=prepared.workflow)
 
     def submit_many(
         self,
@@ -325,15 +371,17 @@ class Client:
         return records
 
     # -- finding runs
-    def run(self, run_id: str) -> Run:
-        """A handle on an existing run (nothing is fetched until you ask)."""
-        return Run(self._run_context(), run_id)
+    def run(self, run_id: str, workflow: str | None = None) -> Run:
+        """A handle on an existing run (nothing is fetched until you ask). `workflow`: which
+        workflow runs it, when known (else it is looked up in every deployed one)."""
+        return Run(self._run_context(), run_id, workflow=workflow)
 
     def runs(self, status: str | None = None, since: datetime | timedelta | str | None = None) -> list[Run]:
         """Every run of this environment (newest first), following every page."""
         start = parse_since(since)
         status = status.upper() if status else None
-        return [Run(self._run_context(), info.run_id, info=info) for info in self._backend.list_runs(status, start)]
+        return [Run(self._run_context(), info.run_id, info=info, workflow=info.workflow)
+                for info in self._backend.list_runs(status, start)]
 
     def doctor(self, **kwargs: Any) -> Any:
         from foldstack.client.doctor import run_checks

@@ -12,6 +12,8 @@ Required (the error lists every one that is missing):
   queues                  JSON: logical queue name -> job queue ARN
   msa_cache_uri           MSA cache root
 Optional:
+  workflows               JSON: workflow name -> state machine ARN, for every workload users submit
+                          (absent on an older stack: {"fold": state_machine_arn})
   allowed_output_prefixes StringList (default: output_prefix)
   size_classes            JSON, jobs.yaml `size_classes` (default: the checkout's jobs.yaml)
   fasta_limits            JSON overriding FastaLimits (what FOLDSTACK_LIMITS sets in the Lambdas)
@@ -34,7 +36,8 @@ REQUIRED = (
     "state_machine_arn", "input_prefix", "allowed_input_prefixes", "output_prefix", "scratch_bucket",
     "region", "log_group_batch", "queues", "msa_cache_uri",
 )
-OPTIONAL = ("allowed_output_prefixes", "size_classes", "fasta_limits", "db_uri")
+OPTIONAL = ("workflows", "allowed_output_prefixes", "size_classes", "fasta_limits", "db_uri")
+DEFAULT_WORKFLOW = "fold"
 _ENV = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
@@ -57,6 +60,27 @@ class ClientConfig(BaseModel):
     size_classes: dict[str, SizeClass] = Field(default_factory=dict)
     fasta_limits: FastaLimits = FastaLimits()
     db_uri: str | None = None
+    # workflow name -> state machine ARN (fold's is `state_machine_arn` as well)
+    workflows: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def deployed_workflows(self) -> dict[str, str]:
+        """Every workflow this environment runs -> its state machine ARN (fold first)."""
+        deployed = {DEFAULT_WORKFLOW: self.state_machine_arn}
+        deployed.update(self.workflows)
+        return deployed
+
+    def state_machine_for(self, workflow: str | None = None) -> str:
+        """The state machine ARN of `workflow` (default fold); a one-line error naming the
+        deployed ones when this environment does not run it."""
+        name = workflow or DEFAULT_WORKFLOW
+        deployed = self.deployed_workflows
+        if name not in deployed:
+            raise ConfigurationError(
+                f"workflow {name!r} is not deployed in environment {self.env!r}; deployed: "
+                f"{', '.join(sorted(deployed))}", code="workflow_not_deployed", env=self.env, workflow=name,
+                hint="apply the Terraform of a release that registers it (SSM parameter workflows)")
+        return deployed[name]
 
     @property
     def output_prefixes(self) -> tuple[str, ...]:
@@ -66,9 +90,11 @@ class ClientConfig(BaseModel):
     def state_machine_name(self) -> str:
         return self.state_machine_arn.rsplit(":", 1)[-1]
 
-    def execution_arn(self, run_id: str) -> str:
-        head = self.state_machine_arn.split(":stateMachine:", 1)[0]
-        return f"{head}:execution:{self.state_machine_name}:{run_id}"
+    def execution_arn(self, run_id: str, workflow: str | None = None) -> str:
+        """The ARN of execution `run_id` of `workflow`'s state machine (default fold)."""
+        machine = self.state_machine_for(workflow)
+        head, _, name = machine.partition(":stateMachine:")
+        return f"{head}:execution:{name}:{run_id}"
 
     def public(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -120,6 +146,9 @@ def parse_parameters(env: str, values: dict[str, str], *, prefix: str = "/foldst
         data["fasta_limits"] = as_json("fasta_limits")
     if values.get("db_uri"):
         data["db_uri"] = values["db_uri"].strip()
+    if values.get("workflows"):
+        data["workflows"] = _workflow_map(as_json("workflows"), data["state_machine_arn"],
+                                          parameter_path(env, "workflows", prefix), problems)
     if not data["size_classes"]:
         problems.append(f"no size classes: publish {parameter_path(env, 'size_classes', prefix)} "
                         "(JSON of jobs.yaml `size_classes`)")
@@ -130,6 +159,20 @@ def parse_parameters(env: str, values: dict[str, str], *, prefix: str = "/foldst
     except ValidationError as exc:
         detail = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         raise ConfigurationError(f"environment {env!r}: invalid SSM configuration: {detail}", env=env) from None
+
+
+def _workflow_map(value: Any, fold_arn: str, where: str, problems: list[str]) -> dict[str, str]:
+    """The `workflows` parameter checked: names -> state machine ARNs; fold's, when listed,
+    must be `state_machine_arn` (one stack, one fold machine)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) and ":stateMachine:" in v
+                                              for k, v in value.items()):
+        problems.append(f"{where} must map workflow names to state machine ARNs")
+        return {}
+    if value.get(DEFAULT_WORKFLOW, fold_arn) != fold_arn:
+        problems.append(f"{where}: fold's state machine differs from state_machine_arn")
+    return {k: v.strip() for k, v in value.items()}
 
 
 def discover(api: Any, env: str, *, prefix: str = "/foldstack") -> ClientConfig:

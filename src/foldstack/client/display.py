@@ -84,7 +84,7 @@ class WaitDisplay:
                               ("time", "right")):
             table.add_column(name, justify=justify)  # type: ignore[arg-type]
         for row in self._progress.summary():
-            done = f"{row.done}/{total}" if total else str(row.done)
+            done = f"{row.done}/{total}" if total and row.per_target else str(row.done)
             table.add_row(Text(row.step), done, str(row.running), str(row.failed),
                           self._elapsed(row.started, row.stopped, now))
         if self._progress.current_state and self._status not in TERMINAL:

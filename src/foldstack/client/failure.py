@@ -49,6 +49,8 @@ class Failure:
     def where(self) -> str:
         if self.step and self.target:
             return f"{self.step} of target{'s' if ',' in self.target else ''} {self.target}"
+        if self.step and self.job_id:  # a Batch step of the run as a whole (cryoem's refine3d): what it ran
+            return self.step
         return self.state or self.step or "the run"
 
     def __str__(self) -> str:

@@ -8,9 +8,13 @@ directly (`_map_path`). An iteration's targets are read from the input of its fi
 state: one `target` (per-target MSA iterations) or a `batch` of targets (one Predict job
 for several targets, so its step is recorded once per target, with the same job id).
 
-Step names follow the ASL: `Msa` -> step `msa`; `Predict_<size class>` -> step
-`predict` on that size class; the Distributed Map's copies carry a `Bulk` prefix. Batch
-job ids come from TaskSubmitted/TaskSucceeded outputs and TaskFailed causes (`JobId`).
+A Batch task's step is what its job runs, from the job definition it submits and the
+run's workflow's jobs.yaml (`foldstack.client.stepnames`: `msa`, `predict`; cryoem's
+`preprocess`, `curate`, `class2d`, `refine3d`, ...), with the job definition's size
+class. Without jobs.yaml, and for Lambda tasks, the step is the state's name family:
+`Predict_<size class>` -> step `predict` on that size class, `ValidateInput` ->
+`validateinput`; the Distributed Map's copies carry a `Bulk` prefix. Batch job ids come
+from TaskSubmitted/TaskSucceeded outputs and TaskFailed causes (`JobId`).
 """
 
 from __future__ import annotations
@@ -22,12 +26,14 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from foldstack.client.stepnames import StepNames
+
 _JOB_ID = re.compile(r'"JobId"\s*:\s*"([^"]+)"')
 
 
 @dataclass
 class StepState:
-    step: str  # msa | predict | validateinput | ... (lower-case state family)
+    step: str  # msa | predict | preprocess | ... (what a Batch job runs) | validateinput | ... (state family)
     state: str  # the ASL state name, e.g. Predict_small
     target: str | None = None  # None for run-level states (ValidateInput, CollectOutputs, ...)
     size_class: str | None = None
@@ -38,6 +44,7 @@ class StepState:
     stopped: datetime | None = None
     error: str | None = None
     cause: str | None = None
+    job: str | None = None  # the jobs.yaml job a Batch task submitted (msa, predict, cryoem_gpu, ...)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -56,6 +63,7 @@ class StepSummary:
     failed: int = 0  # FAILED, TIMED_OUT or ABORTED
     started: datetime | None = None  # the first target's start
     stopped: datetime | None = None  # the last target's end; None while any target runs
+    per_target: bool = True  # False: a run-level Batch step (one job for the run, e.g. cryoem's refine3d)
 
 
 @dataclass
@@ -67,17 +75,21 @@ class Progress:
     def summary(self) -> list[StepSummary]:
         """Per target-level step, in the order the run reached them: how many targets
         are done, running and failed there (each target counted once per step, by its
-        latest attempt: a Predict retried on a larger size class counts once)."""
-        latest: dict[tuple[str, str], StepState] = {}
+        latest attempt: a Predict retried on a larger size class counts once). A Batch
+        step of the run as a whole (no target) is a row too, counted once."""
+        latest: dict[tuple[str, str | None], StepState] = {}
         records: dict[str, list[StepState]] = {}
+        run_level: set[str] = set()
         for s in self.steps:
             if s.target is None:
-                continue
+                if s.job is None:
+                    continue  # a Lambda task of the run (ValidateInput, ...): not a row
+                run_level.add(s.step)
             latest[(s.step, s.target)] = s
             records.setdefault(s.step, []).append(s)
         out = []
         for step, states in records.items():
-            row = StepSummary(step)
+            row = StepSummary(step, per_target=step not in run_level)
             for (name, _target), s in latest.items():
                 if name != step:
                     continue
@@ -242,15 +254,24 @@ def _members(item: Any, validated: list[dict[str, Any]], index: int) -> list[tup
             return [(str(target["id"]), target.get("size_class"))]
         batch = item.get("batch")
         if isinstance(batch, Mapping):
-            return [(str(t.get("id")), t.get("size_class") or batch.get("size_class"))
-                    for t in batch.get("targets") or [] if isinstance(t, Mapping)]
+            members = [(str(t.get("id")), t.get("size_class") or batch.get("size_class"))
+                       for t in batch.get("targets") or [] if isinstance(t, Mapping)]
+            # a batch of something other than targets (cryoem: movies) is named by its own id
+            label = next((batch[k] for k in ("batch", "id", "name") if isinstance(batch.get(k), str | int)), None)
+            if not members and label is not None and not isinstance(label, bool):
+                return [(str(label), batch.get("size_class"))]
+            return members
+        if isinstance(batch, str | int) and not isinstance(batch, bool):  # {"batch": "b00000", ...}
+            return [(str(batch), item.get("size_class"))]
     if 0 <= index < len(validated):  # older definitions: iteration i is target i
         t = validated[index]
         return [(str(t.get("id")), t.get("size_class"))]
     return []
 
 
-def parse(events: Iterable[Mapping[str, Any]]) -> Progress:
+def parse(events: Iterable[Mapping[str, Any]], names: StepNames | None = None) -> Progress:
+    """The run's steps from its history; `names`: its workflow's job names (Batch steps
+    named by what their jobs run; None: by state name)."""
     ordered = sorted(events, key=lambda e: int(e.get("id") or 0))
     iteration: dict[int, IterationKey] = {}
     open_maps: list[IterationKey] = []
@@ -309,6 +330,11 @@ def parse(events: Iterable[Mapping[str, Any]]) -> Progress:
             if etype == "TaskScheduled":
                 st.attempts += 1
                 st.status, st.error, st.cause = "RUNNING", None, None
+                resolved = names.resolve(json_field(d.get("parameters"))) \
+                    if names is not None and d.get("resourceType") == "batch" else None
+                if resolved is not None:
+                    st.step, st.job = resolved.step, resolved.job
+                    st.size_class = resolved.size_class or (st.size_class if st.target else None)
             elif etype == "TaskSubmitted":
                 st.job_id = _job_id(d.get("output")) or st.job_id
             elif etype == "TaskSucceeded":

@@ -20,12 +20,15 @@ from typing import Any
 
 from foldstack import storage
 from foldstack.client import history as _history
+from foldstack.client import stepnames
 from foldstack.client.backends import TERMINAL, ExecutionInfo
+from foldstack.client.config import DEFAULT_WORKFLOW
 from foldstack.client.display import CountBar, WaitDisplay
 from foldstack.client.errors import RunNotCompleteError, RunNotFoundError
 from foldstack.client.failure import BAD_STATUSES, Failure, explain, log_sections
 from foldstack.client.outcome import outcome_sentence, outcome_summary
-from foldstack.core.errors import OutputIntegrityError
+from foldstack.client.published import WorkloadManifest, read_manifest
+from foldstack.core.errors import InputValidationError, OutputIntegrityError
 from foldstack.core.manifest import MANIFEST, Manifest, TargetFailure, load_manifest
 from foldstack.core.uris import join_under
 
@@ -65,11 +68,14 @@ class Run:
     """A handle on one run. Nothing is fetched until asked for (`status`, `steps()`...)."""
 
     def __init__(self, ctx: RunContext, run_id: str, *, request: dict[str, Any] | None = None,
-                 existed: bool | None = None, info: ExecutionInfo | None = None) -> None:
+                 existed: bool | None = None, info: ExecutionInfo | None = None,
+                 workflow: str | None = None) -> None:
         self._ctx, self.run_id, self.existed = ctx, run_id, existed
         self._request = request
         self._info = info
+        self._workflow = workflow
         self._manifest: Manifest | None = None
+        self._published: WorkloadManifest | None = None
         self._failure: Failure | None = None
 
     def __repr__(self) -> str:
@@ -85,6 +91,8 @@ class Run:
         self._info = self._backend.describe(self.run_id)
         if self._info.request:
             self._request = self._info.request
+        if self._info.workflow and self._workflow is None:
+            self._workflow = self._info.workflow
         return self._info
 
     @property
@@ -118,8 +126,23 @@ class Run:
         """Where this run's results are (or will be): `<output_uri>/<run_id>`."""
         return join_under(self.request["output_uri"], self.run_id)
 
+    @property
+    def workflow(self) -> str:
+        """The registered workflow that runs it (fold, cryoem, ...)."""
+        if self._workflow is None:
+            known = self._info.workflow if self._info is not None else None
+            find = getattr(self._backend, "workflow_of", None)
+            self._workflow = known or (find(self.run_id) if find else None) or self.refresh().workflow \
+                or DEFAULT_WORKFLOW
+        return self._workflow
+
+    @property
+    def is_fold(self) -> bool:
+        return self.workflow == DEFAULT_WORKFLOW
+
     def progress(self) -> _history.Progress:
-        return _history.parse(self._backend.history(self.run_id))
+        events = self._backend.history(self.run_id)
+        return _history.parse(events, stepnames.for_workflow(self.workflow))
 
     def steps(self) -> list[_history.StepState]:
         """Per-step state: which target is in MSA or Predict, with Batch job ids."""
@@ -163,13 +186,16 @@ class Run:
         ``nothing_to_retry``) if it runs or succeeded. Returns this handle, which follows
         the new attempt (`existed`: a concurrent retry had started it already)."""
         self.existed = self._backend.retry(self.run_id)
-        self._info, self._failure, self._manifest = None, None, None
+        self._info, self._failure, self._manifest, self._published = None, None, None, None
         return self
 
     @property
     def n_targets(self) -> int | None:
         """How many targets the run folds, from its id (`<label>-<n>-<digest>`, see
-        `foldstack.core.runid`); None for an id of another shape."""
+        `foldstack.core.runid`); None for an id of another shape or another workflow's run."""
+        known = self._workflow or (self._info.workflow if self._info is not None else None)
+        if known not in (None, DEFAULT_WORKFLOW):
+            return None
         parts = self.run_id.rsplit("-", 2)
         return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
 
@@ -238,22 +264,43 @@ class Run:
         return self._failure
 
     # -- results
+    def _manifest_bytes(self) -> tuple[bytes, str]:
+        uri = join_under(self.output_uri, MANIFEST)
+        data = self._backend.read(uri)
+        if data is None:
+            raise RunNotCompleteError(
+                f"run {self.run_id} has no results yet (status {self.status}); manifest.json is written last",
+                run_id=self.run_id, status=self.status,
+            )
+        return data, uri
+
     def manifest(self) -> Manifest:
-        """The published manifest (:class:`foldstack.core.manifest.Manifest`)."""
+        """The published manifest of a fold run (:class:`foldstack.core.manifest.Manifest`);
+        another workflow's: `published()`."""
+        if not self.is_fold:
+            raise InputValidationError(f"run {self.run_id} is a {self.workflow} run: read its manifest with "
+                                       "published()", code="invalid_request", run_id=self.run_id)
         if self._manifest is None:
-            uri = join_under(self.output_uri, MANIFEST)
-            data = self._backend.read(uri)
-            if data is None:
-                raise RunNotCompleteError(
-                    f"run {self.run_id} has no results yet (status {self.status}); manifest.json is written last",
-                    run_id=self.run_id, status=self.status,
-                )
+            data, uri = self._manifest_bytes()
             self._manifest = load_manifest(data, source=uri)
         return self._manifest
+
+    def published(self) -> WorkloadManifest:
+        """The published manifest of any workflow's run, read generically: its files, outcome
+        and metrics (`foldstack.client.published`)."""
+        if self._published is None:
+            data, uri = self._manifest_bytes()
+            self._published = read_manifest(data, source=uri)
+        return self._published
 
     def outcome(self) -> str | None:
         """``succeeded``, ``partial`` (SUCCEEDED with failures within the budget) or ``failed``
         (FAILED with more; what folded is published), from the manifest; None without one."""
+        if not self.is_fold:
+            try:
+                return self.published().outcome
+            except RunNotCompleteError:
+                return None
         manifest = self._manifest_or_none()
         return manifest.outcome if manifest is not None else None
 
@@ -274,6 +321,8 @@ class Run:
         return outcome_summary(manifest) if manifest is not None else {}
 
     def _manifest_or_none(self) -> Manifest | None:
+        if not self.is_fold:
+            return None  # per-target outcomes are fold's
         try:
             return self.manifest()
         except RunNotCompleteError:
@@ -283,7 +332,12 @@ class Run:
         """Every published file (from the manifest: present means complete): each target's
         files, then the run-level ones (``run_files``: ``summary.tsv``, ``index.html``,
         ``failures.tsv``, ``assets/``, ``structures/<target>.cif``, the
-        latter with its target set), then ``manifest.json``."""
+        latter with its target set), then ``manifest.json``. Another workflow's run: the files
+        its manifest lists (`published()`), then ``manifest.json``."""
+        if not self.is_fold:
+            return [*(OutputFile(e.target, e.path, join_under(self.output_uri, e.path), e.size, e.sha256)
+                      for e in self.published().files),
+                    OutputFile(None, MANIFEST, join_under(self.output_uri, MANIFEST))]
         manifest = self.manifest()
         ids = {t.id for t in manifest.targets}
         files = []
@@ -327,6 +381,8 @@ class Run:
         metrics; ``.to_pandas()`` for a DataFrame."""
         from foldstack.core.manifest import summary_row
 
+        if not self.is_fold:  # one row: the run's own metrics (resolution, particles, ...)
+            return Rows([{"run_id": self.run_id, **self.published().metrics}])
         rows = Rows()
         for t in self.manifest().targets:
             row = {"run_id": self.run_id, "id": t.id, **summary_row(t)}
@@ -339,6 +395,7 @@ class Run:
         `failure` (see `failure()`), so the document doubles as an error object; an ended
         run with a manifest, its per-target outcome (`outcome_summary()`)."""
         d = self.info.to_dict()
+        d["workflow"] = self.workflow
         if self.info.status in ("SUCCEEDED", "FAILED"):
             d.update(self.outcome_summary())
         d["output_uri"] = self.output_uri if self._request or self._info and self._info.request else None

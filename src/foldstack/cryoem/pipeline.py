@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,16 +31,30 @@ from foldstack.cryoem.mrc import read_mrc
 from foldstack.cryoem.relion import relion_version
 from foldstack.cryoem.report import plot_fsc, write_report
 from foldstack.cryoem.request import CryoemRequest, load_request
-from foldstack.cryoem.stagekit import ALL, Knobs, read_json, write_json
+from foldstack.cryoem.stagekit import ALL, Knobs, read_json, stage_dir, write_json
+from foldstack.cryoem.submission import batch_name
 from foldstack.steps.common import check_ids, done_path, log
 
 GUARD_RATIO = 1.5
+RESULTS_STAGE = "results"  # the workflow's stage that assembles the results (foldstack step cryoem postprocess)
 RESULT_VERSION = 1
 
 
 def batches_of(movies: list[Path], size: int) -> dict[str, list[Path]]:
     size = max(1, size)
-    return {f"batch-{i // size:03d}": movies[i:i + size] for i in range(0, len(movies), size)}
+    return {batch_name(i // size): movies[i:i + size] for i in range(0, len(movies), size)}
+
+
+def stage_records(run_dir: Path) -> dict[str, dict[str, Any]]:
+    """Timings and resources of every finished stage of a run (its done records), named as
+    :func:`run_local` names them: ``<stage>`` for the run-wide ones, ``<stage>[<batch>]``."""
+    records = {}
+    for done in sorted(Path(run_dir).glob("*/*/*.done.json")):
+        folder, name = done.parent, done.parent.parent.name
+        if done.name != f"{name}.done.json" or folder.name.startswith(".") or name == RESULTS_STAGE:
+            continue
+        records[name if folder.name == ALL else f"{name}[{folder.name}]"] = _stage_record(folder, name)
+    return records
 
 
 def _stage_record(folder: Path, name: str) -> dict[str, Any]:
@@ -49,18 +64,43 @@ def _stage_record(folder: Path, name: str) -> dict[str, Any]:
             "peak_rss_mib": res.get("peak_rss_mib")}
 
 
-def bias_guard(main_refine: Path, guard_refine: Path, pixel_size: float) -> dict[str, Any]:
-    """Compare the refinements from the two starts (same frame: both began from one reference)."""
+GUARD_MAX_TURN_DEG = 10.0  # bias_guard: a same-frame pose beyond these is a divergence, not a match
+GUARD_MAX_SHIFT_PX = 2.0
+
+
+def bias_guard(main_refine: Path, guard_refine: Path, pixel_size: float, *,
+               same_frame: bool = True) -> dict[str, Any]:
+    """Compare the refinements from the two starts. The guard map is first aligned onto the
+    main one (rotation, shift and hand: :mod:`foldstack.cryoem.align`), so that maps in
+    different frames, as de novo maps are, are not compared voxel by voxel.
+
+    With `same_frame` (both starts came from one reference, as in :func:`run_local`) the
+    aligned comparison counts only if the pose is close to the identity: a refinement that
+    turned or changed hand diverged, and at the demos' resolutions (16-24 Å) any two globular
+    maps of one size agree to ~20 Å once freely aligned, which would hide a different map.
+    Otherwise (a de novo map) the aligned comparison counts. The better of the counted
+    comparisons is the agreement (no alignment is one candidate pose, and resampling blurs
+    a map a little)."""
+    from foldstack.cryoem import align as map_align
+
     a = read_mrc(main_refine / "Refine3D" / "run_class001.mrc")
     b = read_mrc(guard_refine / "Refine3D" / "run_class001.mrc")
+    pose = map_align.align(a, b)
     # FSC 0.143 between the two full maps: the 0.5 criterion is stricter than the
     # gold-standard one, and flagged two correct refinements that merely differed in how far
     # they got (the harder-filtered start converges lower)
-    cross = resolution_at(fsc_curve(a, b, pixel_size), 0.143)
+    unaligned = resolution_at(fsc_curve(a, b, pixel_size), 0.143)
+    aligned = resolution_at(fsc_curve(a, map_align.apply(b, pose).astype(a.dtype), pixel_size), 0.143)
+    near_identity = (not pose.mirrored and pose.angle_deg <= GUARD_MAX_TURN_DEG
+                     and float(abs(pose.shift).max()) <= GUARD_MAX_SHIFT_PX)
+    cross = min(aligned, unaligned) if (near_identity or not same_frame) else unaligned
     gold = max(read_json(main_refine / "refine3d.json")["gold_standard_resolution"],
                read_json(guard_refine / "refine3d.json")["gold_standard_resolution"])
-    return {"cross_resolution_fsc_0.143": round(cross, 2), "gold_standard_resolution_worst": gold,
-            "ratio_limit": GUARD_RATIO, "flagged": bool(cross > GUARD_RATIO * gold)}
+    return {"cross_resolution_fsc_0.143": round(cross, 2), "cross_resolution_fsc_0.143_aligned": round(aligned, 2),
+            "cross_resolution_fsc_0.143_unaligned": round(unaligned, 2), "alignment": pose.to_json(pixel_size),
+            "same_frame": same_frame, "pose_near_identity": near_identity,
+            "gold_standard_resolution_worst": gold, "ratio_limit": GUARD_RATIO,
+            "flagged": bool(cross > GUARD_RATIO * gold)}
 
 
 def run_local(dataset: Path | str, out: Path | str, *, knobs: Knobs | None = None, reference: Path | None = None,
@@ -103,20 +143,48 @@ def run_local(dataset: Path | str, out: Path | str, *, knobs: Knobs | None = Non
             log("bias_guard", ALL, f"FLAGGED: refinements from two starts agree only to "
                 f"{guard_result['cross_resolution_fsc_0.143']} Å; the reference may have biased the result")
 
-    summary = _collect(out, dataset, run_id, request, knobs, stages, curated, classes, init, refined, post,
-                       guard_result)
+    results = out / "results"
+    if results.exists():
+        shutil.rmtree(results)  # collected again from the stage dirs, which are the record
+    results.mkdir(parents=True)
+    summary = assemble_results(results, str(dataset), run_id, request, knobs, stages,
+                               StageDirs(curated, classes, init, refined, post), guard_result)
+    summary["work_dir"] = str(out / "work" / run_id)
+    summary["files"] = file_records(results)
     summary["wall_seconds"] = round(time.perf_counter() - t0, 1)
     write_json(out / "results" / "manifest.json", summary)
     return summary
 
 
-def _collect(out: Path, dataset: Path, run_id: str, request: CryoemRequest, knobs: Knobs,
-             stages: dict[str, dict[str, Any]], curated: Path, classes: Path, init: Path, refined: Path, post: Path,
-             guard_result: dict[str, Any] | None) -> dict[str, Any]:
-    results = out / "results"
-    if results.exists():
-        shutil.rmtree(results)  # collected again from the stage dirs, which are the record
-    results.mkdir(parents=True)
+@dataclass(frozen=True)
+class StageDirs:
+    """The final folders of the stages whose outputs make the results."""
+
+    curated: Path
+    classes: Path
+    init: Path
+    refined: Path
+    post: Path
+
+    @classmethod
+    def of_run(cls, scratch: Path, run_id: str) -> StageDirs:
+        """A run's stages, each checked finished (bad input otherwise)."""
+        return cls(*(stage_dir(scratch, run_id, name, ALL)
+                     for name in ("curate", "class2d", "initial_model", "refine3d", "postprocess")))
+
+
+def file_records(folder: Path) -> dict[str, dict[str, Any]]:
+    return {p.name: {"sha256": sha256_file(p), "size": p.stat().st_size}
+            for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def assemble_results(results: Path, dataset: str, run_id: str, request: CryoemRequest, knobs: Knobs,
+                     stages: dict[str, dict[str, Any]], dirs: StageDirs,
+                     guard_result: dict[str, Any] | None) -> dict[str, Any]:
+    """Copy the results out of the stage folders into `results` (an existing, empty
+    folder), with the FSC plot, ``qc.json`` and ``report.html``; return the run's summary
+    (what the manifest holds, less its file list)."""
+    curated, classes, init, refined, post = dirs.curated, dirs.classes, dirs.init, dirs.refined, dirs.post
     copies = {
         "map_sharpened.mrc": post / "PostProcess" / "postprocess.mrc",
         "map_sharpened_masked.mrc": post / "PostProcess" / "postprocess_masked.mrc",
@@ -161,9 +229,6 @@ def _collect(out: Path, dataset: Path, run_id: str, request: CryoemRequest, knob
         "micrographs": micrographs,
         "stages": stages,
         "cpu_seconds": round(sum(s["cpu_seconds"] or 0 for s in stages.values()), 1),
-        "work_dir": str(out / "work" / run_id),
     }
     write_report(results / "report.html", summary)
-    summary["files"] = {p.name: {"sha256": sha256_file(p), "size": p.stat().st_size}
-                        for p in sorted(results.iterdir()) if p.is_file()}
     return summary

@@ -16,38 +16,17 @@ import json
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from foldstack.core.errors import BadInputError
+from foldstack.cryoem.knobs import Knobs
 from foldstack.cryoem.request import CryoemRequest, Optics
 from foldstack.cryoem.star import StarBlock, read_star, table
 from foldstack.steps.common import StepContext, done_path, load_valid_done, run_step
 
 ALL = "all"
-
-
-@dataclass(frozen=True)
-class Knobs:
-    """Thresholds and iteration counts (the workflow's knobs)."""
-
-    max_drift_px: float = 30.0  # curate: a micrograph that drifted more is dropped
-    max_ctf_resolution: float = 20.0  # curate: Å; a CTF fit that does not reach this is dropped
-    min_ctf_fom: float = 0.5  # curate: pure noise fits with a figure of merit up to ~0.3
-    min_particles: int = 1  # curate: micrographs with fewer extracted particles are dropped
-    classes_2d: int = 4
-    iter_2d: int = 15
-    min_class_fraction: float = 0.05  # 2D selection: classes holding less are junk
-    max_class_resolution_ratio: float = 1.5  # 2D selection: ... or blurrier than this x the best class
-    reference_lowpass: float = 40.0  # Å: a supplied reference is filtered to this before refinement
-    guard_lowpass: float = 60.0  # Å: the bias guard's second, harder-filtered start
-    denovo_iter: int = 10  # SGD iterations in each phase of the de novo initial model
-    mask_protein_fraction: float = 0.15  # mask threshold: this fraction of the particle sphere is protein
-    pick_threshold: float = 2.0  # relion_autopick --LoG_adjust_threshold (in sigma of the LoG response)
-
-    def to_json(self) -> dict[str, float]:
-        return asdict(self)
+__all__ = ["ALL", "Knobs", "link_inputs", "read_json", "save_request", "stage", "stage_dir", "write_json"]
 
 
 def stage(name: str, run_id: str, target: str, scratch: Path, body: Callable[[StepContext], None]) -> Path:

@@ -20,7 +20,6 @@ from foldstack.local.records import now, write_record
 
 def drive(home: Path, run_id: str, lock_fd: int) -> int:
     from foldstack.core.fasta import FastaLimits
-    from foldstack.core.request import RunRequest
     from foldstack.local.runner import LocalRun, LocalRunner
     from foldstack.workflows.specs import Workflow
 
@@ -32,7 +31,7 @@ def drive(home: Path, run_id: str, lock_fd: int) -> int:
                              wait_scale=float(spec["wait_scale"]), job_env=dict(spec["job_env"]),
                              limits=FastaLimits(**spec["limits"]), grace=float(spec["grace"]))
         ids = tuple(tuple(t) if isinstance(t, list) else t for t in spec["target_ids"])
-        run = LocalRun(run_id, runner, RunRequest.model_validate(spec["request"]), ids)  # type: ignore[arg-type]
+        run = LocalRun(run_id, runner, runner.parse_request(spec["request"]), ids)  # type: ignore[arg-type]
         runner._start(run, lock, record=spec["record"])
     except Exception as exc:  # noqa: BLE001 - recorded on the run, which nobody else drives
         print(f"foldstack: the detached driver of {run_id} could not start: {type(exc).__name__}: {exc}",

@@ -1,9 +1,12 @@
-"""Local mode: run the rendered fold workflow on this machine, durably.
+"""Local mode: run a rendered workflow (fold, or any registered one) on this machine, durably.
 
 The same rendered ASL as in the cloud runs on the local engine (moto's interpreter);
 Lambda tasks call the real handlers, Batch tasks run the jobs.yaml commands as
 subprocesses. Like the cloud client, local files are first copied under an input prefix
 (``<home>/inputs/``), and the run id names the execution.
+
+Which workflow: ``LocalRunner(workflow=...)``, a registered name or a workflow folder
+(default fold); what differs per workload is in :mod:`foldstack.local.workloads`.
 
 One execution per run id, across processes: the driving process holds the run's lock
 (:mod:`foldstack.local.driver`). Submitting a request:
@@ -48,6 +51,7 @@ from foldstack.core.manifest import execution_outcome
 from foldstack.core.request import RunRequest
 from foldstack.core.targets import Target
 from foldstack.core.uris import parse_uri
+from foldstack.local import workloads
 from foldstack.local.driver import DriverIdentity, RunLock
 from foldstack.local.errors import CorruptRecord, DriverError, LocalRunNotFound, RunStateConflict
 from foldstack.local.execution import Drive, discard, reap
@@ -136,6 +140,7 @@ class Submission:
     request: RunRequest  # inputs as their copies under <home>/inputs, output resolved
     targets: list[Target]
     run_id: str
+    items: tuple[str, ...] = ()  # another workload's Map items (history events name them)
 
 
 class LocalRunner:
@@ -146,7 +151,7 @@ class LocalRunner:
         self,
         home: Path | str | None = None,
         *,
-        workflow: Workflow | None = None,
+        workflow: Workflow | str | None = None,
         wait_scale: float = 0.0,
         injector: Any = None,
         on_event: Any = None,
@@ -156,7 +161,8 @@ class LocalRunner:
     ) -> None:
         self._home_arg = home
         self.paths = LocalPaths((Path(home).expanduser() if home else default_home()).resolve()).ensure()
-        self.workflow = workflow or load_workflow("fold")
+        self.workflow = load_workflow(workflow) if isinstance(workflow, str) else workflow or load_workflow("fold")
+        self._tasks = workloads.tasks_module(self.workflow)
         self.wait_scale = wait_scale
         self.injector = injector
         self.on_event = on_event  # called with event_dict(...) of each history event
@@ -171,8 +177,12 @@ class LocalRunner:
         return home_description(self._home_arg)
 
     # -- configuration the engine needs -------------------------------------------------
+    def parse_request(self, raw: Any) -> Any:
+        """A recorded request as this workflow's request model."""
+        return workloads.parse_request(self.workflow, self._tasks, raw)
+
     def lambda_env(self, output_uri: str) -> dict[str, str]:
-        classes = {k: v.model_dump() for k, v in self.workflow.jobs.size_classes.items()}
+        classes = workloads.lambda_size_classes(self.workflow)
         return {
             "FOLDSTACK_SCRATCH_ROOT": str(self.paths.scratch),
             "FOLDSTACK_CACHE_ROOT": str(self.paths.cache),  # MSA cache: <home>/cache/msa/...
@@ -203,6 +213,9 @@ class LocalRunner:
         raw = request.output_uri
         output = Path(parse_uri(raw if raw.startswith("file://") else os.path.expanduser(raw)).key).resolve()
         check_output(output, self.paths)  # before anything is read or written
+        if self._tasks is not None:  # another workload: its own submission
+            submitted, run_id, items = self._tasks.prepare_local(request, output=output, inputs_dir=self.paths.inputs)
+            return Submission(submitted, [], run_id, tuple(items))
         files = read_inputs(request.inputs, self.limits.max_bytes)
         by_path = {f.path: f for f in files}
 
@@ -247,7 +260,7 @@ class LocalRunner:
         `[run_running]` while it runs, `[nothing_to_retry]` after a full success."""
         record = self.describe(run_id)
         self._check_retry(run_id, record)
-        sub = self._prepare(RunRequest.model_validate(record["request"]))  # its inputs, copied under the home
+        sub = self._prepare(self.parse_request(record["request"]))  # its inputs, copied under the home
         if sub.run_id != run_id:
             raise RunStateConflict(f"run {run_id}: its inputs changed since it ran (they now make run "
                                    f"{sub.run_id})", code="nothing_to_retry", run_id=run_id)
@@ -270,7 +283,7 @@ class LocalRunner:
         `intent`: ``submit`` (the module docstring's rules), ``retry`` or ``rerun``."""
         if detach and (self.injector is not None or self.on_event is not None):
             raise ValueError("a detached run cannot use an in-process injector or on_event callback")
-        run = LocalRun(sub.run_id, self, sub.request, self._batch_layout(sub.targets) or
+        run = LocalRun(sub.run_id, self, sub.request, sub.items or self._batch_layout(sub.targets) or
                        tuple(t.id for t in sub.targets))
         plain = intent == "submit"
         with self._lock:
@@ -314,6 +327,8 @@ class LocalRunner:
         so history events can name their target."""
         from foldstack.tasks.plan import plan_batches
 
+        if self._tasks is not None:
+            return ()
         knobs = self.workflow.knobs.get("batching") or {}
         threshold = (self.workflow.knobs.get("bulk") or {}).get("threshold_targets", 0)
         if "max_targets_per_job" not in knobs or threshold < 1 or len(targets) > threshold:
@@ -328,7 +343,8 @@ class LocalRunner:
             previous = {"status": UNKNOWN, "cause": previous.get("cause")}
         record = new_record(run.run_id, run.request.model_dump(mode="json"), str(run.output),
                             DriverIdentity.current().to_dict(), previous, detached=detached)
-        return {**record, "trigger": intent, **({"discarded": discarded} if discarded is not None else {})}
+        return {**record, "trigger": intent, "workflow": self.workflow.name,
+                **({"discarded": discarded} if discarded is not None else {})}
 
     def _start(self, run: LocalRun, lock: RunLock | None = None, previous: dict[str, Any] | None = None,
                record: dict[str, Any] | None = None, *, intent: str = "submit",
@@ -448,7 +464,7 @@ class LocalRunner:
         drive = self._drives.get(run_id)
         if drive is not None:
             return replace(drive.run, existed=True)
-        request = RunRequest.model_validate(record["request"]) if record.get("request") else None
+        request = self.parse_request(record["request"]) if record.get("request") else None
         if request is None:
             raise LocalRunNotFound(f"local run {run_id!r} has no usable record", run_id=run_id)
         return LocalRun(run_id, self, request, existed=True)

@@ -91,10 +91,11 @@ def parse_event(model: type[M], event: Any) -> M:
         raise InputValidationError(describe(exc), code="malformed_event") from None
 
 
-def task_handler(name: str) -> Callable[[Handler], LambdaHandler]:
+def task_handler(name: str, contract: Contract | None = None) -> Callable[[Handler], LambdaHandler]:
     """Make ``fn(event_model, settings) -> result_model`` the Lambda handler of task
-    `name`; the models are ``CONTRACTS[name]`` (a task without one fails at import)."""
-    contract: Contract = CONTRACTS[name]
+    `name`; the models are ``CONTRACTS[name]`` (a task without one fails at import), or
+    `contract` (another workload's task of that name: ``foldstack.workflows.dispatch``)."""
+    contract = contract or CONTRACTS[name]
 
     def wrap(fn: Handler) -> LambdaHandler:
         @functools.wraps(fn)

@@ -205,13 +205,47 @@ class JobSpec(BaseModel):
         return per_class[size_class]
 
 
-class SizeClassSpec(SizeClass):
-    """One entry of ``size_classes``: a target's upper bounds (``core.targets.SizeClass``)
-    and the GPU memory its predict job needs (the cost estimate and Terraform's
-    ``modules/config`` read it)."""
+class SizeClassSpec(BaseModel):
+    """One entry of ``size_classes``: the upper bounds of what a class holds, and the GPU
+    memory its GPU jobs need (the cost estimate and Terraform's ``modules/config`` read it).
+
+    A class declares its own bounds, one kind per workflow: fold's follow the target
+    (``max_residues`` and ``max_chains``, :class:`foldstack.core.targets.SizeClass`),
+    cryoem's the particle box (``max_box_px``). Validate Input gives a run (fold: a target)
+    the first class, in declaration order, whose bounds hold it."""
 
     model_config = _STRICT
+    max_residues: int | None = Field(default=None, gt=0)
+    max_chains: int | None = Field(default=None, gt=0)
+    max_box_px: int | None = Field(default=None, gt=0)
     gpu_memory_gib: int | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_kind_of_bounds(self) -> SizeClassSpec:
+        kinds = [k for k, fields in BOUND_KINDS.items() if any(getattr(self, f) is not None for f in fields)]
+        if len(kinds) != 1:
+            raise ValueError("a size class declares one kind of bounds: max_residues + max_chains (targets) or "
+                             "max_box_px (particle box)")
+        missing = [f for f in BOUND_KINDS[kinds[0]] if getattr(self, f) is None]
+        if missing:
+            raise ValueError(f"a size class bounded by {kinds[0]} needs {' and '.join(missing)}")
+        return self
+
+    @property
+    def bounds(self) -> str:
+        """Which kind of bounds it declares: ``target`` or ``box``."""
+        return next(k for k, fields in BOUND_KINDS.items() if getattr(self, fields[0]) is not None)
+
+    def target_limits(self) -> SizeClass:
+        """The class as fold's target bounds (``core.targets.SizeClass``)."""
+        if self.bounds != "target":
+            raise ValueError("this size class bounds the particle box, not targets")
+        return SizeClass(max_residues=self.max_residues, max_chains=self.max_chains,  # type: ignore[arg-type]
+                         **({"gpu_memory_gib": self.gpu_memory_gib} if self.gpu_memory_gib is not None else {}))
+
+
+#: The kinds of size-class bounds, and the fields each declares (all required together).
+BOUND_KINDS: dict[str, tuple[str, ...]] = {"target": ("max_residues", "max_chains"), "box": ("max_box_px",)}
 
 
 class QueueSpec(BaseModel):
@@ -237,6 +271,9 @@ class JobsFile(BaseModel):
 
     @model_validator(mode="after")
     def _references(self) -> JobsFile:
+        if len({c.bounds for c in self.size_classes.values()}) > 1:
+            raise ValueError("size_classes mix kinds of bounds (max_residues/max_chains and max_box_px): "
+                             "one kind per workflow")
         for name, job in self.jobs.items():
             job._name = name
             used = [job.queue, job.fallback_queue, *(job.queue_by_size_class or {}).values()]
