@@ -119,7 +119,8 @@ echo "$*" >> "$FAKE_LOG"
 case "$1" in
   version) echo "18.8cc5c-fake" ;;
   gpuserver) exec sleep 30 ;;
-  createdb|makepaddedseqdb|createindex|rmdb) mkdir -p "$(dirname "$3")"; : > "$3" ;;
+  createdb|makepaddedseqdb|createindex) mkdir -p "$(dirname "$3")"; : > "$3" ;;
+  rmdb) rm -f "$2" ;;  # `rmdb DB -v 1`: $3 is "-v", never a file to write
   search) : > "$4" ;;
   result2msa) printf '>q0\nMKVLAAGIVG\n' > "$5"; printf '0\t0\t17\n' > "$5.index" ;;
 esac

@@ -13,10 +13,15 @@ app = typer.Typer(no_args_is_help=True, help="Run one workflow step (the same co
 
 
 def _register_workloads() -> None:
-    # the cryoem workflow's steps: `foldstack step cryoem <stage>` (cli/step_cryoem.py)
-    from foldstack.cli import step_cryoem
+    """Every registered workload's step commands (workloads.yaml `steps`) under
+    `foldstack step <workflow> ...`, e.g. `foldstack step cryoem refine3d`."""
+    from foldstack.workflows.registry import load_registry
 
-    step_cryoem.register(app)
+    for name, workload in sorted(load_registry().items()):
+        steps = workload.steps_app()
+        if steps is not None:
+            app.add_typer(steps, name=name, help=f"The {name} workflow's steps.")
+
 
 RunId = Annotated[str, typer.Option("--run-id", help="Run id (scratch/<run_id>/...).")]
 Target = Annotated[str, typer.Option("--target", help="Target id (input/targets/<target>.fasta); predict "

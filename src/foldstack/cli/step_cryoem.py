@@ -17,10 +17,6 @@ Scratch = Annotated[Path, typer.Option("--scratch", help="Scratch root, e.g. /fs
 Name = Annotated[str, typer.Option("--name", help="'' (the stage itself) or <stage>_guard (the bias guard's).")]
 
 
-def register(parent: typer.Typer) -> None:
-    parent.add_typer(app, name="cryoem", help="The cryoem workflow's steps.")
-
-
 def _run(step: str, target: str, fn) -> None:  # noqa: ANN001 - a no-argument callable
     from foldstack.steps.common import run_cli
 

@@ -38,6 +38,6 @@ def lambda_size_classes(workflow: Workflow) -> dict[str, Any]:
     """FOLDSTACK_SIZE_CLASSES of the Lambdas: fold's size classes whichever workflow runs
     (one deployment serves them all); another workflow's come in its events."""
     classes = workflow.jobs.size_classes
-    if any(c.bounds != "target" for c in classes.values()):
+    if not classes or any(c.bounds != "target" for c in classes.values()):  # TaskSettings needs fold's
         classes = load_workflow("fold", workflow.directory.parent).jobs.size_classes
     return {k: v.model_dump(exclude_none=True) for k, v in classes.items()}

@@ -33,6 +33,7 @@ class Workload(BaseModel):
     submitted_by: Literal["client", "operator"]
     request_model: str | None = Field(default=None, pattern=_IMPORT_PATH)
     tasks: str | None = Field(default=None, pattern=_IMPORT_PATH)
+    steps: str | None = Field(default=None, pattern=_IMPORT_PATH)
 
     def request_class(self) -> type[BaseModel]:
         """The pydantic model of this workload's request (client workloads only)."""
@@ -44,6 +45,14 @@ class Workload(BaseModel):
     def tasks_module(self) -> ModuleType | None:
         """The module of this workload's Lambda task functions (None: the shared fold tasks)."""
         return importlib.import_module(self.tasks) if self.tasks else None
+
+    def steps_app(self) -> Any:
+        """The typer app of its step commands (``module:attr``), mounted by the CLI as
+        ``foldstack step <name>``; None for a workload whose jobs run other commands."""
+        if self.steps is None:
+            return None
+        module, _, attr = self.steps.partition(":")
+        return getattr(importlib.import_module(module), attr or "app")
 
     def workflow(self, root: Path | None = None) -> Workflow:
         """Its folder: template, jobs.yaml, knobs.yaml."""
