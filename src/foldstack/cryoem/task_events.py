@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from foldstack.core.runid import run_id_of
-from foldstack.tasks.events import Contract
+from foldstack.tasks.events import CleanupEventFields, Contract
 
 WORKFLOW = "cryoem"
 Count = Annotated[int, Field(ge=0)]
@@ -69,34 +68,11 @@ class CollectOutputsResult(_Contract):
     bias_guard_flagged: bool | None  # None: no reference, no guard
 
 
-class CleanupEvent(_Contract):
-    """As fold's (:class:`foldstack.tasks.events.CleanupEvent`): a run id that is no string
-    cleans nothing; a request that does not parse means no published results are touched.
-    Two shapes: the workflow's own (``run_id``, ``request``, ``failed``) and the stopped-
-    execution rule's (``execution_name``, ``status``, ``stopped_at``; the run id is the
-    execution name without its attempt suffix, and scratch written after ``stopped_at``
-    belongs to a newer attempt)."""
+class CleanupEvent(CleanupEventFields):
+    """Fold's Cleanup event shape (:class:`foldstack.tasks.events.CleanupEventFields`:
+    the workflow's own, or the stopped-execution rule's), for a cryoem run."""
 
     workflow: Literal["cryoem"]
-    run_id: str | None
-    request: Any = None
-    failed: bool = False
-    execution_name: str | None = None
-    status: str | None = None
-    stopped_at: Annotated[StrictInt, Field(ge=0)] | None = None  # epoch ms
-
-    @model_validator(mode="before")
-    @classmethod
-    def _run_id_from_execution_name(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "run_id" not in data and "execution_name" in data:
-            name = data["execution_name"]
-            return {**data, "run_id": run_id_of(name) if isinstance(name, str) else None}
-        return data
-
-    @field_validator("run_id", mode="before")
-    @classmethod
-    def _malformed_run_id_is_none(cls, value: Any) -> Any:
-        return value if isinstance(value, str) else None
 
 
 class CleanupResult(_Contract):

@@ -56,7 +56,7 @@ from foldstack.cryoem.task_events import (
 )
 from foldstack.tasks.runtime import LambdaHandler, task_handler
 from foldstack.tasks.settings import TaskSettings
-from foldstack.tasks.stage import DIR_MODE, FILE_MODE, posix_metadata, run_scratch
+from foldstack.tasks.stage import FILE_MODE, make_job_dirs, posix_metadata, run_scratch
 
 INPUT = "input"
 RUN_FILE = "run.json"  # what the step commands read: batches, knobs, size class
@@ -186,10 +186,7 @@ def stage_plan(settings: TaskSettings, plan: Plan) -> StageInputsResult:
     root = run_scratch(settings, plan.run_id)
     meta = posix_metadata(settings, FILE_MODE)
     try:
-        dir_meta = posix_metadata(settings, DIR_MODE)
-        if dir_meta is not None:
-            for rel in JOB_DIRS:
-                storage.make_directory(storage.safe_join(root, rel) if rel else root, metadata=dir_meta)
+        make_job_dirs(settings, root, JOB_DIRS)
         for movie in plan.movies:
             _copy(movie, storage.safe_join(root, INPUT, "movies", _name(movie)), meta)
         if plan.reference is not None:

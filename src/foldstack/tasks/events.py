@@ -238,10 +238,12 @@ class CollectOutputsResult(_Contract):
 # -- cleanup -------------------------------------------------------------------------------
 
 
-class CleanupEvent(_Contract):
-    """Cleanup runs on every failure, including runs whose input never validated, so it
-    takes whatever the execution input held: a run id that is no string cleans nothing,
-    and a request that does not parse means no published results are touched.
+class CleanupEventFields(_Contract):
+    """What every workflow's Cleanup event holds (fold's :class:`CleanupEvent`, and the
+    other workloads' subclasses). Cleanup runs on every failure, including runs whose
+    input never validated, so it takes whatever the execution input held: a run id that
+    is no string cleans nothing, and a request that does not parse means no published
+    results are touched.
 
     Two shapes: the workflow's own (``run_id``, ``request``, ``failed``), and the one the
     EventBridge rule on an ABORTED or TIMED_OUT execution sends through its input
@@ -253,9 +255,6 @@ class CleanupEvent(_Contract):
     run_id: str | None
     request: Any = None
     failed: bool = False
-    #: keep the finished targets' step outputs (default: `failed`); a partial run's cleanup
-    #: keeps them so its retry recomputes only the failed targets
-    keep_finished: bool | None = None
     execution_name: str | None = None  # the EventBridge shape: the stopped execution,
     status: str | None = None  # its status (ABORTED, TIMED_OUT)
     stopped_at: Annotated[StrictInt, Field(ge=0)] | None = None  # and its stopDate (epoch ms)
@@ -272,6 +271,15 @@ class CleanupEvent(_Contract):
     @classmethod
     def _malformed_run_id_is_none(cls, value: Any) -> Any:
         return value if isinstance(value, str) else None
+
+
+class CleanupEvent(CleanupEventFields):
+    """Fold's Cleanup event (:class:`CleanupEventFields`), and whether to keep the
+    finished targets."""
+
+    #: keep the finished targets' step outputs (default: `failed`); a partial run's cleanup
+    #: keeps them so its retry recomputes only the failed targets
+    keep_finished: bool | None = None
 
 
 class CleanupResult(_Contract):

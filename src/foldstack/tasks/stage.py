@@ -41,6 +41,15 @@ def posix_metadata(settings: TaskSettings, mode: str) -> dict[str, str] | None:
     return {"file-owner": str(uid), "file-group": str(gid), "file-permissions": mode}
 
 
+def make_job_dirs(settings: TaskSettings, root: str, dirs: tuple[str, ...]) -> None:
+    """The run's scratch directories the jobs write into (`dirs`, relative to `root`;
+    "" is `root`), owned by the step images' user where scratch is FSx-linked S3
+    (`posix_metadata`); nothing to do on plain storage."""
+    dir_meta = posix_metadata(settings, DIR_MODE)
+    if dir_meta is not None:
+        for rel in dirs:
+            storage.make_directory(storage.safe_join(root, rel) if rel else root, metadata=dir_meta)
+
 def _source_name(index: int, uri: str) -> str:
     base = re.sub(r"[^A-Za-z0-9_.-]", "_", uri.rstrip("/").rsplit("/", 1)[-1]).lstrip(".") or "input"
     return f"{index:03d}-{base[:100]}"
@@ -102,10 +111,7 @@ def stage_inputs(
     root = run_scratch(settings, run_id)
     meta = posix_metadata(settings, FILE_MODE)
     try:
-        dir_meta = posix_metadata(settings, DIR_MODE)
-        if dir_meta is not None:
-            for rel in JOB_DIRS:
-                storage.make_directory(storage.safe_join(root, rel) if rel else root, metadata=dir_meta)
+        make_job_dirs(settings, root, JOB_DIRS)
         for index, item in enumerate(request.inputs):
             if isinstance(item, str):
                 dest = storage.safe_join(root, "input", "sources", _source_name(index, item))

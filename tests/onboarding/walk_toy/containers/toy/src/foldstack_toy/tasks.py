@@ -23,14 +23,14 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from foldstack import storage
 from foldstack.core.clock import utcnow
 from foldstack.core.errors import FoldstackError, InputValidationError, OutputsNotReadyError, StagingError
-from foldstack.core.runid import RUN_ID_PATTERN, run_id_of
+from foldstack.core.runid import RUN_ID_PATTERN
 from foldstack.core.uris import join_under, require_under
-from foldstack.tasks.events import Contract
+from foldstack.tasks.events import CleanupEventFields, Contract
 from foldstack.tasks.runtime import LambdaHandler, task_handler
 from foldstack.tasks.settings import TaskSettings
 from foldstack.tasks.stage import run_scratch
@@ -64,28 +64,12 @@ class CollectOutputsResult(_Model):
     items: int = Field(ge=0)
 
 
-class CleanupEvent(_Model):
-    """Two shapes: the workflow's own (``run_id``, ``request``, ``failed``), and the one the
-    EventBridge rule on an ABORTED or TIMED_OUT execution sends
-    (terraform/modules/workflow/cancel_cleanup.tf: ``execution_name``, ``status``,
-    ``stopped_at`` in epoch ms, ``failed``; no request), whose run id is the execution name
-    without its attempt suffix."""
+class CleanupEvent(CleanupEventFields):
+    """The shared Cleanup event (the workflow's own shape, and the one the EventBridge rule
+    on an ABORTED or TIMED_OUT execution sends: terraform/modules/workflow/cancel_cleanup.tf),
+    for a toy run."""
 
     workflow: Literal["toy"]
-    run_id: str | None
-    request: dict[str, Any] | None = None
-    failed: bool = False
-    execution_name: str | None = None
-    status: str | None = None
-    stopped_at: int | None = Field(default=None, ge=0)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _run_id_from_execution_name(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "run_id" not in data and "execution_name" in data:
-            name = data["execution_name"]
-            return {**data, "run_id": run_id_of(name) if isinstance(name, str) else None}
-        return data
 
 
 class CleanupResult(_Model):
