@@ -128,11 +128,10 @@ module "lambdas" {
     FOLDSTACK_CACHE_ROOT              = module.storage.cache_root_uri
     FOLDSTACK_DB_ROOT                 = "s3://${module.storage.database_bucket}/${trimsuffix(module.storage.database_prefix, "/")}"
     FOLDSTACK_SIZE_CLASSES            = jsonencode(local.specs[var.client_workflow].size_classes)
-    # The Lambdas serve every workflow (they dispatch on the event's `workflow`), and each
-    # workflow's Validate Input picks from its own size classes: {workflow: size_classes}.
-    FOLDSTACK_SIZE_CLASSES_BY_WORKFLOW = jsonencode({ for wf, s in local.specs : wf => s.size_classes })
-    FOLDSTACK_SCRATCH_OWNER            = local.container_user
-    FOLDSTACK_LOG_LEVEL                = var.lambda_log_level
+    # Fold's size classes: another workflow's Validate Input gets its own in the event
+    # (rendered from its jobs.yaml into the definition), as the Lambdas serve every workflow.
+    FOLDSTACK_SCRATCH_OWNER = local.container_user
+    FOLDSTACK_LOG_LEVEL     = var.lambda_log_level
     # the manifest's provenance names the code that collected it: CI deploys the Lambdas
     # and the images of one commit together and tags the images with its SHA
     FOLDSTACK_GIT_COMMIT = var.image_tag
