@@ -50,6 +50,31 @@ def local_env(tmp_path, monkeypatch, size_classes):
     return dirs
 
 
+@pytest.fixture
+def s3_env(monkeypatch, size_classes):
+    """Task settings over moto S3 (in-process): buckets `lake` (inputs/, results/) and
+    `scratch`; yields the S3 client."""
+    import boto3
+    from moto import mock_aws
+
+    from foldstack import storage
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(k, "testing")
+    with mock_aws():
+        storage.reset_clients()
+        s3 = boto3.client("s3")
+        for b in ("lake", "scratch"):
+            s3.create_bucket(Bucket=b)
+        monkeypatch.setenv("FOLDSTACK_SCRATCH_ROOT", "s3://scratch")
+        monkeypatch.setenv("FOLDSTACK_ALLOWED_INPUT_PREFIXES", "s3://lake/inputs")
+        monkeypatch.setenv("FOLDSTACK_ALLOWED_OUTPUT_PREFIXES", "s3://lake/results")
+        monkeypatch.setenv("FOLDSTACK_SIZE_CLASSES", json.dumps({k: v.model_dump() for k, v in size_classes.items()}))
+        yield s3
+        storage.reset_clients()
+
+
 def files_under(path: Path) -> list[Path]:
     return sorted(p for p in Path(path).rglob("*") if p.is_file() or p.is_symlink())
 

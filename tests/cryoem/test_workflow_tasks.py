@@ -340,27 +340,6 @@ def test_cli_report_points_at_the_map_fsc_plot_and_report(tmp_path, capsys):
         assert name in text
 
 
-@pytest.fixture
-def s3_env(monkeypatch, size_classes):
-    import boto3
-    from moto import mock_aws
-
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        monkeypatch.setenv(k, "testing")
-    with mock_aws():
-        storage.reset_clients()
-        s3 = boto3.client("s3")
-        for b in ("lake", "scratch"):
-            s3.create_bucket(Bucket=b)
-        monkeypatch.setenv("FOLDSTACK_SCRATCH_ROOT", "s3://scratch")
-        monkeypatch.setenv("FOLDSTACK_ALLOWED_INPUT_PREFIXES", "s3://lake/inputs")
-        monkeypatch.setenv("FOLDSTACK_ALLOWED_OUTPUT_PREFIXES", "s3://lake/results")
-        monkeypatch.setenv("FOLDSTACK_SIZE_CLASSES", json.dumps({k: v.model_dump() for k, v in size_classes.items()}))
-        yield s3
-        storage.reset_clients()
-
-
 def test_the_tasks_on_s3_list_stage_and_publish_server_side(s3_env):
     import hashlib
 

@@ -7,9 +7,7 @@ import hashlib
 import importlib.util
 import json
 
-import boto3
 import pytest
-from moto import mock_aws
 from tests.conftest import REPO, files_under
 from tests.fake_aws import fail_writes_to
 
@@ -184,24 +182,6 @@ def test_missing_configuration_is_a_clear_error(monkeypatch):
     monkeypatch.delenv("FOLDSTACK_SCRATCH_ROOT", raising=False)
     with pytest.raises(ConfigurationError, match="FOLDSTACK_SCRATCH_ROOT"):
         validate({"run_id": "x", "request": {}})
-
-
-@pytest.fixture
-def s3_env(monkeypatch, size_classes):
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        monkeypatch.setenv(k, "testing")
-    with mock_aws():
-        storage.reset_clients()
-        s3 = boto3.client("s3")
-        for b in ("lake", "scratch"):
-            s3.create_bucket(Bucket=b)
-        monkeypatch.setenv("FOLDSTACK_SCRATCH_ROOT", "s3://scratch")
-        monkeypatch.setenv("FOLDSTACK_ALLOWED_INPUT_PREFIXES", "s3://lake/inputs")
-        monkeypatch.setenv("FOLDSTACK_ALLOWED_OUTPUT_PREFIXES", "s3://lake/results")
-        monkeypatch.setenv("FOLDSTACK_SIZE_CLASSES", json.dumps({k: v.model_dump() for k, v in size_classes.items()}))
-        yield s3
-        storage.reset_clients()
 
 
 def keys(s3, bucket):

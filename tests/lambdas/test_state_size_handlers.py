@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from tests.lambdas.test_handlers import event_for, fake_step_outputs, keys, load_handler, s3_env  # noqa: F401
+from tests.lambdas.test_handlers import event_for, fake_step_outputs, keys, load_handler
 
 from foldstack.core.errors import InputValidationError, StagingError
 from foldstack.core.targets import targets_digest
