@@ -54,25 +54,10 @@ def local_env(tmp_path, monkeypatch, size_classes):
 def s3_env(monkeypatch, size_classes):
     """Task settings over moto S3 (in-process): buckets `lake` (inputs/, results/) and
     `scratch`; yields the S3 client."""
-    import boto3
-    from moto import mock_aws
+    from tests.fake_aws import task_buckets
 
-    from foldstack import storage
-
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        monkeypatch.setenv(k, "testing")
-    with mock_aws():
-        storage.reset_clients()
-        s3 = boto3.client("s3")
-        for b in ("lake", "scratch"):
-            s3.create_bucket(Bucket=b)
-        monkeypatch.setenv("FOLDSTACK_SCRATCH_ROOT", "s3://scratch")
-        monkeypatch.setenv("FOLDSTACK_ALLOWED_INPUT_PREFIXES", "s3://lake/inputs")
-        monkeypatch.setenv("FOLDSTACK_ALLOWED_OUTPUT_PREFIXES", "s3://lake/results")
-        monkeypatch.setenv("FOLDSTACK_SIZE_CLASSES", json.dumps({k: v.model_dump() for k, v in size_classes.items()}))
+    with task_buckets(monkeypatch, json.dumps({k: v.model_dump() for k, v in size_classes.items()})) as s3:
         yield s3
-        storage.reset_clients()
 
 
 def files_under(path: Path) -> list[Path]:

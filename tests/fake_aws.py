@@ -31,6 +31,23 @@ def fake_aws(monkeypatch: pytest.MonkeyPatch, region: str = "us-east-1") -> Iter
             storage.reset_clients()
 
 
+@contextmanager
+def task_buckets(monkeypatch: pytest.MonkeyPatch, size_classes_json: str) -> Iterator[Any]:
+    """Inside :func:`fake_aws`: buckets `lake` (inputs/, results/) and `scratch`, and the
+    Lambda task settings pointing at them; yields the S3 client."""
+    import boto3
+
+    with fake_aws(monkeypatch):
+        s3 = boto3.client("s3")
+        for bucket in ("lake", "scratch"):
+            s3.create_bucket(Bucket=bucket)
+        monkeypatch.setenv("FOLDSTACK_SCRATCH_ROOT", "s3://scratch")
+        monkeypatch.setenv("FOLDSTACK_ALLOWED_INPUT_PREFIXES", "s3://lake/inputs")
+        monkeypatch.setenv("FOLDSTACK_ALLOWED_OUTPUT_PREFIXES", "s3://lake/results")
+        monkeypatch.setenv("FOLDSTACK_SIZE_CLASSES", size_classes_json)
+        yield s3
+
+
 @dataclass
 class RecordedBucket:
     """A moto bucket and the key of every object write to it, in order (PutObject,

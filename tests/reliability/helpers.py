@@ -69,30 +69,14 @@ def size_classes_env() -> str:
 def moto_s3() -> Iterator[Any]:
     """A moto S3 with buckets `lake` (inputs/, results/, other/) and `scratch`; the task
     settings point at them. Module-scoped: create it once, reset objects per test."""
-    import boto3
-    from moto import mock_aws
-
-    from foldstack import storage
+    from tests.fake_aws import task_buckets
 
     mp = pytest.MonkeyPatch()
-    mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        mp.setenv(k, "testing")
-    mp.delenv("AWS_PROFILE", raising=False)
-    with mock_aws():
-        storage.reset_clients()
-        s3 = boto3.client("s3")
-        for b in ("lake", "scratch"):
-            s3.create_bucket(Bucket=b)
-        mp.setenv("FOLDSTACK_SCRATCH_ROOT", "s3://scratch")
-        mp.setenv("FOLDSTACK_ALLOWED_INPUT_PREFIXES", "s3://lake/inputs")
-        mp.setenv("FOLDSTACK_ALLOWED_OUTPUT_PREFIXES", "s3://lake/results")
-        mp.setenv("FOLDSTACK_SIZE_CLASSES", size_classes_env())
-        try:
+    try:
+        with task_buckets(mp, size_classes_env()) as s3:
             yield s3
-        finally:
-            storage.reset_clients()
-            mp.undo()
+    finally:
+        mp.undo()
 
 
 def all_keys(s3) -> dict[str, list[str]]:
