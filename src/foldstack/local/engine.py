@@ -35,7 +35,7 @@ from foldstack.local.errors import (
 )
 from foldstack.local.jobs import ACCOUNT_ID, NAME_PREFIX, REGION
 from foldstack.local.lambdas import LambdaRunner
-from foldstack.local.placeholders import find_placeholders, local_values, substitute
+from foldstack.local.placeholders import CALLER_SUPPLIED, find_placeholders, late_marker, local_values, substitute
 from foldstack.workflows.specs import JobsFile
 
 EXECUTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
@@ -277,11 +277,17 @@ class LocalEngine:
         self.on_event = on_event
         self.batch = LocalBatch(self.jobs, log_dir=self.log_dir, job_env=job_env, injector=injector,
                                 groups=job_groups)
+        late: dict[str, str] = {}
+        template = definition
         if find_placeholders(definition):
             values = local_values(self.jobs, lambdas=self.lambdas.names(), extra=placeholders)
+            # Per-run paths are filled after parsing, so runs of one workflow share a parse.
+            late = {late_marker(name): values[name] for name in CALLER_SUPPLIED if name in values}
+            template = substitute(definition, {**values, **{name: late_marker(name) for name in CALLER_SUPPLIED
+                                                            if name in values}})
             definition = substitute(definition, values)
         self.definition = definition
-        self._parsed = moto_adapter.parse_definition(definition)
+        self._parsed = moto_adapter.parse_definition(template, late_values=late)
         workflow = self.jobs.workflow if self.jobs else "workflow"
         self.state_machine_name = state_machine_name or f"{NAME_PREFIX}-{workflow}"
         self.state_machine_arn = f"arn:aws:states:{REGION}:{ACCOUNT_ID}:stateMachine:{self.state_machine_name}"

@@ -10,8 +10,11 @@ other than Lambda and Batch fails here, at parse time.
 
 from __future__ import annotations
 
+import copy
 import json
 import threading
+from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +54,11 @@ from foldstack.local.moto_errors import STRICT_CLASSES, ScaledJitter, StrictErro
 from foldstack.local.moto_map import LocalDistributedItemProcessor, LocalDistributedIterator, LocalItemReaderS3
 
 _PARSE_LOCK = threading.Lock()
+
+# Parsed, retyped programs by definition text (most recent last). moto's parser is pure
+# Python (about 1.5 s for the fold definition); a deep copy of its tree is about 20x cheaper.
+_PARSED: OrderedDict[str, Program] = OrderedDict()
+_PARSED_MAX = 8
 
 # Service integrations the local engine serves; any other fails at parse time.
 _SUPPORTED_SERVICE_TASKS = (StateTaskServiceBatch, StateTaskServiceLambda)
@@ -117,24 +125,120 @@ def _normalise_for_moto(node: Any) -> Any:
     return node
 
 
-def parse_definition(definition: str) -> ParsedProgram:
-    """Parse an ASL definition with moto's parser; raise DefinitionError on failure."""
+def parse_definition(definition: str, *, late_values: Mapping[str, str] | None = None) -> ParsedProgram:
+    """Parse an ASL definition with moto's parser; raise DefinitionError on failure.
+
+    ``late_values`` maps marker strings in ``definition`` to their values, filled in the
+    parsed tree rather than the text. Callers put per-run values (a run home's paths)
+    behind markers, so every run of one workflow shares one cached parse and pays only
+    for a copy. A marker the tree walk cannot reach makes it parse the filled text.
+    """
     try:
         document = json.loads(definition)
     except json.JSONDecodeError as err:
         raise DefinitionError(f"definition is not JSON: {err}") from err
-    definition = json.dumps(_normalise_for_moto(document))
+    normalised = json.dumps(_normalise_for_moto(document))
+    program = copy.deepcopy(_parse_cached(normalised))
+    late = {marker: str(value) for marker, value in (late_values or {}).items()}
+    if not late:
+        return ParsedProgram(program=program, definition=normalised)
+    filled = normalised
+    for marker, value in late.items():
+        filled = filled.replace(marker, json.dumps(value)[1:-1])
+    if _fill_markers(program, late):
+        return ParsedProgram(program=program, definition=filled)
+    return ParsedProgram(program=copy.deepcopy(_parse_cached(filled)), definition=filled)
+
+
+def _parse_cached(definition: str) -> Program:
     with _PARSE_LOCK:
-        # moto keeps the preprocessor's scope stack in a class attribute: clear it so a
-        # failed earlier parse cannot leak its query language into this one.
+        program = _PARSED.get(definition)
+        if program is not None:
+            _PARSED.move_to_end(definition)
+            return program
+        program = _parse(definition)
+        _PARSED[definition] = program
+        while len(_PARSED) > _PARSED_MAX:
+            _PARSED.popitem(last=False)
+        return program
+
+
+def _parse(definition: str) -> Program:
+    """moto's parser; the caller holds _PARSE_LOCK."""
+    # moto keeps the preprocessor's scope stack in a class attribute: clear it so a
+    # failed earlier parse cannot leak its query language into this one.
+    Preprocessor._query_language_per_scope.clear()
+    try:
+        program, _tree = AmazonStateLanguageParser.parse(definition)
+    except ASLParserException as err:
+        raise DefinitionError(f"ASL syntax error: {err.errors}") from err
+    except Exception as err:
+        raise DefinitionError(f"ASL definition rejected: {type(err).__name__}: {err}") from err
+    finally:
         Preprocessor._query_language_per_scope.clear()
-        try:
-            program, _tree = AmazonStateLanguageParser.parse(definition)
-        except ASLParserException as err:
-            raise DefinitionError(f"ASL syntax error: {err.errors}") from err
-        except Exception as err:
-            raise DefinitionError(f"ASL definition rejected: {type(err).__name__}: {err}") from err
-        finally:
-            Preprocessor._query_language_per_scope.clear()
     _retype_tree(program)
-    return ParsedProgram(program=program, definition=definition)
+    return program
+
+
+def _fill_markers(root: Any, late: Mapping[str, str]) -> bool:
+    """Replace the markers in every string of a parsed tree, in place; False if a marker
+    survives (held somewhere the walk does not rewrite, such as a tuple or a dict key)."""
+
+    def fill(value: str) -> str:
+        for marker, replacement in late.items():
+            value = value.replace(marker, replacement)
+        return value
+
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, dict):
+            for key, value in obj.items():
+                if isinstance(value, str):
+                    obj[key] = fill(value)
+                else:
+                    stack.append(value)
+        elif isinstance(obj, list):
+            for index, value in enumerate(obj):
+                if isinstance(value, str):
+                    obj[index] = fill(value)
+                else:
+                    stack.append(value)
+        elif isinstance(obj, tuple | set | frozenset):
+            stack.extend(obj)
+        elif hasattr(obj, "__dict__") and not isinstance(obj, type):
+            attrs = vars(obj)
+            for key, value in attrs.items():
+                if isinstance(value, str):
+                    attrs[key] = fill(value)
+                else:
+                    stack.append(value)
+    return not _has_marker(root, tuple(late))
+
+
+def _has_marker(root: Any, markers: tuple[str, ...]) -> bool:
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, str):
+            if any(marker in obj for marker in markers):
+                return True
+        elif isinstance(obj, dict):
+            stack.extend(obj.keys())
+            stack.extend(obj.values())
+        elif isinstance(obj, list | tuple | set | frozenset):
+            stack.extend(obj)
+        elif not isinstance(obj, type):
+            if hasattr(obj, "__dict__"):
+                stack.extend(vars(obj).values())
+            for slot in getattr(type(obj), "__slots__", ()):
+                stack.append(getattr(obj, slot, None))
+    return False

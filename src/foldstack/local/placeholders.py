@@ -37,6 +37,13 @@ _PLACEHOLDER = re.compile(r"(\$?)\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 CALLER_SUPPLIED = ("scratch_mount", "db_mount", "weights_dir")
 
 
+def late_marker(name: str) -> str:
+    """The stand-in for a caller-supplied value whose substitution is deferred to the
+    parsed program (see ``moto_parse.parse_definition``): plain characters only, so it
+    survives JSON escaping and moto's parser unchanged."""
+    return f"@@foldstack-late-{name}@@"
+
+
 def find_placeholders(definition: str) -> list[str]:
     """Names of the ``${name}`` placeholders in ``definition`` (escaped ``$${`` skipped)."""
     return sorted({m.group(2) for m in _PLACEHOLDER.finditer(definition) if not m.group(1)})
