@@ -4,7 +4,7 @@
                                                [--control] [--json out.json]
 
 Databases: the real UniProtKB sequences of ``bench_msa_scale.py`` (Debian
-``metastudent-data``, ~185 MB; built there, or here with the same code), grown to each
+``metastudent-data``, 191 MB; built there, or here with the same code), grown to each
 size with mutated copies (30 % of residues substituted at random, fixed seed: realistic
 length distribution and composition, but new sequences), each published as the
 ``uniref90`` role (manifest with ``sequence_count``); the demo's small_bfd and mgnify
@@ -25,6 +25,7 @@ import json
 import os
 import subprocess  # nosec B404 - fixed argv
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -119,7 +120,7 @@ def run_step(root: Path, scratch: Path, run_id: str, query: tuple[str, str], cpu
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--work", type=Path, default=Path("/tmp/foldstack-bench-msa-scale"))
+    ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "foldstack-bench-msa-scale")
     ap.add_argument("--sizes-mb", type=int, nargs="+", default=[200, 1100])
     ap.add_argument("--cpus", type=int, default=len(os.sched_getaffinity(0)))
     ap.add_argument("--mode", choices=("mutate", "shuffle"), default="mutate",

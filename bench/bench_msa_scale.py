@@ -1,4 +1,4 @@
-"""jackhmmer vs MMseqs2 at realistic scale: 434,576 real UniProtKB sequences, ≥ 20 queries.
+"""jackhmmer vs MMseqs2 at realistic scale: 516,371 real UniProtKB sequences, ≥ 20 queries.
 
     .venv/bin/python bench/bench_msa_scale.py [--work DIR] [--n 20] [--cpus 2] [--sensitivity 7.5 ...]
                                               [--json out.json]
@@ -6,7 +6,7 @@
 Database: Debian's ``metastudent-data`` ships three NCBI BLAST v4 protein databases of
 GO-annotated UniProtKB proteins (``dataset_201401/{BPO,MFO,CCO}/goasp.fasta.*``);
 ``blastdbcmd -entry all`` (Debian ``ncbi-blast+``) dumps them, and their union,
-deduplicated by accession, is the database (~434,000 sequences, ~185 MB), published under
+deduplicated by accession, is the database (516,371 sequences, 191 MB), published under
 ``<work>/db`` as a ``uniref90``-role database (manifest with ``sequence_count``). The
 script installs both packages with apt-get when they are missing and it runs as root;
 otherwise it says what to install. Nothing is downloaded from anywhere else.
@@ -40,6 +40,7 @@ import resource
 import shutil
 import subprocess  # nosec B404 - fixed argv
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -173,7 +174,7 @@ def mmseqs_search(mm: Mmseqs, queries, target: Path, work: Path, cpus: int, sens
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--work", type=Path, default=Path("/tmp/foldstack-bench-msa-scale"))
+    ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "foldstack-bench-msa-scale")
     ap.add_argument("--n", type=int, default=20)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--cpus", type=int, default=len(os.sched_getaffinity(0)))

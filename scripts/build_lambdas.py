@@ -50,8 +50,10 @@ PACKAGE_PARTS = [
     "reports",  # Collect Outputs' HTML reports (pure Python)
 ]
 # The reports' 3D viewer (npm 3dmol, `npm ci` in make setup), packaged next to
-# foldstack.reports, where foldstack.reports.viewer_script finds it; skipped if not installed.
+# foldstack.reports, where foldstack.reports.viewer_script finds it. Required: without it
+# Collect Outputs would publish reports that say "3D view unavailable" on every run.
 VIEWER_JS = REPO / "node_modules" / "3dmol" / "build" / "3Dmol-min.js"
+VIEWER_ARCNAME = "foldstack/reports/3Dmol-min.js"
 # Job specs the tasks read (cost per queue and size class); found by
 # foldstack.workflows.specs.find_statemachines_dir at <zip root>/statemachines/.
 STATEMACHINE_FILES = ["jobs.yaml", "knobs.yaml"]
@@ -150,8 +152,10 @@ def package_entries() -> list[tuple[str, Path]]:
             entries += _walk(path, f"foldstack/{part}")
     if not entries:
         raise SystemExit(f"no foldstack package parts found under {PACKAGE_DIR}")
-    if VIEWER_JS.is_file():
-        entries.append(("foldstack/reports/3Dmol-min.js", VIEWER_JS))
+    if not VIEWER_JS.is_file():
+        raise SystemExit(f"the reports' 3D viewer is missing ({VIEWER_JS}): run `npm ci` "
+                         "(make setup) before building the Lambda zips")
+    entries.append((VIEWER_ARCNAME, VIEWER_JS))
     for spec in sorted((REPO / "statemachines").glob("*/*.yaml")):
         if spec.name in STATEMACHINE_FILES:
             entries.append((f"statemachines/{spec.parent.name}/{spec.name}", spec))

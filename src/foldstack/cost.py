@@ -13,20 +13,29 @@ Each job is priced where it ran. For every step a target ran (``<step>.done.json
     share    = the fraction of one instance the job holds: max(vCPU, memory, GPU share)
                (a CPU job with 8 of a 2xlarge's 8 vCPUs holds all of it; a 1-GPU job on
                an 8-GPU p5 holds 1/8)
-    rate     = share x $/h of the cheapest instance type in the price table that fits the
-               job (GPU jobs: the class's instance_types with enough GPU memory; CPU jobs:
-               the CPU types of the price table), on-demand or Spot per the queue. The job
-               does not see its instance type (the EC2 task metadata has none), so the
-               queue and class decide the instance family.
+    rate     = share x $/h of the instance type the job ran on (``ran_on.instance_type``
+               and ``ran_on.purchase``: in the cloud Publish Batch asks Batch and ECS for
+               them, :mod:`foldstack.tasks.instances`; a step that reaches the EC2 instance
+               metadata records its own, :mod:`foldstack.steps.ran_on`), where the table
+               has it; else (not recorded: as locally, or the lookup missed; or not in the
+               table) the cheapest type in the price table that fits the job (GPU jobs: the class's
+               instance_types with enough GPU memory; CPU jobs: the CPU types of the price
+               table), on-demand or Spot per the queue, flagged ``instance_source:
+               cheapest_fit`` and counted in the run's ``priced_by_cheapest_fit``.
     cost     = rate x runtime / 3600; its overhead part is the time the job waited for its
                inputs (timings.await_inputs) plus, for predict, model loading (metrics
                timings ``load``, ``import_jax``, ``*_load``)
 
+A job that cannot be priced (its region's table lacks its instance type, as eu-west-1's
+lacks the medium and large GPU types) is listed (``unpriced``, ``unpriced_jobs``) and left
+out of the total, which then says it is partial (``complete: false``, ``partial_note``);
+the other jobs are still summed. The CLI prints :func:`cost_message`.
+
 The run's total splits into ``msa``, ``predict`` and ``overhead`` (``by_part_usd``). It
 leaves out instance boot and idle time, queue wait, attempts before the one that
 finished (a Spot-reclaimed or fallen-back job's earlier attempts), storage, FSx, data
-transfer, Lambda and Step Functions; the cheapest-fit instance makes it a lower bound for
-the compute it counts.
+transfer, Lambda and Step Functions; where the cheapest-fit instance stands in for the
+one used, it is a lower bound for the compute it counts.
 
 Prices: dated tables ``foldstack/data/prices/aws-<region>-<YYYY-MM-DD>.yaml`` (older
 files are ``aws-<YYYY-MM-DD>.yaml``; the ``region`` inside each file counts). A run is
@@ -59,8 +68,10 @@ PRICE_REGION_ENV = "FOLDSTACK_PRICE_REGION"
 DEFAULT_REGION = "us-east-1"
 _TABLE_NAME = re.compile(r"aws-(?:(?P<region>[a-z]{2}(?:-[a-z]+)+-\d+)-)?(?P<date>\d{4}-\d{2}-\d{2})\.yaml")
 PARTS = ("msa", "predict")  # run totals: these steps' work, and "overhead"
-NOTE = ("Estimate: each job's runtime x the price of the queue and size class it ran on (ran_on in its "
-        "done record; the cheapest instance type of that queue that fits, share of it the job holds), from "
+UNPRICED_LISTED = 100  # unpriced jobs named in the run's cost section (all are counted)
+NOTE = ("Estimate: each job's runtime x the price of the instance type and purchase option it ran on (ran_on in "
+        "its done record; where that is not recorded, the cheapest type of its queue and size class that fits; "
+        "the share of it the job holds), from "
         "the dated price table of the deployment's region. Excludes instance boot/idle, queue wait, attempts "
         "before the one that finished, storage, FSx, transfer, Lambda and Step Functions. Not a bill.")
 
@@ -105,6 +116,9 @@ class Rate:
     queue: str
     price_estimate: bool
     note: str = ""
+    # "ran_on": the type the job ran on (ran_on.instance_type); "cheapest_fit": the cheapest type
+    # of its queue and class that fits (the type was not recorded, or is not in the table)
+    instance_source: str = "cheapest_fit"
 
 
 def deployment_region() -> str:
@@ -176,10 +190,15 @@ def _share(inst: InstancePrice, vcpu: float, memory_mib: float, gpus: int) -> fl
 
 
 def rate_for(jobs: JobsFile, job: str, size_class: str | None, table: PriceTable, *,
-             queue: str | None = None) -> Rate:
+             queue: str | None = None, instance_type: str | None = None, purchase: str | None = None) -> Rate:
     """The hourly rate of `job` (in a size class, for jobs that have them) of the workflow's
     jobs.yaml model (``load_workflow(...).jobs`` or ``JobsFile.load(path)``), on `queue`
-    (a jobs.yaml queue key: where it ran) or, by default, the queue jobs.yaml names."""
+    (a jobs.yaml queue key: where it ran) or, by default, the queue jobs.yaml names.
+
+    `instance_type` / `purchase`: what the job ran on (``ran_on``, from the instance
+    metadata): that type is priced, as Spot or on demand, where the table has it and the
+    job fits it; otherwise (not recorded, or not in the table) the cheapest type of the
+    queue that fits, and the rate's note says so."""
     if not isinstance(jobs, JobsFile):
         raise TypeError(f"rate_for needs the jobs.yaml model (foldstack.workflows.specs.JobsFile), "
                         f"got {type(jobs).__name__}")
@@ -190,8 +209,20 @@ def rate_for(jobs: JobsFile, job: str, size_class: str | None, table: PriceTable
     else:
         res, queue, min_gpu_mem = spec.resources_for(), queue or spec.queue_for(), 0.0
     q = jobs.queues[queue]
-    tier, purchase = q.tier, q.purchase
+    tier, purchase = q.tier, purchase if purchase in ("spot", "on_demand") else q.purchase
     gpus = res.gpus
+    if instance_type is not None:
+        inst = table.instances.get(instance_type)
+        share = None if inst is None else _share(inst, float(res.vcpu), float(res.memory_mib), gpus)
+        price = None if inst is None else inst.hourly(purchase)
+        if inst is not None and share is not None and price is not None:
+            return Rate(hourly_usd=share * price, instance_type=inst.name, share=round(share, 4), tier=tier,
+                        purchase=purchase, queue=queue, price_estimate=inst.estimate, instance_source="ran_on")
+        why = ("is not in the price table" if inst is None else "does not fit the job" if share is None
+               else f"has no {purchase} price in the table")
+        fallback_note = f"the instance type it ran on, {instance_type}, {why}; priced the cheapest fitting type"
+    else:
+        fallback_note = ""
     if tier == "gpu" or gpus:
         candidates = [table.instances[t] for t in res.instance_types if t in table.instances]
         if not candidates:
@@ -215,6 +246,7 @@ def rate_for(jobs: JobsFile, job: str, size_class: str | None, table: PriceTable
         raise LookupError(f"no instance in the price table {table.date} fits job {job!r}"
                           f"{' size class ' + size_class if size_class else ''} as {purchase}")
     hourly, inst, share = best
+    note = "; ".join(filter(None, [note, fallback_note]))
     return Rate(hourly_usd=hourly, instance_type=inst.name, share=round(share, 4), tier=tier, purchase=purchase,
                 queue=queue, price_estimate=inst.estimate, note=note)
 
@@ -286,6 +318,7 @@ def step_cost(done: Mapping[str, Any], rate: Rate, *, overhead_s: float = 0.0) -
         "queue": rate.queue,
         "purchase": rate.purchase,
         "price_is_estimate": rate.price_estimate,
+        "instance_source": rate.instance_source,
         "overhead_seconds": round(overhead_s, 3),
         "overhead_usd": round(rate.hourly_usd * overhead_s / 3600, 6),
     }
@@ -304,21 +337,31 @@ def target_cost(jobs: JobsFile, target: TargetResult, dones: Mapping[str, Mappin
         if done is None or done.get("msa_cache") == "hit" or (done.get("cache") or {}).get("hit"):
             steps[step] = {"usd": 0.0, "skipped": True}
             continue
-        queue, size_class, priced_by, flag = where_it_ran(jobs, step, done, target.size_class)
-        rate = rate_for(jobs, step, size_class, table, queue=queue)
+        ran = done.get("ran_on") if isinstance(done.get("ran_on"), Mapping) else {}
+        try:
+            queue, size_class, priced_by, flag = where_it_ran(jobs, step, done, target.size_class)
+            rate = rate_for(jobs, step, size_class, table, queue=queue, instance_type=ran.get("instance_type"),
+                            purchase=ran.get("purchase"))
+        except LookupError as exc:  # no price for what it ran on: this job is listed unpriced, the rest count
+            steps[step] = {"usd": None, "unpriced": " ".join(str(exc).split())[:300]}
+            continue
         metrics = target.metrics if step == "predict" else None
         steps[step] = step_cost(done, rate, overhead_s=overhead_seconds(done, metrics))
         steps[step]["priced_by"] = priced_by
         if size_class is not None:
             steps[step]["size_class"] = size_class
-        ran = done.get("ran_on") if isinstance(done.get("ran_on"), Mapping) else {}
         for key in ("attempt", "availability_zone"):
             if ran.get(key) is not None:
                 steps[step][key] = ran[key]
         if flag:
             steps[step]["note"] = "; ".join(filter(None, [steps[step].get("note"), flag]))
         total += steps[step]["usd"]
-    return {"usd": round(total, 6), "steps": steps}
+    out: dict[str, Any] = {"usd": round(total, 6), "steps": steps}
+    unpriced = [step for step, c in steps.items() if c["usd"] is None]
+    if unpriced:
+        out["partial"] = True  # usd sums the priced jobs only
+        out["unpriced_steps"] = unpriced
+    return out
 
 
 def _fold_jobs() -> JobsFile:
@@ -340,6 +383,7 @@ def annotate_costs(targets: Sequence[TargetResult], *, jobs: JobsFile | None = N
         jobs = jobs if jobs is not None else _fold_jobs()
         table = table or load_price_table(region=region)
         total, parts, spec_priced = 0.0, dict.fromkeys((*PARTS, "overhead"), 0.0), 0
+        priced, cheapest_fit, unpriced = 0, 0, []
         keep = {"timings", "started_at", "finished_at", "size_class", "ran_on", "msa_cache"}
         for target in targets:
             dones = {step: None if p is None else p.model_dump(include=keep, exclude_none=True)
@@ -347,6 +391,12 @@ def annotate_costs(targets: Sequence[TargetResult], *, jobs: JobsFile | None = N
             target.cost = target_cost(jobs, target, dones, table)
             total += target.cost["usd"]
             for step, c in target.cost["steps"].items():
+                if c["usd"] is None:
+                    unpriced.append({"target": target.id, "step": step, "reason": c["unpriced"]})
+                    continue
+                if not c.get("skipped"):
+                    priced += 1
+                    cheapest_fit += c.get("instance_source") == "cheapest_fit"
                 overhead = c.get("overhead_usd", 0.0) if step in PARTS else c["usd"]  # other steps: all overhead
                 if step in PARTS:
                     parts[step] += c["usd"] - overhead
@@ -354,7 +404,14 @@ def annotate_costs(targets: Sequence[TargetResult], *, jobs: JobsFile | None = N
                 spec_priced += c.get("priced_by") == "jobs.yaml"
         section = {"estimated_total_usd": round(total, 6), "by_part_usd": {k: round(v, 6) for k, v in parts.items()},
                    "currency": table.currency, "region": table.region, "price_table": table.path.name,
-                   "price_table_date": table.date, "note": NOTE}
+                   "price_table_date": table.date, "note": NOTE, "complete": not unpriced, "priced_jobs": priced}
+        if unpriced:  # the total sums the priced jobs; these are listed, never priced with a guess
+            section["unpriced_jobs"] = len(unpriced)
+            section["unpriced"] = unpriced[:UNPRICED_LISTED]
+            section["partial_note"] = (f"partial total: {len(unpriced)} of {priced + len(unpriced)} jobs could not "
+                                       f"be priced ({unpriced[0]['reason']}) and are not in it")
+        if cheapest_fit:  # jobs whose instance type was not recorded (no instance metadata): a lower bound
+            section["priced_by_cheapest_fit"] = cheapest_fit
         if table.region != region:
             section["region_note"] = f"priced with a {table.region} table given explicitly; the run is in {region}"
         if spec_priced:
@@ -385,3 +442,18 @@ def run_cost_from_scratch(run_dir: Path | str, targets: Sequence[Mapping[str, An
         results.append(TargetResult(id=t["id"], size_class=t.get("size_class"), provenance=prov, metrics=metrics))
     section = annotate_costs(results, jobs=jobs, table=table, region=region)
     return {**section, "targets": {r.id: r.cost for r in results if r.cost is not None}}
+
+
+def cost_message(section: Mapping[str, Any] | None) -> str | None:
+    """The run's cost in one line for the CLI (None without an estimate):
+    ``estimated cost 12.34 USD`` plus, when some jobs could not be priced, that the total is
+    partial and why."""
+    if not section:
+        return None
+    total = section.get("estimated_total_usd")
+    if total is None:
+        return f"estimated cost unavailable ({section.get('unavailable', 'no estimate')})"
+    text = f"estimated cost {total:,.2f} {section.get('currency', 'USD')}"
+    if section.get("unpriced_jobs"):
+        text += f" ({section.get('partial_note', 'partial total')})"
+    return text

@@ -82,6 +82,7 @@ def cli_args(case: dict, work: Path) -> list[str] | str:
     return ["run", "--local", *files, "--out", str(work / "out"), *options]
 
 
+@pytest.mark.slow
 def test_every_corpus_case_shows_its_code_and_exits_2_writing_nothing(tmp_path, monkeypatch):
     """The whole corpus in one process: each case's `[code]` on stderr and exit 2, and the
     same code in the `--json` error object; nothing is written anywhere."""
@@ -127,6 +128,7 @@ def test_every_corpus_case_shows_its_code_and_exits_2_writing_nothing(tmp_path, 
     assert not (work / "out").exists()
 
 
+@pytest.mark.slow
 def test_the_documented_check_gap_in_an_empty_home(tmp_path):
     """As a user types it, in a fresh process: an empty FOLDSTACK_HOME still gets the input's
     code (validation comes before the weights check), exit 2, nothing written."""
@@ -141,6 +143,7 @@ def test_the_documented_check_gap_in_an_empty_home(tmp_path):
     assert files_under(tmp_path / "home") == [] and not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_markup_like_user_data_is_printed_verbatim(fake_local, tmp_path):
     for header in ("[bold]x", "[red]y[/red]", "a[0]"):
         path = tmp_path / "m.fasta"
@@ -201,6 +204,7 @@ def test_usage_errors_found_before_a_command_runs_are_one_line_too(capsys):
 # -- exit codes, command by command ----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_exit_codes_of_the_local_commands(fake_local, tmp_path):
     ok, boom = tmp_path / "ok.fasta", tmp_path / "boom.fasta"
     ok.write_text(f">a1\n{SEQ}\n>b2\n{SEQ[::-1]}\n")
@@ -269,6 +273,7 @@ def test_exit_codes_of_the_local_commands(fake_local, tmp_path):
     assert run_id in stdout and "esmfold" in stdout and str(fake_local) in " ".join(stdout.split())
 
 
+@pytest.mark.slow
 def test_wait_timeout_is_3_then_cancel(fake_local, tmp_path):
     slow = tmp_path / "slow.fasta"
     slow.write_text(f">slow1\n{SEQ}\n")
@@ -282,6 +287,7 @@ def test_wait_timeout_is_3_then_cancel(fake_local, tmp_path):
     assert code == 1
 
 
+@pytest.mark.slow
 def test_verbose_shows_the_task_log_lines_and_default_does_not(fake_local, tmp_path):
     path = tmp_path / "v.fasta"
     path.write_text(f">v1\n{SEQ}\n")
@@ -307,6 +313,7 @@ def _no_aws(monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize("command", CLOUD_COMMANDS, ids=lambda c: c[0] if c[0] != "config" else "config-show")
+@pytest.mark.slow
 def test_cloud_commands_without_configuration_exit_4_at_once(command, tmp_path, monkeypatch):
     _no_aws(monkeypatch, tmp_path)
     (tmp_path / "x.fasta").write_text(f">a\n{SEQ}\n")
@@ -330,6 +337,7 @@ def test_cloud_commands_without_configuration_exit_4_at_once(command, tmp_path, 
     assert code == 4 and one_error_line(stderr).startswith("error: [no_region] ")
 
 
+@pytest.mark.slow
 def test_cloud_without_configuration_in_a_fresh_process_is_under_2_seconds(tmp_path):
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path),
            "PYTHONPATH": str(REPO / "src")}
@@ -343,6 +351,7 @@ def test_cloud_without_configuration_in_a_fresh_process_is_under_2_seconds(tmp_p
     assert elapsed < 2
 
 
+@pytest.mark.slow
 def test_missing_ssm_configuration_is_4_too(aws):
     code, stdout, _ = invoke("config", "show", "--env", "nowhere", "--json")
     assert code == 4 and json.loads(stdout)["error"] == "ConfigurationError"

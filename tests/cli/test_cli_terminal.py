@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from tests.client.conftest import SEQ
 from tests.conftest import REPO
 
@@ -61,6 +62,7 @@ def plain(text: str) -> str:
     return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text).replace("\r", "")
 
 
+@pytest.mark.slow
 def test_live_progress_and_no_raw_json_in_a_terminal(tmp_path):
     fasta = tmp_path / "three.fasta"
     fasta.write_text(f">t1\n{SEQ}\n>t2\n{SEQ[::-1]}\n>t3\n{SEQ[3:]}\n")
@@ -80,6 +82,7 @@ def test_live_progress_and_no_raw_json_in_a_terminal(tmp_path):
     assert logs and '{"task": "validate_input"' in logs[0].read_text()
 
 
+@pytest.mark.slow
 def test_progress_is_the_sdks_own_table(tmp_path):
     """`Run.wait(progress=True)` draws the same table (one implementation, in the SDK)."""
     script = tmp_path / "sdk.py"
@@ -94,6 +97,7 @@ def test_progress_is_the_sdks_own_table(tmp_path):
     assert re.search(r"predict\s+2/2\s+0\s+0", text) and re.search(r"RUNNING\s+\d+:\d\d", text)
 
 
+@pytest.mark.slow
 def test_json_mode_draws_nothing_on_stderr(tmp_path):
     fasta = tmp_path / "one.fasta"
     fasta.write_text(f">j1\n{SEQ}\n")

@@ -26,6 +26,7 @@ def _record(home, run_id):
 
 
 @pytest.mark.parametrize("command", ["run", "submit"])
+@pytest.mark.slow
 def test_options_reach_the_request(fake_local, tmp_path, command):
     fasta = tmp_path / "x.fasta"
     fasta.write_text(f">a1\n{SEQ}\n")
@@ -72,6 +73,7 @@ def test_bad_values_are_one_line_and_exit_2_writing_nothing(fake_local, tmp_path
     assert files_under(tmp_path) == before  # nothing read into the home, nothing started
 
 
+@pytest.mark.slow
 def test_rerun_command_pins_versions_and_refuses_a_missing_one(fake_local, tmp_path):
     fasta = tmp_path / "x.fasta"
     fasta.write_text(f">a1\n{SEQ}\n")

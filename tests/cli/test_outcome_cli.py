@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from tests.client.conftest import SEQ
 
 
+@pytest.mark.slow
 def test_a_run_with_a_failed_target_says_how_its_targets_ended(cli, deployed, tmp_path, monkeypatch):
     path = tmp_path / "in.fasta"  # one Predict batch, shortest first: the failing target last
     path.write_text(f">s1\n{SEQ[:30]}\n>s2\n{SEQ[:40]}\n>z3\n{SEQ}\n")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from tests.client.conftest import SEQ
 from typer.testing import CliRunner
 
@@ -15,6 +16,7 @@ runner = CliRunner()
 
 
 
+@pytest.mark.slow
 def test_retry_and_rerun_on_the_command_line(cli, tmp_path, monkeypatch):
     path = tmp_path / "in.fasta"
     path.write_text(f">t1\n{SEQ}\n")
@@ -43,6 +45,7 @@ def test_retry_and_rerun_on_the_command_line(cli, tmp_path, monkeypatch):
     assert code == 0 and (json.loads(out)["attempt"], json.loads(out)["status"]) == (3, "SUCCEEDED")
 
 
+@pytest.mark.slow
 def test_run_local_rerun(fake_local, tmp_path):
     path = tmp_path / "in.fasta"
     path.write_text(f">t1\n{SEQ}\n")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from tests.client.conftest import SEQ
 from typer.testing import CliRunner
 
@@ -19,6 +20,7 @@ def fasta(tmp_path, text):
     return str(path)
 
 
+@pytest.mark.slow
 def test_submit_wait_status_results_list_json(cli, tmp_path):
     path = fasta(tmp_path, f">t1\n{SEQ}\n>t2\n{SEQ[::-1]}\n")
     code, text, _ = cli("submit", path, "--engine", "esmfold", "--tag", "project=x", "--json")
@@ -61,6 +63,7 @@ def test_submit_wait_status_results_list_json(cli, tmp_path):
     assert code == 0 and json.loads(text)["output_prefix"] == "s3://fs-results/runs"
 
 
+@pytest.mark.slow
 def test_exit_codes_distinguish_failed_runs_from_usage_errors(cli, tmp_path):
     code, text, _ = cli("submit", fasta(tmp_path, ">x\nMKT1AYIAKQRQISFV\n"), "--engine", "esmfold", "--json")
     assert code == 2 and json.loads(text)["code"] == "digit_in_sequence"
@@ -81,6 +84,7 @@ def test_exit_codes_distinguish_failed_runs_from_usage_errors(cli, tmp_path):
     assert not [f for f in files if f.startswith("boom1/")]
 
 
+@pytest.mark.slow
 def test_wait_timeout_then_cancel(cli, tmp_path):
     code, text, _ = cli("submit", fasta(tmp_path, f">slow1\n{SEQ}\n"), "--engine", "esmfold", "--json")
     run_id = json.loads(text)["run_id"]
@@ -114,6 +118,7 @@ def test_doctor_table_json_and_exit_code(monkeypatch):
     assert result.exit_code == 1 and "FAIL" in result.stdout and "add subnets" in result.stdout
 
 
+@pytest.mark.slow
 def test_results_tsv_prints_the_run_summary(cli, tmp_path):
     from foldstack.core.manifest import SUMMARY_COLUMNS
 
@@ -126,3 +131,4 @@ def test_results_tsv_prints_the_run_summary(cli, tmp_path):
     lines = text.splitlines()
     assert tuple(lines[0].split("\t")) == SUMMARY_COLUMNS
     assert [line.split("\t")[:2] for line in lines[1:]] == [["t1", "succeeded"], ["t2", "succeeded"]]
+    assert not (tmp_path / "dl").exists()  # --tsv reads summary.tsv alone: nothing is downloaded

@@ -53,6 +53,7 @@ def test_submit_help_lists_the_registered_client_workflows():
     assert result.exit_code == 0 and "what to run: cryoem | fold" in line, line
 
 
+@pytest.mark.slow
 def test_submit_a_toy_dataset_then_list_status_and_results(toy_cli, tmp_path):
     dataset = write_dataset(tmp_path / "dataset")
     code, out, _ = invoke("submit", "--workflow", "toy", str(dataset), "--env", "test", "--json")

@@ -34,6 +34,7 @@ def test_configuration_discovered_from_ssm(deployed):
     assert set(config.size_classes) == {"small", "medium", "large"}
 
 
+@pytest.mark.slow
 def test_missing_configuration_lists_every_missing_parameter(deployed):
     ssm = boto3.client("ssm", region_name=REGION)
     ssm.delete_parameters(Names=[f"/foldstack/{ENV}/state_machine_arn", f"/foldstack/{ENV}/log_group_batch"])
@@ -49,6 +50,7 @@ def test_missing_configuration_lists_every_missing_parameter(deployed):
 # --------------------------------------------------------------------------- the happy path
 
 
+@pytest.mark.slow
 def test_submit_wait_outputs_download_and_idempotent_resubmit(deployed, tmp_path):
     path = fasta(tmp_path, f">t1\n{SEQ}\n>t22\n{SEQ[::-1]}\n")
     client = deployed.client()
@@ -85,6 +87,7 @@ def test_submit_wait_outputs_download_and_idempotent_resubmit(deployed, tmp_path
     assert client.run(run.run_id).to_dict(steps=True)["steps"]
 
 
+@pytest.mark.slow
 def test_inline_records_and_s3_inputs_under_the_allowed_prefix(deployed):
     uri = put_input("shared/lib.fasta", f">s1\n{SEQ}\n")
     run = deployed.client().submit([uri, {"id": "inline1", "sequence": SEQ[:20]}], engine="esmfold")
@@ -94,6 +97,7 @@ def test_inline_records_and_s3_inputs_under_the_allowed_prefix(deployed):
     assert keys("fs-inputs", "uploads") == []  # nothing needed uploading
 
 
+@pytest.mark.slow
 def test_failed_run_reports_the_failing_step(deployed):
     run = deployed.client().submit([("boom1", SEQ)], engine="esmfold")
     assert run.wait(timeout=60) == "FAILED"
@@ -118,6 +122,7 @@ def _cancel_slow_run(deployed):
     return client, run, run.cancel("no longer needed")
 
 
+@pytest.mark.slow
 def test_cancel_stops_a_running_run(deployed):
     client, run, status = _cancel_slow_run(deployed)
     assert client.api.calls["stepfunctions:stop_execution"] == 1
@@ -126,11 +131,13 @@ def test_cancel_stops_a_running_run(deployed):
     assert client.api.calls["stepfunctions:stop_execution"] == 1
 
 
+@pytest.mark.slow
 def test_cancelled_run_is_aborted(deployed):
     _client, run, status = _cancel_slow_run(deployed)
     assert status == "ABORTED"
 
 
+@pytest.mark.slow
 def test_logs_of_a_step_come_from_its_batch_job_log_stream(deployed):
     from botocore.stub import Stubber
 
@@ -157,6 +164,7 @@ def test_logs_of_a_step_come_from_its_batch_job_log_stream(deployed):
 # --------------------------------------------------------------------------- listing
 
 
+@pytest.mark.slow
 def test_listing_follows_every_page(deployed):
     sfn = boto3.client("stepfunctions", region_name=REGION)
     names = [f"junk-{i}" for i in range(5)]
@@ -230,6 +238,7 @@ class _Raw:
         return body
 
 
+@pytest.mark.slow
 def test_throttling_and_5xx_are_retried_with_backoff(deployed):
     slept = []
     client = deployed.client(sleep=slept.append)

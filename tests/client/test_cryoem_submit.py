@@ -35,6 +35,7 @@ def dataset(root, *, frames=(4, 4, 4)):
     return root
 
 
+@pytest.mark.slow
 def test_a_cryoem_dataset_is_uploaded_and_started_under_the_run_id_validate_input_expects(deployed_cryoem, tmp_path):
     from foldstack.cryoem.tasks import plan_run
 
@@ -74,6 +75,7 @@ def test_movies_that_disagree_are_refused_before_anything_is_uploaded(deployed_c
         deployed_cryoem.params["workflows"])["cryoem"]) == []
 
 
+@pytest.mark.slow
 def test_local_mode_submits_a_cryoem_dataset_to_a_runner_of_that_workflow(tmp_path):
     from foldstack.client import Client
 

@@ -67,6 +67,7 @@ def _stub(doctor, subnet):
     return batch, sq
 
 
+@pytest.mark.slow
 def test_doctor_reports_passing_and_failing_checks(infra):
     deployment, subnet = infra
     client = deployment.client()
@@ -92,6 +93,7 @@ def test_doctor_reports_passing_and_failing_checks(infra):
     assert checks["weights"].status == "fail" and "foldstack weights fetch" in checks["weights"].fix
 
 
+@pytest.mark.slow
 def test_database_check_passes_once_populated_and_failures_to_read_are_reported(infra):
     deployment, _ = infra
     client = deployment.client()

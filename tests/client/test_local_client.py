@@ -67,6 +67,7 @@ def test_inputs_are_checked_before_the_weights_and_nothing_starts_without_them(t
     assert files_under(tmp_path / "home" / "runs") == [] and client.runs() == []
 
 
+@pytest.mark.slow
 def test_failure_is_the_failing_steps_own_last_line_with_its_log(tmp_path):
     client = fake_local_client(tmp_path)
     run = finished(client, tmp_path / "x.fasta", f">ok1\n{SEQ}\n>boom1\n{SEQ[::-1]}\n", "esmfold", "FAILED")
@@ -89,6 +90,7 @@ def test_failure_is_the_failing_steps_own_last_line_with_its_log(tmp_path):
     assert failure.message.startswith("FAILED (bad input, exit 2): no esmfold weights"), failure.message
 
 
+@pytest.mark.slow
 def test_logs_of_every_job_and_progress_summary(tmp_path):
     client = fake_local_client(tmp_path)
     run = finished(client, tmp_path / "x.fasta", f">a1\n{SEQ}\n>b2\n{SEQ[::-1]}\n", "alphafold2", "SUCCEEDED")

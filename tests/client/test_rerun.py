@@ -41,6 +41,7 @@ def _done_run(client, tmp_path, name="x.fasta"):
     return run
 
 
+@pytest.mark.slow
 def test_local_rerun_pins_the_searched_versions_and_refuses_when_one_is_gone(tmp_path):
     client = fake_local_client(tmp_path)
     home = tmp_path / "home"
@@ -54,17 +55,26 @@ def test_local_rerun_pins_the_searched_versions_and_refuses_when_one_is_gone(tmp
     path.write_text(json.dumps(manifest))
 
     again = client.rerun(path)
-    assert again.request["db_versions"] == {"fake_uniref": "1"}
-    assert {k: v for k, v in again.request.items() if k != "db_versions"} == \
-        {k: v for k, v in run.request.items() if k != "db_versions"}  # same inputs and parameters
-    assert again.run_id != run.run_id  # pinning made it another request
+    assert again.request["db_versions"] == {"fake_uniref": "1"} and again.request["rerun_of"] == run.run_id
+    assert {k: v for k, v in again.request.items() if k not in ("db_versions", "rerun_of")} == \
+        {k: v for k, v in run.request.items() if k not in ("db_versions", "rerun_of")}  # same inputs and parameters
+    assert again.run_id != run.run_id
     assert again.wait(timeout=60) == "SUCCEEDED"
     assert [r["id"] for r in again.metrics()] == ["a1", "b2"]
 
-    # its own manifest (by run id): the request already pins them -> the same run, a fresh attempt
+    # its own manifest (by run id): the request already pins them, so only rerun_of makes the
+    # rerun a run of its own -- the run it reruns keeps its published results, untouched
+    published = tmp_path / "out" / again.run_id
+    before = {p.relative_to(published): p.read_bytes() for p in files_under(published)}
     third = client.rerun(again.run_id)
-    assert third.run_id == again.run_id and third.wait(timeout=60) == "SUCCEEDED"
-    assert third.info.attempt == 2 and third.info.execution_name == f"{again.run_id}-a2"
+    assert third.run_id not in (run.run_id, again.run_id) and third.request["rerun_of"] == again.run_id
+    assert third.wait(timeout=60) == "SUCCEEDED" and third.info.attempt == 1
+    assert {p.relative_to(published): p.read_bytes() for p in files_under(published)} == before
+    assert client.run(again.run_id).info.attempt == 1  # never a new attempt of the old run
+    # the same run rerun again: the next rerun (rerun_of <run_id>.2), not the first one again
+    fourth = client.rerun(again.run_id)
+    assert fourth.request["rerun_of"] == f"{again.run_id}.2"
+    assert fourth.run_id not in (run.run_id, again.run_id, third.run_id) and fourth.wait(timeout=60) == "SUCCEEDED"
 
     shutil.rmtree(version_dir)  # the pinned version is gone: refused, nothing submitted
     runs_before, inputs_before = len(client.runs()), files_under(home / "inputs")
@@ -75,6 +85,24 @@ def test_local_rerun_pins_the_searched_versions_and_refuses_when_one_is_gone(tmp
     assert len(client.runs()) == runs_before and files_under(home / "inputs") == inputs_before
 
 
+@pytest.mark.slow
+def test_two_reruns_racing_for_one_run_id_get_two_runs(tmp_path, monkeypatch):
+    """The second rerun found the first rerun's run id free (it looked before the first one
+    started): its start answers that the run existed, so it takes the next one, never
+    sharing the first rerun's run."""
+    client = fake_local_client(tmp_path)
+    run = client.submit([("aa", SEQ)], engine="esmfold")
+    assert run.wait(timeout=60) == "SUCCEEDED"
+    first = client.rerun(run.run_id)
+    assert first.request["rerun_of"] == run.run_id and not first.existed
+    monkeypatch.setattr(client, "_run_exists", lambda run_id, output_uri: False)  # the check that raced
+    second = client.rerun(run.run_id)
+    assert not second.existed and second.request["rerun_of"] == f"{run.run_id}.2"
+    assert second.run_id not in (run.run_id, first.run_id)
+    assert first.wait(timeout=60) == second.wait(timeout=60) == "SUCCEEDED"
+
+
+@pytest.mark.slow
 def test_rerun_reads_run_provenance_first_and_refuses_mixed_versions(tmp_path):
     from foldstack.core.provenance import run_provenance
 
@@ -102,6 +130,7 @@ def test_rerun_reads_run_provenance_first_and_refuses_mixed_versions(tmp_path):
     assert nothing.value.code == "manifest_not_found"
 
 
+@pytest.mark.slow
 def test_cloud_rerun_checks_the_database_prefix_before_submitting(deployed, tmp_path):
     client = deployed.client()
     run = client.submit([("t1", SEQ)], engine="alphafold2")
@@ -123,14 +152,22 @@ def test_cloud_rerun_checks_the_database_prefix_before_submitting(deployed, tmp_
     assert again.request["db_versions"] == {"uniref90": "2024_01"} and again.run_id != run.run_id
     assert again.wait(timeout=60) == "SUCCEEDED"
 
-    same = client.rerun(run.run_id)  # no databases recorded (fake steps): the same request, attempt 2
-    assert same.run_id == run.run_id and same.wait(timeout=60) == "SUCCEEDED"
-    assert same.info.execution_name == f"{run.run_id}-a2"
+    # no databases recorded (fake steps): pins change nothing, rerun_of makes it a run of its own
+    published = run._manifest_bytes()[0]
+    same = client.rerun(run.run_id)
+    assert same.run_id not in (run.run_id, again.run_id) and same.request["rerun_of"] == run.run_id
+    assert same.wait(timeout=60) == "SUCCEEDED" and same.info.execution_name == same.run_id
+    assert client.run(run.run_id).info.execution_name == run.run_id  # the old run: no new attempt
+    assert [e["name"] for e in executions(deployed.state_machine_arn) if e["name"].startswith(run.run_id)] == \
+        [run.run_id]
+    assert run.manifest().run_id == run.run_id and run.download(tmp_path / "old").is_dir()  # still published
+    assert run._manifest_bytes()[0] == published
 
 
 # --------------------------------------------------------------------------- downloads
 
 
+@pytest.mark.slow
 def test_download_fetches_the_run_level_files_and_is_all_or_nothing(tmp_path):
     client = fake_local_client(tmp_path)
     run = _done_run(client, tmp_path)

@@ -39,6 +39,7 @@ def starts(counters) -> dict[str, int]:
     return {p.name: p.read_text().count("start") for p in sorted(counters.iterdir())}
 
 
+@pytest.mark.slow
 def test_retry_starts_attempt_2_which_recomputes_only_the_failed_target(deployed, counters, monkeypatch):
     monkeypatch.setenv("FOLDSTACK_TEST_FAIL", "predict:zz")
     client = deployed.client()
@@ -75,6 +76,28 @@ def test_retry_starts_attempt_2_which_recomputes_only_the_failed_target(deployed
     assert err.value.code == "nothing_to_retry"
 
 
+@pytest.mark.slow
+def test_retry_of_a_partial_run_recomputes_only_its_failed_target(deployed, counters, monkeypatch):
+    """A run that SUCCEEDED partial (zz failed within its failure budget) is retried in the
+    cloud as `<run_id>-a2`: CleanupAfterPartial kept the finished targets, so only zz is
+    computed again, and the retry's manifest has both."""
+    monkeypatch.setenv("FOLDSTACK_TEST_FAIL", "predict:zz")
+    client = deployed.client()
+    run = client.submit(TARGETS, engine="alphafold2", max_failed_fraction=0.5)
+    assert run.wait(timeout=60) == "SUCCEEDED" and run.outcome() == "partial"
+    assert [f.target for f in run.failures()] == ["zz"]
+    assert starts(counters) == {"msa-aa": 1, "msa-zz": 1, "predict-aa": 1, "predict-zz": 1}
+
+    monkeypatch.delenv("FOLDSTACK_TEST_FAIL")
+    assert run.retry() is run and run.existed is False
+    assert sorted(e["name"] for e in executions(deployed.state_machine_arn)) == [run.run_id, f"{run.run_id}-a2"]
+    assert run.wait(timeout=60) == "SUCCEEDED"
+    assert starts(counters) == {"msa-aa": 1, "msa-zz": 1, "predict-aa": 1, "predict-zz": 2}  # only zz again
+    assert run.outcome() == "succeeded" and run.failures() == []
+    assert [r["id"] for r in run.metrics()] == ["aa", "zz"]
+
+
+@pytest.mark.slow
 def test_rerun_recomputes_every_target_and_replaces_the_results(deployed, counters):
     client = deployed.client()
     run = client.submit(TARGETS, engine="esmfold")
@@ -94,6 +117,7 @@ def test_rerun_recomputes_every_target_and_replaces_the_results(deployed, counte
     assert [r["id"] for r in again.metrics()] == ["aa", "zz"]
 
 
+@pytest.mark.slow
 def test_retry_and_rerun_refuse_a_running_run(deployed):
     client = deployed.client()
     run = client.submit([("slow1", SEQ)], engine="esmfold")
@@ -115,6 +139,7 @@ def transformed(event: dict) -> dict:
     return json.loads(template)
 
 
+@pytest.mark.slow
 def test_cancel_then_the_rules_cleanup_event_cleans_the_scratch(deployed, monkeypatch):
     client = deployed.client()
     run = client.submit([("done1", SEQ[:20]), ("slow1", SEQ)], engine="esmfold")  # one batch: done1 first

@@ -18,6 +18,7 @@ from foldstack.core.errors import ConfigurationError
 from tests.client.conftest import REGION, SEQ
 
 
+@pytest.mark.slow
 def test_a_failed_cloud_run_names_step_target_and_the_jobs_last_log_line(deployed):
     from botocore.stub import Stubber
 
@@ -58,6 +59,7 @@ def test_a_failed_cloud_run_names_step_target_and_the_jobs_last_log_line(deploye
     assert doc["code"] == "gpu_oom" and doc["failure"]["target"] == "boom1" and "2,400 residues" in doc["message"]
 
 
+@pytest.mark.slow
 def test_a_lambda_failure_is_its_error_message(deployed, monkeypatch):
     client = deployed.client()
     run = client.submit([("t1", SEQ)], engine="esmfold")

@@ -49,6 +49,7 @@ def test_limiter_lets_a_short_burst_through_at_once():
     assert clock() == pytest.approx(1.0)
 
 
+@pytest.mark.slow
 def test_submit_many_10000_sequences_respects_the_rate_limit(deployed_plain, tmp_path):
     clock = FakeClock()
     api = AwsApi(region=REGION, limiter=RateLimiter(40, clock=clock, sleep=clock.sleep, record=True),

@@ -63,6 +63,7 @@ def test_a_malformed_workflows_parameter_is_a_configuration_error(value, problem
 # --------------------------------------------------------------------------- submission (moto)
 
 
+@pytest.mark.slow
 def test_submit_a_toy_dataset_reaches_the_toy_state_machine(deployed_toy, tmp_path, monkeypatch):
     dataset = write_dataset(tmp_path / "dataset", box_size=64, label="walk")
     monkeypatch.chdir(tmp_path)  # relative paths in request.json are the dataset's, not the cwd's
@@ -96,6 +97,7 @@ def test_submit_a_toy_dataset_reaches_the_toy_state_machine(deployed_toy, tmp_pa
     assert listed == {run.run_id: "toy"}
 
 
+@pytest.mark.slow
 def test_submit_toy_fields_as_keyword_arguments(deployed_toy, tmp_path):
     data = tmp_path / "one.dat"
     data.write_bytes(b"abc")
@@ -141,6 +143,7 @@ def test_a_bad_toy_request_uploads_nothing_and_starts_nothing(deployed_toy, tmp_
     assert executions(toy_arn) == [] and keys("fs-inputs", "uploads/") == []
 
 
+@pytest.mark.slow
 def test_unknown_operator_and_undeployed_workflows_are_one_line_errors(deployed_toy, tmp_path):
     client = deployed_toy.client()
     dataset = write_dataset(tmp_path / "d")

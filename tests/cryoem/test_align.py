@@ -44,6 +44,7 @@ def test_rotation_grid_covers_so3():
 
 
 @pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.slow
 def test_known_rotation_and_shift_are_recovered(seed):
     vol = pseudo_protein()
     true_rot = Rotation.random(random_state=seed).as_matrix()
@@ -59,6 +60,7 @@ def test_known_rotation_and_shift_are_recovered(seed):
     assert pose.correlation > 0.9
 
 
+@pytest.mark.slow
 def test_mirror_image_is_recognised():
     vol = pseudo_protein(seed=3)
     rot = Rotation.from_euler("ZYZ", [70, 110, -40], degrees=True).as_matrix()
@@ -73,6 +75,7 @@ def test_mirror_image_is_recognised():
     assert _fsc143(vol, A.apply(moved, proper)) > _fsc143(vol, A.apply(moved, pose))
 
 
+@pytest.mark.slow
 def test_identity_and_record():
     vol = pseudo_protein(seed=4)
     pose = A.align(vol, _noisy(vol, 6), mirror=False)
@@ -88,6 +91,7 @@ def test_maps_of_different_sizes_are_refused():
         A.align(np.zeros((32, 32, 32)), np.zeros((30, 30, 30)))
 
 
+@pytest.mark.slow
 def test_map_vs_truth_aligns_a_map_in_its_own_frame(tmp_path):
     from foldstack.cryoem.mrc import write_mrc
     from foldstack.cryoem.truth import map_vs_truth

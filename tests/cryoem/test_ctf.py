@@ -32,6 +32,7 @@ def test_fit_recovers_defocus_from_a_1d_spectrum(defocus):
     assert fit.max_resolution < 20.0
 
 
+@pytest.mark.slow
 def test_estimate_on_a_ctf_filtered_noise_image():
     rng = np.random.default_rng(7)
     shape, pixel = (512, 512), 2.0
@@ -42,6 +43,7 @@ def test_estimate_on_a_ctf_filtered_noise_image():
 
 
 @pytest.mark.parametrize("seed", range(4))
+@pytest.mark.slow
 def test_pure_noise_fits_below_the_curation_floor(seed):
     from foldstack.cryoem.stagekit import Knobs
 
@@ -68,6 +70,7 @@ def _synthetic_spectrum(u: float, v: float, angle: float, *, seed: int, tile: in
 
 @pytest.mark.parametrize(("u", "v", "angle"), [(20300.0, 19700.0, 30.0), (15600.0, 14400.0, 125.0),
                                                (26500.0, 23500.0, 80.0), (9200.0, 8900.0, 170.0)])
+@pytest.mark.slow
 def test_fit_recovers_astigmatism_from_a_2d_spectrum(u, v, angle):
     fit = ctf.estimate_from_spectrum(_synthetic_spectrum(u, v, angle, seed=int(u)), 2.0, **OPTICS)
     assert fit.defocus_u == pytest.approx(u, rel=0.02) and fit.defocus_v == pytest.approx(v, rel=0.02), fit
@@ -77,6 +80,7 @@ def test_fit_recovers_astigmatism_from_a_2d_spectrum(u, v, angle):
     assert fit.figure_of_merit > 0.5
 
 
+@pytest.mark.slow
 def test_isotropic_spectrum_fits_without_astigmatism():
     fit = ctf.estimate_from_spectrum(_synthetic_spectrum(18000.0, 18000.0, 0.0, seed=3), 2.0, **OPTICS)
     assert fit.defocus_u == pytest.approx(18000.0, rel=0.02) and fit.defocus_v == pytest.approx(18000.0, rel=0.02)

@@ -36,6 +36,7 @@ def test_fsc_of_a_map_with_itself_is_one_and_with_another_is_low():
     assert resolution_at(fsc_curve(a, b, PX), 0.143) > 40.0
 
 
+@pytest.mark.slow
 def test_guard_agrees_on_the_same_structure_and_flags_another(tmp_path):
     rng = np.random.default_rng(0)
     truth = _blob(1)
@@ -48,6 +49,7 @@ def test_guard_agrees_on_the_same_structure_and_flags_another(tmp_path):
     assert bad["flagged"] is True and bad["cross_resolution_fsc_0.143"] > 1.5 * 16.0
 
 
+@pytest.mark.slow
 def test_guard_aligns_a_map_in_another_frame_and_hand(tmp_path):
     """A de novo-like guard map (same structure, rotated, shifted and mirrored) agrees after
     alignment, and the guard records the pose; compared voxel by voxel it would be flagged."""
@@ -72,6 +74,7 @@ def test_guard_aligns_a_map_in_another_frame_and_hand(tmp_path):
     assert pose["mirrored"] is True and pose["correlation"] > 0.9
 
 
+@pytest.mark.slow
 def test_unrelated_globular_maps_stay_flagged_in_one_frame(tmp_path):
     """Two different pseudo-proteins of one size: freely aligned they agree to ~18 Å at this
     resolution (a globule matches a globule), so with a shared frame the turned pose does

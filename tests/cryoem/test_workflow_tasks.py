@@ -220,6 +220,7 @@ def test_dispatch_names_unknown_workflows_and_leaves_fold_events_alone(local_env
         load_handler("validate_input")({"workflow": "cryoem", "run_id": "x", "request": {}})
 
 
+@pytest.mark.slow
 def test_lambda_zip_carries_the_cryoem_tasks_and_the_registry(tmp_path):
     import subprocess
     import sys
@@ -273,6 +274,7 @@ def test_cli_reports_a_bad_dataset_in_one_line(tmp_path):
     assert json.loads(result.output)["code"] == "invalid_request"
 
 
+@pytest.mark.slow
 def test_a_failed_preprocessing_job_fails_the_run_through_cleanup(tmp_path):
     """The rendered workflow on the local engine, one batch's job crashing (an injected
     fault, before any RELION): the Map fails, Cleanup runs, the run FAILS with the job's
@@ -300,6 +302,7 @@ def test_a_failed_preprocessing_job_fails_the_run_through_cleanup(tmp_path):
     assert run.record()["workflow"] == "cryoem"
 
 
+@pytest.mark.slow
 def test_cli_runs_the_workflow_and_reports_its_failure(tmp_path, monkeypatch):
     from foldstack.cli import app
 
@@ -344,8 +347,10 @@ def test_the_tasks_on_s3_list_stage_and_publish_server_side(s3_env):
     import hashlib
 
     s3 = s3_env
-    for i in range(3):
-        s3.put_object(Bucket="lake", Key=f"inputs/movies/m{i}.tiff", Body=b"movie %d" % i)
+    from tests.cryoem.test_headers import tiff_bytes
+
+    for i in range(3):  # header-only TIFFs (Validate Input reads their IFD chains with ranged GETs)
+        s3.put_object(Bucket="lake", Key=f"inputs/movies/m{i}.tiff", Body=tiff_bytes([(640, 640)] * 4))
     s3.put_object(Bucket="lake", Key="inputs/movies/notes.txt", Body=b"not a movie")
     request = {"movies": "s3://lake/inputs/movies/", "optics": OPTICS, "particle_diameter": 130.0, "box_size": 300,
                "output_uri": "s3://lake/results", "batch_size": 2}
@@ -361,7 +366,14 @@ def test_the_tasks_on_s3_list_stage_and_publish_server_side(s3_env):
     # the postprocess job's results, as its done record lists them
     files = {name: f"{name} bytes".encode() for name in REQUIRED_FILES}
     files["summary.json"] = json.dumps({"relion_version": "t", "initial_model": "denovo", "bias_guard": None,
-                                        "micrographs": [], "stages": {}, "cpu_seconds": 1.0, "results": {
+                                        "micrographs": [], "cpu_seconds": 1.0, "size_class": "medium",
+                                        # as the image wrote it without a price table: Collect prices it
+                                        "cost": {"estimated_total_usd": None, "unavailable": "no table"},
+                                        "stages": {"curate": {"wall_seconds": 60.0},
+                                                   "class2d": {"wall_seconds": 3600.0, "ran_on": {
+                                                       "queue": "foldstack-dev-cryoem-gpu-large",
+                                                       "size_class": "large", "purchase": "on_demand"}}},
+                                        "results": {
                                             "resolution": 9.5, "bfactor": -100.0,
                                             "gold_standard_resolution_refine": 10.0, "particles_refined": 1,
                                             "particles_curated": 1, "micrographs": 3, "micrographs_kept": 3}}).encode()
@@ -377,5 +389,10 @@ def test_the_tasks_on_s3_list_stage_and_publish_server_side(s3_env):
     assert published == {f"results/{run_id}/{n}" for n in [*REQUIRED_FILES, "manifest.json"]}
     manifest = load_manifest(s3.get_object(Bucket="lake", Key=f"results/{run_id}/manifest.json")["Body"].read())
     assert manifest.files["fsc.png"].sha256 == hashlib.sha256(b"fsc.png bytes").hexdigest()
+    # per-stage dollar cost: the 2D job escalated to the large class is priced there (ran_on)
+    assert manifest.cost["estimated_total_usd"] > 0 and manifest.size_class == "medium"
+    assert manifest.stages["class2d"]["cost"]["size_class"] == "large"
+    assert manifest.stages["class2d"]["cost"]["priced_by"] == "ran_on"
+    assert manifest.stages["curate"]["cost"]["job"] == "cryoem_curate"
     cleaned = load_handler("cleanup")({"workflow": "cryoem", "run_id": run_id, "request": request, "failed": False})
     assert cleaned["scratch_deleted"] > 0 and not s3.list_objects_v2(Bucket="scratch").get("Contents")

@@ -56,6 +56,7 @@ def _pgids(procs):
 
 
 @pytest.mark.parametrize(("signame", "phase", "mode"), CASES, ids=["-".join(c) for c in CASES])
+@pytest.mark.slow
 def test_driver_stopped_during_a_step_leaves_nothing_running_and_resumes(local, signame, phase, mode):
     sleep = "msa:b" if phase == "msa" else "predict:*"
     proc = None
@@ -130,6 +131,7 @@ def test_driver_stopped_during_a_step_leaves_nothing_running_and_resumes(local, 
     assert json.loads((local.out / run_id / "manifest.json").read_text())["run_id"] == run_id
 
 
+@pytest.mark.slow
 def test_two_processes_submitting_the_same_request_make_one_execution(local):
     first, second = local.foreground("msa:*:2"), local.foreground("msa:*:2")
     outs = []
@@ -148,6 +150,7 @@ def test_two_processes_submitting_the_same_request_make_one_execution(local):
     assert record["driver"]["pid"] == driver
 
 
+@pytest.mark.slow
 def test_cancel_from_another_process_stops_and_cleans_up(local):
     run = local.runner("msa:*").submit(local.request, detach=True)
     until(lambda: local.started("msa-a") and local.started("msa-b"), 60, "the msa jobs")
@@ -158,6 +161,7 @@ def test_cancel_from_another_process_stops_and_cleans_up(local):
     assert live_group_members(pgids) == [] and not (local.home / "scratch" / run.run_id).exists()
 
 
+@pytest.mark.slow
 def test_in_process_run_logs_tasks_to_a_file_and_records_its_driver(local, capfd):
     log = logging.getLogger("foldstack.task")
     before = (list(log.handlers), log.propagate)
@@ -243,6 +247,7 @@ def test_the_cli_rejects_them_with_exit_2(tmp_path):
 # ------------------------------------------------------------------ records
 
 
+@pytest.mark.slow
 def test_a_corrupt_record_is_reported_for_that_run_only(local):
     from foldstack.client import Client
 
@@ -260,6 +265,7 @@ def test_a_corrupt_record_is_reported_for_that_run_only(local):
         [(run.run_id, "SUCCEEDED"), (bad.name, "UNKNOWN")])
 
 
+@pytest.mark.slow
 def test_a_full_disk_at_the_end_never_leaves_the_run_running(local, monkeypatch):
     from foldstack import storage
 

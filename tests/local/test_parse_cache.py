@@ -23,23 +23,7 @@ def _template_and_late(root: str) -> tuple[str, dict[str, str]]:
 
 
 def _strings(root: object) -> set[str]:
-    found: set[str] = set()
-    seen: set[int] = set()
-    stack = [root]
-    while stack:
-        obj = stack.pop()
-        if id(obj) in seen:
-            continue
-        seen.add(id(obj))
-        if isinstance(obj, str):
-            found.add(obj)
-        elif isinstance(obj, dict):
-            stack.extend([*obj.keys(), *obj.values()])
-        elif isinstance(obj, list | tuple | set | frozenset):
-            stack.extend(obj)
-        elif hasattr(obj, "__dict__") and not isinstance(obj, type):
-            stack.extend(vars(obj).values())
-    return found
+    return {obj for obj in moto_parse.walk(root) if isinstance(obj, str)}
 
 
 @pytest.fixture
@@ -56,6 +40,7 @@ def parser_calls(monkeypatch):
     return calls
 
 
+@pytest.mark.slow
 def test_two_run_homes_share_one_parse_and_each_gets_its_own_paths(parser_calls):
     first_template, first_late = _template_and_late("/runs/one")
     second_template, second_late = _template_and_late("/runs/two it's")
@@ -73,6 +58,7 @@ def test_two_run_homes_share_one_parse_and_each_gets_its_own_paths(parser_calls)
     assert "/runs/two it's/weights" in second.definition and "@@" not in second.definition
 
 
+@pytest.mark.slow
 def test_the_filled_tree_matches_a_parse_of_the_filled_text(parser_calls):
     template, late = _template_and_late("/runs/three")
     via_markers = moto_parse.parse_definition(template, late_values=late)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import csv
 import json
 
+import pytest
+
 from foldstack.core.request import RunRequest
 from foldstack.local.runner import LocalRunner
 
@@ -36,6 +38,7 @@ def tsv(path):
         return list(csv.DictReader(fh, delimiter="\t"))
 
 
+@pytest.mark.slow
 def test_failing_targets_leave_the_others_published_and_a_retry_recomputes_only_them(local):
     """b is bad input inside the batched Predict job, c fails its MSA (exit 2): a and d are
     published; within a budget of 50% the run SUCCEEDS, partial, and says why per target."""
@@ -71,6 +74,7 @@ def test_failing_targets_leave_the_others_published_and_a_retry_recomputes_only_
     assert sorted(t["id"] for t in manifest["targets"]) == ["a", "b", "c", "d"]
 
 
+@pytest.mark.slow
 def test_beyond_the_budget_the_run_fails_and_still_publishes_what_folded(local):
     """The same two failures of four with the default budget (knobs: 10%): the run FAILS with
     a coded error, the manifest (outcome failed) and a and d are published, and cleanup on
@@ -90,6 +94,7 @@ def test_beyond_the_budget_the_run_fails_and_still_publishes_what_folded(local):
     assert "CleanupOnFailure" in entered
 
 
+@pytest.mark.slow
 def test_out_of_memory_kill_escalates_then_is_recorded_per_target(local):
     """Exit 137 (the job killed for memory) escalates the batch one size class up, never
     retried on the same class; killed there too, its targets are failures coded

@@ -29,6 +29,7 @@ def _finished_only(local, run_id):
     return sorted({"/".join(rel.split("/")[:2]) for rel in _scratch(local, run_id)})
 
 
+@pytest.mark.slow
 def test_retry_after_a_failure_recomputes_only_the_failed_target(local):
     run = local.runner(fail="predict:a").submit(local.request)
     assert run.wait(120) == "FAILED", run.record()
@@ -65,6 +66,7 @@ def test_retry_after_a_failure_recomputes_only_the_failed_target(local):
     assert err.value.code == "nothing_to_retry" and "--rerun" in err.value.details["hint"]
 
 
+@pytest.mark.slow
 def test_rerun_recomputes_every_target(local):
     run = local.runner(fail="predict:a").submit(local.request)
     assert run.wait(120) == "FAILED"
@@ -92,6 +94,7 @@ def test_rerun_recomputes_every_target(local):
     assert json.loads(manifest.read_text())["created_at"] >= first
 
 
+@pytest.mark.slow
 def test_retry_and_rerun_refuse_a_running_run(local):
     run = local.runner("predict:*").submit(local.request, detach=True)
     until(lambda: local.started("predict-a"), 60, "the predict job")
@@ -103,6 +106,7 @@ def test_retry_and_rerun_refuse_a_running_run(local):
     assert local.runner().cancel(run.run_id, "enough") == "ABORTED"
 
 
+@pytest.mark.slow
 def test_cancel_cleans_scratch_and_retry_resumes(local):
     run = local.runner("predict:*").submit(local.request, detach=True)
     until(lambda: local.started("predict-a") and local.started("predict-b"), 60, "the predict job")

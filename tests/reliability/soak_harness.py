@@ -31,7 +31,9 @@ not depend on thread timing):
 
 The invariants are about behaviour, not state names (the definition is being extended):
 every run ends terminal; every target of a run with a manifest is published or reported
-failed with a code (each bad target among them); a SUCCEEDED run has every expected file under
+failed with a code (each bad target among them), and every reported failure is one the
+fault plan explains (the target was bad, or a fault hit a job that carried it), with no
+finished predict output left behind for it: 0 succeeded targets lost; a SUCCEEDED run has every expected file under
 ``<out>/<run_id>/`` with the sha256 its manifest records and the fake step's content; a
 run without ``manifest.json`` has nothing under ``<out>/<run_id>/``; no ``.partial``
 leftovers; the run's scratch is gone (a FAILED run's but for finished targets' step
@@ -670,6 +672,31 @@ def unpublished_leftovers(listing: list[str]) -> list[str]:
             and not (rel.startswith("structures/") and rel[len("structures/"):-len(".cif")] in published)]
 
 
+# A Lambda fault that, retried out, reports its batch's targets failed (never a step's work lost).
+PUBLISH_CODES = {"not_published"}
+
+
+def unexplained_failures(rid: str, failed: dict[str, Any], faults: RunFaults, bad_targets: frozenset[str],
+                         scratch: Path) -> list[str]:
+    """The run's reported failures the fault plan does not explain: a target neither bad
+    (``bad_targets``) nor carried by a Batch job a fault hit (``faults.batch``; a batched
+    predict job's ``target`` lists its batch), nor ``not_published`` after injected Lambda
+    faults (its finished work is kept in scratch for a retry); and any other failed target
+    whose predict output is finished in the kept scratch (it folded: reporting it failed
+    loses good work)."""
+    hit = {t for _job, target, _attempt, _fault in faults.batch for t in str(target).split(",") if t}
+    lambda_faults = bool(faults.lambdas)
+    out = []
+    for target, failure in sorted(failed.items()):
+        unpublished = lambda_faults and failure.get("code") in PUBLISH_CODES  # kept in scratch for a retry
+        explained = target in bad_targets or target in hit or unpublished
+        folder = scratch / "predict" / target
+        folded = not unpublished and folder.is_dir() and not _not_kept_folder(folder, "predict")
+        if not explained or folded:
+            out.append(f"{target} ({failure.get('code')})")
+    return out
+
+
 def check_run(plan: PlannedRun, execution: Any, faults: RunFaults, estate: SoakEstate, s3: Any,
               lambda_max_attempts: int, exempt_known_bugs: bool = True,
               bad_targets: frozenset[str] = frozenset()) -> RunOutcome:
@@ -716,6 +743,13 @@ def check_run(plan: PlannedRun, execution: Any, faults: RunFaults, estate: SoakE
             uncoded = sorted(t for t, f in failed.items() if not f.get("code"))
             if uncoded:
                 v.append(f"[unexplained-failure] {rid}: failed targets without a code: {uncoded[:5]}")
+            # 0 succeeded targets lost: each reported failure is one the fault plan explains
+            # (a bad target, or a fault injected on a job that carried it), never a target
+            # that folded and was then reported failed (not published, or mislabelled).
+            mislabelled = unexplained_failures(rid, failed, faults, bad_targets, estate.scratch / rid)
+            if mislabelled:
+                v.append(f"[lost-output] {rid}: targets reported failed that no injected fault explains: "
+                         f"{mislabelled[:5]}")
             outcome = manifest.get("outcome", "succeeded")
             tally = {"outcome": outcome, "published": len(published),
                      "failure_codes": [str(f.get("code")) for f in failed.values()]}

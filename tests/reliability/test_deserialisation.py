@@ -113,6 +113,7 @@ EsmTokenizer.from_pretrained(p)
     assert scan_source(good) == []
 
 
+@pytest.mark.slow
 def test_no_unsafe_deserialisation_in_product_code():
     files = python_files()
     assert len(files) > 20
@@ -201,6 +202,7 @@ def test_alphafold2_predict_refuses_planted_features_cleanly(tmp_path, plant):
 
 
 @pytest.mark.parametrize("plant", sorted(PLANTS))
+@pytest.mark.slow
 def test_alphafold2_params_loader_never_runs_a_planted_pickle(tmp_path, plant):
     pytest.importorskip("alphafold")
     from foldstack.steps.alphafold2 import _load_params
@@ -225,6 +227,7 @@ def test_esmfold_weights_without_safetensors_are_refused(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_weights_fetch_conversion_never_runs_a_planted_pickle(tmp_path):
     """`foldstack weights fetch` converts a .bin once with torch.load(weights_only=True)."""
     pytest.importorskip("torch")

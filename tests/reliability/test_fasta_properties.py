@@ -96,6 +96,7 @@ def as_tuples(parsed: list[FastaRecord]):
 
 @PROPS
 @given(records=record_sets(), v=variants())
+@pytest.mark.slow
 def test_legitimate_variants_normalise_identically(records, v):
     text = render(records, v)
     for data in (text, text.encode("utf-8")):
@@ -107,6 +108,7 @@ def test_legitimate_variants_normalise_identically(records, v):
 
 @PROPS
 @given(records=record_sets(), v=variants())
+@pytest.mark.slow
 def test_every_accepted_input_round_trips(records, v):
     parsed = parse_fasta(render(records, v))
     text = "".join(r.to_fasta() for r in parsed)
@@ -117,6 +119,7 @@ def test_every_accepted_input_round_trips(records, v):
 
 @PROPS
 @given(records=record_sets(), v=variants())
+@pytest.mark.slow
 def test_inline_records_normalise_like_files(records, v):
     limits = FastaLimits()
     for index, (rid, chains, _desc) in enumerate(records):
@@ -136,6 +139,7 @@ LINE_OF_CHARACTER = {"control_character", "non_ascii"}  # character errors name 
 
 @PROPS
 @given(records=record_sets(), which=st.integers(0, 3), bad=st.sampled_from(sorted(BAD)), data=st.data())
+@pytest.mark.slow
 def test_one_bad_character_is_rejected_with_code_and_line(records, which, bad, data):
     which %= len(records)
     lines, header_line, target_line = [], {}, None
@@ -184,6 +188,7 @@ def test_arbitrary_input_is_accepted_consistently_or_rejected_cleanly(data):
 # -- generated big inputs ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_million_tiny_records_is_rejected_fast():
     data = b"".join(b">r%d\nACDEFGHIKL\n" % i for i in range(1_000_000))
     assert len(data) < FastaLimits().max_bytes

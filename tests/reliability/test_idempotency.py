@@ -118,6 +118,7 @@ def test_what_changes_the_result_changes_the_run_id():
 WAIT_DEFINITION = json.dumps({"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 1, "End": True}}})
 
 
+@pytest.mark.slow
 def test_a_thousand_concurrent_starts_make_one_execution():
     from foldstack.local import ExecutionAlreadyExists, LocalEngine
 
@@ -169,6 +170,7 @@ class _CrashEveryJob:
         return None
 
 
+@pytest.mark.slow
 def test_local_mode_deduplicates_a_thousand_submissions(tmp_path, monkeypatch):
     from foldstack.core.request import RunRequest
     from foldstack.local import LocalEngine

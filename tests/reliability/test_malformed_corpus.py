@@ -162,6 +162,7 @@ def _s3_params():
 
 
 @pytest.mark.parametrize("case", _s3_params())
+@pytest.mark.slow
 def test_validate_handler_s3_rejects_and_writes_nothing(case, moto_s3, monkeypatch):
     s3 = moto_s3
     if case.get("limits"):
@@ -195,6 +196,7 @@ def test_validate_handler_s3_rejects_and_writes_nothing(case, moto_s3, monkeypat
             s3.delete_object(Bucket="lake", Key=key)
 
 
+@pytest.mark.slow
 def test_gzip_bomb_and_oversize_inputs_are_never_read_in_full(moto_s3):
     """A 64 MiB-inflating gzip and a 21 MB file: rejected from the first bytes / a ranged
     read, never decompressed or buffered whole."""
@@ -247,6 +249,7 @@ def engine_home(tmp_path_factory):
     return LocalRunner(home)
 
 
+@pytest.mark.slow
 def test_workflow_rejects_before_any_job(engine_home, tmp_path):
     """Bypassing the client: the rendered fold ASL on the local engine fails in Validate
     Input for one case per error code, submits 0 Batch jobs and writes nothing."""
@@ -294,6 +297,7 @@ def test_workflow_rejects_before_any_job(engine_home, tmp_path):
 WORKFLOW_CAUSES: list[tuple[str, str]] = []
 
 
+@pytest.mark.slow
 def test_workflow_failure_cause_carries_the_stable_code(engine_home, tmp_path):
     if not WORKFLOW_CAUSES:
         test_workflow_rejects_before_any_job(engine_home, tmp_path)

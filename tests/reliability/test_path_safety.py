@@ -330,7 +330,8 @@ def test_stage_copies_only_validated_sources_into_the_run_dir(staged):
         assert os.path.realpath(p).startswith(os.path.realpath(run_dir) + os.sep)
         assert not p.is_symlink()
     assert sorted(p.relative_to(run_dir).as_posix() for p in files_under(run_dir)) == [
-        "input/request.json", "input/sources/000-a.fasta", "input/targets.json", "input/targets/t1.fasta"]
+        "input/request.json", "input/sources/000-a.fasta", "input/stage.done.json", "input/targets.json",
+        "input/targets/t1.fasta"]
 
 
 # -- cleanup -------------------------------------------------------------------------------------------

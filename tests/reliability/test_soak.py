@@ -56,6 +56,7 @@ def test_soak_full(tmp_path, request):
     _assert_sound(report)
 
 
+@pytest.mark.slow
 def test_soak_checks_catch_lost_outputs_and_missing_cleanup(tmp_path, monkeypatch):
     """Negative control: with a Collect Outputs that drops a file and a cleanup that
     deletes nothing, the soak's checks report both, for every run."""
@@ -78,6 +79,7 @@ def test_soak_checks_catch_lost_outputs_and_missing_cleanup(tmp_path, monkeypatc
     assert inv["non_terminal_runs"] == inv["states_runtime"] == 0
 
 
+@pytest.mark.slow
 def test_failed_bulk_run_carries_a_machine_readable_reason(tmp_path):
     cfg = SoakConfig(runs=1, bulk_runs=1, exempt_known_bugs=False, **{**NO_FAULTS, "crash": 1.0})
     report = run_soak(cfg, tmp_path)
@@ -111,3 +113,33 @@ def test_leftover_scratch_allows_only_a_failed_runs_finished_targets(tmp_path):
         "failed-run/input/targets.json", "failed-run/predict/.t1.attempt-1/x.pdb"]
     finished("ok-run", "msa", "t1")
     assert "ok-run" in leftover_scratch(tmp_path, complete={"ok-run"})
+
+
+def test_a_failure_the_fault_plan_does_not_explain_is_a_lost_target(tmp_path):
+    """The soak's "0 succeeded targets lost" check (`unexplained_failures`): a reported
+    failure must be a bad target or one a fault hit (a batched predict job's fault covers its
+    batch); a target whose predict output finished is never reported failed, except as
+    not published after injected Lambda faults (its work is kept for a retry)."""
+    import hashlib
+    import json
+
+    from tests.reliability.soak_harness import RunFaults, unexplained_failures
+
+    def folded(target: str) -> None:
+        folder = tmp_path / "predict" / target
+        folder.mkdir(parents=True)
+        (folder / "ranked_0.pdb").write_text("ATOM")
+        (folder / "predict.done.json").write_text(json.dumps(
+            {"step": "predict", "outputs": {"ranked_0.pdb": hashlib.sha256(b"ATOM").hexdigest()}}))
+
+    faults = RunFaults(batch=[("predict", "a,b", 1, "oom"), ("msa", "c", 3, "crash")])
+    failed = {t: {"code": code} for t, code in
+              (("a", "out_of_memory"), ("c", "crash"), ("d", "bad_input"), ("e", "crash"))}
+    assert unexplained_failures("r", failed, faults, frozenset({"d"}), tmp_path) == ["e (crash)"]
+    folded("a")  # it folded on the bigger class, yet was reported failed
+    assert unexplained_failures("r", failed, faults, frozenset({"d"}), tmp_path) == ["a (out_of_memory)", "e (crash)"]
+    folded("f")
+    unpublished = {"f": {"code": "not_published"}}
+    assert unexplained_failures("r", unpublished, faults, frozenset(), tmp_path) == ["f (not_published)"]
+    faults.lambdas.append(("publish_batch", 1, "lambda_transient"))
+    assert unexplained_failures("r", unpublished, faults, frozenset(), tmp_path) == []

@@ -77,6 +77,7 @@ def relaxed(tmp_path_factory):
     return out, models, records
 
 
+@pytest.mark.slow
 def test_relaxation_lowers_energy_and_violations_and_keeps_the_fold(relaxed):
     out, _models, records = relaxed
     rec = records[0]
@@ -137,6 +138,7 @@ def test_violations_counted_on_known_geometry():
     assert clashed["clashes"] >= 1 and clashed["residues"] >= 2
 
 
+@pytest.mark.slow
 def test_exploding_forces_fail_and_keep_the_model(tmp_path):
     """Residue 10's atoms on top of residue 15's: infinite forces, NaN coordinates."""
     from foldstack.steps.relax import relax_models
@@ -173,6 +175,7 @@ def test_collapsed_model_is_refused_quickly(tmp_path):
 
 
 @pytest.mark.parametrize(("mode", "relaxed_ranks"), [("none", []), ("best", [0]), ("all", [0, 1])])
+@pytest.mark.slow
 def test_predict_step_publishes_what_relax_asks(scratch, weights, monkeypatch, mode, relaxed_ranks):
     """run_predict with the run's request.json saying `relax`; AlphaFold2 replaced by two fixed models."""
     import foldstack.steps.alphafold2 as af2
@@ -247,6 +250,7 @@ def test_run_id_changes_only_when_relax_leaves_the_default():
     assert make_run_id(RunRequest(**base, relax="all"), rec) != make_run_id(RunRequest(**base, relax="none"), rec)
 
 
+@pytest.mark.slow
 def test_platform_override_names_what_is_available(tmp_path, monkeypatch):
     from foldstack.steps.relax import PLATFORM_ENV, relax_models
 

@@ -57,7 +57,8 @@ def test_every_database_entry_is_a_refresh_spec(catalogue):
         assert (spec.name, spec.version, spec.catalogue) == (entry.name, entry.version, entry.ref)
         assert sorted(source_uri(spec, rel) for rel in spec.files or {}) == sorted(f.url for f in entry.files)
         assert spec.unpack == any(f.format != "raw" for f in entry.files)
-        assert spec.build_index == (entry.role in ("uniref90", "mgnify", "small_bfd", "uniprot"))
+        assert spec.build_index == (entry.role in ("uniref90", "mgnify", "small_bfd", "uniprot",
+                                                   "colabfold_uniref30", "colabfold_envdb"))
 
 
 def test_bad_entries_are_rejected():

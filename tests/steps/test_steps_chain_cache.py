@@ -69,6 +69,7 @@ def _entries(cache):
     return sorted(p.parent for p in cache.rglob("chain.json"))
 
 
+@pytest.mark.slow
 def test_complex_reuses_the_chain_a_monomer_searched(tmp_path, template_root, chain_e, searches):
     cache, scratch = tmp_path / "cache", tmp_path / "scratch"
 
@@ -107,6 +108,7 @@ def test_complex_reuses_the_chain_a_monomer_searched(tmp_path, template_root, ch
     _assert_same_features(out, ref)
 
 
+@pytest.mark.slow
 def test_homomer_searches_its_chain_once_and_without_cache_reports_off(tmp_path, template_root, searches):
     _, info = _run(tmp_path / "s", "r", "homo", f"{OTHER}:{OTHER}", template_root, None)
     assert searches[("jackhmmer", OTHER)] == 1
@@ -130,6 +132,7 @@ def test_damaged_entry_is_searched_again_and_repaired(tmp_path, template_root, s
 
 
 @needs_templates
+@pytest.mark.slow
 def test_another_template_date_cut_off_is_a_miss(tmp_path, template_root, chain_e, searches, monkeypatch):
     cache, scratch = tmp_path / "cache", tmp_path / "scratch"
     _run(scratch, "r1", "a", chain_e, template_root, cache)

@@ -55,6 +55,7 @@ def test_features_as_the_msa_step_writes_them_pass(feature_bytes, msa_done):
 
 
 @pytest.mark.parametrize("kind", ["monomer", "multimer"])
+@pytest.mark.slow
 def test_any_truncation_or_garbling_gives_features_file_error_or_arrays(feature_bytes, kind):
     """What np.load, zipfile and zlib raise on damaged bytes varies (BadZipFile, zlib.error,
     EOFError, ValueError, NotImplementedError, tokenize.TokenError, ...): the check turns
@@ -199,6 +200,7 @@ def _assert_predict_refuses(scratch: Path, weights: Path, engine: str, damaged: 
 
 
 @pytest.mark.parametrize("damage", sorted(ESMFOLD_DAMAGE))
+@pytest.mark.slow
 def test_damaged_esmfold_weights_exit_2_naming_the_file(demo_weights, tmp_path, scratch, damage):
     from foldstack.steps.esmfold import load_model
     from foldstack.steps.weights_layout import WeightsDamagedError, require_esmfold
@@ -215,6 +217,7 @@ def test_damaged_esmfold_weights_exit_2_naming_the_file(demo_weights, tmp_path, 
     _assert_predict_refuses(scratch, weights, "esmfold", weights / "esmfold" / name)
 
 
+@pytest.mark.slow
 def test_damaged_real_esmfold_weights_say_fetch_and_the_demo_hint_heals(demo_weights, tmp_path):
     from typer.testing import CliRunner
 
@@ -251,6 +254,7 @@ AF2_DAMAGE = {
 
 
 @pytest.mark.parametrize("damage", sorted(AF2_DAMAGE))
+@pytest.mark.slow
 def test_damaged_alphafold2_weights_exit_2_naming_the_file(demo_weights, feature_bytes, tmp_path, scratch,
                                                            damage, monkeypatch):
     """Fails before any prediction: the parameters and overrides load first."""
@@ -276,6 +280,7 @@ def test_damaged_alphafold2_weights_exit_2_naming_the_file(demo_weights, feature
     _assert_predict_refuses(scratch, weights, "alphafold2", file)
 
 
+@pytest.mark.slow
 def test_the_step_process_exits_2_with_one_line_on_stderr(demo_weights, tmp_path):
     """The real command, as Batch runs it: exit code 2, the typed line on stderr."""
     weights = _copy(demo_weights, tmp_path, "esmfold", real=True)

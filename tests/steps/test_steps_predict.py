@@ -156,6 +156,7 @@ def test_esmfold_out_of_memory_exits_3(scratch, weights, monkeypatch, error):
     assert only_a_failure_record(scratch, "out_of_memory")
 
 
+@pytest.mark.slow
 def test_alphafold2_xla_out_of_memory_exits_3(msa_done, scratch, weights, monkeypatch):
     from alphafold.model import model as af_model
 

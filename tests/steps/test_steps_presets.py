@@ -123,6 +123,7 @@ def test_full_dbs_plan_is_alphafolds(full_root):
     assert homomer.pairing is None and "homomer" in homomer.pairing_note
 
 
+@pytest.mark.slow
 def test_reduced_dbs_and_colabfold_plans(full_root, template_root):
     reduced = plan_searches(full_root, "reduced_dbs")
     assert _plan_summary(reduced) == [("uniref90", "jackhmmer", ["demo_uniref"], 10_000),

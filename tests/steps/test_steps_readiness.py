@@ -44,6 +44,7 @@ def _clean_env(monkeypatch):
         monkeypatch.delenv(name, raising=False)
 
 
+@pytest.mark.slow
 def test_an_input_that_appears_in_time_is_used(tmp_path, monkeypatch):
     produce(tmp_path)
     monkeypatch.setenv(common.HIDE_ENV, "msa/*/features.npz:0.8")
@@ -56,6 +57,7 @@ def test_an_input_that_appears_in_time_is_used(tmp_path, monkeypatch):
         (tmp_path / RUN / "msa" / TARGET / "msa.done.json").read_text())["outputs"]["features.npz"]}
 
 
+@pytest.mark.slow
 def test_an_input_that_never_appears_is_a_coded_retryable_failure(tmp_path, monkeypatch, capsys):
     produce(tmp_path)
     monkeypatch.setenv(common.HIDE_ENV, "msa/*/features.npz:inf")
@@ -76,6 +78,7 @@ def test_an_input_that_never_appears_is_a_coded_retryable_failure(tmp_path, monk
 
 
 @pytest.mark.parametrize("damage", ["truncated", "same_size_other_bytes"])
+@pytest.mark.slow
 def test_a_file_unlike_its_record_waits_then_fails_coded(tmp_path, monkeypatch, damage):
     """An older or half-imported copy: wait for the recorded one, then exit 75 (not 2)."""
     final = produce(tmp_path)
@@ -200,6 +203,7 @@ def run_local_job(tmp_path: Path, job_env: dict[str, str]) -> dict:
     return job.describe()
 
 
+@pytest.mark.slow
 def test_local_engine_delayed_visibility_appears_in_time(tmp_path):
     produce(tmp_path)
     desc = run_local_job(tmp_path, {common.HIDE_ENV: "msa/*/features.npz:1", common.INPUT_WAIT_ENV: "30"})
@@ -210,6 +214,7 @@ def test_local_engine_delayed_visibility_appears_in_time(tmp_path):
                               "compute_environment": "foldstack-local-gpu-small-local", "job_id": desc["JobId"]}
 
 
+@pytest.mark.slow
 def test_local_engine_delayed_visibility_never_appears(tmp_path):
     produce(tmp_path)
     desc = run_local_job(tmp_path, {common.HIDE_ENV: "msa/*/features.npz:inf", common.INPUT_WAIT_ENV: "0.3"})
@@ -238,7 +243,7 @@ def test_ran_on_reads_the_availability_zone_from_the_task_metadata(monkeypatch):
     server = HTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        ran_on._availability_zone.cache_clear()
+        ran_on._task_metadata.cache_clear()
         monkeypatch.setenv("ECS_CONTAINER_METADATA_URI_V4", f"http://127.0.0.1:{server.server_port}/v4/abc")
         monkeypatch.setenv("AWS_BATCH_JQ_NAME", "foldstack-dev-cpu-ondemand")
         monkeypatch.setenv("AWS_BATCH_JOB_ATTEMPT", "1")
@@ -247,7 +252,7 @@ def test_ran_on_reads_the_availability_zone_from_the_task_metadata(monkeypatch):
         assert where["size_class"] is None and where["attempt"] == 1
     finally:
         server.shutdown()
-        ran_on._availability_zone.cache_clear()
+        ran_on._task_metadata.cache_clear()
     monkeypatch.setenv("ECS_CONTAINER_METADATA_URI_V4", "http://127.0.0.1:9/unreachable")
     assert "availability_zone" not in ran_on.ran_on()  # best effort: never a failure
     monkeypatch.delenv("AWS_BATCH_JQ_NAME")

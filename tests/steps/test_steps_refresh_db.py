@@ -180,6 +180,7 @@ def test_step_contract_records_timings_and_publication(source, db_root, tmp_path
     assert published["action"] == "published" and published["version"] == "v2"
 
 
+@pytest.mark.slow
 def test_cli_exit_codes(source, db_root, tmp_path):
     def step(spec):
         return subprocess.run(
@@ -217,6 +218,7 @@ def import_like_fsx(bucket: RecordedBucket, dest: Path) -> Path:
     return dest
 
 
+@pytest.mark.slow
 def test_s3_publish_uploads_files_then_manifest_then_current_last(s3, source, tmp_path):
     big = source / "big.bin"  # above boto3's 8 MiB threshold: a managed multipart upload
     big.write_bytes(b"\x01" * (9 << 20))
@@ -279,6 +281,7 @@ def test_s3_failure_after_upload_removes_only_the_partial_version(s3, source, tm
     assert s3.keys("db/.refresh/") == []
 
 
+@pytest.mark.slow
 def test_s3_refuses_to_overwrite_the_current_version(s3, source, tmp_path):
     refresh_database(parse_spec(spec_for(source)), S3_ROOT, RUN, staging_root=tmp_path / "st")
     before = s3.bodies("db/")
@@ -307,6 +310,7 @@ def test_s3_rerun_is_idempotent_and_rollback_only_moves_current(s3, source, tmp_
     assert s3.writes == ["db/luxc/CURRENT"] and s3.body("db/luxc/CURRENT") == b"v2\n"
 
 
+@pytest.mark.slow
 def test_s3_step_and_cleanup_of_a_killed_job(s3, source, tmp_path):
     final = run_refresh_db(RUN, tmp_path / "scratch", S3_ROOT, json.dumps(spec_for(source)))
     assert json.loads((final / "published.json").read_text())["path"] == f"{S3_ROOT}/luxc/v2"

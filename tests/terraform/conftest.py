@@ -44,6 +44,25 @@ def terraform_bin() -> str | None:
     return shutil.which("terraform")
 
 
+# Why `make setup` cannot install it: HashiCorp ships Terraform only from its own release
+# site and apt repository, which this project's machines cannot reach (PyPI, Debian and
+# npm only). CI gets it from the machine image here, from setup-terraform on GitHub.
+TERRAFORM_MISSING = ("terraform is not installed: {what} cannot run. Install Terraform 1.11.x on PATH "
+                     "(HashiCorp's release; `make setup` cannot fetch it: `make terraform-check` says why)")
+
+
+def need_terraform(what: str) -> str:
+    """The terraform binary, else skip; in CI (FOLDSTACK_REQUIRE_TOOLS=1) fail, so a machine
+    without it cannot pass `.ci/run` with every Terraform and deploy test skipped."""
+    path = terraform_bin()
+    if path is None:
+        message = TERRAFORM_MISSING.format(what=what)
+        if REQUIRE_TOOLS:
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
 def find_tool(name: str, env_var: str) -> str | None:
     """A tool from $env_var, next to this interpreter (the venv), or on PATH."""
     if os.environ.get(env_var):
@@ -110,9 +129,7 @@ def _stage_copy(dest: Path) -> None:
 @pytest.fixture(scope="session")
 def tf(tmp_path_factory) -> TerraformRun:
     """init + validate every module/env, and `terraform test` every module, in parallel."""
-    terraform = terraform_bin()
-    if terraform is None:
-        pytest.skip("terraform is not installed: the Terraform checks cannot run")
+    terraform = need_terraform("the Terraform checks")
     root = tmp_path_factory.mktemp("tf")
     _stage_copy(root)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 import zipfile
 
+import pytest
+
 from .conftest import REPO
 
 
@@ -32,6 +34,7 @@ def test_zips_are_deterministic_and_complete(tmp_path):
         assert not any(n.startswith(("foldstack/steps/", "foldstack/local/", "foldstack/cli/")) for n in names)
 
 
+@pytest.mark.slow
 def test_collect_zip_carries_what_the_cost_estimate_reads(tmp_path):
     """Collect Outputs estimates cost from jobs.yaml and the price table: both must be in
     the zip, found from the zip root exactly as the Lambda runtime would."""

@@ -30,7 +30,7 @@ import pytest
 import yaml
 
 from . import emulator
-from .conftest import REPO, REQUIRE_TOOLS, _load_script, _stage_copy, terraform_bin
+from .conftest import REPO, REQUIRE_TOOLS, _load_script, _stage_copy, need_terraform
 from .emulator import state_bucket
 
 pytestmark = [pytest.mark.terraform, pytest.mark.deploy]
@@ -97,9 +97,7 @@ def _require_moto_server() -> None:
 
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory):
-    terraform = terraform_bin()
-    if terraform is None:
-        pytest.skip("terraform is not installed: the emulator deploy cannot run")
+    terraform = need_terraform("the emulator deploy")
     _require_moto_server()
     mirror = _load_script("tf_mirror").find_mirror()
     root = tmp_path_factory.mktemp("emulator")
@@ -424,6 +422,12 @@ def test_the_client_against_the_deployed_env(deployment, monkeypatch, tmp_path):
         d.check(f"doctor: {name} passes", checks[name].status == "pass", checks[name])
     d.check("doctor: weights found (alphafold2 missing is a warning)", checks["weights"].status == "warn"
             and "installed: esmfold" in checks["weights"].detail, checks["weights"])
+    # one uniref90 database made by hand: the default preset lacks its other roles, and it is
+    # not a catalogue version
+    d.check("doctor: db-presets names what reduced_dbs lacks", checks["db-presets"].status == "fail"
+            and "reduced_dbs: missing small_bfd, mgnify" in checks["db-presets"].detail, checks["db-presets"])
+    d.check("doctor: db-catalogue warns of a version not from the catalogue", checks["db-catalogue"].status == "warn"
+            and "demo@v1 is not a catalogue version" in checks["db-catalogue"].detail, checks["db-catalogue"])
 
     s3, sfn = d.aws("s3"), d.aws("stepfunctions")
     s3.put_object(Bucket=LAKE, Key="sequences/emu.fasta", Body=FASTA)

@@ -22,7 +22,6 @@ import functools
 import json
 import os
 import re
-import shutil
 import subprocess
 import types
 import typing
@@ -36,6 +35,8 @@ from pydantic import BaseModel
 from foldstack.local.jobs import placeholder_values
 from foldstack.workflows import specs
 from foldstack.workflows.specs import JobsFile
+
+from .conftest import need_terraform
 
 pytestmark = pytest.mark.terraform
 
@@ -308,9 +309,7 @@ def _scratch_root(tf: Path, wanted: list[str], dest: Path) -> list[str]:
 
 
 def _console(root: Path, expression: str) -> Any:
-    terraform = shutil.which("terraform")
-    if terraform is None:
-        pytest.skip("terraform is not installed")
+    terraform = need_terraform("terraform console (the parity check)")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_", "AWS_"))}
     env.update({"CHECKPOINT_DISABLE": "1", "TF_IN_AUTOMATION": "1", "TF_INPUT": "0"})
     proc = subprocess.run([terraform, "console"], input=expression + "\n", cwd=root, env=env, capture_output=True,

@@ -23,8 +23,8 @@ from .conftest import (
     ROOTS,
     TERRAFORM_DIR,
     TESTED_MODULES,
+    need_terraform,
     require_tool,
-    terraform_bin,
 )
 
 pytestmark = pytest.mark.terraform
@@ -35,10 +35,7 @@ SHA_PIN = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
 
 
 def _needs_terraform() -> str:
-    path = terraform_bin()
-    if path is None:
-        pytest.skip("terraform is not installed: the Terraform checks cannot run")
-    return path
+    return need_terraform("the Terraform checks")
 
 
 def test_layout_every_module_has_the_standard_files():
@@ -257,7 +254,29 @@ def test_make_apply_prod_only_in_ci():
     assert allowed[-1] == "terraform -chdir=terraform/envs/prod apply -input=false plan.out"
 
 
-@pytest.mark.parametrize("target", ["plan", "apply"])
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_make_bootstrap_makes_the_state_bucket_then_only_the_registries(env):
+    """A new account (docs/operations.md): the state bucket of the env's backend.hcl first
+    (the S3 backend cannot init without it), then only the ECR repositories, so images
+    can be pushed before the first deploy. Prod too, outside CI: it creates no compute."""
+    proc = _make("bootstrap", f"ENV={env}")
+    lines = proc.stdout.splitlines()
+    bucket = [i for i, line in enumerate(lines)
+              if f"terraform/bootstrap/state_bucket.py --backend-config terraform/envs/{env}/backend.hcl" in line]
+    assert len(bucket) == 1, proc.stdout
+    commands = _terraform_commands(proc)
+    assert commands == [
+        f"terraform -chdir=terraform/envs/{env} init -input=false -backend-config=backend.hcl",
+        f"terraform -chdir=terraform/envs/{env} apply -target=module.platform.module.ecr",
+    ]
+    first_terraform = next(i for i, line in enumerate(lines) if "terraform -chdir" in line)
+    assert bucket[0] < first_terraform, "the state bucket must exist before terraform init"
+    assert (REPO / "terraform" / "bootstrap" / "state_bucket.py").is_file()
+    tagged = _terraform_commands(_make("bootstrap", f"ENV={env}", "IMAGE_TAG=abc123"))
+    assert tagged[-1].endswith("apply -target=module.platform.module.ecr -var image_tag=abc123")
+
+
+@pytest.mark.parametrize("target", ["plan", "apply", "bootstrap"])
 @pytest.mark.parametrize("env", ["staging", ""])
 def test_make_refuses_unknown_envs(target, env):
     proc = _make(target, f"ENV={env}")

@@ -68,6 +68,7 @@ def validate_asl(definition: str, where: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("rendered", RENDERED, ids=lambda p: p.name.split(".")[0])
+@pytest.mark.slow
 def test_asl_validator_accepts_every_rendered_definition_substituted(rendered, tmp_path):
     workflow = rendered.name.split(".")[0]
     text = substitute(workflow, rendered.read_text())
@@ -77,6 +78,7 @@ def test_asl_validator_accepts_every_rendered_definition_substituted(rendered, t
     assert proc.returncode == 0, f"asl-validator rejects {rendered.name}:\n{proc.stdout}{proc.stderr}"
 
 
+@pytest.mark.slow
 def test_asl_validator_rejects_a_broken_definition(tmp_path):
     """The check can fail: a Task without Resource and a dangling Next."""
     broken = {"StartAt": "A", "States": {"A": {"Type": "Task", "Next": "Nowhere"}}}
@@ -112,6 +114,29 @@ def _workflow(name: str) -> dict:
 
 def _steps(workflow: dict) -> list[tuple[str, dict]]:
     return [(job_name, step) for job_name, job in workflow["jobs"].items() for step in job.get("steps", [])]
+
+
+def _setup_prerequisites() -> list[str]:
+    line = re.search(r"^setup:([^#\n]*)", (REPO / "Makefile").read_text(), re.M)
+    assert line, "the Makefile has a setup target"
+    return line.group(1).split()
+
+
+def test_ci_installs_what_make_setup_installs_before_the_tests():
+    """GitHub CI runs `make setup`'s steps (demo-data aside: tests build their own home)
+    before `make test`: with FOLDSTACK_REQUIRE_TOOLS=1, a missing asl-validator
+    (`make node-deps`) would fail its tests there."""
+    ci = _workflow("ci.yml")
+    assert ci["env"].get("FOLDSTACK_REQUIRE_TOOLS") == "1"
+    runs = [str(step.get("run", "")).strip() for _, step in _steps(ci)]
+    assert "make test" in runs
+    needed = [t for t in _setup_prerequisites() if t != "demo-data"]
+    assert {"system-deps", "node-deps", "venv"} <= set(needed)
+    for target in needed:
+        assert f"make {target}" in runs, f"ci.yml does not run `make {target}` (part of make setup)"
+        assert runs.index(f"make {target}") < runs.index("make test"), f"`make {target}` runs after make test"
+    uses = [str(step.get("uses", "")) for _, step in _steps(ci)]
+    assert any(u.startswith("hashicorp/setup-terraform@") for u in uses), "the Terraform tests need terraform"
 
 
 def test_lock_files_are_committed_for_every_env():

@@ -91,7 +91,12 @@ def test_annotate_costs_never_raises(table, fold_workflow):
     entries = [TargetResult.model_validate(
         {"id": "x", "size_class": "huge", "provenance": {"predict": {"timings": {"total": 1}}}})]
     section = annotate_costs(entries, jobs=fold_workflow.jobs, table=table)
-    assert section["estimated_total_usd"] is None and "huge" in section["unavailable"]
+    # a job that cannot be priced is listed, never guessed; the total says it is partial
+    assert section["estimated_total_usd"] == 0 and section["complete"] is False and section["unpriced_jobs"] == 1
+    assert section["unpriced"][0]["target"] == "x" and "huge" in section["unpriced"][0]["reason"]
+    assert annotate_costs(entries, jobs=fold_workflow.jobs, table=table, region="xx-none-1")["complete"] is False
+    section = annotate_costs(entries, jobs=object(), table=table)  # what cannot be estimated at all: unavailable
+    assert section["estimated_total_usd"] is None and section["unavailable"]
 
 
 def test_cost_from_step_done_files(tmp_path, table, fold_workflow):
@@ -282,8 +287,80 @@ def test_eu_west_1_table_loads_and_prices_jobs_run_there(fold_workflow, monkeypa
     assert section["estimated_total_usd"] == pytest.approx(predict["usd"] + msa["usd"])
 
     # medium (g6e) and large (p4de, p5): no allowed instance type is offered in eu-west-1,
-    # so such a job is reported unavailable rather than priced with another region's figure.
+    # so such a job is listed unpriced rather than priced with another region's figure, and the
+    # run's total sums the jobs that are priced and says it is partial.
+    priced_total = section["estimated_total_usd"]
     large = TargetResult.model_validate({"id": "l", "size_class": "large", "provenance": {
         "predict": _done(60, "foldstack-prod-gpu-large", "large")}})
-    section = annotate_costs([large], jobs=fold_workflow.jobs)
-    assert section["estimated_total_usd"] is None and "large" in section["unavailable"]
+    target.cost = None
+    section = annotate_costs([target, large], jobs=fold_workflow.jobs)
+    assert section["estimated_total_usd"] == pytest.approx(priced_total) and section["complete"] is False
+    assert section["priced_jobs"] == 2 and section["unpriced_jobs"] == 1
+    assert [(u["target"], u["step"]) for u in section["unpriced"]] == [("l", "predict")]
+    assert "large" in section["unpriced"][0]["reason"] and "partial total: 1 of 3 jobs" in section["partial_note"]
+    assert large.cost == {"usd": 0.0, "steps": {"predict": {"usd": None, "unpriced": section["unpriced"][0]["reason"]}},
+                          "partial": True, "unpriced_steps": ["predict"]}
+    message = cost.cost_message(section)
+    assert message.startswith(f"estimated cost {priced_total:,.2f} USD (partial total: 1 of 3 jobs")
+
+
+# ------------------------------------------------------------------ the instance type it ran on
+
+
+def test_the_instance_type_and_purchase_it_ran_on_are_priced(table, fold_workflow):
+    """ran_on.instance_type / purchase (the step reads them from the instance metadata) are
+    priced where the table has them; without them, the cheapest fitting type, flagged."""
+    jobs = fold_workflow.jobs
+    done = _done(3600, "foldstack-prod-gpu-medium", "medium")
+    done["ran_on"].update(instance_type="g6e.4xlarge", purchase="on_demand")
+    target = TargetResult.model_validate({"id": "t", "size_class": "small", "provenance": {"predict": done}})
+    section = annotate_costs([target], jobs=jobs, table=table)
+    step = target.cost["steps"]["predict"]
+    cheapest = rate_for(jobs, "predict", "medium", table)
+    assert cheapest.instance_type != "g6e.4xlarge" and cheapest.instance_source == "cheapest_fit"
+    inst = table.instances["g6e.4xlarge"]
+    assert step["instance_type"] == "g6e.4xlarge" and step["instance_source"] == "ran_on"
+    assert step["usd"] == pytest.approx(inst.on_demand * step["instance_share"]) and step["usd"] > cheapest.hourly_usd
+    assert "priced_by_cheapest_fit" not in section
+
+    # the purchase option it ran as counts over the queue's (an r6i.2xlarge Spot instance)
+    rate = rate_for(jobs, "msa", None, table, queue="cpu-ondemand", instance_type="r6i.2xlarge", purchase="spot")
+    assert rate.purchase == "spot" and rate.instance_type == "r6i.2xlarge" and rate.instance_source == "ran_on"
+    assert rate.hourly_usd == pytest.approx(table.instances["r6i.2xlarge"].spot * rate.share)
+
+    # not recorded (no instance metadata, as locally): the cheapest fitting type, and said so
+    plain = TargetResult.model_validate({"id": "u", "size_class": "small", "provenance": {
+        "predict": _done(3600, "foldstack-prod-gpu-medium", "medium")}})
+    section = annotate_costs([plain], jobs=jobs, table=table)
+    assert plain.cost["steps"]["predict"]["instance_source"] == "cheapest_fit"
+    assert section["priced_by_cheapest_fit"] == 1
+
+    # a type the table lacks: the cheapest fitting type, with a note naming it
+    odd = _done(3600, "foldstack-prod-gpu-medium", "medium")
+    odd["ran_on"]["instance_type"] = "x9.huge"
+    other = TargetResult.model_validate({"id": "v", "size_class": "small", "provenance": {"predict": odd}})
+    annotate_costs([other], jobs=jobs, table=table)
+    step = other.cost["steps"]["predict"]
+    assert step["instance_source"] == "cheapest_fit" and "x9.huge, is not in the price table" in step["note"]
+
+
+def test_the_cli_line_says_a_total_is_partial(table, fold_workflow):
+    """`foldstack status` / `run --local` print `Run.cost_sentence()`: the client's one line,
+    from the manifest's cost section."""
+    from foldstack.client.outcome import cost_sentence
+    from foldstack.core.manifest import Manifest
+    from foldstack.core.request import RunRequest
+
+    entries = [TargetResult.model_validate({"id": "a", "size_class": "small", "provenance": {
+        "predict": _done(3600, "foldstack-local-gpu-small", "small")}}),
+        TargetResult.model_validate({"id": "b", "size_class": "huge", "provenance": {
+            "predict": {"timings": {"total": 60}}}})]
+    section = annotate_costs(entries, jobs=fold_workflow.jobs, table=table)
+    manifest = Manifest(run_id="r", created_at="2026-12-01T00:00:00Z", foldstack_version="0",
+                        request=RunRequest(inputs=("in.fasta",), output_uri="out"), targets=entries, cost=section)
+    line = cost_sentence(manifest)
+    assert line.startswith(f"estimated cost {section['estimated_total_usd']:,.2f} USD (partial total: 1 of 2 jobs")
+    assert "huge" in line
+    assert cost_sentence(manifest.model_copy(update={"cost": {}})) is None
+    whole = annotate_costs(entries[:1], jobs=fold_workflow.jobs, table=table)
+    assert cost.cost_message(whole) == f"estimated cost {whole['estimated_total_usd']:,.2f} USD"

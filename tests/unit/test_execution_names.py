@@ -47,6 +47,7 @@ LABELS = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}", fullmatch=True)
 @settings(max_examples=300, deadline=None)
 @given(owner=st.one_of(st.none(), LABELS), first=st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,60}", fullmatch=True),
        n=st.sampled_from([1, 2, 9, 10, 99, 10_000, 10**7]), attempt=st.integers(min_value=1, max_value=ATTEMPT_MAX))
+@pytest.mark.slow
 def test_every_attempt_of_every_run_id_is_a_valid_execution_name_that_parses_back(owner, first, n, attempt):
     request = RunRequest(inputs=("s3://b/in/x.fasta",), output_uri="s3://b/out", owner=owner)
     run_id = make_run_id(request, Many(records(1, first), n))

@@ -79,6 +79,7 @@ def test_an_older_manifest_reads_as_a_full_success():
     assert (manifest.outcome, manifest.failures) == ("succeeded", [])
 
 
+@pytest.mark.slow
 def test_outcome_sentence_and_files_from_the_manifest():
     failures = [TargetFailure(target=f"x{i}", step="predict", code="out_of_memory", message="m") for i in range(41)]
     failures += [TargetFailure(target=f"y{i}", step="msa", code="bad_input", message="tab\there") for i in range(13)]

@@ -243,6 +243,7 @@ def test_s3_failure_rolls_back_what_it_wrote(s3, monkeypatch):
     assert s3.keys("results/") == ["results/run-10/manifest.json"]  # leftover and partial gone, neighbour kept
 
 
+@pytest.mark.slow
 def test_s3_failure_of_the_marker_write_rolls_back(s3, monkeypatch):
     real_write = storage.write_bytes
 

@@ -71,6 +71,7 @@ def finish(execution):
 # ----------------------------------------------------------------------------- Batch jobs
 
 
+@pytest.mark.slow
 def test_batch_exit_zero_and_nonzero(tmp_path):
     eng = batch_engine(tmp_path)
     ok = finish(eng.start_execution("ok", batch_input(tmp_path, "exit", {"code": "0"})))
@@ -88,6 +89,7 @@ def test_batch_exit_code_rule_retries(tmp_path):
     assert [a["Container"]["ExitCode"] for a in cause["Attempts"]] == [75, 75, 75]
 
 
+@pytest.mark.slow
 def test_batch_job_timeout_kills_and_is_not_retried(tmp_path):
     # `sleep` has timeout_seconds 1 and a rule that would retry anything: timeouts are never retried.
     t0 = time.monotonic()

@@ -169,6 +169,7 @@ def test_batch_failure_is_states_task_failed_with_job_cause(tmp_path):
     assert cause["StatusReason"] == "Essential container in task exited"
 
 
+@pytest.mark.slow
 def test_batch_task_timeout_seconds(tmp_path):
     # The ASL TimeoutSeconds (1 s) fires before the job's own timeout (120 s).
     ex = run("batch", tmp_path, batch_input(tmp_path, "nap", {"seconds": "20"}, timeout=1))

@@ -70,12 +70,27 @@ def test_every_top_level_task_and_map_catches_to_cleanup(definition):
         catch_all = [c for c in state.get("Catch", []) if "States.ALL" in c["ErrorEquals"]]
         assert catch_all, f"{name} has no States.ALL catch"
         for c in state["Catch"]:
-            # Straight to cleanup, or through Pass states that only reshape $.error.
-            hop = c["Next"]
-            while definition["States"][hop]["Type"] == "Pass":
-                assert definition["States"][hop].get("ResultPath") == "$.error", hop
-                hop = definition["States"][hop]["Next"]
-            assert hop == "CleanupOnFailure" and c["ResultPath"] == "$.error", name
+            assert c["ResultPath"] == "$.error", name
+            assert _ends_in_cleanup_or_a_retry(definition["States"], c["Next"]), name
+
+
+def _ends_in_cleanup_or_a_retry(states: dict, hop: str) -> bool:
+    """A catch goes straight to cleanup, or through Pass states that only reshape $.error
+    or parse it into $.failure; a Choice there (out-of-memory escalation) sends its
+    Default down the same kind of path and each match to the stage on a bigger class
+    (a Batch Task, itself checked by the caller)."""
+    while states[hop]["Type"] == "Pass":
+        assert states[hop].get("ResultPath") in ("$.error", "$.failure"), hop
+        hop = states[hop]["Next"]
+    if states[hop]["Type"] == "Choice":
+        for choice in states[hop]["Choices"]:
+            retry = choice["Next"]
+            while states[retry]["Type"] == "Pass":
+                assert states[retry].get("ResultPath") != "$.error", retry
+                retry = states[retry]["Next"]
+            assert "batch:submitJob" in states[retry].get("Resource", ""), retry
+        return _ends_in_cleanup_or_a_retry(states, states[hop]["Default"])
+    return hop == "CleanupOnFailure"
 
 
 def test_failures_end_in_fail_after_cleanup(definition):
@@ -148,6 +163,7 @@ def test_jobs_yaml_rejects_retry_rules_without_final_exit(fold_workflow):
         JobsFile.model_validate(raw)
 
 
+@pytest.mark.slow
 def test_moto_parser_accepts_the_definition_with_local_values(fold_workflow):
     from foldstack.local import local_values, substitute
     from foldstack.local.moto_adapter import parse_definition

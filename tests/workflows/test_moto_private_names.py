@@ -112,6 +112,7 @@ def test_the_list_has_no_duplicates():
     assert len(set(MOTO_PRIVATE_NAMES)) == len(MOTO_PRIVATE_NAMES)
 
 
+@pytest.mark.slow
 def test_private_moto_imports_stay_in_the_adapter_modules():
     offenders = []
     for path in sorted(SRC.rglob("*.py")):

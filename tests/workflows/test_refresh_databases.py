@@ -69,6 +69,7 @@ def entered(execution) -> list[str]:
     return [e.state_name for e in execution.history() if e.type.endswith("StateEntered")]
 
 
+@pytest.mark.slow
 def test_refresh_publishes_every_database(env):
     execution = env["engine"].start_execution("refresh-ok", {"databases": [luxc(env["src"]), pksi(env["src"])]})
     assert execution.wait(120) == "SUCCEEDED", (execution.error, execution.cause)
@@ -82,6 +83,7 @@ def test_refresh_publishes_every_database(env):
     assert [d.name for d in msa_databases(env["db"])] == ["luxc", "pksi"]  # uniref90 role first
 
 
+@pytest.mark.slow
 def test_checksum_mismatch_fails_cleans_up_and_keeps_current(env):
     engine, src, db = env["engine"], env["src"], env["db"]
     assert engine.start_execution("refresh-v1", {"databases": [luxc(src)]}).wait(120) == "SUCCEEDED"

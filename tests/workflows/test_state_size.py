@@ -119,6 +119,7 @@ def validated_of(execution) -> dict[str, Any]:
     return json.loads(exited[0].details["output"])["validated"]
 
 
+@pytest.mark.slow
 def test_a_run_over_the_threshold_keeps_every_state_payload_small(tmp_path):
     recorder = Recorder(tmp_path / "scratch")
     estate = Estate(tmp_path, injector=recorder)
@@ -147,6 +148,7 @@ def test_a_run_over_the_threshold_keeps_every_state_payload_small(tmp_path):
     assert target_list / N_LARGE * max_records > 256 * 1024
 
 
+@pytest.mark.slow
 def test_a_small_run_keeps_its_targets_in_the_state(tmp_path):
     estate = Estate(tmp_path)
     execution, targets = estate.start(3)
@@ -174,6 +176,7 @@ class TamperWithStagedTargets:
 
 
 @pytest.mark.parametrize("n", [STATE_TARGETS_MAX + 1])
+@pytest.mark.slow
 def test_a_staged_list_that_does_not_match_the_digest_fails_the_run_with_cleanup(tmp_path, n):
     estate = Estate(tmp_path, injector=TamperWithStagedTargets(tmp_path / "scratch"))
     execution, _ = estate.start(n)

@@ -141,6 +141,9 @@ def report(run: Any, as_json: bool, home: Path | None = None) -> None:
             out.print(f"  {escape(t.id)}: mean pLDDT {plddt:.1f}{note}")
         if manifest.failures:  # partial: some targets failed within the failure budget
             out.print(f"[yellow]{escape(run.outcome_sentence())}[/yellow]")
+        cost = run.cost_sentence()  # says when the total is partial (unpriced jobs)
+        if cost:
+            out.print(escape(cost))
         out.print(f"[green]results:[/green] {escape(str(output))}")
         return
     sentence = run.outcome_sentence()  # too many targets failed: what folded is still published
@@ -237,8 +240,8 @@ def register(app: typer.Typer) -> None:
                 indexes.append(f"{run.output_uri}/index.html")
         err.print("[yellow]demo weights are random: these structures show the pipeline works, "
                   "not what the proteins look like[/yellow]")
-        for index in indexes:  # the run reports (open in a browser; they work offline)
-            out.print(f"[green]report:[/green] {escape(index)}")
+        for index in indexes:  # the run reports (open in a browser; they work offline), one line each
+            out.print(f"[green]report:[/green] {escape(index)}", soft_wrap=True)
         raise typer.Exit(EXIT_FAILED if failed else 0)
 
     @app.command("render")

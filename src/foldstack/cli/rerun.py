@@ -1,4 +1,4 @@
-"""`foldstack rerun MANIFEST`: compute a published run again, pinned to its database versions.
+"""`foldstack rerun MANIFEST`: compute a published run again, as a new run pinned to its database versions.
 
 Thin: `Client.rerun` (`foldstack.client.rerun`) does the work; errors and exit codes are
 `foldstack.cli.output`'s (a pinned version no longer installed: ``[db_version_missing]``,
@@ -35,8 +35,9 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOpt = False,
         verbose: VerboseOpt = False,
     ) -> None:
-        """A fresh run with the same inputs and parameters, pinned to the database versions
-        the run searched; refused (code db_version_missing) if one is no longer installed."""
+        """A new run (its own run id: the old run's results stay) with the same inputs and
+        parameters, pinned to the database versions the run searched; refused (code
+        db_version_missing) if one is no longer installed."""
         if local:
             env = "local"
         if not env:
@@ -47,6 +48,6 @@ def register(app: typer.Typer) -> None:
         if not as_json:
             pins = (run.request or {}).get("db_versions") or {}
             shown = ", ".join(f"{n}={v}" for n, v in sorted(pins.items())) or "none (no database searched)"
-            err.print(f"run [bold]{escape(run.run_id)}[/bold] (rerun of {escape(manifest)}; databases pinned: "
-                      f"{escape(shown)})")
+            err.print(f"run [bold]{escape(run.run_id)}[/bold] (rerun of {escape(manifest)}, whose results stay as "
+                      f"they are; databases pinned: {escape(shown)})")
         _follow(client, run, env, home, wait=wait, as_json=as_json, verbose=verbose)

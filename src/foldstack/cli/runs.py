@@ -91,6 +91,9 @@ def _print_run(run: Any, steps: bool = True) -> None:
     if sentence is not None and run.failures():  # partial, or too many failed (what folded is published)
         out.print(f"[{'yellow' if info.status == 'SUCCEEDED' else 'red'}]{escape(sentence)}[/]")
     if info.status == "SUCCEEDED" or sentence is not None:
+        cost = run.cost_sentence()  # says when the total is partial (unpriced jobs)
+        if cost:
+            out.print(escape(cost))
         out.print(f"results: {escape(run.output_uri)}")
 
 
@@ -351,20 +354,19 @@ def register(app: typer.Typer) -> None:
         target: Annotated[list[str], typer.Option(help="only these targets (repeatable)")] = [],  # noqa: B006
         home: HomeOpt = None,
         as_json: JsonOpt = False,
-        tsv: Annotated[bool, typer.Option("--tsv", help="print the run summary (summary.tsv) instead")] = False,
+        tsv: Annotated[bool, typer.Option(
+            "--tsv", help="print the run summary (summary.tsv) instead; downloads nothing else")] = False,
     ) -> None:
         """Download a finished run's results (checksums verified) and show its metrics."""
         run = make_client(env, home).run(run_id)
         if not run.is_fold:
             _workflow_results(run, directory, tsv=tsv, as_json=as_json)
             return
+        if tsv:  # the run's summary.tsv alone (failed targets included): nothing else is downloaded
+            typer.echo(run.summary_tsv(), nl=False)
+            return
         root = run.download(directory, targets=target or None)
         rows = run.metrics()
-        if tsv:
-            from foldstack.core.manifest import summary_tsv
-
-            typer.echo(summary_tsv(list(rows)), nl=False)
-            return
         if as_json:
             emit({"run_id": run_id, "dir": str(root), "files": [f.path for f in run.outputs()
                                                                   if not target or f.target in (None, *target)],

@@ -18,14 +18,15 @@ from foldstack.client.aws import AwsApi, RetryPolicy, check_configured, session_
 from foldstack.client.backends import CloudBackend, Prepared
 from foldstack.client.config import DEFAULT_WORKFLOW, ClientConfig, discover
 from foldstack.client.display import CountBar
-from foldstack.client.errors import NotInstalledError
+from foldstack.client.errors import NotInstalledError, RunNotFoundError
 from foldstack.client.local_backend import LocalBackend
 from foldstack.client.ratelimit import RateLimiter
 from foldstack.client.run import Run, RunContext, RunSet
 from foldstack.core.errors import InputValidationError
 from foldstack.core.fasta import FastaLimits, FastaRecord, check_unique, normalise_chains, parse_fasta, validate_id
-from foldstack.core.manifest import Manifest
+from foldstack.core.manifest import MANIFEST, Manifest
 from foldstack.core.request import InlineRecord, RunRequest
+from foldstack.core.uris import join_under
 from foldstack.tasks.validate import parse_request
 
 InputLike = str | Path | InlineRecord | FastaRecord | dict | tuple
@@ -272,9 +273,9 @@ class Client:
         database versions it searched (``db_versions``; see `foldstack.client.rerun`).
 
         `manifest`: a :class:`Manifest`, a ``manifest.json`` or the run's results folder, an
-        ``s3://`` URI (cloud), or a run id of this environment. Started like ``submit(...,
-        rerun=True)``: every target is recomputed (when the old run pinned the same versions
-        it is the same run id, and its results are withdrawn first; otherwise a new run id).
+        ``s3://`` URI (cloud), or a run id of this environment. Always a new run with a run id
+        of its own (the request's ``rerun_of``: the old run id, ``<run_id>.<n>`` for the n-th
+        rerun), so every target is computed and the old run's results are never touched.
         Refused with `DatabaseVersionMissingError` (``db_version_missing``) before anything
         is submitted when a pinned version is no longer installed."""
         from foldstack.client.rerun import check_pins, read_manifest, rerun_request
@@ -286,7 +287,31 @@ class Client:
         prepared = self._backend.prepare(request)
         if self.is_local:
             self.check_installed(prepared.request.engine)
-        return self._launch(prepared, rerun=True)
+        return self._start_rerun(source, prepared)
+
+    def _start_rerun(self, source: Manifest, prepared: Prepared) -> Run:
+        """Start `prepared`, or the first later rerun of `source` (``rerun_of`` =
+        ``<run_id>.<n>``) whose run id has neither an execution nor published results: a
+        rerun never becomes an attempt of an existing run. A run id found free that another
+        rerun of the same run started before this one could (the backend answers that it
+        existed) is left to that one, and the next is taken."""
+        from foldstack.client.rerun import MAX_RERUNS, rerun_request
+
+        for n in range(2, MAX_RERUNS + 2):
+            if not self._run_exists(prepared.run_id, prepared.request.output_uri):
+                run = self._launch(prepared)
+                if not run.existed:
+                    return run
+            prepared = self._backend.prepare(rerun_request(source, n))
+        raise InputValidationError(f"run {source.run_id} has been rerun {MAX_RERUNS} times already",
+                                   code="invalid_request", run_id=source.run_id)
+
+    def _run_exists(self, run_id: str, output_uri: str) -> bool:
+        try:
+            self._backend.describe(run_id)
+            return True
+        except RunNotFoundError:
+            return self._backend.read(join_under(output_uri, run_id, MANIFEST)) is not None
 
     def _launch(self, prepared: Prepared, *, rerun: bool = False) -> Run:
         self._backend.upload(prepared)

@@ -12,6 +12,9 @@ scale before anything is submitted, and says how to fix each problem.
   databases         every database under `db_uri` (`<db_uri>/<name>/CURRENT`): the version it
                     names has a readable manifest.json and every file the manifest lists, at
                     the size it records (what the msa step and the MSA cache key will use)
+  db-presets        which database presets (reduced_dbs, full_dbs, colabfold) the installed
+                    roles serve and what each lacks; db-catalogue: whether each installed
+                    version is a catalogue version (foldstack.client.doctor_catalogue)
   weights           `<db_uri>/weights/<engine>/` holds each engine's weights in the layout
                     of foldstack.steps.weights_layout (demo weights are a warning)
   fsx-import        the database FSx file systems of this environment are AVAILABLE and
@@ -24,16 +27,16 @@ import json
 import math
 import re
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from typing import Any
 
+from foldstack.client import doctor_hints as hints
 from foldstack.client.aws import AwsApi
 from foldstack.client.config import ClientConfig
+from foldstack.client.doctor_catalogue import InstalledDatabase, catalogue_check, preset_check
+from foldstack.client.doctor_check import FAIL, PASS, WARN, Check
 from foldstack.client.errors import AwsError
 from foldstack.core.uris import parse_uri
 from foldstack.steps.weights_layout import AF2_OVERRIDES, DEMO_MARKER, ENGINES
-
-PASS, WARN, FAIL = "pass", "warn", "fail"
 
 # EC2 vCPU quotas (Service Quotas, service code "ec2") by family group and purchase option.
 EC2_QUOTAS = {
@@ -51,17 +54,6 @@ _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # database names 
 MAX_MANIFEST_BYTES = 1 << 20
 
 
-@dataclass
-class Check:
-    name: str
-    status: str  # pass | warn | fail
-    detail: str
-    fix: str = ""
-
-    def to_dict(self) -> dict[str, str]:
-        return asdict(self)
-
-
 def family_group(instance_type: str) -> str:
     first = instance_type.strip().lower()[:1]
     return first if first in ("g", "p") else ("g" if instance_type.lower().startswith("vt") else "standard")
@@ -76,14 +68,15 @@ class Doctor:
         self.api, self.config = api, config
         self.queues: list[dict[str, Any]] = []
         self.ces: list[dict[str, Any]] = []
+        # Complete versions the `databases` check read (None: it could not read them).
+        self.installed: list[InstalledDatabase] | None = None
 
     def guarded(self, name: str, fn: Callable[[], list[Check]]) -> list[Check]:
         try:
             return fn()
         except AwsError as exc:
             return [Check(name, WARN if exc.code != "aws_access_denied" else FAIL,
-                          f"could not check: {exc}",
-                          f"allow {exc.operation} for the caller, then run doctor again")]
+                          f"could not check: {exc}", hints.access_hint(exc.operation))]
 
     # -- Batch
     def batch_queues(self) -> list[Check]:
@@ -104,7 +97,8 @@ class Doctor:
                                 f"{ce.get('state')}/{ce.get('status')}: {ce.get('statusReason', '')}".rstrip(": "))
         if problems:
             return [Check("batch-queues", FAIL, "; ".join(problems),
-                          "terraform apply the batch module; an INVALID CE's statusReason says why")]
+                          "an INVALID CE's statusReason says why; " + hints.apply_hint(self.config.env,
+                                                                                     "the batch module"))]
         return [Check("batch-queues", PASS, f"{len(self.queues)} queues, {len(self.ces)} compute environments "
                       "enabled and valid")]
 
@@ -133,11 +127,10 @@ class Doctor:
             checks.append(Check(
                 f"ec2-vcpu-quota {key[0]}/{key[1]}", status,
                 f"{label}: quota {quota:g} vCPUs, compute environments may use {vcpus}",
-                "" if status == PASS else
-                f"aws service-quotas request-service-quota-increase --service-code ec2 --quota-code {code} "
-                f"--desired-value {vcpus} (or lower the CEs' max_vcpus)",
+                "" if status == PASS else hints.ec2_quota_hint(code, vcpus),
             ))
-        return checks or [Check("ec2-vcpu-quota", WARN, "no compute environments found", "check `queues` in SSM")]
+        return checks or [Check("ec2-vcpu-quota", WARN, "no compute environments found",
+                                  hints.queues_hint(self.config.env))]
 
     def subnet_ips(self) -> list[Check]:
         subnets = sorted({s for ce in self.ces for s in (ce.get("computeResources") or {}).get("subnets", [])})
@@ -213,9 +206,7 @@ class Doctor:
                                                   for j in found)]
         problems += [f"job definition {d} not found" for d in missing]
         if problems:
-            return [Check("ecr-images", FAIL, "; ".join(problems),
-                          "push the images of this commit: `gh workflow run deploy.yml` (images are built once and "
-                          "promoted by digest, docs/operations.md), then `make plan apply ENV=<env> IMAGE_TAG=<sha>`")]
+            return [Check("ecr-images", FAIL, "; ".join(problems), hints.images_hint(self.config.env))]
         return [Check("ecr-images", PASS, f"{ok} images of {len(job_defs)} job definitions exist in ECR")]
 
     # -- databases, weights and their import into FSx
@@ -227,10 +218,8 @@ class Doctor:
         prefix = u.key.strip("/")
         return u.bucket, f"{prefix}/" if prefix else ""
 
-    @staticmethod
-    def _no_db_uri(name: str) -> list[Check]:
-        return [Check(name, WARN, "db_uri is not published in SSM",
-                      "terraform apply the config module (it publishes /foldstack/<env>/db_uri)")]
+    def _no_db_uri(self, name: str) -> list[Check]:
+        return [Check(name, WARN, "db_uri is not published in SSM", hints.db_uri_hint(self.config.env))]
 
     def _read(self, bucket: str, key: str, max_bytes: int) -> bytes | None:
         from botocore.exceptions import ClientError
@@ -247,11 +236,7 @@ class Doctor:
             Bucket=bucket, Prefix=prefix)}
 
     def _refresh_hint(self) -> str:
-        name = self.config.state_machine_name.rsplit("-", 1)[0] + "-refresh_databases"
-        return (f"publish them with the refresh_databases workflow: `aws stepfunctions start-execution "
-                f"--state-machine-arn <arn of {name}> --input file://databases.json` (docs/architecture.md, "
-                f"Database lifecycle), or `foldstack step refresh-db --run-id <id> --scratch <dir> "
-                f"--db {self.config.db_uri} --spec <json>`")
+        return hints.refresh_hint(self.config.state_machine_name, self.config.db_uri)
 
     def databases(self) -> list[Check]:
         root = self._db_root()
@@ -261,7 +246,7 @@ class Doctor:
         names = [p["Prefix"][len(base):].strip("/") for p in self.api.paginate(
             "s3", "list_objects_v2", "CommonPrefixes", cursor_in="ContinuationToken",
             cursor_out="NextContinuationToken", Bucket=bucket, Prefix=base, Delimiter="/")]
-        found, problems = [], []
+        found, problems, complete = [], [], []
         for name in sorted(n for n in names if _SAFE_NAME.match(n)):
             current = self._read(bucket, f"{base}{name}/CURRENT", 256)
             if current is None:
@@ -292,12 +277,20 @@ class Doctor:
                                                            else "manifest.json lists no files"))
                 continue
             found.append(f"{name}@{version} ({len(files)} files)")
+            complete.append(InstalledDatabase(name, version, manifest))
+        self.installed = complete
         if problems:
             return [Check("databases", FAIL, "; ".join(problems), self._refresh_hint())]
         if not found:
             return [Check("databases", FAIL, f"no database under {self.config.db_uri} (no <name>/CURRENT)",
                           self._refresh_hint())]
         return [Check("databases", PASS, "complete: " + ", ".join(found))]
+
+    def db_presets(self) -> list[Check]:
+        return [] if self.installed is None else [preset_check(self.installed)]
+
+    def db_catalogue(self) -> list[Check]:
+        return [] if self.installed is None else [catalogue_check(self.installed)]
 
     def weights(self) -> list[Check]:
         root = self._db_root()
@@ -317,8 +310,7 @@ class Doctor:
             if ok and DEMO_MARKER in files:
                 demo.append(engine)
         where = f"s3://{bucket}/{wbase}"
-        fix = ("`foldstack weights fetch <engine> --dest ./weights` then "
-               f"`aws s3 sync ./weights/<engine> {where}<engine>/`")
+        fix = hints.weights_hint(where)
         if not installed:
             return [Check("weights", FAIL, f"no engine's weights under {where}", fix)]
         detail = f"installed: {', '.join(installed)}" + (f"; missing: {', '.join(missing)}" if missing else "")
@@ -333,7 +325,7 @@ class Doctor:
                    <= {t["Key"]: t["Value"] for t in fs.get("Tags", [])}.items()]
         if not systems:
             return [Check("fsx-import", FAIL, f"no database FSx file system tagged Environment={self.config.env}",
-                          "terraform apply the fsx module (make plan apply ENV=<env>)")]
+                          hints.apply_hint(self.config.env, "the fsx module"))]
         problems, ok = [], 0
         want = (self.config.db_uri or "").rstrip("/") + "/"
         for fs in systems:
@@ -353,9 +345,7 @@ class Doctor:
                 states = ", ".join(f"{d.get('DataRepositoryPath')} {d.get('Lifecycle')}" for d in dras) or "none"
                 problems.append(f"{fs_id}: no AVAILABLE auto-import association from {want} (associations: {states})")
         if problems:
-            return [Check("fsx-import", FAIL, "; ".join(problems),
-                          "`aws fsx describe-data-repository-associations` shows why (a MISCONFIGURED association "
-                          "names its cause); then terraform apply the fsx module again")]
+            return [Check("fsx-import", FAIL, "; ".join(problems), hints.fsx_hint(self.config.env))]
         return [Check("fsx-import", PASS, f"{ok} database file systems import {want} automatically")]
 
     def run(self) -> list[Check]:
@@ -363,7 +353,8 @@ class Doctor:
         for name, fn in (("batch-queues", self.batch_queues), ("ec2-vcpu-quota", self.ec2_vcpu_quota),
                          ("subnet-ips", self.subnet_ips), ("batch-quotas", self.batch_quotas),
                          ("sfn-quota", self.sfn_quota), ("ecr-images", self.ecr_images),
-                         ("databases", self.databases), ("weights", self.weights),
+                         ("databases", self.databases), ("db-presets", self.db_presets),
+                         ("db-catalogue", self.db_catalogue), ("weights", self.weights),
                          ("fsx-import", self.fsx_import)):
             checks.extend(self.guarded(name, fn))
         return checks

@@ -26,6 +26,14 @@ def outcome_sentence(manifest: Manifest) -> str:
     return text
 
 
+def cost_sentence(manifest: Manifest) -> str | None:
+    """The run's estimated cost in one line (:func:`foldstack.cost.cost_message`): a partial
+    total says so and why (jobs no price table covers are listed in the manifest's ``cost``)."""
+    from foldstack.cost import cost_message
+
+    return cost_message(manifest.cost)
+
+
 def outcome_summary(manifest: Manifest) -> dict[str, Any]:
     """The same, for JSON output: ``outcome``, counts, failures per code and the sentence."""
     return {"outcome": manifest.outcome, "targets_folded": len(manifest.targets),

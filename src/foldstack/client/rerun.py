@@ -8,6 +8,10 @@ for a manifest written before that existed, the same computed from its targets'
 is the old one with those versions in ``db_versions``, so its msa steps open exactly them
 instead of each database's ``CURRENT``; a version that is no longer installed is refused
 before anything is submitted (:class:`DatabaseVersionMissingError`).
+
+A rerun is a new run, never an attempt of the old one: the request's ``rerun_of`` (the old run
+id; ``<run_id>.<n>`` for the n-th rerun) counts in the run id, so the old run's published
+results stay as they are for comparison, and rerunning twice gives two runs.
 """
 
 from __future__ import annotations
@@ -66,12 +70,24 @@ def searched_versions(manifest: Manifest) -> dict[str, str]:
     return {str(k): str(v) for k, v in (prov.get("databases") or {}).items()}
 
 
-def rerun_request(manifest: Manifest) -> RunRequest:
+MAX_RERUNS = 999  # reruns of one run (`<run_id>.2` ... ): far more than anyone compares
+
+
+def rerun_label(run_id: str, n: int = 1) -> str:
+    """``rerun_of`` of the `n`-th rerun of `run_id`: the run id, then ``<run_id>.<n>``."""
+    return run_id if n == 1 else f"{run_id}.{n}"
+
+
+def rerun_request(manifest: Manifest, n: int = 1) -> RunRequest:
     """The manifest's request with ``db_versions`` = the versions it searched (and any it
-    pinned already); validated like any request."""
+    pinned already) and ``rerun_of`` naming the run and which rerun of it this is (`n`), so
+    the rerun has a run id of its own even when the pins change nothing; validated like any
+    request."""
     request = manifest.request.model_dump(mode="json")
     pins = {**request.get("db_versions", {}), **searched_versions(manifest)}
-    return RunRequest.model_validate({**request, "db_versions": pins} if pins else request)
+    if pins:
+        request["db_versions"] = pins
+    return RunRequest.model_validate({**request, "rerun_of": rerun_label(manifest.run_id, n)})
 
 
 def check_pins(missing: dict[str, str], where: str, run_id: str) -> None:

@@ -26,11 +26,13 @@ from foldstack.client.config import DEFAULT_WORKFLOW
 from foldstack.client.display import CountBar, WaitDisplay
 from foldstack.client.errors import RunNotCompleteError, RunNotFoundError
 from foldstack.client.failure import BAD_STATUSES, Failure, explain, log_sections
-from foldstack.client.outcome import outcome_sentence, outcome_summary
+from foldstack.client.outcome import cost_sentence, outcome_sentence, outcome_summary
 from foldstack.client.published import WorkloadManifest, read_manifest
 from foldstack.core.errors import InputValidationError, OutputIntegrityError
 from foldstack.core.manifest import MANIFEST, Manifest, TargetFailure, load_manifest
 from foldstack.core.uris import join_under
+
+SUMMARY_TSV = "summary.tsv"  # a fold run's summary, at its root (tasks.collect writes it)
 
 
 @dataclass(frozen=True)
@@ -314,6 +316,12 @@ class Run:
         manifest = self._manifest_or_none()
         return outcome_sentence(manifest) if manifest is not None else None
 
+    def cost_sentence(self) -> str | None:
+        """``estimated cost 12.34 USD`` (and, when some jobs could not be priced, that the total
+        is partial and why); None without a manifest or an estimate."""
+        manifest = self._manifest_or_none()
+        return cost_sentence(manifest) if manifest is not None else None
+
     def outcome_summary(self) -> dict[str, Any]:
         """``outcome``, ``targets_folded``, ``targets_failed``, ``failed_by_code`` and
         ``outcome_message`` from the manifest (empty without one), for JSON output."""
@@ -376,19 +384,35 @@ class Run:
         return root
 
     def metrics(self) -> Rows:
-        """One row per target: run_id, id, the columns of ``summary.tsv``
-        (``foldstack.core.manifest.SUMMARY_COLUMNS``, in order), then the other predict
-        metrics; ``.to_pandas()`` for a DataFrame."""
-        from foldstack.core.manifest import summary_row
+        """One row per target, the published ones then the failed ones (summary.tsv has the
+        same rows in the run's order): run_id, id, ``core.manifest.SUMMARY_COLUMNS`` in
+        order, then the other predict metrics. ``.to_pandas()`` for a DataFrame."""
+        from foldstack.core.manifest import SUMMARY_COLUMNS, failed_row, summary_row
 
         if not self.is_fold:  # one row: the run's own metrics (resolution, particles, ...)
             return Rows([{"run_id": self.run_id, **self.published().metrics}])
-        rows = Rows()
-        for t in self.manifest().targets:
+        rows, manifest = Rows(), self.manifest()
+        for t in manifest.targets:
             row = {"run_id": self.run_id, "id": t.id, **summary_row(t)}
-            row.update({k: v for k, v in t.metrics.items() if k not in row})
-            rows.append(row)
+            rows.append({**row, **{k: v for k, v in t.metrics.items() if k not in row}})
+        for f in manifest.failures:  # status failed, failure_code, what is known (no metrics)
+            failed = failed_row(f)
+            rows.append({"run_id": self.run_id, "id": f.target, **{c: failed.get(c) for c in SUMMARY_COLUMNS}})
         return rows
+
+    def summary_tsv(self) -> str:
+        """The run's ``summary.tsv`` alone (checked against the manifest; nothing else is
+        downloaded); rebuilt from the manifest's rows for a manifest older than the file."""
+        from foldstack.core.manifest import summary_tsv
+
+        meta = self.manifest().run_files.get(SUMMARY_TSV)
+        if meta is None:
+            return summary_tsv(self.manifest().summary_rows())
+        uri = join_under(self.output_uri, SUMMARY_TSV)
+        data = self._backend.read(uri)
+        if data is None or hashlib.sha256(data).hexdigest() != meta.sha256:
+            raise OutputIntegrityError(f"{uri} is missing or does not match the checksum in the manifest")
+        return data.decode()
 
     def to_dict(self, *, steps: bool = False) -> dict[str, Any]:
         """The run as JSON. A run that did not succeed also carries `code`, `message` and

@@ -191,9 +191,16 @@ def summary_row(target: TargetResult, *, status: str = "succeeded", failure_code
             "failure_code": failure_code}
 
 
+# What is known of a target that did not fold; Collect Outputs sets them on its TargetFailure.
+FAILED_ROW_KNOWN = ("engine", "length", "chains", "size_class")
+
+
 def failed_row(failure: TargetFailure) -> dict[str, Any]:
-    """A failed target's summary row: status ``failed`` and its failure code."""
-    return {"target": failure.target, "status": "failed", "failure_code": failure.code}
+    """A failed target's summary row: status ``failed``, its failure code and what is known
+    without a prediction (:data:`FAILED_ROW_KNOWN`, where the failure carries them)."""
+    known = failure.model_extra or {}
+    return {"target": failure.target, "status": "failed",
+            **{k: known[k] for k in FAILED_ROW_KNOWN if known.get(k) is not None}, "failure_code": failure.code}
 
 
 def _cell(v: Any) -> str:

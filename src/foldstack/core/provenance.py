@@ -171,8 +171,9 @@ def run_provenance(targets: Iterable[Any]) -> dict[str, Any]:
             build = _get(prov, "build")
             if isinstance(build, Mapping):
                 seen = steps.setdefault(step, {"images": set(), "job_definitions": set(), "code": set()})
-                if build.get("image"):
-                    seen["images"].add(str(build["image"]))
+                if build.get("image"):  # <uri>:<tag>@sha256:<digest> where the step knew its image's digest
+                    digest = f"@{build['image_digest']}" if build.get("image_digest") else ""
+                    seen["images"].add(f"{build['image']}{digest}")
                 if build.get("job_definition"):
                     seen["job_definitions"].add(str(build["job_definition"]))
                 seen["code"].add(f"{build.get('foldstack_version') or UNKNOWN}+{build.get('git_commit') or UNKNOWN}")

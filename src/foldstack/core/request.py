@@ -48,6 +48,9 @@ class RunRequest(BaseModel):
     msa_tool: MsaTool | None = None  # alphafold2 defaults to jackhmmer (mmseqs2 for colabfold); esmfold takes none
     db_preset: DbPreset | None = None  # alphafold2 defaults to reduced_dbs; esmfold takes none
     reuse_msa: bool = True
+    # MMseqs2 on a GPU: the run's chain search phase runs on jobs.yaml's msa_gpu job (a GPU queue,
+    # FOLDSTACK_MMSEQS_GPU=1); msa_tool mmseqs2 only. Not in the run id: the same search, faster.
+    msa_gpu: bool = False
     owner: str | None = None
     tags: dict[str, str] = Field(default_factory=dict, max_length=50)
     # Database versions this run searches instead of each database's CURRENT (`--db NAME=VERSION`);
@@ -63,6 +66,10 @@ class RunRequest(BaseModel):
     max_failed_fraction: float | None = Field(default=None, ge=0, le=1)
     # Amber relaxation (relaxed_<i>.pdb/.cif): unset means the engine's DEFAULT_RELAX.
     relax: Relax | None = None
+    # The run this request computes again (`foldstack rerun`): its run id, with `.<n>` for the
+    # n-th rerun of it (n >= 2). It counts in the run id (foldstack.core.runid), so a rerun is a
+    # run of its own, with its own results: never the ones it is compared against.
+    rerun_of: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,80}(\.[1-9][0-9]{0,3})?$")
 
     @field_validator("db_versions")
     @classmethod
@@ -112,6 +119,8 @@ class RunRequest(BaseModel):
         if self.engine == "esmfold" and (self.db_versions or self.num_models or self.num_seeds):
             raise ValueError("esmfold searches no database and runs one model: db_versions, num_models "
                              "and num_seeds are alphafold2 options")
+        if self.msa_gpu and self.msa_tool != "mmseqs2":
+            raise ValueError("msa_gpu searches with MMseqs2 on a GPU: set msa_tool mmseqs2 (or db_preset colabfold)")
         return self
 
     @property

@@ -7,8 +7,9 @@ change it. Tags are metadata and do not count.
 
 **Attempts.** A run id names one run (its scratch ``<scratch>/<run_id>/`` and results
 ``<output>/<run_id>/``) across every execution of it. The first execution is named by
-the run id itself; a retry or a rerun starts attempt N (N >= 2), an execution named
-``<run_id>-a<N>`` (:func:`execution_name`), and :func:`parse_execution_name` /
+the run id itself; a retry or ``submit --rerun`` starts attempt N (N >= 2), an execution
+named ``<run_id>-a<N>`` (:func:`execution_name`; ``foldstack rerun`` is a new run instead, its
+request's ``rerun_of`` in the hash), and :func:`parse_execution_name` /
 :func:`run_id_of` give the run id and attempt back (the Cleanup Lambda uses it on the
 EventBridge event of an aborted execution). Execution names are 1-80 of
 ``[A-Za-z0-9_-]`` (Step Functions), so :func:`make_run_id` keeps ids within
@@ -81,7 +82,7 @@ def canonical_request(request: RunRequest, records: Sequence[FastaRecord]) -> st
         "targets": sorted([r.id, r.sha256] for r in records),
     }
     # Options that change the results, only when set (run ids of requests without them stay as they were).
-    for key in ("db_versions", "num_models", "num_seeds"):
+    for key in ("db_versions", "num_models", "num_seeds", "rerun_of"):
         value = getattr(request, key, None)
         if value:
             body[key] = value

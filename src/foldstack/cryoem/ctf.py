@@ -8,7 +8,8 @@ Convention (RELION's ``CTF::getCTF``): defocus in Å, positive underfocus;
 protein white, so raw micrographs, where protein is dark, are ``-CTF (x) object`` and are
 extracted with ``--invert_contrast``).
 
-Estimator (CTFFIND is not packaged in Debian, so local mode has its own): the periodogram
+Estimator (CTFFIND is not packaged in Debian, so local mode has its own; the ``ctf`` stage
+runs CTFFIND instead where the image has it: :mod:`foldstack.cryoem.ctffind`): the periodogram
 average of overlapping tiles of the motion-corrected micrograph, rotationally averaged;
 for every trial defocus, the 1-D spectrum is fitted by linear least squares as
 ``background(k) + envelope(k) * CTF(k)^2`` (both low-order polynomials in k), and the
@@ -114,6 +115,7 @@ class CtfFit:
     defocus_u: float = 0.0  # Å, the larger defocus (RELION's rlnDefocusU); 0: same as `defocus`
     defocus_v: float = 0.0  # Å, the smaller one (rlnDefocusV); 0: same as `defocus`
     defocus_angle: float = 0.0  # degrees in [0, 180): direction of U from the x axis (rlnDefocusAngle)
+    phase_shift: float = 0.0  # degrees (rlnPhaseShift): a phase plate's; CTFFIND's, 0 when not searched
 
     def __post_init__(self) -> None:
         if not self.defocus_u and not self.defocus_v:  # an isotropic fit

@@ -49,6 +49,9 @@ class CryoemManifest(BaseModel):
     micrographs: list[dict[str, Any]]
     stages: dict[str, dict[str, Any]]
     cpu_seconds: float
+    size_class: str | None = None  # the GPU stages' class as Validate Input chose it
+    # estimated dollar cost (foldstack.cryoem.costs): the run's section; each stage's under stages[...]["cost"]
+    cost: dict[str, Any] | None = None
     files: dict[str, FileRecord]
 
     @model_validator(mode="after")

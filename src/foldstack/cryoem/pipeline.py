@@ -26,6 +26,7 @@ from typing import Any
 
 from foldstack.core.hashing import sha256_file
 from foldstack.cryoem import preprocess, refine
+from foldstack.cryoem.costs import stage_costs
 from foldstack.cryoem.fsc import fsc_curve, resolution_at
 from foldstack.cryoem.mrc import read_mrc
 from foldstack.cryoem.relion import relion_version
@@ -60,8 +61,13 @@ def stage_records(run_dir: Path) -> dict[str, dict[str, Any]]:
 def _stage_record(folder: Path, name: str) -> dict[str, Any]:
     done = read_json(done_path(folder, name))
     res = done.get("resources", {})
-    return {"wall_seconds": done.get("timings", {}).get("total"), "cpu_seconds": res.get("cpu_seconds"),
-            "peak_rss_mib": res.get("peak_rss_mib")}
+    record = {"wall_seconds": done.get("timings", {}).get("total"), "cpu_seconds": res.get("cpu_seconds"),
+              "peak_rss_mib": res.get("peak_rss_mib")}
+    if isinstance(done.get("ran_on"), dict):
+        record["ran_on"] = done["ran_on"]  # where its Batch job ran: what its cost is priced on
+    if (folder / "initial_model.json").is_file():
+        record["mode"] = read_json(folder / "initial_model.json").get("mode")  # de novo ran on the GPU class
+    return record
 
 
 GUARD_MAX_TURN_DEG = 10.0  # bias_guard: a same-frame pose beyond these is a divergence, not a match
@@ -123,7 +129,7 @@ def run_local(dataset: Path | str, out: Path | str, *, knobs: Knobs | None = Non
 
     for batch, movies in batches.items():
         record(preprocess.motioncorr(scratch, run_id, batch, request, movies), "motioncorr")
-        record(preprocess.estimate_ctf(scratch, run_id, batch, request), "ctf")
+        record(preprocess.estimate_ctf(scratch, run_id, batch, request, knobs), "ctf")
         record(preprocess.pick(scratch, run_id, batch, request, knobs), "pick")
         record(preprocess.extract(scratch, run_id, batch, request), "extract")
     curated = record(refine.curate(scratch, run_id, list(batches), request, knobs), "curate")
@@ -133,12 +139,14 @@ def run_local(dataset: Path | str, out: Path | str, *, knobs: Knobs | None = Non
     post = record(refine.postprocess(scratch, run_id, request, knobs), "postprocess")
     guard_result = None
     if reference is not None and guard:
-        record(refine.initial_model(scratch, run_id, request, knobs, name="initial_model_guard", reference=reference,
-                                    lowpass=knobs.guard_lowpass), "initial_model_guard")
+        denovo = bool(knobs.guard_denovo)  # the second start de novo, else the reference filtered harder
+        record(refine.initial_model(scratch, run_id, request, knobs, name="initial_model_guard",
+                                    reference=None if denovo else reference, lowpass=knobs.guard_lowpass),
+               "initial_model_guard")
         guard_dir = record(refine.refine3d(scratch, run_id, request, name="refine3d_guard",
-                                           initial="initial_model_guard", ini_high=knobs.guard_lowpass),
-                           "refine3d_guard")
-        guard_result = bias_guard(refined, guard_dir, request.optics.pixel_size)
+                                           initial="initial_model_guard",
+                                           ini_high=40.0 if denovo else knobs.guard_lowpass), "refine3d_guard")
+        guard_result = bias_guard(refined, guard_dir, request.optics.pixel_size, same_frame=not denovo)
         if guard_result["flagged"]:
             log("bias_guard", ALL, f"FLAGGED: refinements from two starts agree only to "
                 f"{guard_result['cross_resolution_fsc_0.143']} Å; the reference may have biased the result")
@@ -148,7 +156,8 @@ def run_local(dataset: Path | str, out: Path | str, *, knobs: Knobs | None = Non
         shutil.rmtree(results)  # collected again from the stage dirs, which are the record
     results.mkdir(parents=True)
     summary = assemble_results(results, str(dataset), run_id, request, knobs, stages,
-                               StageDirs(curated, classes, init, refined, post), guard_result)
+                               StageDirs(curated, classes, init, refined, post), guard_result,
+                               size_class=local_size_class(request.box_size))
     summary["work_dir"] = str(out / "work" / run_id)
     summary["files"] = file_records(results)
     summary["wall_seconds"] = round(time.perf_counter() - t0, 1)
@@ -178,12 +187,25 @@ def file_records(folder: Path) -> dict[str, dict[str, Any]]:
             for p in sorted(folder.iterdir()) if p.is_file()}
 
 
+def local_size_class(box_size: int) -> str | None:
+    """The size class a box would run in on AWS (jobs.yaml), for pricing a local run."""
+    try:
+        from foldstack.cryoem.submission import size_class_for
+        from foldstack.workflows.specs import load_workflow
+
+        jobs = load_workflow("cryoem").jobs
+        return size_class_for(box_size, [(c, spec.max_box_px) for c, spec in jobs.size_classes.items()])
+    except Exception:  # noqa: BLE001 - only the cost estimate needs it (and says so when missing)
+        return None
+
+
 def assemble_results(results: Path, dataset: str, run_id: str, request: CryoemRequest, knobs: Knobs,
                      stages: dict[str, dict[str, Any]], dirs: StageDirs,
-                     guard_result: dict[str, Any] | None) -> dict[str, Any]:
+                     guard_result: dict[str, Any] | None, *, size_class: str | None = None) -> dict[str, Any]:
     """Copy the results out of the stage folders into `results` (an existing, empty
     folder), with the FSC plot, ``qc.json`` and ``report.html``; return the run's summary
-    (what the manifest holds, less its file list)."""
+    (what the manifest holds, less its file list). Every stage gets its estimated dollar
+    cost (:mod:`foldstack.cryoem.costs`, in `size_class`) and the summary the run's."""
     curated, classes, init, refined, post = dirs.curated, dirs.classes, dirs.init, dirs.refined, dirs.post
     copies = {
         "map_sharpened.mrc": post / "PostProcess" / "postprocess.mrc",
@@ -229,6 +251,8 @@ def assemble_results(results: Path, dataset: str, run_id: str, request: CryoemRe
         "micrographs": micrographs,
         "stages": stages,
         "cpu_seconds": round(sum(s["cpu_seconds"] or 0 for s in stages.values()), 1),
+        "size_class": size_class,
+        "cost": stage_costs(stages, size_class),
     }
     write_report(results / "report.html", summary)
     return summary

@@ -3,8 +3,9 @@ picking, extraction (each one future CPU Batch job over a batch of movies).
 
 * ``motioncorr``: RELION's own implementation (``relion_run_motioncorr --use_own``),
   global alignment, dose weighting. QC: per-frame shifts and total drift (px).
-* ``ctf``: :mod:`foldstack.cryoem.ctf` on each corrected micrograph (never the truth).
-  QC: mean defocus, DefocusU/V and angle, fit resolution (Å), figure of merit.
+* ``ctf``: CTFFIND 4.1 (:mod:`foldstack.cryoem.ctffind`) where the image has it, else
+  :mod:`foldstack.cryoem.ctf`, on each dose-weighted sum (never the truth). QC: mean defocus,
+  DefocusU/V and angle, fit resolution (Å), figure of merit, which estimator ran.
 * ``pick``: RELION's Laplacian-of-Gaussian picker (``relion_autopick --LoG``) between
   0.7 and 1.1 particle diameters. QC: picks per micrograph.
 * ``extract``: ``relion_preprocess --extract`` (box size, normalised, contrast inverted:
@@ -20,7 +21,8 @@ import numpy as np
 
 from foldstack.core.errors import BadInputError
 from foldstack.cryoem import ctf as ctf_model
-from foldstack.cryoem.mrc import read_mrc
+from foldstack.cryoem import ctffind
+from foldstack.cryoem.mrc import movie_header, read_mrc
 from foldstack.cryoem.relion import relion_version, run_relion, threads
 from foldstack.cryoem.request import CryoemRequest
 from foldstack.cryoem.stagekit import (
@@ -86,20 +88,32 @@ def global_shifts(path: Path) -> np.ndarray:
     return -(shifts - shifts[0])
 
 
-def estimate_ctf(scratch: Path, run_id: str, batch: str, request: CryoemRequest) -> Path:
+def estimate_ctf(scratch: Path, run_id: str, batch: str, request: CryoemRequest, knobs: Knobs | None = None) -> Path:
+    """CTF estimation of every dose-weighted sum of a batch: CTFFIND where the image has it,
+    foldstack's own estimator otherwise (knob ``ctf_estimator``); the same record either way."""
+    knobs = knobs or Knobs()
     source = stage_dir(scratch, run_id, "motioncorr", batch)
     motion = read_json(source / "motion_qc.json")
+    estimator, binary = ctffind.choose(knobs.ctf_estimator)
 
     def body(ctx: StepContext) -> None:
         save_request(ctx, request)
         link_inputs(ctx, source, [m["micrograph"] for m in motion.values()])
         o = request.optics
-        rows, qc = [], {}
+        rows, qc, version = [], {}, ""
         for name, m in motion.items():
             with ctx.timer("estimate"):
-                fit = ctf_model.estimate_micrograph(read_mrc(ctx.work_dir / m["micrograph"]), o.pixel_size,
-                                                    voltage_kv=o.voltage_kv, cs_mm=o.cs_mm,
-                                                    amplitude_contrast=o.amplitude_contrast)
+                if binary is None:
+                    fit = ctf_model.estimate_micrograph(read_mrc(ctx.work_dir / m["micrograph"]), o.pixel_size,
+                                                        voltage_kv=o.voltage_kv, cs_mm=o.cs_mm,
+                                                        amplitude_contrast=o.amplitude_contrast,
+                                                        defocus_min=knobs.ctf_defocus_min,
+                                                        defocus_max=knobs.ctf_defocus_max)
+                else:
+                    params = _ctffind_params(request, knobs, ctx.work_dir / m["micrograph"])
+                    result = ctffind.run_ctffind(binary, m["micrograph"], params, cwd=ctx.work_dir, out_dir=CTFFIND_DIR,
+                                                 log=ctx.work_dir / "ctffind.log")
+                    fit, version = result.to_fit(params.min_resolution), result.version
             # extraction copies these columns to every particle, and refinement corrects each
             # particle with its micrograph's astigmatic CTF
             rows.append({"rlnMicrographName": m["micrograph"], "rlnOpticsGroup": 1,
@@ -108,12 +122,36 @@ def estimate_ctf(scratch: Path, run_id: str, batch: str, request: CryoemRequest)
                          "rlnCtfFigureOfMerit": fit.figure_of_merit, "rlnCtfMaxResolution": fit.max_resolution})
             qc[name] = {"defocus": round(fit.defocus, 1), "defocus_u": round(fit.defocus_u, 1),
                         "defocus_v": round(fit.defocus_v, 1), "defocus_angle": round(fit.defocus_angle, 2),
-                        "ctf_fom": round(fit.figure_of_merit, 4), "ctf_resolution": round(fit.max_resolution, 2)}
+                        "ctf_fom": round(fit.figure_of_merit, 4), "ctf_resolution": round(fit.max_resolution, 2),
+                        "ctf_estimator": estimator}
         write_star(ctx.work_dir / "micrographs_ctf.star", [micrograph_optics(o), table("micrographs", rows)])
         write_json(ctx.work_dir / "ctf_qc.json", qc)
-        ctx.tool_versions["ctf_estimator"] = "foldstack.cryoem.ctf (1-D fit, 2-D astigmatism refinement)"
+        ctx.tool_versions["ctf_estimator"] = (
+            f"ctffind {version or 'unknown'} ({binary})" if binary else
+            "foldstack.cryoem.ctf (1-D fit, 2-D astigmatism refinement)")
 
     return stage("ctf", run_id, batch, scratch, body)
+
+
+def _single_frame(micrograph: Path) -> tuple[int, int]:
+    """(ny, nx) of a motion-corrected sum: one frame (CTFFIND asks more about a stack)."""
+    header = movie_header(micrograph)
+    if header.frames != 1:
+        raise BadInputError(f"{micrograph.name}: {header.frames} frames, expected one motion-corrected sum")
+    return header.ny, header.nx
+
+
+CTFFIND_DIR = "CtfFind"  # CTFFIND's diagnostic spectra and summaries, one pair per micrograph
+
+
+def _ctffind_params(request: CryoemRequest, knobs: Knobs, micrograph: Path) -> ctffind.CtffindParams:
+    o = request.optics
+    return ctffind.params_for(pixel_size=o.pixel_size, voltage_kv=o.voltage_kv, cs_mm=o.cs_mm,
+                              amplitude_contrast=o.amplitude_contrast, box=knobs.ctffind_box,
+                              min_resolution=knobs.ctffind_min_resolution,
+                              max_resolution=knobs.ctffind_max_resolution, defocus_min=knobs.ctf_defocus_min,
+                              defocus_max=knobs.ctf_defocus_max, astigmatism_tolerance=knobs.ctffind_astigmatism,
+                              shape=_single_frame(micrograph))
 
 
 def _micrograph_files(star: Path) -> list[str]:

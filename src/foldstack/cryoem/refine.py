@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from foldstack.core.errors import BadInputError
+from foldstack.cryoem import ctffind
 from foldstack.cryoem.mrc import read_mrc, write_mrc
 from foldstack.cryoem.relion import mpi_refine, relion_version, run_relion, threads
 from foldstack.cryoem.request import CryoemRequest
@@ -49,8 +50,9 @@ def curate(scratch: Path, run_id: str, batches: list[str], request: CryoemReques
                     reasons.append(f"drift {q['total_drift_px']:.1f} px > {knobs.max_drift_px:g}")
                 if q["ctf_resolution"] > knobs.max_ctf_resolution:
                     reasons.append(f"CTF fit {q['ctf_resolution']:.1f} Å > {knobs.max_ctf_resolution:g}")
-                if q["ctf_fom"] < knobs.min_ctf_fom:
-                    reasons.append(f"CTF FOM {q['ctf_fom']:.2f} < {knobs.min_ctf_fom:g}")
+                fom_floor = ctffind.fom_floor(q.get("ctf_estimator"), knobs)  # by the estimator's scale
+                if q["ctf_fom"] < fom_floor:
+                    reasons.append(f"CTF FOM {q['ctf_fom']:.2f} < {fom_floor:g}")
                 if q["particles"] < knobs.min_particles:
                     reasons.append(f"{q['particles']} particles < {knobs.min_particles}")
                 decisions.append({**q, "batch": batch, "kept": not reasons, "reasons": reasons})
@@ -95,6 +97,32 @@ def _common_refine_args(request: CryoemRequest, threads_each: int | None = None,
             "--dont_combine_weights_via_disc"]
 
 
+FAST_SUBSET_MIN_ITERATIONS = 20  # relion_refine refuses --fast_subsets with fewer iterations
+
+
+def class2d_speed_args(knobs: Knobs) -> list[str]:
+    """The 2D classification's speed knobs as ``relion_refine`` options. Fast subsets
+    (iterations 1-5 on K x 100 random particles, 6-10 on K x 300, 11-15 on 30 %, then
+    every particle, so the selection reads each particle's class from a full iteration)
+    only with the iterations RELION requires for them."""
+    args: list[str] = []
+    if knobs.fast_subsets_2d and knobs.iter_2d >= FAST_SUBSET_MIN_ITERATIONS:
+        args.append("--fast_subsets")
+    if knobs.maxsig_2d > 0:
+        args += ["--maxsig", str(knobs.maxsig_2d)]
+    if knobs.max_resolution_2d > 0:
+        args += ["--strict_highres_exp", f"{knobs.max_resolution_2d:g}"]
+    return args
+
+
+def denovo_args(knobs: Knobs) -> list[str]:
+    """The de novo SGD's options (``relion_refine --denovo_3dref --sgd``) from the knobs."""
+    it, subset, resol = str(knobs.denovo_iter), str(knobs.denovo_subset), f"{knobs.denovo_resolution:g}"
+    return ["--healpix_order", "1", "--offset_range", f"{knobs.denovo_offset_range:g}", "--offset_step", "2",
+            "--sgd_ini_iter", it, "--sgd_inbetween_iter", it, "--sgd_fin_iter", it,
+            "--sgd_ini_resol", resol, "--sgd_fin_resol", resol, "--sgd_ini_subset", subset, "--sgd_fin_subset", subset]
+
+
 def class2d(scratch: Path, run_id: str, request: CryoemRequest, knobs: Knobs) -> Path:
     source = stage_dir(scratch, run_id, "curate", ALL)
 
@@ -105,7 +133,8 @@ def class2d(scratch: Path, run_id: str, request: CryoemRequest, knobs: Knobs) ->
         with ctx.timer("relion_refine"):
             run_relion(["relion_refine", "--i", "particles.star", "--o", "Class2D/run", "--K", str(knobs.classes_2d),
                         "--iter", str(knobs.iter_2d), "--tau2_fudge", "2", "--flatten_solvent", "--psi_step", "12",
-                        "--offset_range", "5", "--offset_step", "2", *_common_refine_args(request)],
+                        "--offset_range", f"{knobs.offset_range_2d:g}", "--offset_step", "2",
+                        *class2d_speed_args(knobs), *_common_refine_args(request)],
                        cwd=ctx.work_dir, log=ctx.work_dir / "class2d.log")
         model = read_star(_last("Class2D/run_it*_model.star", ctx.work_dir))["model_classes"].records()
         data_path = _last("Class2D/run_it*_data.star", ctx.work_dir)
@@ -173,15 +202,9 @@ def initial_model(scratch: Path, run_id: str, request: CryoemRequest, knobs: Kno
         else:
             link_inputs(ctx, source, ["particles_selected.star", *_stacks(source / "particles_selected.star")])
             (ctx.work_dir / "InitialModel").mkdir()
-            it = str(knobs.denovo_iter)
             with ctx.timer("relion_refine"):
                 run_relion(["relion_refine", "--i", "particles_selected.star", "--o", "InitialModel/run",
-                            "--denovo_3dref", "--sgd", "--K", "1", "--sym", request.symmetry, "--healpix_order", "1",
-                            "--offset_range", "6", "--offset_step", "2", "--sgd_ini_iter", it,
-                            "--sgd_inbetween_iter", it, "--sgd_fin_iter", it,
-                            # a 25 Å start is enough for auto-refine; finer makes SGD search 7.5-degree
-                            # steps globally, which is what takes hours on a CPU
-                            "--sgd_fin_resol", "25",
+                            "--denovo_3dref", "--sgd", "--K", "1", "--sym", request.symmetry, *denovo_args(knobs),
                             # no oversampling: 30x fewer poses; SGD only needs a coarse, 30-degree model
                             *_common_refine_args(request, oversampling=0)],
                            cwd=ctx.work_dir, log=ctx.work_dir / "initial_model.log")
@@ -192,7 +215,7 @@ def initial_model(scratch: Path, run_id: str, request: CryoemRequest, knobs: Kno
             (ctx.work_dir / "InitialModel").rmdir()
             for f in (ctx.work_dir / "particles_selected.star", *ctx.work_dir.joinpath("Particles").rglob("*.mrcs")):
                 f.unlink()
-            info = {"mode": "denovo", "iterations": 3 * knobs.denovo_iter}
+            info = {"mode": "denovo", "iterations": 3 * knobs.denovo_iter, "resolution": knobs.denovo_resolution}
         write_json(ctx.work_dir / "initial_model.json", info)
         ctx.tool_versions["relion"] = relion_version()
 

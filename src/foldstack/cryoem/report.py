@@ -59,6 +59,10 @@ def write_report(path: Path, summary: dict[str, Any]) -> Path:
         ("initial model", summary["initial_model"]),
         ("CPU seconds (all stages)", f"{summary['cpu_seconds']:.0f}"),
     ]
+    cost = summary.get("cost") or {}
+    if cost.get("estimated_total_usd") is not None:
+        facts.append(("estimated cost on AWS (all stages)", f"{cost['estimated_total_usd']:.4f} "
+                      f"{cost.get('currency', 'USD')} ({cost.get('region')}, prices {cost.get('price_table_date')})"))
     guard = summary.get("bias_guard")
     if guard:
         facts.append(("reference-bias guard", f"{'DISAGREE' if guard['flagged'] else 'agree'}: "
@@ -66,7 +70,8 @@ def write_report(path: Path, summary: dict[str, Any]) -> Path:
     flagged = bool(guard and guard["flagged"])
     rows = "".join(f"<tr><th>{html.escape(k)}</th><td{' class=flag' if flagged and k.startswith('reference') else ''}>"
                    f"{html.escape(v)}</td></tr>" for k, v in facts)
-    stages = [{"stage": s, **v} for s, v in summary["stages"].items()]
+    stages = [{"stage": s, **v, "usd": (v.get("cost") or {}).get("usd"),
+               "instance": (v.get("cost") or {}).get("instance_type")} for s, v in summary["stages"].items()]
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>foldstack cryoem · {html.escape(summary['run_id'])}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:60em}}table{{border-collapse:collapse;margin:1em 0}}
@@ -78,7 +83,7 @@ th,td{{border:1px solid #ccc;padding:.25em .6em;text-align:left;font-size:.9em}}
 <h2>Gold-standard FSC</h2><img src="fsc.png" alt="FSC curve">
 <h2>Micrographs</h2>{_table(summary['micrographs'], ['micrograph', 'kept', 'total_drift_px', 'defocus',
                                                     'ctf_resolution', 'ctf_fom', 'picks', 'particles', 'reasons'])}
-<h2>Stages</h2>{_table(stages, ['stage', 'wall_seconds', 'cpu_seconds', 'peak_rss_mib'])}
+<h2>Stages</h2>{_table(stages, ['stage', 'wall_seconds', 'cpu_seconds', 'peak_rss_mib', 'usd', 'instance'])}
 </body></html>
 """
     path.write_text(page)

@@ -50,7 +50,7 @@ def preprocess_batch(scratch: Path, run_id: str, batch: str) -> Path:
         raise BadInputError(f"batch {batch}: {len(names) - len(movies)} of its movies are not staged")
     knobs = _knobs(run)
     preprocess.motioncorr(scratch, run_id, batch, request, movies)
-    preprocess.estimate_ctf(scratch, run_id, batch, request)
+    preprocess.estimate_ctf(scratch, run_id, batch, request, knobs)
     preprocess.pick(scratch, run_id, batch, request, knobs)
     return preprocess.extract(scratch, run_id, batch, request)
 
@@ -74,14 +74,22 @@ def gpu_stage(stage_name: str, scratch: Path, run_id: str, name: str = "") -> Pa
     if stage_name == "class2d":
         return refine.class2d(scratch, run_id, request, knobs)
     if stage_name == "initial_model":
+        if guard and knobs.guard_denovo:  # a start that owes nothing to the reference
+            return refine.initial_model(scratch, run_id, request, knobs, name=name, reference=None)
         if guard:
             return refine.initial_model(scratch, run_id, request, knobs, name=name, reference=request.reference,
                                         lowpass=knobs.guard_lowpass)
         return refine.initial_model(scratch, run_id, request, knobs, reference=request.reference)
     if guard:
         return refine.refine3d(scratch, run_id, request, name=name, initial="initial_model" + GUARD,
-                               ini_high=knobs.guard_lowpass)
+                               ini_high=guard_ini_high(knobs))
     return refine.refine3d(scratch, run_id, request)
+
+
+def guard_ini_high(knobs: Knobs) -> float:
+    """The guard refinement's initial low-pass: the harder filter of its reference start,
+    or auto-refine's usual 40 Å from a de novo start."""
+    return 40.0 if knobs.guard_denovo else knobs.guard_lowpass
 
 
 def postprocess(scratch: Path, run_id: str) -> Path:
@@ -92,7 +100,8 @@ def postprocess(scratch: Path, run_id: str) -> Path:
     guard_result = None
     if run.get("bias_guard"):
         guard_result = bias_guard(stage_dir(scratch, run_id, "refine3d", ALL),
-                                  stage_dir(scratch, run_id, "refine3d" + GUARD, ALL), request.optics.pixel_size)
+                                  stage_dir(scratch, run_id, "refine3d" + GUARD, ALL), request.optics.pixel_size,
+                                  same_frame=not knobs.guard_denovo)
         if guard_result["flagged"]:
             log("bias_guard", ALL, f"FLAGGED: refinements from two starts agree only to "
                 f"{guard_result['cross_resolution_fsc_0.143']} Å; the reference may have biased the result")
@@ -101,7 +110,8 @@ def postprocess(scratch: Path, run_id: str) -> Path:
 
     def body(ctx: StepContext) -> None:
         summary = assemble_results(ctx.work_dir, movies if isinstance(movies, str) else f"{len(movies)} movies",
-                                   run_id, request, knobs, stage_records(ctx.run_dir), dirs, guard_result)
+                                   run_id, request, knobs, stage_records(ctx.run_dir), dirs, guard_result,
+                                   size_class=run.get("size_class"))
         write_json(ctx.work_dir / "summary.json", summary)
 
     return stage(RESULTS_STAGE, run_id, ALL, scratch, body)

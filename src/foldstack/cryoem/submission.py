@@ -2,10 +2,9 @@
 folder listed, a list checked), the run id, the preprocessing batches and the size class.
 
 Shared by Validate Input and Stage Inputs (``foldstack.cryoem.tasks``) and by local mode,
-so a run is planned the same way wherever it is submitted. Reads only listings and, for
-movies on a local file system, their headers (same frame count and size, big enough for
-the box: :func:`foldstack.cryoem.request.check_headers`); movies on S3 are checked by the
-preprocessing jobs, which read them.
+so a run is planned the same way wherever it is submitted. Reads only listings and the
+movies' headers, on S3 with ranged reads (same frame count and size, big enough for the
+box: :mod:`foldstack.cryoem.headers`).
 """
 
 from __future__ import annotations
@@ -16,11 +15,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from foldstack import storage
-from foldstack.core.errors import BadInputError, InputValidationError
+from foldstack.core.errors import InputValidationError
 from foldstack.core.runid import RUN_ID_MAX_WITH_ATTEMPTS, RUN_ID_PATTERN
 from foldstack.core.uris import parse_uri, require_under
+from foldstack.cryoem.headers import check_consistent, read_movie_headers
 from foldstack.cryoem.mrc import MOVIE_SUFFIXES
-from foldstack.cryoem.request import CryoemRunRequest, check_box_fits, check_headers
+from foldstack.cryoem.request import CryoemRunRequest
 
 _HASH_CHARS = 16
 MAX_MOVIES = 100_000
@@ -97,16 +97,12 @@ def resolve_reference(request: CryoemRunRequest, *, base: Path | None = None,
     return uri
 
 
-def check_local_headers(movies: Sequence[str], box_size: int) -> None:
-    """Headers of the movies on a local file system (one frame count and size; big enough
-    for the box). Nothing is read but the headers."""
-    local = [Path(m) for m in movies if not m.startswith("s3://")]
-    if not local:
-        return
-    try:
-        check_box_fits(box_size, check_headers(local))
-    except BadInputError as exc:
-        raise _bad(str(exc.args[0] if exc.args else exc)) from None
+def check_movie_headers(movies: Sequence[str], box_size: int) -> None:
+    """Every movie's header, on S3 (ranged reads) or a local file system: one frame count
+    and size, big enough for the box (:mod:`foldstack.cryoem.headers`). Nothing is read
+    but the headers."""
+    if movies:
+        check_consistent(read_movie_headers(movies), box_size)
 
 
 def run_id_for(request: CryoemRunRequest, movies: Sequence[str]) -> str:

@@ -45,7 +45,8 @@ class ValidateInputResult(_Contract):
     batches: list[BatchId] = Field(min_length=1)  # the preprocessing Map's items
     size_class: str  # the GPU steps' job definition and queue
     has_reference: bool  # refinement starts from the request's reference
-    bias_guard: bool  # ... and is re-run from a harder-filtered start to compare
+    bias_guard: bool  # ... and is re-run from a second start to compare
+    guard_denovo: bool = False  # ... that second start de novo (knob guard_denovo), not the reference filtered harder
 
 
 class StageInputsEvent(_CryoemEvent):

@@ -5,7 +5,7 @@ The shared Lambdas (``lambdas/<name>/handler.py``) hand an event whose ``workflo
 its :mod:`foldstack.cryoem.task_events` model, like fold's tasks.
 
 * Validate Input: the request (:func:`foldstack.cryoem.request.parse_run_request`), its
-  movies (listed, headers checked where they can be read) and reference, the output
+  movies (listed; every header read, on S3 with one ranged GET per MRC) and reference, the output
   prefix; returns the run id, the preprocessing batches and the size class. Writes nothing.
 * Stage Inputs: the movies and reference copied (hard-linked on one local file system)
   into ``<scratch>/<run_id>/input/``, with ``request.json`` as the stages read it (a
@@ -31,12 +31,13 @@ from foldstack.core.clock import utcnow
 from foldstack.core.errors import FoldstackError, InputValidationError, OutputsNotReadyError, StagingError
 from foldstack.core.runid import RUN_ID_PATTERN
 from foldstack.core.uris import join_under, parse_uri, require_under
+from foldstack.cryoem.costs import stage_costs
 from foldstack.cryoem.knobs import Knobs
 from foldstack.cryoem.manifest import MANIFEST, CryoemManifest
 from foldstack.cryoem.request import CryoemRunRequest, parse_run_request
 from foldstack.cryoem.submission import (
     batches_of,
-    check_local_headers,
+    check_movie_headers,
     request_from_dataset,
     resolve_movies,
     resolve_reference,
@@ -82,6 +83,10 @@ class Plan:
     def bias_guard(self) -> bool:
         return self.reference is not None and self.request.bias_guard
 
+    @property
+    def guard_denovo(self) -> bool:
+        return self.bias_guard and bool(Knobs.with_overrides(self.request.knobs).guard_denovo)
+
 
 def plan_run(raw_request: Any, *, size_classes: list[tuple[str, int]] | None, allowed_input_prefixes: tuple[str, ...],
              allowed_output_prefixes: tuple[str, ...], run_id: str | None = None, base: Path | None = None) -> Plan:
@@ -90,7 +95,7 @@ def plan_run(raw_request: Any, *, size_classes: list[tuple[str, int]] | None, al
     request = parse_run_request(raw_request)
     require_under(request.output_uri, allowed_output_prefixes, what="output_uri")
     movies = resolve_movies(request, base=base, allowed_prefixes=allowed_input_prefixes)
-    check_local_headers(movies, request.box_size)
+    check_movie_headers(movies, request.box_size)
     reference = resolve_reference(request, base=base, allowed_prefixes=allowed_input_prefixes)
     expected = run_id_for(request, movies)
     if run_id is not None and run_id != expected:
@@ -141,7 +146,7 @@ def validate_input(event: ValidateInputEvent, settings: TaskSettings) -> Validat
     assert plan.size_class is not None
     return ValidateInputResult(run_id=plan.run_id, n_movies=len(plan.movies), batches=list(plan.batches),
                                size_class=plan.size_class, has_reference=plan.reference is not None,
-                               bias_guard=plan.bias_guard)
+                               bias_guard=plan.bias_guard, guard_denovo=plan.guard_denovo)
 
 
 def _name(uri: str) -> str:
@@ -234,11 +239,17 @@ def collect_outputs(event: CollectOutputsEvent, settings: TaskSettings) -> Colle
                                    code="outputs_not_ready")
     summary = _read_json(join_under(folder, SUMMARY))
     files = {n: {"sha256": outputs[n], "size": sizes.get(n, present[n])} for n in sorted(outputs) if n != SUMMARY}
+    stages, cost = summary["stages"], summary.get("cost")
+    if not cost or cost.get("estimated_total_usd") is None:
+        # the job priced nothing (an image without jobs.yaml or the price tables): this
+        # Lambda carries both, and the stages' done records name where each ran
+        cost = stage_costs(stages, summary.get("size_class"))
     manifest = CryoemManifest(
         run_id=event.run_id, created_at=utcnow(), request=request.model_dump(mode="json"),
         relion_version=summary["relion_version"], initial_model=summary["initial_model"],
         results=summary["results"], bias_guard=summary.get("bias_guard"), micrographs=summary["micrographs"],
-        stages=summary["stages"], cpu_seconds=summary["cpu_seconds"], files=files)  # type: ignore[arg-type]
+        stages=stages, cpu_seconds=summary["cpu_seconds"], size_class=summary.get("size_class"), cost=cost,
+        files=files)  # type: ignore[arg-type]
     dest = join_under(output_uri, event.run_id)
     with storage.publish(dest, marker=MANIFEST, replace=True, tag=event.run_id) as pub:
         pub.open()  # S3: leftovers of an earlier attempt cleared; a failure below deletes what was copied

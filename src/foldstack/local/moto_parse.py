@@ -14,7 +14,7 @@ import copy
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,7 +70,10 @@ class ParsedProgram:
     definition: str
 
 
-def _retype_tree(root: Any) -> None:
+def walk(root: Any, descend: Callable[[Any], bool] = lambda obj: True) -> Iterator[Any]:
+    """Every object reachable from ``root`` once: dict keys and values, sequence items, and
+    the attributes (``__dict__`` and ``__slots__``) of objects ``descend`` accepts. An
+    object is yielded before its children are read, so a caller may retype or fill it."""
     seen: set[int] = set()
     stack = [root]
     while stack:
@@ -78,12 +81,25 @@ def _retype_tree(root: Any) -> None:
         if id(obj) in seen:
             continue
         seen.add(id(obj))
+        yield obj
         if isinstance(obj, dict):
+            stack.extend(obj.keys())
             stack.extend(obj.values())
-            continue
-        if isinstance(obj, list | tuple | set):
+        elif isinstance(obj, list | tuple | set | frozenset):
             stack.extend(obj)
-            continue
+        elif not isinstance(obj, str | bytes | type) and descend(obj):
+            if hasattr(obj, "__dict__"):
+                stack.extend(vars(obj).values())
+            stack.extend(getattr(obj, slot, None) for slot in getattr(type(obj), "__slots__", ()))
+
+
+def _is_parser_component(obj: Any) -> bool:
+    # moto's components, and the local subclasses _retype_tree gives some of them.
+    return type(obj).__module__.startswith(("moto.stepfunctions.parser", "foldstack.local"))
+
+
+def _retype_tree(root: Any) -> None:
+    for obj in walk(root, descend=_is_parser_component):
         if not type(obj).__module__.startswith("moto.stepfunctions.parser"):
             continue
         cls = type(obj)
@@ -106,8 +122,6 @@ def _retype_tree(root: Any) -> None:
             obj.jitter_strategy.__class__ = ScaledJitter
         if isinstance(obj, ExecutionState) and type(obj) not in STRICT_CLASSES.values():
             obj.__class__ = strict_runtime_class(type(obj))
-        if hasattr(obj, "__dict__"):
-            stack.extend(vars(obj).values())
 
 
 def _normalise_for_moto(node: Any) -> Any:
@@ -184,61 +198,20 @@ def _fill_markers(root: Any, late: Mapping[str, str]) -> bool:
     """Replace the markers in every string of a parsed tree, in place; False if a marker
     survives (held somewhere the walk does not rewrite, such as a tuple or a dict key)."""
 
-    def fill(value: str) -> str:
-        for marker, replacement in late.items():
-            value = value.replace(marker, replacement)
+    def fill(value: Any) -> Any:
+        if isinstance(value, str):
+            for marker, replacement in late.items():
+                value = value.replace(marker, replacement)
         return value
 
-    seen: set[int] = set()
-    stack = [root]
-    while stack:
-        obj = stack.pop()
-        if id(obj) in seen:
-            continue
-        seen.add(id(obj))
+    for obj in walk(root):
         if isinstance(obj, dict):
             for key, value in obj.items():
-                if isinstance(value, str):
-                    obj[key] = fill(value)
-                else:
-                    stack.append(value)
+                obj[key] = fill(value)
         elif isinstance(obj, list):
-            for index, value in enumerate(obj):
-                if isinstance(value, str):
-                    obj[index] = fill(value)
-                else:
-                    stack.append(value)
-        elif isinstance(obj, tuple | set | frozenset):
-            stack.extend(obj)
+            obj[:] = [fill(value) for value in obj]
         elif hasattr(obj, "__dict__") and not isinstance(obj, type):
             attrs = vars(obj)
             for key, value in attrs.items():
-                if isinstance(value, str):
-                    attrs[key] = fill(value)
-                else:
-                    stack.append(value)
-    return not _has_marker(root, tuple(late))
-
-
-def _has_marker(root: Any, markers: tuple[str, ...]) -> bool:
-    seen: set[int] = set()
-    stack = [root]
-    while stack:
-        obj = stack.pop()
-        if id(obj) in seen:
-            continue
-        seen.add(id(obj))
-        if isinstance(obj, str):
-            if any(marker in obj for marker in markers):
-                return True
-        elif isinstance(obj, dict):
-            stack.extend(obj.keys())
-            stack.extend(obj.values())
-        elif isinstance(obj, list | tuple | set | frozenset):
-            stack.extend(obj)
-        elif not isinstance(obj, type):
-            if hasattr(obj, "__dict__"):
-                stack.extend(vars(obj).values())
-            for slot in getattr(type(obj), "__slots__", ()):
-                stack.append(getattr(obj, slot, None))
-    return False
+                attrs[key] = fill(value)
+    return not any(isinstance(obj, str) and any(marker in obj for marker in late) for obj in walk(root))

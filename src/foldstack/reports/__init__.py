@@ -14,7 +14,7 @@ from __future__ import annotations
 import html
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -66,6 +66,7 @@ th{background:#f2f2f2} th.sort{cursor:pointer}
 .note{color:#555;font-size:.9em} #viewer{width:640px;height:480px;position:relative;border:1px solid #ccc}
 .legend span{display:inline-block;padding:2px 8px;margin-right:4px;font-size:.8em}
 
+.failed{color:#b00020;font-weight:bold}
 .plots img{max-width:100%;border:1px solid #eee;margin:4px}
 </style>"""
 
@@ -127,6 +128,26 @@ def _relax_cell(record: Any) -> str:
     if record.get("status") == "relaxed":
         return _e(f"relaxed: {record.get('violations_before')} → {record.get('violations_after')}")
     return f'<span title="{_e(record.get("reason"))}">relaxation failed (model kept unrelaxed)</span>'
+
+
+def _build_rows(step: str, build: Any) -> list[tuple[str, Any]]:
+    """A step's ``build`` provenance (core.provenance.build_info): its code, image (with the
+    digest where the container knew it), job definition and, for predict, the weights."""
+    if not isinstance(build, Mapping):
+        return []
+    rows: list[tuple[str, Any]] = [(f"{step}: code", f"foldstack {build.get('foldstack_version') or '–'}, "
+                                                     f"git commit {build.get('git_commit') or '–'}")]
+    image = build.get("image") or "– (local run: no container image)"
+    if build.get("image_digest"):
+        image = f"{image} ({build['image_digest']})"
+    rows.append((f"{step}: image", image))
+    rows.append((f"{step}: job definition", build.get("job_definition") or "– (local run)"))
+    weights = build.get("weights")
+    if isinstance(weights, Mapping):
+        origin = ", ".join(f"{k} {weights[k]}" for k in ("origin", "revision") if weights.get(k))
+        rows.append((f"{step}: weights digest", f"sha256 {weights.get('digest') or '–'}"
+                                                f"{' (' + origin + ')' if origin else ''}"))
+    return rows
 
 
 def target_report(target: Mapping[str, Any], *, structure_pdb: str | None, plddt_tsv: str | None,
@@ -198,6 +219,7 @@ def target_report(target: Mapping[str, Any], *, structure_pdb: str | None, plddt
                 if isinstance(val, Mapping):
                     val = ", ".join(f"{k} {v}" for k, v in sorted(val.items()))
                 prov_rows.append((f"{step}: {key}", val))
+        prov_rows += _build_rows(step, info.get("build"))
     for key in ("weights", "weights_version", "params"):
         if metrics.get(key) is not None:
             prov_rows.append((key, json.dumps(metrics[key]) if not isinstance(metrics[key], str) else metrics[key]))
@@ -241,31 +263,39 @@ def _histogram_svg(values: Sequence[float], *, title: str, lo: float, hi: float,
             f'<text x="{width - pad - 10}" y="{height - 6}" font-size="10">{hi:g}</text></svg>')
 
 
-INDEX_COLUMNS = ("target", "status", "engine", "length", "chains", "size class", "mean pLDDT", "pTM", "ipTM",
-                 "ranking confidence", "max PAE", "MSA depth", "cost (USD)")
+# index.html's table: the columns of summary.tsv (core.manifest.SUMMARY_COLUMNS), one row per target
+INDEX_COLUMNS = (("target", "target"), ("status", "status"), ("engine", "engine"), ("length", "length"),
+                 ("chains", "chains"), ("size_class", "size class"), ("mean_plddt", "mean pLDDT"), ("ptm", "pTM"),
+                 ("iptm", "ipTM"), ("ranking_confidence", "ranking confidence"), ("max_pae", "max PAE"),
+                 ("msa_depth", "MSA depth"), ("runtime_s", "runtime (s)"), ("cost_usd", "cost (USD)"),
+                 ("failure_code", "failure"))
+_DIGITS = {"mean_plddt": 2, "ptm": 4, "iptm": 4, "ranking_confidence": 4, "max_pae": 2, "runtime_s": 1,
+           "cost_usd": 4}
 
 
-def index_page(run_id: str, targets: Sequence[Mapping[str, Any]], *, cost: Mapping[str, Any] | None = None) -> str:
-    """``index.html`` of a run: a sortable table of targets linking each report, and the
-    distribution of pLDDT (and ipTM for complexes)."""
-    demo = any(bool((t.get("metrics") or {}).get("demo_weights")) for t in targets)
-    rows = []
-    plddts, iptms = [], []
-    for t in targets:
-        m = t.get("metrics") or {}
-        if isinstance(m.get("mean_plddt"), int | float):
-            plddts.append(float(m["mean_plddt"]))
-        if isinstance(m.get("iptm"), int | float):
-            iptms.append(float(m["iptm"]))
-        tid = str(t.get("id"))
-        link = (f'<a href="{quote(tid)}/report.html">{_e(tid)}</a>' if "report.html" in (t.get("files") or {})
-                else _e(tid))
-        cells = [link, _e(t.get("status", "succeeded")), _e(m.get("engine")), _e(t.get("length")),
-                 _e(t.get("chains")), _e(t.get("size_class")), _num(m.get("mean_plddt")), _num(m.get("ptm"), 4),
-                 _num(m.get("iptm"), 4), _num(m.get("ranking_confidence"), 4), _num(m.get("max_pae")),
-                 _e(m.get("msa_depth", "–")), _num((t.get("cost") or {}).get("usd"), 4)]
-        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    head = "".join(f'<th class="sort" data-col="{i}">{_e(c)}</th>' for i, c in enumerate(INDEX_COLUMNS))
+def _index_cell(key: str, row: Mapping[str, Any], reports: Container[str]) -> str:
+    value = row.get(key)
+    if key == "target":
+        tid = str(value)
+        return f'<a href="{quote(tid)}/report.html">{_e(tid)}</a>' if tid in reports else _e(tid)
+    if key in _DIGITS:
+        return _num(value, _DIGITS[key])
+    if key == "status" and value == "failed":
+        return '<span class="failed">failed</span>'
+    return "–" if value is None else _e(value)
+
+
+def index_page(run_id: str, rows: Sequence[Mapping[str, Any]], *, reports: Container[str] = (),
+               demo: bool = False, cost: Mapping[str, Any] | None = None) -> str:
+    """``index.html`` of a run: a sortable table of every target (``rows``: the summary rows
+    of summary.tsv, failed targets included, in the run's order), linking the report of each
+    target in ``reports``, and the distribution of pLDDT (and ipTM for complexes)."""
+    plddts = [float(r["mean_plddt"]) for r in rows if isinstance(r.get("mean_plddt"), int | float)]
+    iptms = [float(r["iptm"]) for r in rows if isinstance(r.get("iptm"), int | float)]
+    failed = sum(1 for r in rows if r.get("status") == "failed")
+    body_rows = ["<tr>" + "".join(f"<td>{_index_cell(k, r, reports)}</td>" for k, _label in INDEX_COLUMNS) + "</tr>"
+                 for r in rows]
+    head = "".join(f'<th class="sort" data-col="{i}">{_e(c)}</th>' for i, (_k, c) in enumerate(INDEX_COLUMNS))
     charts = _histogram_svg(plddts, title="mean pLDDT", lo=0, hi=100)
     if iptms:
         charts += _histogram_svg(iptms, title="ipTM", lo=0, hi=1)
@@ -288,7 +318,7 @@ document.querySelectorAll('#targets th.sort').forEach(function(th) {
 </script>"""
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_e(run_id)} · foldstack run'
             f'</title>{_css()}</head><body>{_banner(demo)}<h1>Run {_e(run_id)}</h1>'
-            f'<p class="note">{len(targets)} target(s); estimated cost '
+            f'<p class="note">{len(rows)} target(s), {failed} failed; estimated cost '
             f'{"–" if total is None else _e(_num(total, 4)) + " USD"}. Click a column to sort.</p>'
-            f'<table id="targets"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+            f'<table id="targets"><thead><tr>{head}</tr></thead><tbody>{"".join(body_rows)}</tbody></table>'
             f'<h2>Distribution</h2><div id="charts">{charts}</div>{sort_js}\n</body></html>\n')

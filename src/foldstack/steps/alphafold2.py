@@ -22,12 +22,17 @@ structure and every confidence metric of the real residues are unchanged (output
 back to the real length). The MSA dimensions are already fixed by the eval config. A batch
 of mixed lengths therefore compiles once per bucket and model config (models with the same
 config, e.g. model_3 and model_4, share one compiled function: the parameters are swapped,
-as ColabFold does). Multimer inputs are not padded (neither does ColabFold); their MSA
-depth is bucketed by the model (``split_msa_sampling``). Each prediction records its
-``bucket`` and how many executables it ``compiled`` (0: reused).
+as ColabFold does). Multimer inputs are padded to the same buckets before the model sees
+them (:func:`pad_multimer_to_length`, the idea of ColabFold's ``pad_input_multimer`` /
+``make_fixed_size_multimer``: zeros along every residue axis, ``seq_mask`` and ``msa_mask``
+0, so the model's masks and its confidence metrics, which ColabFold's model code weighs by
+``seq_mask``, leave the padding out); their MSA depth is bucketed by the model
+(``split_msa_sampling``). Each prediction records its ``bucket`` and how many executables
+it ``compiled`` (0: reused).
 
-**Persistent compilation cache**, shared by every job: ``FOLDSTACK_JAX_CACHE_DIR`` if set
-(FSx scratch in the cloud), else ``$FOLDSTACK_HOME/cache/jax``, else
+**Persistent compilation cache**, shared by every job: ``FOLDSTACK_JAX_CACHE_DIR`` if set,
+else ``$FOLDSTACK_HOME/cache/jax`` (local mode), else ``$FOLDSTACK_SCRATCH_ROOT/.cache/jax``
+(the scratch FSx: every Batch job definition sets ``FOLDSTACK_SCRATCH_ROOT``), else
 ``<tmp>/foldstack-jax-cache``; inside it one directory per JAX/jaxlib version and backend
 and, below, per model config (``<model>-<sha256 of the config and the
 alphafold-colabfold version>``), so different JAX or model versions never mix
@@ -176,6 +181,45 @@ def pad_to_length(processed: dict[str, np.ndarray], cfg: Any, length: int) -> di
     return data_transforms.make_fixed_size(schema, None, None, length, None)(dict(processed))
 
 
+# The residue axis of each AF2-multimer feature (the keys feature_processing.process_final
+# keeps, plus pad_msa's); None: no residue axis (scalars, per-MSA-row masks).
+MULTIMER_RESIDUE_AXIS: dict[str, int | None] = {
+    "aatype": 0, "residue_index": 0, "asym_id": 0, "entity_id": 0, "sym_id": 0, "seq_mask": 0, "entity_mask": 0,
+    "deletion_mean": 0, "all_atom_mask": 0, "all_atom_positions": 0,
+    "msa": 1, "msa_mask": 1, "deletion_matrix": 1, "bert_mask": 1,
+    "template_aatype": 1, "template_all_atom_mask": 1, "template_all_atom_positions": 1,
+    "cluster_bias_mask": None, "num_alignments": None, "num_templates": None, "seq_length": None,
+    "assembly_num_chains": None, "resolution": None,
+}
+
+
+def pad_multimer_to_length(raw: dict[str, np.ndarray], length: int) -> dict[str, np.ndarray]:
+    """Multimer features padded with zeros along their residue axis to `length`. Zero
+    ``seq_mask``/``msa_mask`` hide the padding from the model (pair masks, attention, the
+    structure module and the pTM/ipTM weights); padded residues get ``asym_id`` 0, a chain
+    of their own, so no real chain's relative positions or interface terms include them.
+    A feature whose residue axis is not known is refused rather than padded by guess."""
+    n = int(np.asarray(raw["aatype"]).shape[0])
+    if length < n:
+        raise ValueError(f"cannot pad {n} residues to {length}")
+    unknown = sorted(set(raw) - set(MULTIMER_RESIDUE_AXIS))
+    if unknown:
+        raise RuntimeError(f"cannot pad multimer features {unknown}: residue axis unknown")
+    out = {}
+    for key, value in raw.items():
+        arr = np.asarray(value)
+        axis = MULTIMER_RESIDUE_AXIS[key]
+        if axis is None or length == n:
+            out[key] = arr
+            continue
+        if arr.shape[axis] != n:
+            raise ValueError(f"multimer feature {key} has {arr.shape[axis]} residues on axis {axis}, not {n}")
+        widths = [(0, 0)] * arr.ndim
+        widths[axis] = (0, length - n)
+        out[key] = np.pad(arr, widths)
+    return out
+
+
 def _executables(runner: Any) -> int:
     """How many executables the model's jitted function holds (one per input shape)."""
     size = getattr(getattr(runner, "apply", None), "_cache_size", None)
@@ -319,7 +363,11 @@ def predict_alphafold2(features_path: Path, weights: Path, preset: str, *, seed:
     n_seeds = _count(num_seeds, NUM_SEEDS_ENV, DEFAULT_NUM_SEEDS[preset], 100)
     param_files = dict(list(require_alphafold2(weights, _selected_models(preset)).items())[:n_models])
     n_res = int(np.asarray(raw["aatype"]).shape[0])
-    bucket = n_res if multimer_features else length_bucket(n_res)
+    bucket = length_bucket(n_res)
+    unpaddable = sorted(set(raw) - set(MULTIMER_RESIDUE_AXIS)) if multimer_features else []
+    if unpaddable:  # a feature whose residue axis we do not know: run unpadded (a compile per length)
+        log(f"alphafold2 multimer: not padded to {bucket} (features {unpaddable} have no known residue axis)")
+        bucket = n_res
 
     t = time.perf_counter()
     import jax
@@ -346,7 +394,9 @@ def predict_alphafold2(features_path: Path, weights: Path, preset: str, *, seed:
             key = model_name if index == 0 else f"{model_name}_seed_{model_seed}"
             t = time.perf_counter()
             processed = runner.process_features(dict(raw), random_seed=model_seed)
-            if bucket > n_res:
+            if bucket > n_res and multimer_features:  # multimer: process_features returns the raw features
+                processed = pad_multimer_to_length(processed, bucket)
+            elif bucket > n_res:
                 processed = pad_to_length(processed, runner.config, bucket)
             timings[f"{key}_features"] = round(time.perf_counter() - t, 3)
             before = _executables(runner)

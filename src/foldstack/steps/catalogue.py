@@ -29,6 +29,10 @@ CATALOGUE_FILE = "catalogue.yaml"
 SEQUENCE_ROLES = ("uniref90", "mgnify", "small_bfd", "uniprot", "colabfold_uniref30", "colabfold_envdb")
 HHSUITE_ROLES = ("bfd", "uniref30", "pdb70")
 TEMPLATE_ROLE = "pdb_mmcif"
+#: roles ColabFold's prebuilt expandable profile databases can serve instead of a FASTA
+#: (manifest ``mmseqs_db``: the MMseqs2 DB prefix, e.g. ``uniref30_2302_db``, with its
+#: ``_seq``/``_aln`` companions; searched by :mod:`foldstack.steps.mmseqs_profile`)
+PROFILE_ROLES = ("colabfold_uniref30", "colabfold_envdb")
 
 
 def check_role(role: str | None) -> str | None:
@@ -39,10 +43,14 @@ def check_role(role: str | None) -> str | None:
 
 
 def check_role_fields(where: str, role: str | None, sequences: str | None, seqres: str | None,
-                      mmcif_dir: str | None, hhsuite_db: str | None) -> None:
+                      mmcif_dir: str | None, hhsuite_db: str | None, mmseqs_db: str | None = None) -> None:
     """What each kind of role needs its manifest to name."""
-    if role in SEQUENCE_ROLES and not sequences:
-        raise ValueError(f"{where}: role {role!r} needs `sequences` (the FASTA file)")
+    if mmseqs_db and role not in PROFILE_ROLES:
+        raise ValueError(f"{where}: `mmseqs_db` (a prebuilt MMseqs2 profile database) can serve only "
+                         f"{', '.join(PROFILE_ROLES)}, not role {role!r}")
+    if role in SEQUENCE_ROLES and not sequences and not (role in PROFILE_ROLES and mmseqs_db):
+        raise ValueError(f"{where}: role {role!r} needs `sequences` (the FASTA file)"
+                         + (" or `mmseqs_db` (ColabFold's prebuilt profile database)" if role in PROFILE_ROLES else ""))
     if role in HHSUITE_ROLES and not hhsuite_db:
         raise ValueError(f"{where}: role {role!r} needs `hhsuite_db` (the HH-suite ffindex prefix)")
     if role == TEMPLATE_ROLE and not (seqres and mmcif_dir):
@@ -105,6 +113,7 @@ class CatalogueEntry(BaseModel):
     seqres: str | None = None
     mmcif_dir: str | None = None
     hhsuite_db: str | None = None
+    mmseqs_db: str | None = None  # ColabFold's prebuilt profile DB: its MMseqs2 prefix once unpacked
     max_template_date: str | None = None
     max_hits: int | None = Field(default=None, gt=0)
     moving: bool = False  # the URL serves the newest release: contents change over time
@@ -123,7 +132,8 @@ class CatalogueEntry(BaseModel):
             raise ValueError(f"{self.ref}: two files share a name")
         if self.kind == "weights" and (self.engine is None or self.role is not None):
             raise ValueError(f"{self.ref}: weights name their engine and have no role")
-        check_role_fields(self.ref, self.role, self.sequences, self.seqres, self.mmcif_dir, self.hhsuite_db)
+        check_role_fields(self.ref, self.role, self.sequences, self.seqres, self.mmcif_dir, self.hhsuite_db,
+                          self.mmseqs_db)
         return self
 
     @property
@@ -159,7 +169,8 @@ class Catalogue(BaseModel):
         """The refresh workflow's spec for a database entry (see
         :class:`foldstack.steps.refresh_db_source.DatabaseSpec`): files with the published
         digests (null ones need ``trust_on_first_use`` from the request), unpacked,
-        indexed by MMseqs2 when the role is a sequence role."""
+        indexed by MMseqs2 when the role is a sequence role (a prebuilt profile database,
+        ``mmseqs_db``, gets ``createindex`` as ColabFold's setup_databases.sh runs it)."""
         entry = self.get(ref)
         if entry.kind != "database":
             raise KeyError(f"{ref!r} is {entry.kind}: install it with `foldstack weights fetch {entry.engine}`")
@@ -173,7 +184,8 @@ class Catalogue(BaseModel):
         others = {f.name: f.url for f in entry.files if posixpath.dirname(f.url) != source}
         if others:
             spec["file_sources"] = others
-        for key in ("role", "sequences", "seqres", "mmcif_dir", "hhsuite_db", "max_template_date", "max_hits"):
+        for key in ("role", "sequences", "seqres", "mmcif_dir", "hhsuite_db", "mmseqs_db", "max_template_date",
+                    "max_hits"):
             value = getattr(entry, key)
             if value is not None:
                 spec[key] = value

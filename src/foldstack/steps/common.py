@@ -19,16 +19,24 @@ workflow moves the target one size class up); 75 inputs not ready
 its done record lists them; jobs.yaml's ``evaluateOnExit`` retries exit 75); anything
 else is a crash and raises.
 
-Inputs from another step (cross-AZ readiness): a step reads another step's outputs only
-through :func:`await_inputs` (``ctx.await_inputs(producer, names)``): it waits, with
-bounded backoff, until the producer's ``<step>.done.json`` is visible and every named file
-has the size (``output_sizes``) and sha256 (``outputs``) it lists. On FSx a file another
-AZ's job wrote appears by asynchronous import, so absence is "not yet", never bad input:
+Inputs from another step (cross-AZ readiness, :mod:`foldstack.steps.readiness`, whose names
+this module re-exports): a step reads another step's outputs only through
+:func:`await_inputs` (``ctx.await_inputs(producer, names)``): it waits, with bounded
+backoff, until the producer's ``<step>.done.json`` is visible and every named file has
+the size (``output_sizes``) and sha256 (``outputs``) it lists. On FSx a file another AZ's
+job wrote appears by asynchronous import, so absence is "not yet", never bad input:
 after ``FOLDSTACK_INPUT_WAIT_S`` seconds (default 600; the local engine sets 0) it raises
 :class:`InputsNotReadyError` (exit 75) naming the file. Test hook:
 ``FOLDSTACK_INJECT_HIDE=<glob>:<seconds>[,...]`` makes the check treat files whose path
 relative to the run dir matches ``<glob>`` as absent until ``<seconds>`` after the step
 started (``inf``: never), so tests drive the real wait loop.
+
+Staged inputs (Stage Inputs' files under ``<run>/input/``: ``targets/<target>.fasta``,
+``targets.json``, ``request.json``) are awaited the same way, against the done record Stage
+Inputs writes last, ``input/stage.done.json`` (:func:`await_staged`). In a Batch job (the
+cloud, the local engine) the record is required: an input not visible yet is exit 75, and
+a missing ``request.json`` never falls back to defaults. A step run by hand, with no
+record, reads the files as they are.
 
 Where a job ran: done records carry ``ran_on`` (:func:`ran_on`: queue, compute
 environment, size class, attempt, job id and, from the ECS task metadata endpoint, the
@@ -51,7 +59,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import fnmatch
 import json
 import os
 import resource
@@ -71,7 +78,7 @@ from foldstack.core.errors import (
     EXIT_OK,
     EXIT_OUT_OF_MEMORY,
     BadInputError,
-    InputsNotReadyError,
+    InputsNotReadyError,  # noqa: F401 - re-exported (callers catch it from the step contract)
     InputValidationError,
     StepError,
     is_out_of_memory,
@@ -79,12 +86,25 @@ from foldstack.core.errors import (
 from foldstack.core.fasta import FastaLimits, FastaRecord, parse_fasta, validate_id
 from foldstack.core.hashing import sha256_file
 from foldstack.core.provenance import build_info
+from foldstack.steps.image_digest import container_image
 from foldstack.steps.ran_on import ran_on
+from foldstack.steps.readiness import (  # noqa: F401 - re-exported: the step contract's names
+    DEFAULT_INPUT_WAIT_S,
+    HIDE_ENV,
+    INPUT_WAIT_ENV,
+    REQUEST_NAME,
+    STAGE_DIR,
+    STAGE_DONE,
+    TARGETS_NAME,
+    after_staged,
+    await_inputs,
+    await_staged,
+    in_batch_job,
+    input_wait_seconds,
+    staged_fasta_name,
+)
 
 FAULT_ENV = "FOLDSTACK_INJECT_FAULT"
-INPUT_WAIT_ENV = "FOLDSTACK_INPUT_WAIT_S"
-HIDE_ENV = "FOLDSTACK_INJECT_HIDE"
-DEFAULT_INPUT_WAIT_S = 600.0
 RUN_ID_MAX = 80
 
 
@@ -148,8 +168,20 @@ class StepContext:
             self.record_input(path)
         return paths
 
+    def await_staged(self, names: list[str]) -> dict[str, Path]:
+        """Stage Inputs' `names` (relative to ``<run>/input/``), as :func:`await_staged`
+        checks them; records them as inputs; the wait counts in ``timings.await_inputs``."""
+        with self.timer("await_inputs"):
+            paths = await_staged(self.run_dir, names, since=self.started, log_fn=self.log)
+        for path in paths.values():
+            if path.is_file():  # by hand, a missing one is the caller's to report
+                self.record_input(path)
+        return paths
+
     def read_target(self) -> FastaRecord:
-        """The staged target FASTA: exactly one record (chains joined by ':')."""
+        """The staged target FASTA: exactly one record (chains joined by ':'), once Stage
+        Inputs' done record lists it (:func:`await_staged`)."""
+        self.await_staged([staged_fasta_name(self.target)])
         path = target_fasta_path(self.scratch, self.run_id, self.target)
         return read_target_fasta(path)
 
@@ -197,7 +229,7 @@ def resource_usage(since: tuple[float, float] = (0.0, 0.0)) -> dict[str, Any]:
 
 
 def target_fasta_path(scratch: Path, run_id: str, target: str) -> Path:
-    return Path(scratch) / run_id / "input" / "targets" / f"{target}.fasta"
+    return Path(scratch) / run_id / STAGE_DIR / staged_fasta_name(target)
 
 
 def read_target_fasta(path: Path) -> FastaRecord:
@@ -319,7 +351,8 @@ def run_step(
             "tool_versions": ctx.tool_versions,
             "timings": ctx.timings,
             "resources": resource_usage(cpu0),
-            "build": build_info(),  # code, image, job definition (+ predict's weights): core.provenance
+            # code, image (+ its digest, steps.image_digest), job definition (+ predict's weights): core.provenance
+            "build": {**build_info(), **container_image()},
             "started_at": started_at,
             "finished_at": utcnow(),
         }
@@ -377,115 +410,3 @@ def run_cli(step: str, target: str, fn: Callable[[], Any]) -> int:
         log(step, target, f"FAILED ({kind}, exit {code}): {exc}")
         return code
     return EXIT_OK
-
-
-# --------------------------------------------------------------------------- inputs from other steps
-
-
-def input_wait_seconds() -> float:
-    """How long :func:`await_inputs` waits: ``FOLDSTACK_INPUT_WAIT_S`` (default 600 s)."""
-    raw = os.environ.get(INPUT_WAIT_ENV, "").strip()
-    try:
-        value = float(raw) if raw else DEFAULT_INPUT_WAIT_S
-    except ValueError:
-        value = -1.0
-    if not value >= 0:  # also NaN
-        raise BadInputError(f"{INPUT_WAIT_ENV}={raw!r}: expected seconds >= 0")
-    return value
-
-
-def _hide_rules() -> list[tuple[str, float]]:
-    rules = []
-    for item in os.environ.get(HIDE_ENV, "").split(","):
-        pattern, sep, seconds = item.strip().rpartition(":")
-        if sep and pattern:
-            try:
-                rules.append((pattern, float(seconds)))
-            except ValueError:
-                continue
-    return rules
-
-
-def _visible(path: Path, run_dir: Path, since: float, rules: list[tuple[str, float]]) -> bool:
-    """``path.is_file()``, unless the hide injector (``FOLDSTACK_INJECT_HIDE``) still hides it."""
-    if rules:
-        try:
-            rel = str(path.relative_to(run_dir))
-        except ValueError:
-            rel = str(path)
-        elapsed = time.monotonic() - since
-        if any(fnmatch.fnmatchcase(rel, pattern) and elapsed < seconds for pattern, seconds in rules):
-            return False
-    return path.is_file()
-
-
-def _not_ready(done_file: Path, names: list[str], since: float, verified: set[str],
-               accept_unrecorded: bool) -> tuple[Path, str] | None:
-    """None when every input is usable, else (the file, what is wrong with it)."""
-    folder, rules = done_file.parent, _hide_rules()
-    run_dir = done_file.parents[2] if len(done_file.parents) > 2 else folder
-    if not _visible(done_file, run_dir, since, rules):
-        absent = [folder / n for n in names if not _visible(folder / n, run_dir, since, rules)]
-        if not absent and accept_unrecorded:
-            return None
-        return (absent[0] if absent else done_file,
-                f"is not visible{' and neither is ' + done_file.name if absent else ''}")
-    try:
-        record = json.loads(done_file.read_text())
-        outputs, sizes = record["outputs"], record.get("output_sizes") or {}
-    except (OSError, ValueError, KeyError, TypeError):
-        return done_file, "is not a readable done record yet"
-    for name in names:
-        path = folder / name
-        if name in verified:
-            continue
-        if name not in outputs:
-            raise BadInputError(f"{path}: {done_file.name} does not list it (its step finished without it)")
-        if not _visible(path, run_dir, since, rules):
-            return path, f"is listed in {done_file.name} but not visible"
-        size = path.stat().st_size
-        if name in sizes and size != sizes[name]:
-            return path, f"has {size} bytes, {done_file.name} records {sizes[name]}"
-        if sha256_file(path) != outputs[name]:
-            return path, f"does not match the sha256 in {done_file.name}"
-        verified.add(name)
-    return None
-
-
-def await_inputs(done_file: Path | str, names: list[str], *, timeout: float | None = None,
-                 since: float | None = None, accept_unrecorded: bool = False,
-                 log_fn: Callable[[str], None] | None = None) -> dict[str, Path]:
-    """Wait until the producer's done record `done_file` is visible and each of `names`
-    (relative to its folder) has the size and sha256 it records; return their paths.
-
-    Polls with backoff (0.25 s doubling to 30 s) for at most `timeout` seconds
-    (:func:`input_wait_seconds`), then raises :class:`InputsNotReadyError` (exit 75) naming
-    the first file that is missing or differs. A record that does not list a name is bad
-    input (its step finished without it). ``accept_unrecorded``: files that are all there
-    while no record is (placed by hand, or a step run outside the workflow) are used as
-    they are; a visible record is always checked. `since`: the step's start
-    (``time.monotonic()``), for the hide injector.
-    """
-    done_file = Path(done_file)
-    timeout = input_wait_seconds() if timeout is None else timeout
-    start = time.monotonic()
-    since = start if since is None else since
-    delay, verified, waiting = 0.25, set(), False
-    while True:
-        problem = _not_ready(done_file, names, since, verified, accept_unrecorded)
-        if problem is None:
-            if waiting and log_fn is not None:
-                log_fn(f"inputs visible after {time.monotonic() - start:.1f}s")
-            return {name: done_file.parent / name for name in names}
-        path, why = problem
-        remaining = timeout - (time.monotonic() - start)
-        if remaining <= 0:
-            raise InputsNotReadyError(
-                f"input {path} {why} after waiting {timeout:g}s ({INPUT_WAIT_ENV}); on FSx it may still be "
-                "importing from another AZ: the job is retried (exit 75)", path=path)
-        if not waiting and log_fn is not None:
-            log_fn(f"waiting up to {timeout:g}s for input {path} ({why})")
-        waiting = True
-        time.sleep(min(delay, remaining))
-        delay = min(delay * 2, 30.0)
-

@@ -16,6 +16,7 @@ Layout (the DB cache)::
       "sequences": "uniref90.fasta",    # the FASTA file jackhmmer streams / MMseqs2 indexes
       "sequence_count": 135301051,      # records in it, counted once at build: jackhmmer's Z
       "hhsuite_db": "bfd_..._opt",      # HH-suite roles (bfd, uniref30, pdb70): the ffindex prefix
+      "mmseqs_db": "uniref30_2302_db",  # ColabFold's prebuilt expandable profile DB (colabfold_* roles, no FASTA)
       "max_hits": 10000,                # informational; the preset decides (AlphaFold's caps)
       "files": {"uniref90.fasta": {"sha256": "...", "bytes": 123}},
       "source": "...", "license": "..."
@@ -74,8 +75,11 @@ ROLES: dict[str, str] = {
     "uniprot": _AF.format("uniprot") + " (FASTA of UniProt TrEMBL + Swiss-Prot, headers sp|ACC|NAME_SPECIES)",
     "pdb70": _AF.format("pdb70") + " (HH-suite database; manifest: hhsuite_db)",
     "pdb_mmcif": _AF.format("pdb_mmcif") + " and download_pdb_seqres.sh (mmcif_files/ + pdb_seqres.txt)",
-    "colabfold_uniref30": "ColabFold's setup_databases.sh: the UniRef30 sequences, indexed by MMseqs2",
-    "colabfold_envdb": "ColabFold's setup_databases.sh: the ColabFold environmental DB, indexed by MMseqs2",
+    "colabfold_uniref30": "ColabFold's setup_databases.sh: its prebuilt UniRef30 profile database (catalogue "
+                          "colabfold_uniref30; manifest: mmseqs_db = its MMseqs2 prefix) or sequences (FASTA) "
+                          "that foldstack indexes with MMseqs2",
+    "colabfold_envdb": "ColabFold's setup_databases.sh: its prebuilt environmental profile database (catalogue "
+                       "colabfold_envdb; manifest: mmseqs_db) or sequences (FASTA) indexed with MMseqs2",
 }
 PUBLISH_HINT = ("publish it under the database root with the refresh_databases workflow (or `foldstack db`), "
                 "its manifest naming the role")
@@ -138,6 +142,13 @@ class Database:
     def hhsuite_prefix(self) -> Path | None:
         """HH-suite databases: the ffindex prefix (``<prefix>_a3m.ffdata`` etc.)."""
         value = self.manifest.get("hhsuite_db")
+        return self.path / value if value else None
+
+    @property
+    def mmseqs_db(self) -> Path | None:
+        """ColabFold's prebuilt expandable profile database: its MMseqs2 prefix (``<prefix>``,
+        ``<prefix>_seq``, ``<prefix>_aln``, ``<prefix>.idx`` ...), or None (a FASTA database)."""
+        value = self.manifest.get("mmseqs_db")
         return self.path / value if value else None
 
     @property

@@ -130,6 +130,44 @@ def build_database(dest: Path | str, name: str, version: str, fastas: Sequence[P
     return {**outcome, **counts}
 
 
+def register_profile_database(dest: Path | str, name: str, version: str, prefix: Path | str, *,
+                              role: str = "colabfold_uniref30", index: bool = True, license: str = "",
+                              description: str | None = None, log: Log | None = None) -> dict[str, Any]:
+    """Publish a ColabFold prebuilt expandable profile database already on disk (what
+    ``setup_databases.sh`` unpacks: ``<prefix>``, ``<prefix>_seq``, ``<prefix>_aln`` ...) as
+    ``<dest>/<name>/<version>/`` serving `role`, the way the refresh workflow publishes the
+    catalogue's ``colabfold_uniref30``/``colabfold_envdb`` downloads: every file's sha256 in
+    the manifest (``mmseqs_db`` names the prefix), the index (``createindex``) built once,
+    ``CURRENT`` last. An index already next to the files is not copied (it is rebuilt)."""
+    from foldstack.steps.catalogue import PROFILE_ROLES
+    from foldstack.steps.mmseqs_profile import missing_profile_parts
+
+    if role not in PROFILE_ROLES:
+        raise BadInputError(f"--role {role}: a prebuilt profile database serves {', '.join(PROFILE_ROLES)}")
+    prefix = Path(prefix).expanduser().resolve()
+    lacking = missing_profile_parts(prefix)
+    if lacking:
+        raise BadInputError(f"{prefix} is not an expandable MMseqs2 profile database: missing {', '.join(lacking)}")
+    files = sorted(p for p in prefix.parent.iterdir() if p.is_file() and p.name.startswith(prefix.name)
+                   and p.name[len(prefix.name):][:1] in ("", ".", "_")
+                   and not p.name[len(prefix.name):].startswith(".idx"))
+    spec = parse_spec({
+        "name": name, "version": version, "source": str(prefix.parent),
+        "source_label": f"foldstack db: the profile database {prefix.name}",
+        "files": {p.name: sha256_file(p) for p in files}, "role": role, "mmseqs_db": prefix.name,
+        "mmseqs_index": index, "license": license,
+        "description": description or f"ColabFold expandable profile database {prefix.name}",
+    })
+    if not is_s3(dest):
+        Path(dest).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".db-profile-") as work:
+        outcome = refresh_database(spec, dest if is_s3(dest) else Path(dest), f"dbprofile-{uuid.uuid4().hex[:12]}",
+                                   staging_root=Path(work) / "staging" if is_s3(dest) else None)
+    if log is not None:
+        log(f"{name}/{version}: {outcome['action']} ({len(files)} files of {prefix.name}) at {outcome['path']}")
+    return outcome
+
+
 def list_databases(root: Path | str) -> list[dict[str, Any]]:
     """Every database under `root` (a directory or ``s3://`` prefix): name, the version
     CURRENT names, and each installed version's role, size and MMseqs2 indexes."""
@@ -201,6 +239,9 @@ def index_database(root: Path | str, name: str, version: str | None = None, *, g
         raise BadInputError("db index works on a local database root; for s3:// republish the version "
                             "(db build or the refresh workflow build the index)")
     db: Database = open_database(Path(root), name, version=version, verify=True)
+    if db.mmseqs_db is not None:
+        raise BadInputError(f"database {name}/{db.version} is a prebuilt profile database: republish it (the "
+                            "refresh workflow or register_profile_database run its createindex)")
     if not db.manifest.get("sequences"):
         raise BadInputError(f"database {name}/{db.version} has no `sequences` FASTA to index")
     return build_target_index(db, threads=threads, gpu=gpu, log=log or (lambda m: None))

@@ -17,7 +17,7 @@ from pathlib import Path
 from foldstack.core.clock import utcnow
 from foldstack.core.errors import EXIT_BAD_INPUT, EXIT_INPUTS_NOT_READY, EXIT_OUT_OF_MEMORY
 from foldstack.steps.common import check_ids, exit_code_for, step_dirs, write_json
-from foldstack.steps.ran_on import ran_on
+from foldstack.steps.ran_on import batch_log_stream, ran_on
 
 FAILED_SUFFIX = ".failed.json"
 FAILURE_MESSAGE_MAX = 500
@@ -41,6 +41,17 @@ def failure_code(exc: BaseException) -> str:
     return _CODE_BY_EXIT.get(code, "step_failed") if code is not None else "crash"
 
 
+def log_location(job_id: str | None) -> str | None:
+    """Where this job's output is: the local engine's log file (``FOLDSTACK_JOB_LOG``); in
+    the cloud the Batch job's log stream (:func:`foldstack.steps.ran_on.batch_log_stream`,
+    the same name DescribeJobs gives as ``logStreamName``), else ``batch-job:<job id>``
+    (DescribeJobs on it names the stream); None outside a job."""
+    local = os.environ.get(JOB_LOG_ENV)
+    if local:
+        return local
+    return batch_log_stream() or (f"batch-job:{job_id}" if job_id else None)
+
+
 def write_failure(scratch: Path | str, run_id: str, step: str, target: str, exc: BaseException) -> Path:
     """Record that `step` failed for `target` (atomically; see FAILED_SUFFIX)."""
     check_ids(run_id, target)
@@ -50,7 +61,7 @@ def write_failure(scratch: Path | str, run_id: str, step: str, target: str, exc:
     where = ran_on() or {}
     record = {"step": step, "run_id": run_id, "target": target, "code": failure_code(exc), "message": message,
               "exit_code": exit_code_for(exc), "failed_at": utcnow(), "job_id": where.get("job_id"),
-              "log": os.environ.get(JOB_LOG_ENV) or None}
+              "log": log_location(where.get("job_id"))}
     path = failed_path(final_dir, step)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
     write_json(tmp, record)

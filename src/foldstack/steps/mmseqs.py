@@ -62,6 +62,8 @@ from foldstack.core.hashing import sha256_file
 from foldstack.steps.databases import Database
 
 BINARY_ENV = "FOLDSTACK_MMSEQS"
+# The CUDA build GPU search runs (the msa image: the pinned upstream GPU release; Debian's is CPU-only).
+GPU_BINARY_ENV = "FOLDSTACK_MMSEQS_GPU_BINARY"
 INDEX_ENV = "FOLDSTACK_MMSEQS_INDEX"  # "auto" (default): build once on a writable root; "prebuilt": never build
 GPU_ENV = "FOLDSTACK_MMSEQS_GPU"  # "1": GPU search (gpu index + gpuserver)
 SPLIT_MEMORY_ENV = "FOLDSTACK_MMSEQS_SPLIT_MEMORY"  # createindex --split-memory-limit, e.g. "48G"
@@ -79,10 +81,15 @@ MMSEQS_PARAMS: dict[str, Any] = {
 Log = Callable[[str], None]
 
 
-def mmseqs_binary() -> str:
+def mmseqs_binary(gpu: bool | None = None) -> str:
+    """The MMseqs2 binary: ``FOLDSTACK_MMSEQS``, else for GPU work (`gpu`; default: this job's
+    :func:`gpu_search`) ``FOLDSTACK_MMSEQS_GPU_BINARY``, else ``mmseqs`` on PATH. GPU indexes
+    are named by the binary that builds them, so searches and builds pick the same one."""
     env = os.environ.get(BINARY_ENV)
     if env:
         return env
+    if (gpu_search() if gpu is None else gpu) and os.environ.get(GPU_BINARY_ENV):
+        return os.environ[GPU_BINARY_ENV]
     found = shutil.which("mmseqs")
     if found:
         return found
@@ -161,7 +168,7 @@ def build_index(sequences: Path, dest: Path, *, binary: str | None = None, threa
     `sequences` into the empty or new directory `dest` (``dest/target*``), then
     ``dest/BUILD.json`` last. Returns what BUILD.json says. Used when a version is built
     or refreshed (into its staging directory) and by :func:`build_target_index`."""
-    binary = binary or mmseqs_binary()
+    binary = binary or mmseqs_binary(gpu)
     dest.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
     limit = split_memory_limit()
@@ -202,7 +209,7 @@ def build_target_index(db: Database, binary: str | None = None, *, threads: int 
                        log: Log = lambda msg: None) -> Path:
     """The index of an already published, writable `db` version, built once next to it
     (exclusive flock; renamed into place complete, BUILD.json inside). Returns its dir."""
-    binary = binary or mmseqs_binary()
+    binary = binary or mmseqs_binary(gpu)
     final = index_dir(db, binary, gpu=gpu)
     if (final / BUILD_MARKER).is_file():
         return final
@@ -420,7 +427,9 @@ def colabfold_search_a3m(queries: list[tuple[str, str]], uniref: Database, envdb
 
     On databases built from FASTA (ours) there are no cluster members, so ColabFold's
     ``expandaln``/``align``/``filterresult`` expansion step has nothing to expand and is not
-    run (recorded in the run info)."""
+    run (recorded in the run info). ColabFold's own prebuilt profile databases (manifest
+    ``mmseqs_db``) are searched with that expansion by
+    :func:`foldstack.steps.mmseqs_profile.colabfold_search`, the msa step's entry point."""
     binary = binary or mmseqs_binary()
     p = dict(params)
     gpu = gpu_search()

@@ -12,7 +12,8 @@ preset** (``--db-preset``, else the run's staged ``input/request.json``, else
   species identifiers pair MSA rows across chains. ``--msa-tool mmseqs2`` searches the
   jackhmmer databases with MMseqs2 instead (the fast path; hhblits stays hhblits).
 * ``colabfold``: MMseqs2 on UniRef30, then the environmental DB seeded by its profile, as
-  ``colabfold_search`` does (:func:`foldstack.steps.mmseqs.colabfold_search_a3m`).
+  ``colabfold_search`` does, on ColabFold's prebuilt profile databases or on ones built from
+  FASTA (:func:`foldstack.steps.mmseqs_profile.colabfold_search`).
 
 Outputs, in ``<scratch>/<run_id>/msa/<target>/``:
 
@@ -49,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from foldstack.steps.chain_cache import ChainCache, ChainSearch
-from foldstack.steps.common import StepContext, run_step, write_json
+from foldstack.steps.common import REQUEST_NAME, StepContext, after_staged, run_step, staged_fasta_name, write_json
 from foldstack.steps.databases import with_request_pins
 from foldstack.steps.features import (
     FEATURES_NPZ,
@@ -259,7 +260,9 @@ def run_msa(run_id: str, target: str, scratch: Path | str, db: Path | str, msa_t
             ctx, record, target, run_id, plan, tool, params, n_cpus, features, stats, template_info, chain_report,
             chain_cache, why, searcher, pairing))
 
-    return run_step(STEP, run_id, target, scratch, with_request_pins(body))
+    # the staged request (preset, pinned database versions) and FASTA, before anything reads them
+    staged = after_staged(lambda ctx: [REQUEST_NAME, staged_fasta_name(target)], with_request_pins(body))
+    return run_step(STEP, run_id, target, scratch, staged)
 
 
 def _features_json(ctx, record, target, run_id, plan: SearchPlan, tool, params, cpus, features, stats,

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from foldstack.core.errors import BadInputError
-from foldstack.steps.common import StepContext, run_step, write_json
+from foldstack.steps.common import REQUEST_NAME, TARGETS_NAME, StepContext, after_staged, run_step, write_json
 from foldstack.steps.databases import with_request_pins
 from foldstack.steps.msa_search import (
     Searcher,
@@ -35,16 +35,17 @@ from foldstack.steps.presets import plan_searches
 CHAINS_STEP = "msa_chains"
 
 
-def _run_chains(scratch: Path, run_id: str) -> list[tuple[str, list[str]]]:
-    """(target id, chains) of every target of the run, from the staged target list and FASTAs."""
-    from foldstack.steps.common import read_target_fasta, target_fasta_path
+def _run_chains(ctx: StepContext) -> list[tuple[str, list[str]]]:
+    """(target id, chains) of every target of the run, from the staged target list and FASTAs
+    (awaited against Stage Inputs' done record, :meth:`StepContext.await_staged`)."""
+    from foldstack.steps.common import read_target_fasta, staged_fasta_name
 
-    listing = Path(scratch) / run_id / "input" / "targets.json"
+    listing = ctx.await_staged([TARGETS_NAME])[TARGETS_NAME]
     if not listing.is_file():
         raise BadInputError(f"no staged target list {listing} (Stage Inputs writes it)")
-    targets = json.loads(listing.read_text())
-    return [(str(t["id"]), list(read_target_fasta(target_fasta_path(scratch, run_id, str(t["id"]))).chains))
-            for t in targets]
+    ids = [str(t["id"]) for t in json.loads(listing.read_text())]
+    fastas = ctx.await_staged([staged_fasta_name(t) for t in ids])
+    return [(t, list(read_target_fasta(fastas[staged_fasta_name(t)]).chains)) for t in ids]
 
 
 Context = tuple[bool, bool]  # (multimer, heteromer) of a target a chain is in
@@ -97,7 +98,7 @@ def run_msa_chains(run_id: str, scratch: Path | str, db: Path | str, msa_tool: s
 
     def body(ctx: StepContext) -> None:
         preset = resolve_preset(db_preset, ctx.run_dir)
-        targets = _run_chains(scratch, run_id)
+        targets = _run_chains(ctx)
         plans = {context: plan_searches(db, preset, msa_tool, multimer=context[0], pairing=context[1])
                  for context in {c for contexts in contexts_of(targets).values() for c in contexts}}
         n_cpus = cpus()
@@ -133,4 +134,5 @@ def run_msa_chains(run_id: str, scratch: Path | str, db: Path | str, msa_tool: s
         report["timings"] = dict(ctx.timings)
         write_json(ctx.work_dir / "chains.json", report)
 
-    return run_step(CHAINS_STEP, run_id, f"shard-{shard}-of-{shards}", scratch, with_request_pins(body))
+    staged = after_staged(lambda ctx: [REQUEST_NAME], with_request_pins(body))  # before the pins are read
+    return run_step(CHAINS_STEP, run_id, f"shard-{shard}-of-{shards}", scratch, staged)

@@ -219,14 +219,13 @@ class Searcher:
             out[chain][name] = Alignment(name, "a3m", _truncate_a3m(a3m, search.spec.max_hits))
 
     def _colabfold(self, chains: list[str], out: dict[str, dict[str, Alignment]]) -> None:
-        from foldstack.steps.mmseqs import colabfold_search_a3m
+        from foldstack.steps.mmseqs_profile import colabfold_search  # FASTA-built or ColabFold's profile DBs
 
         uniref, env = self.plan.msa
         queries = [(f"q{i}", c) for i, c in enumerate(chains)]
         with self.ctx.timer(f"mmseqs2_{alignment_name(uniref)}+{alignment_name(env)}"):
-            result, info = colabfold_search_a3m(queries, uniref.databases[0], env.databases[0], cpus=self.cpus,
-                                                work_dir=self.ctx.work_dir, params=uniref.spec.params,
-                                                log=self.ctx.log)
+            result, info = colabfold_search(queries, uniref.databases[0], env.databases[0], cpus=self.cpus,
+                                            work_dir=self.ctx.work_dir, params=uniref.spec.params, log=self.ctx.log)
         self.runs.setdefault("colabfold_search", []).append(info)
         for qname, chain in queries:
             a, b = result[qname]

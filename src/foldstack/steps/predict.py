@@ -1,7 +1,9 @@
 """`foldstack step predict`: fold one target (or a batch: `--target a,b,c`) with ESMFold or AlphaFold2.
 
 Inputs: esmfold reads only ``<scratch>/<run_id>/input/targets/<target>.fasta``;
-alphafold2 reads only ``<scratch>/<run_id>/msa/<target>/features.npz``. Weights come
+alphafold2 reads only ``<scratch>/<run_id>/msa/<target>/features.npz``; both read the run's
+``input/request.json`` (models, seeds, relax). In a Batch job each is awaited against its
+producer's done record (:func:`foldstack.steps.common.await_staged`, ``await_inputs``). Weights come
 from ``W/<engine>/`` (:mod:`foldstack.steps.weights_layout`).
 Outputs, in ``<scratch>/<run_id>/predict/<target>/``: every model as ``ranked_<i>.pdb/.cif``
 with ``ranked_<i>.metrics.json`` (+ ``ranked_<i>.pae.json``), ``ranking_debug.json``,
@@ -19,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from foldstack.core.errors import BadInputError
-from foldstack.steps.common import StepContext, run_step
+from foldstack.steps.common import REQUEST_NAME, STAGE_DIR, StepContext, after_staged, in_batch_job, run_step
 from foldstack.steps.outputs import base_metrics, msa_coverage_from_features, write_prediction
 from foldstack.steps.weights_layout import DEMO_WARNING, ENGINES, engine_dir, is_demo
 
@@ -52,29 +54,37 @@ def _versions(engine: str) -> dict[str, str]:
     return out
 
 
-def _staged_request(run_dir: Path) -> dict[str, Any]:
-    """The run's staged request (``input/request.json``); {} without one (a step run by hand)."""
+def _staged_request(ctx: StepContext) -> dict[str, Any]:
+    """The run's staged request (``input/request.json``). In a workflow run it was awaited
+    (:func:`foldstack.steps.common.await_staged`) before the body ran, so it is there and as
+    Stage Inputs wrote it; a step run by hand without one gets {} and says so in its log."""
     import json
 
-    path = run_dir / "input" / "request.json"
+    path = ctx.run_dir / STAGE_DIR / REQUEST_NAME
+    if not path.is_file():
+        if in_batch_job():  # await_staged guarantees it: never fold with silent defaults
+            raise BadInputError(f"the staged request {path} is missing")
+        ctx.log(f"no staged request {path}: num_models, num_seeds and relax take the engine's defaults")
+        return {}
     try:
         request = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return request if isinstance(request, dict) else {}
+    except (OSError, ValueError) as exc:
+        raise BadInputError(f"the staged request {path} is not readable JSON: {exc}") from None
+    if not isinstance(request, dict):
+        raise BadInputError(f"the staged request {path} is not a JSON object")
+    return request
 
 
-def _request_options(run_dir: Path) -> dict[str, int]:
+def _request_options(request: dict[str, Any]) -> dict[str, int]:
     """``num_models`` / ``num_seeds`` of the run's staged request, where set."""
-    request = _staged_request(run_dir)
     return {k: int(request[k]) for k in ("num_models", "num_seeds") if request.get(k)}
 
 
-def _relax_mode(run_dir: Path, engine: str) -> str:
+def _relax_mode(request: dict[str, Any], engine: str) -> str:
     """``relax`` of the run's staged request, else the engine's default (a step run by hand)."""
     from foldstack.core.request import DEFAULT_RELAX, RELAX_MODES
 
-    mode = _staged_request(run_dir).get("relax")
+    mode = request.get("relax")
     if mode is None:
         return DEFAULT_RELAX[engine]
     if mode not in RELAX_MODES:
@@ -95,6 +105,7 @@ def run_predict(run_id: str, target: str, scratch: Path | str, weights: Path | s
             _banner(ctx)
         ctx.tool_versions.update(_versions(engine))
         engine_timings: dict[str, float] = {}
+        request = _staged_request(ctx)  # awaited before the body (after_staged below)
 
         if engine == "esmfold":
             from foldstack.steps.esmfold import predict_esmfold
@@ -116,7 +127,7 @@ def run_predict(run_id: str, target: str, scratch: Path | str, weights: Path | s
             # msa's output, possibly written in another AZ: wait until it matches msa.done.json
             # (exit 75, retried, if it never does); hand-placed features without a record are used
             features = ctx.await_inputs("msa", ["features.npz"], accept_unrecorded=True)["features.npz"]
-            options = _request_options(ctx.run_dir)  # num_models / num_seeds of the run's request
+            options = _request_options(request)  # num_models / num_seeds of the run's request
             with ctx.timer("predict"):
                 predictions = predict_alphafold2(features, weights, preset, log=ctx.log, timings=engine_timings,
                                                  **options)
@@ -134,7 +145,7 @@ def run_predict(run_id: str, target: str, scratch: Path | str, weights: Path | s
         # Amber relaxation (relaxed_<i>.pdb/.cif); a model that fails to relax is kept unrelaxed
         from foldstack.steps.relax import relax_models, relax_versions
 
-        relax_mode = _relax_mode(ctx.run_dir, engine)
+        relax_mode = _relax_mode(request, engine)
         if relax_mode != "none":
             ctx.tool_versions.update(relax_versions())
         with ctx.timer("relax"):
@@ -160,7 +171,7 @@ def run_predict(run_id: str, target: str, scratch: Path | str, weights: Path | s
                 + (f", pTM {best.ptm:.3f}" if best.ptm is not None else "")
                 + (" [DEMO WEIGHTS: not meaningful]" if demo else ""))
 
-    return run_step(STEP, run_id, target, scratch, body)
+    return run_step(STEP, run_id, target, scratch, after_staged(lambda ctx: [REQUEST_NAME], body))
 
 
 # --------------------------------------------------------------------------- batches

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from foldstack.core.errors import BadInputError
+from foldstack.steps.catalogue import PROFILE_ROLES
 from foldstack.steps.databases import PUBLISH_HINT, ROLES, Database, current_pins, open_database, verify_database
 
 # AlphaFold's tool settings (alphafold/data/tools/*.py defaults, as run_alphafold.py uses them).
@@ -32,6 +33,17 @@ HMMSEARCH = {"F1": 0.1, "F2": 0.1, "F3": 0.1, "incE": 100.0, "E": 100.0, "domE":
 COLABFOLD_SEARCH = {"sensitivity": 8.0, "num_iterations": 3, "evalue": 0.1, "max_seqs": 10000, "db_load_mode": 2}
 COLABFOLD_FILTER = {"filter_msa": 1, "filter_min_enable": 1000, "diff": 3000, "qid": "0.0,0.2,0.4,0.6,0.8,1.0",
                     "qsc": 0, "max_seq_id": 0.95}
+# On ColabFold's prebuilt expandable profile databases (UniRef30, the env DB) the hits on
+# cluster representatives are expanded to their members, realigned and filtered before
+# result2msa: colabfold/mmseqs/search.py (mmseqs_search_monomer) with filter=True, which sets
+# align_eval 10, qsc 0.8 and max_accept 100000; expand_eval stays inf (its comment: 0.1 "was
+# not used in benchmarks"). expand_filter_clusters and max_seq_id 0.95 apply to UniRef30's
+# expansion only; the env DB's expandaln runs with MMseqs2's defaults for them, as there.
+COLABFOLD_EXPAND = {"expansion_mode": 0, "expand_eval": "inf", "expand_filter_clusters": 1, "max_seq_id": 0.95}
+COLABFOLD_REALIGN = {"align_eval": 10, "max_accept": 100_000, "alt_ali": 10}
+COLABFOLD_FILTERRESULT = {"qid": 0, "qsc": 0.8, "diff": 0, "max_seq_id": 1.0, "filter_min_enable": 100}
+COLABFOLD_PROFILE_DB = {"expand": COLABFOLD_EXPAND, "realign": COLABFOLD_REALIGN,
+                        "filterresult": COLABFOLD_FILTERRESULT}
 MAX_TEMPLATE_HITS = 20  # run_alphafold.py MAX_TEMPLATE_HITS
 
 
@@ -84,14 +96,17 @@ PRESETS: dict[str, DbPreset] = {
         defined_by="AlphaFold 2.3 run_alphafold.py --db_preset=reduced_dbs (data/pipeline.py, pipeline_multimer.py)"),
     "colabfold": DbPreset(
         "colabfold",
-        msa=(SearchSpec(("colabfold_uniref30",), "mmseqs2", {**COLABFOLD_SEARCH, "filter": COLABFOLD_FILTER}),
-             SearchSpec(("colabfold_envdb",), "mmseqs2", {**COLABFOLD_SEARCH, "filter": COLABFOLD_FILTER},
+        msa=(SearchSpec(("colabfold_uniref30",), "mmseqs2",
+                        {**COLABFOLD_SEARCH, "filter": COLABFOLD_FILTER, "profile_db": COLABFOLD_PROFILE_DB}),
+             SearchSpec(("colabfold_envdb",), "mmseqs2",
+                        {**COLABFOLD_SEARCH, "filter": COLABFOLD_FILTER, "profile_db": COLABFOLD_PROFILE_DB},
                         seeded_by_profile=True)),
         templates_monomer=(_PDB_SEQRES,), templates_multimer=(_PDB_SEQRES,),
         pairing=SearchSpec(("uniprot",), "mmseqs2", {**COLABFOLD_SEARCH, "num_iterations": 1}, 50_000),
         dedupe=False,
         defined_by="ColabFold 1.5 colabfold_search (MMseqs2: UniRef30 then the environmental DB, seeded by "
-                   "the UniRef30 profile; A3M filtered by result2msa)"),
+                   "the UniRef30 profile; on ColabFold's prebuilt profile databases expandaln, align and "
+                   "filterresult; A3M filtered by result2msa)"),
 }
 DEFAULT_PRESET = "reduced_dbs"
 OPTIONAL_ROLES = ("pdb70", "pdb_mmcif", "uniprot")  # off with a note when missing
@@ -185,6 +200,11 @@ def _usable(db: Database, role: str, tool: str) -> str:
     """'' if `db` can serve `role` for `tool`, else what its manifest lacks."""
     if tool in ("hhblits", "hhsearch") and role != "pdb_mmcif" and db.hhsuite_prefix is None:
         return f"{db.name} has no hhsuite_db (the HH-suite ffindex prefix) in its manifest"
+    if tool == "mmseqs2" and role in PROFILE_ROLES and db.mmseqs_db is not None:
+        return ""  # ColabFold's prebuilt profile database (foldstack.steps.mmseqs_profile)
+    if db.mmseqs_db is not None:
+        return (f"{db.name} is a prebuilt MMseqs2 profile database (mmseqs_db), which serves only "
+                f"{', '.join(PROFILE_ROLES)} in db_preset colabfold")
     if tool in ("jackhmmer", "mmseqs2") and not db.manifest.get("sequences"):
         return f"{db.name} has no sequences (FASTA) in its manifest"
     if role == "pdb_mmcif" and not (db.manifest.get("seqres") and db.manifest.get("mmcif_dir")):

@@ -1,40 +1,108 @@
 """Where a step's job ran (``ran_on`` in every done record, written by the step contract,
 :mod:`foldstack.steps.common`): what AWS Batch sets in each container, the job definition's
-size class where it is set, and the availability zone from the ECS task metadata endpoint.
-The local engine sets the same variables (``foldstack.local.batch``). The cost estimate
-(:mod:`foldstack.cost`) prices each job by it."""
+size class where it is set, the availability zone and task from the ECS task metadata
+endpoint, and the instance type and purchase option from the EC2 instance metadata
+(IMDSv2). The local engine sets the Batch variables (``foldstack.local.batch``) and has
+no instance metadata. The cost estimate (:mod:`foldstack.cost`) prices each job by it.
+
+Instance metadata is asked only where the ECS task metadata endpoint is set (a container on
+ECS, as Batch runs it) or ``AWS_EC2_METADATA_SERVICE_ENDPOINT`` names an endpoint (tests),
+with a short timeout, and never where ``AWS_EC2_METADATA_DISABLED=true``; without it the
+cost estimate falls back to the cheapest type of the job's queue and class, and says so.
+The launch template's hop limit decides whether a container reaches it (1 blocks containers
+on the bridge network).
+"""
 
 from __future__ import annotations
 
 import functools
 import json
 import os
+import urllib.request
 from typing import Any
 
 SIZE_CLASS_ENV = "FOLDSTACK_SIZE_CLASS"
+IMDS_ENDPOINT_ENV = "AWS_EC2_METADATA_SERVICE_ENDPOINT"  # botocore's name for the same override
+IMDS_DEFAULT = "http://169.254.169.254"
+IMDS_TIMEOUT_S = 0.5
+# EC2's instance-life-cycle values -> jobs.yaml purchase options
+_PURCHASE = {"spot": "spot", "on-demand": "on_demand", "scheduled": "on_demand"}
 
 
 @functools.lru_cache(maxsize=4)
-def _availability_zone(metadata_uri: str) -> str | None:
-    """``AvailabilityZone`` of the ECS task metadata endpoint v4's ``/task`` (None if unreachable)."""
-    import urllib.request
-
+def _task_metadata(metadata_uri: str) -> dict[str, Any]:
+    """The ECS task metadata endpoint v4's ``/task`` ({} if unreachable)."""
     if not metadata_uri.startswith("http://"):
-        return None
+        return {}
     try:
         with urllib.request.urlopen(metadata_uri.rstrip("/") + "/task", timeout=1) as resp:  # noqa: S310  # nosec B310 - scheme checked
-            zone = json.loads(resp.read(1 << 20)).get("AvailabilityZone")
+            task = json.loads(resp.read(1 << 20))
     except Exception:  # noqa: BLE001 - best effort: where it ran is provenance, never a failure
-        return None
+        return {}
+    return task if isinstance(task, dict) else {}
+
+
+def _availability_zone(metadata_uri: str) -> str | None:
+    zone = _task_metadata(metadata_uri).get("AvailabilityZone")
     return str(zone) if zone else None
+
+
+@functools.lru_cache(maxsize=4)
+def instance_metadata(endpoint: str) -> dict[str, str]:
+    """``instance_type`` and ``purchase`` (``spot`` / ``on_demand``) from the EC2 instance
+    metadata at `endpoint` (IMDSv2: a session token first), {} if it does not answer
+    within :data:`IMDS_TIMEOUT_S`."""
+    if not endpoint.startswith("http://"):
+        return {}
+    base = endpoint.rstrip("/")
+    try:
+        put = urllib.request.Request(base + "/latest/api/token", method="PUT",  # noqa: S310 - scheme checked
+                                     headers={"X-aws-ec2-metadata-token-ttl-seconds": "60"})
+        with urllib.request.urlopen(put, timeout=IMDS_TIMEOUT_S) as resp:  # noqa: S310  # nosec B310 - scheme checked
+            token = resp.read(4096).decode()
+        out: dict[str, str] = {}
+        for key, path in (("instance_type", "instance-type"), ("life_cycle", "instance-life-cycle")):
+            get = urllib.request.Request(f"{base}/latest/meta-data/{path}",  # noqa: S310 - scheme checked
+                                         headers={"X-aws-ec2-metadata-token": token})
+            with urllib.request.urlopen(get, timeout=IMDS_TIMEOUT_S) as resp:  # noqa: S310  # nosec B310
+                out[key] = resp.read(256).decode().strip()
+    except Exception:  # noqa: BLE001 - best effort, as above
+        return {}
+    result = {"instance_type": out["instance_type"]} if out.get("instance_type") else {}
+    if out.get("life_cycle") in _PURCHASE:
+        result["purchase"] = _PURCHASE[out["life_cycle"]]
+    return result
+
+
+def _instance() -> dict[str, str]:
+    env = os.environ
+    if env.get("AWS_EC2_METADATA_DISABLED", "").lower() == "true":
+        return {}
+    endpoint = env.get(IMDS_ENDPOINT_ENV) or (IMDS_DEFAULT if env.get("ECS_CONTAINER_METADATA_URI_V4") else "")
+    return instance_metadata(endpoint) if endpoint else {}
+
+
+def batch_log_stream() -> str | None:
+    """This Batch job's CloudWatch log stream, as Batch names it for the awslogs driver:
+    ``<job definition name>/default/<ECS task id>`` (the job definition from
+    ``FOLDSTACK_JOB_DEFINITION``, the task from the task metadata); None where either is
+    unknown."""
+    from foldstack.core.provenance import JOB_DEFINITION_ENV
+
+    jobdef = os.environ.get(JOB_DEFINITION_ENV, "").strip()
+    task_arn = str(_task_metadata(os.environ.get("ECS_CONTAINER_METADATA_URI_V4", "")).get("TaskARN") or "")
+    if not jobdef or not task_arn:
+        return None
+    name = jobdef.rsplit("/", 1)[-1].split(":", 1)[0]  # arn:...:job-definition/<name>:<revision>
+    return f"{name}/default/{task_arn.rsplit('/', 1)[-1]}"
 
 
 def ran_on() -> dict[str, Any] | None:
     """Where this job runs, from what AWS Batch sets in the container (``AWS_BATCH_JQ_NAME``,
     ``AWS_BATCH_CE_NAME``, ``AWS_BATCH_JOB_ID``, ``AWS_BATCH_JOB_ATTEMPT``), the job
-    definition's size class (``FOLDSTACK_SIZE_CLASS``, where set) and the task metadata's
-    availability zone; None outside Batch. The instance type is not in the EC2 launch
-    type's task metadata: the cost estimate derives it from the queue and size class."""
+    definition's size class (``FOLDSTACK_SIZE_CLASS``, where set), the task metadata's
+    availability zone and the instance metadata's ``instance_type`` and ``purchase``
+    (where reachable); None outside Batch."""
     env = os.environ
     if not (env.get("AWS_BATCH_JOB_ID") or env.get("AWS_BATCH_JQ_NAME")):
         return None
@@ -49,4 +117,5 @@ def ran_on() -> dict[str, Any] | None:
     zone = _availability_zone(env.get("ECS_CONTAINER_METADATA_URI_V4", ""))
     if zone:
         out["availability_zone"] = zone
+    out.update(_instance())
     return out

@@ -61,6 +61,7 @@ class DatabaseSpec(BaseModel):
     seqres: str | None = None  # pdb_mmcif: the pdb_seqres file
     mmcif_dir: str | None = None  # pdb_mmcif: the directory of <pdb_id>.cif files
     hhsuite_db: str | None = None  # bfd, uniref30, pdb70: the HH-suite ffindex prefix
+    mmseqs_db: str | None = None  # ColabFold's prebuilt expandable profile DB: its MMseqs2 prefix (no FASTA)
     max_template_date: str | None = None
     max_hits: int | None = Field(default=None, gt=0)
     mmseqs_index: bool | None = None  # None: yes for a sequence role (SEQUENCE_ROLES)
@@ -118,9 +119,14 @@ class DatabaseSpec(BaseModel):
             raise ValueError(f"file_sources names files not in `files`: {sorted(stray)}")
         for role in self.roles or [self.role]:
             check_role_fields(f"database {self.name}", role, self.sequences, self.seqres, self.mmcif_dir,
-                              self.hhsuite_db)
-        if self.build_index and not self.sequences:
-            raise ValueError("mmseqs_index needs `sequences` (the FASTA to index)")
+                              self.hhsuite_db, self.mmseqs_db)
+        if self.build_index and not (self.sequences or self.mmseqs_db):
+            raise ValueError("mmseqs_index needs `sequences` (the FASTA to index) or `mmseqs_db`")
+        if self.mmseqs_db:
+            _safe_rel(self.mmseqs_db)
+            if self.sequences or self.mmseqs_gpu_index:
+                raise ValueError("`mmseqs_db` (a prebuilt profile database) takes no `sequences` and no "
+                                 "mmseqs_gpu_index (its GPU index is not supported yet)")
         return self
 
     @property
@@ -283,13 +289,19 @@ def _build_indexes(spec: DatabaseSpec, staging: Path, say: Any) -> dict[str, Any
     """MMseqs2 index(es) of the version's FASTA inside the staging dir: published with it."""
     from foldstack.steps.mmseqs import INDEX_DIR, build_index, index_name, mmseqs_binary
 
+    if spec.mmseqs_db:  # ColabFold's prebuilt profile DB: createindex next to it, as setup_databases.sh does
+        from foldstack.steps.mmseqs_profile import build_profile_index
+
+        rel = f"{INDEX_DIR}/{index_name(mmseqs_binary(False))}"
+        build = build_profile_index(staging / spec.mmseqs_db, staging / rel, threads=_cpus(), log=say)
+        return {"mmseqs2": {"path": rel, "target": spec.mmseqs_db, **build}}
     assert spec.sequences is not None
     sequences = staging / spec.sequences
     if not sequences.is_file():
         raise BadInputError(f"`sequences` {spec.sequences!r} is not among the fetched (and unpacked) files")
-    binary = mmseqs_binary()
     out: dict[str, Any] = {}
     for gpu in (False, True) if spec.mmseqs_gpu_index else (False,):
+        binary = mmseqs_binary(gpu)  # the GPU index by the CUDA build that searches it
         rel = f"{INDEX_DIR}/{index_name(binary, gpu=gpu)}"
         build = build_index(sequences, staging / rel, binary=binary, threads=_cpus(), gpu=gpu, log=say)
         out["mmseqs2_gpu" if gpu else "mmseqs2"] = {"path": rel, "target": f"{rel}/target", **build}
@@ -331,6 +343,9 @@ def stage(spec: DatabaseSpec, expected: dict[str, str | None], staging: Path, ru
         with timer("mmseqs_index"):
             indexes = _build_indexes(spec, staging, say)
         produced.update(str(f.relative_to(staging)) for f in (staging / "mmseqs").rglob("*") if f.is_file())
+        if spec.mmseqs_db:  # the profile index lies next to its DB (<prefix>.idx*), where MMseqs2 looks for it
+            prefix = staging / spec.mmseqs_db
+            produced.update(str(f.relative_to(staging)) for f in prefix.parent.glob(prefix.name + ".idx*"))
     with timer("manifest"):
         extra: dict[str, Any] = {
             "source_files": seen, "fetched_at": utcnow(), "refresh_run_id": run_id,
@@ -339,7 +354,8 @@ def stage(spec: DatabaseSpec, expected: dict[str, str | None], staging: Path, ru
             **({"indexes": indexes} if indexes else {}),
             **({"roles": list(spec.roles)} if spec.roles else {}),
             **{k: v for k, v in (("seqres", spec.seqres), ("mmcif_dir", spec.mmcif_dir),
-                                 ("hhsuite_db", spec.hhsuite_db), ("max_template_date", spec.max_template_date),
+                                 ("hhsuite_db", spec.hhsuite_db), ("mmseqs_db", spec.mmseqs_db),
+                                 ("max_template_date", spec.max_template_date),
                                  ("catalogue", spec.catalogue), ("description", spec.description)) if v},
         }
         manifest = write_manifest(
@@ -356,6 +372,13 @@ def stage(spec: DatabaseSpec, expected: dict[str, str | None], staging: Path, ru
             raise BadInputError(f"`mmcif_dir` {spec.mmcif_dir!r} is not a directory of the fetched files")
         if spec.hhsuite_db and not any(rel.startswith(spec.hhsuite_db + "_") for rel in manifest["files"]):
             raise BadInputError(f"`hhsuite_db` {spec.hhsuite_db!r}: no {spec.hhsuite_db}_* files were fetched")
+        if spec.mmseqs_db:
+            from foldstack.steps.mmseqs_profile import missing_profile_parts
+
+            lacking = missing_profile_parts(staging / spec.mmseqs_db)
+            if lacking:
+                raise BadInputError(f"`mmseqs_db` {spec.mmseqs_db!r}: the fetched files lack {', '.join(lacking)} "
+                                    "(an expandable profile database as ColabFold's tsv2exprofiledb writes it)")
         # write_manifest re-read every file from disk: the published set must be exactly
         # the verified set (archives replaced by what they unpacked to, plus the index).
         if set(manifest["files"]) != produced:

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import os
+import posixpath
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from foldstack.core.errors import BadInputError
 from foldstack.steps.catalogue import ARCHIVE_FORMATS
@@ -92,6 +94,7 @@ def _untar(path: Path, dest: Path, codec: str) -> list[str]:
     import tarfile
 
     names: list[str] = []
+    links: list[tarfile.TarInfo] = []
     root = dest.resolve()
     with _decompressed(path, codec) as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
         for member in tar:
@@ -101,9 +104,11 @@ def _untar(path: Path, dest: Path, codec: str) -> list[str]:
                 rel = _member_rel(path.name, member.name)
                 (dest / rel).mkdir(parents=True, exist_ok=True)
                 continue
-            if not member.isfile():  # symlink, hard link, device, fifo: never
-                kind = "link" if (member.issym() or member.islnk()) else "special file"
-                raise BadInputError(f"{path.name}: refusing member {member.name!r}: a {kind} "
+            if member.issym() or member.islnk():  # resolved once every regular file is out (below)
+                links.append(member)
+                continue
+            if not member.isfile():  # device, fifo: never
+                raise BadInputError(f"{path.name}: refusing member {member.name!r}: a special file "
                                     f"(only regular files and directories are unpacked)")
             rel = _member_rel(path.name, member.name)
             target = dest / rel
@@ -116,13 +121,51 @@ def _untar(path: Path, dest: Path, codec: str) -> list[str]:
             with src, open(target, "wb") as out:
                 shutil.copyfileobj(src, out, _CHUNK)
             names.append(rel)
-    return names
+    return names + _materialise_links(path.name, links, dest, set(names))
+
+
+def _materialise_links(archive: str, links: list[Any], dest: Path, files: set[str]) -> list[str]:
+    """Links of the archive, each as a hard link to (else a copy of) the regular file of the
+    same archive it names: MMseqs2's ``aliasdb`` leaves such links (ColabFold's profile
+    databases: ``<prefix>_seq_h`` -> ``<prefix>_h``). A link to anything else (outside the
+    archive, absolute, missing) is refused; nothing is ever unpacked as a link."""
+    made: list[str] = []
+    pending = list(links)
+    while pending:
+        progress = False
+        for member in list(pending):
+            rel = _member_rel(archive, member.name)
+            if member.issym():
+                wanted = posixpath.normpath(posixpath.join(posixpath.dirname(rel), member.linkname))
+            else:  # a hard link names its file from the archive's root
+                wanted = posixpath.normpath(member.linkname)
+            source = wanted if wanted in files and not member.linkname.startswith("/") else None
+            if source is None:
+                continue
+            target = dest / rel
+            if target.exists() or target.is_symlink():
+                raise BadInputError(f"{archive}: refusing member {member.name!r} (a file that is already there)")
+            try:
+                os.link(dest / source, target)
+            except OSError:
+                shutil.copyfile(dest / source, target)
+            files.add(rel)
+            made.append(rel)
+            pending.remove(member)
+            progress = True
+        if not progress:
+            member = pending[0]
+            raise BadInputError(f"{archive}: refusing member {member.name!r}: a link to {member.linkname!r} "
+                                "(only regular files, directories and links to a regular file of the same "
+                                "archive are unpacked)")
+    return made
 
 
 def unpack_archive(path: Path, dest: Path, fmt: str | None = None) -> list[str]:
     """Unpack `path` (a verified download inside `dest`) into `dest` and delete it; return
     the files it produced (relative to `dest`). ``tar``, ``tar.gz``, ``tar.zst`` hold
-    regular files and directories only (links, devices, absolute or ``..`` paths are
+    regular files and directories only (devices, absolute or ``..`` paths are refused; a
+    link becomes a hard link to or copy of the archive's own file it names, any other link is
     refused); ``gz`` / ``zst`` decompress to the name without the suffix."""
     fmt = fmt or archive_format(path.name)
     if fmt not in ARCHIVE_FORMATS:

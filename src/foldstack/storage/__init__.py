@@ -87,6 +87,27 @@ def read_bytes(uri: str, *, max_bytes: int | None = None) -> bytes:
         return fh.read(max_bytes + 1 if max_bytes is not None else -1)
 
 
+def read_range(uri: str, start: int, length: int) -> bytes:
+    """`length` bytes from offset `start` (fewer at the end of the object; none past it):
+    one ranged GET on S3, so a reader of file headers never downloads the data."""
+    if start < 0 or length <= 0:
+        raise ValueError(f"read_range({uri!r}, {start}, {length}): expected start >= 0 and length > 0")
+    u = parse_uri(uri)
+    if u.is_s3:
+        from botocore.exceptions import ClientError
+
+        try:
+            body = _s3().get_object(Bucket=u.bucket, Key=u.key, Range=f"bytes={start}-{start + length - 1}")["Body"]
+            return body.read()
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "InvalidRange":
+                return b""  # the range starts past the end of the object
+            raise
+    with open(u.key, "rb") as fh:
+        fh.seek(start)
+        return fh.read(length)
+
+
 def size(uri: str) -> int:
     u = parse_uri(uri)
     if u.is_s3:

@@ -26,6 +26,7 @@ from foldstack.core.clock import utcnow
 from foldstack.core.errors import FoldstackError, PublishError, TooManyFailuresError
 from foldstack.core.hashing import sha256_bytes
 from foldstack.core.manifest import (
+    FAILED_ROW_KNOWN,
     FAILURES_TSV,
     SCHEMA_VERSION,
     Manifest,
@@ -42,7 +43,7 @@ from foldstack.core.provenance import run_provenance
 from foldstack.reports import VIEWER_ASSET, index_page, viewer_script
 from foldstack.tasks.outcomes import not_published
 from foldstack.tasks.publish import MANIFEST, TARGET_MARKER, is_complete, put_run_file, remove_temp_files
-from foldstack.tasks.publish_batch import SUMMARIES, estimate_cost
+from foldstack.tasks.publish_batch import SUMMARIES, best_structure, estimate_cost
 from foldstack.tasks.settings import TaskSettings
 from foldstack.tasks.stage import resolve_targets, run_scratch
 from foldstack.tasks.validate import parse_request
@@ -72,6 +73,19 @@ def outcome_of(n_targets: int, n_failed: int, budget: float) -> str:
     if n_failed >= n_targets or n_failed > budget * n_targets:
         return "failed"
     return "partial"
+
+
+def _known(target: Mapping[str, Any], engine: str) -> dict[str, Any]:
+    """What is known of a target without its prediction (core.manifest.FAILED_ROW_KNOWN)."""
+    return {"engine": engine, **{k: target.get(k) for k in FAILED_ROW_KNOWN if k != "engine"}}
+
+
+def _with_known(failure: TargetFailure, known: Mapping[str, Any]) -> TargetFailure:
+    """The failure with the target's engine, length, chains and size class (extra fields of
+    the manifest's ``failures``), so its summary row (summary.tsv, `Run.metrics()`, index.html)
+    says what was asked even though nothing folded."""
+    return TargetFailure.model_validate({**failure.model_dump(exclude_none=True),
+                                         **{k: v for k, v in known.items() if v is not None}})
 
 
 def _put(output_uri: str, run_id: str, relpath: str, data: bytes) -> dict[str, Any]:
@@ -116,7 +130,9 @@ def collect_outputs(
             for raw in summary.get("failures", []):
                 failed[raw["target"]] = TargetFailure.model_validate(raw)
         ids = [str(t["id"]) for t in targets]  # the run's order
-        missing = {tid: failed.get(tid) or not_published(tid) for tid in ids if tid not in found}
+        known = {str(t["id"]): _known(t, request.engine) for t in targets}
+        missing = {tid: _with_known(failed.get(tid) or not_published(tid), known[tid]) for tid in ids
+                   if tid not in found}
         results = [found[tid] for tid in ids if tid in found]
         failures = list(missing.values())
         rows = [summary_row(found[tid]) if tid in found else failed_row(missing[tid]) for tid in ids]
@@ -125,15 +141,17 @@ def collect_outputs(
             budget = DEFAULT_MAX_FAILED_FRACTION if max_failed_fraction is None else max_failed_fraction
         outcome = outcome_of(len(targets), len(failures), budget)
         cost = estimate_cost(results)  # the run's totals (each target's cost was set when it published)
-        run_files: dict[str, Any] = {f"structures/{r.id}.cif": r.files["ranked_0.cif"].model_dump()
-                                     for r in results if "ranked_0.cif" in r.files}
+        # the record of the file Publish Batch copied there (the relaxed best model where there is one)
+        run_files: dict[str, Any] = {f"structures/{r.id}.cif": r.files[best].model_dump()
+                                     for r in results if (best := best_structure(r.files)) is not None}
         run_files.update({f"{r.id}/{TARGET_MARKER}": markers[r.id] for r in results if r.id in markers})
         viewer = viewer_script()
         if viewer is not None:
             run_files[VIEWER_ASSET] = _put(request.output_uri, run_id, VIEWER_ASSET, viewer)
         run_files["summary.tsv"] = _put(request.output_uri, run_id, "summary.tsv", summary_tsv(rows).encode())
         run_files[FAILURES_TSV] = _put(request.output_uri, run_id, FAILURES_TSV, failures_tsv(failures).encode())
-        page = index_page(run_id, [r.model_dump(mode="json") for r in results], cost=cost)
+        page = index_page(run_id, rows, reports={r.id for r in results if "report.html" in r.files},
+                          demo=any(r.demo_weights for r in results), cost=cost)
         run_files["index.html"] = _put(request.output_uri, run_id, "index.html", page.encode())
         manifest = Manifest.model_validate({
             "schema_version": SCHEMA_VERSION,

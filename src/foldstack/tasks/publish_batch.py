@@ -13,6 +13,11 @@ of the batch, in order:
   succeeded without leaving either is an :class:`OutputsNotReadyError` (scratch not
   exported yet: the workflow retries).
 
+Before publishing, the finished targets' done records get the instance type each job ran on
+(``ran_on.instance_type`` / ``purchase``, :mod:`foldstack.tasks.instances`: in the cloud, a
+few batched Batch and ECS calls; the cost estimate prices that type, or the cheapest fitting
+one, flagged, where it could not be found).
+
 Then a small summary (the batch's TargetResults and failures) goes to scratch,
 ``collect/<batch>.json``, for Collect Outputs, and the MSAs it computed go to the MSA cache.
 The work is bounded by the batch's size (knobs ``batching.max_targets_per_job``), never by the
@@ -31,6 +36,7 @@ from foldstack.core.errors import FoldstackError, OutputIntegrityError, OutputsN
 from foldstack.core.hashing import sha256_bytes
 from foldstack.core.manifest import STEP_PROVENANCE_KEYS, PublishedFile, TargetFailure, TargetResult
 from foldstack.reports import VIEWER_ASSET, target_report
+from foldstack.tasks.instances import record_instance_types
 from foldstack.tasks.outcomes import job_failure, recorded_failure
 from foldstack.tasks.publish import Publisher, published_target, put_run_file, remove_temp_files
 from foldstack.tasks.settings import TaskSettings
@@ -44,6 +50,15 @@ PUBLISHED = {
 }
 SUMMARIES = "collect"  # <scratch>/<run_id>/collect/<batch>.json
 REPORT_INPUTS = ("ranked_0.pdb", "plddt.tsv")
+# ``structures/<target>.cif``, the best model for bulk download: relaxed where it was (AlphaFold's
+# ranked_0 is its relaxed best, too), else as predicted
+BEST_STRUCTURES = ("relaxed_0.cif", "ranked_0.cif")
+
+
+def best_structure(files: Mapping[str, Any]) -> str | None:
+    """Which of a target's files ``structures/<target>.cif`` is (None: no structure). The one
+    place it is chosen: Publish Batch copies that file, Collect records that file's checksum."""
+    return next((name for name in BEST_STRUCTURES if name in files), None)
 
 
 def summary_uri(settings: TaskSettings, run_id: str, batch: str) -> str:
@@ -95,26 +110,47 @@ def _msa_summary(features_json: bytes) -> dict[str, Any]:
     return out
 
 
-def estimate_cost(results: list[TargetResult]) -> dict[str, Any]:
-    """Per-target and run cost estimate (foldstack.cost); never fails the publish."""
+def estimate_cost(results: list[TargetResult], jobs: Any = None) -> dict[str, Any]:
+    """Per-target and run cost estimate (foldstack.cost); never fails the publish. `jobs`:
+    the fold jobs.yaml model when the caller loaded it once (:func:`fold_jobs`)."""
     try:
         from foldstack.cost import annotate_costs
     except ImportError as exc:  # a Lambda package built without foldstack.cost / PyYAML
         return {"estimated_total_usd": None, "unavailable": f"ImportError: {exc}"}
-    return annotate_costs(results)
+    return annotate_costs(results, jobs=jobs)
+
+
+def fold_jobs() -> Any:
+    """The fold jobs.yaml model, loaded once per invocation (~50 ms a load: per target, a
+    250-target batch spent 12 s on it); None where it cannot load (annotate_costs then says why)."""
+    try:
+        from foldstack.workflows.specs import load_workflow
+
+        return load_workflow("fold").jobs
+    except Exception:  # noqa: BLE001 - the estimate reports it; never fails the publish
+        return None
+
+
+def _step_dones(run_root: str, tid: str, steps: Sequence[str], predict_done: dict[str, Any]) -> dict[str, Any]:
+    """A finished target's done record of each step (predict's already read)."""
+    dones = {}
+    for step in steps:
+        done = predict_done if step == "predict" else _done(run_root, step, tid)
+        if done is None:
+            raise OutputsNotReadyError(f"{step} outputs of target {tid!r} are not in scratch yet")
+        dones[step] = done
+    return dones
 
 
 def _collect_target(run_root: str, target: Mapping[str, Any], steps: Sequence[str],
-                    predict_done: dict[str, Any]) -> tuple[TargetResult, dict[str, bytes]]:
+                    dones: Mapping[str, dict[str, Any]]) -> tuple[TargetResult, dict[str, bytes]]:
     """One finished target's result and the files to publish (relative to its folder)."""
     tid = str(target["id"])
     files: dict[str, dict[str, Any]] = {}
     blobs: dict[str, bytes] = {}
     provenance: dict[str, Any] = {}
     for step in steps:
-        done = predict_done if step == "predict" else _done(run_root, step, tid)
-        if done is None:
-            raise OutputsNotReadyError(f"{step} outputs of target {tid!r} are not in scratch yet")
+        done = dones[step]
         provenance[step] = {k: done.get(k) for k in STEP_PROVENANCE_KEYS}
         if step == "msa":  # MSA cache: hit (copied from the cache) or computed by the job
             provenance[step]["msa_cache"] = "hit" if (done.get("cache") or {}).get("hit") else "miss"
@@ -141,11 +177,10 @@ def _publish_target(output_uri: str, run_id: str, result: TargetResult,
     """Publish one target: its files and report.html, then target.json last (atomic);
     returns target.json's ``{"sha256", "size"}``."""
     tid = result.id
-    # the run-level folder for bulk download (a single atomic write): the best model,
-    # relaxed where it was (AlphaFold's ranked_0 is its relaxed best, too)
-    best = blobs.get("relaxed_0.cif") or blobs.get("ranked_0.cif")
+    # the run-level folder for bulk download (a single atomic write): the best model
+    best = best_structure(blobs)
     if best is not None:
-        put_run_file(output_uri, run_id, f"structures/{tid}.cif", best)
+        put_run_file(output_uri, run_id, f"structures/{tid}.cif", blobs[best])
     got = {k: blobs[k].decode() for k in REPORT_INPUTS if k in blobs}
     page = target_report(result.model_dump(mode="json"), run_id=run_id, structure_pdb=got.get("ranked_0.pdb"),
                          plddt_tsv=got.get("plddt.tsv"), viewer_src=f"../{VIEWER_ASSET}").encode()
@@ -170,9 +205,10 @@ def publish_batch(settings: TaskSettings, run_id: str, raw_request: Mapping[str,
     run_root = run_scratch(settings, run_id)
     steps = ["msa", "predict"] if request.needs_msa else ["predict"]
     msa_failed = {str(o["target"]): o for o in msa if o.get("failed")}
-    results: list[TargetResult] = []
+    results: dict[str, TargetResult] = {}  # by target id; the summary lists them in the batch's order
     markers: dict[str, dict[str, Any]] = {}  # each published target's target.json (sha256, size)
     failures: list[TargetFailure] = []
+    finished: list[tuple[dict[str, Any], dict[str, Any]]] = []  # (target, its done records) to publish
     try:
         for bt in batch["targets"]:
             target = {**dict(bt), "size_class": batch["size_class"]}
@@ -184,7 +220,7 @@ def publish_batch(settings: TaskSettings, run_id: str, raw_request: Mapping[str,
                 continue
             published = published_target(request.output_uri, run_id, tid)
             if published is not None:  # by an earlier attempt: reused as it is
-                results.append(TargetResult.model_validate(published[0]))
+                results[tid] = TargetResult.model_validate(published[0])
                 markers[tid] = published[1]
                 continue
             done = _done(run_root, "predict", tid)
@@ -195,12 +231,22 @@ def publish_batch(settings: TaskSettings, run_id: str, raw_request: Mapping[str,
                                                "nor a failure record are in scratch yet")
                 failures.append(failure or job_failure(tid, "predict", predict.get("error"), predict.get("cause")))
                 continue
+            finished.append((target, _step_dones(run_root, tid, steps, done)))
+        # the instance type each of the batch's jobs ran on, into its done records' ran_on (cloud:
+        # asked of Batch and ECS in a few batched calls; never fails the publish); an MSA cache
+        # hit is priced at nothing, so its job is not asked
+        jobs = fold_jobs() if finished else None
+        record_instance_types((d["ran_on"] for _, dones in finished for d in dones.values()
+                               if isinstance(d.get("ran_on"), dict) and not (d.get("cache") or {}).get("hit")),
+                              jobs=jobs)
+        for target, dones in finished:
             # one target at a time: only its files are held in memory
-            result, blobs = _collect_target(run_root, target, steps, done)
-            estimate_cost([result])  # sets the target's cost (an estimate)
-            markers[tid] = _publish_target(request.output_uri, run_id, result, blobs)
-            results.append(result)
-        summary = {"batch": batch["batch"], "targets": [r.model_dump(mode="json", exclude_none=True) for r in results],
+            result, blobs = _collect_target(run_root, target, steps, dones)
+            estimate_cost([result], jobs)  # sets the target's cost (an estimate)
+            markers[result.id] = _publish_target(request.output_uri, run_id, result, blobs)
+            results[result.id] = result
+        ordered = [results[str(bt["id"])] for bt in batch["targets"] if str(bt["id"]) in results]
+        summary = {"batch": batch["batch"], "targets": [r.model_dump(mode="json", exclude_none=True) for r in ordered],
                    "markers": markers, "failures": [f.model_dump(mode="json", exclude_none=True) for f in failures]}
         uri = summary_uri(settings, run_id, str(batch["batch"]))
         storage.write_bytes(uri, json.dumps(summary, sort_keys=True).encode(), content_type="application/json")

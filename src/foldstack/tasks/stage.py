@@ -8,12 +8,15 @@ from scratch (`resolve_targets`), checking it against that digest.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from foldstack import storage
+from foldstack.core.clock import utcnow
 from foldstack.core.errors import FoldstackError, InputValidationError, StagingError
 from foldstack.core.targets import targets_digest
 from foldstack.tasks.settings import TaskSettings
@@ -29,6 +32,10 @@ FILE_MODE, DIR_MODE = "0100664", "0040775"
 # Directories the jobs write into: they must belong to the (non-root) job user.
 JOB_DIRS = ("", "input", "input/targets", "input/sources", "msa", "predict")
 TARGETS_PARTS = ("input", "targets.json")
+# The done record the jobs await (steps.common.STAGE_DIR / STAGE_DONE: tasks may not import steps).
+STAGE_DONE_PARTS = ("input", "stage.done.json")
+# Concurrent PUTs of one invocation: within botocore's default connection pool (10).
+STAGE_WORKERS = 10
 # targets.json of the largest run (10,000 records x ~150 bytes, indented) is ~2 MB.
 TARGETS_MAX_BYTES = 64 << 20
 
@@ -88,12 +95,22 @@ def resolve_targets(
     return load_staged_targets(settings, run_id, digest)
 
 
+def stage_record(run_id: str, files: Mapping[str, bytes]) -> bytes:
+    """Stage Inputs' done record: each staged file's sha256 and size (names relative to
+    ``input/``), in the step contract's shape, which ``steps.common.await_inputs`` checks."""
+    record = {"step": "stage", "run_id": run_id, "target": "input",
+              "outputs": {rel: hashlib.sha256(data).hexdigest() for rel, data in files.items()},
+              "output_sizes": {rel: len(data) for rel, data in files.items()}, "finished_at": utcnow()}
+    return json.dumps(record, indent=1, sort_keys=True).encode()
+
+
 def stage_inputs(
     settings: TaskSettings, run_id: str, raw_request: Mapping[str, Any],
     targets: Sequence[Mapping[str, Any]] | None, *, digest: str | None = None,
 ) -> dict[str, Any]:
     """Re-validate (inputs may have changed since Validate Input), then write one FASTA
-    per target plus the request and target list. Re-running overwrites identically.
+    per target plus the request and target list, and last their done record
+    (:func:`stage_record`). Re-running overwrites identically.
     Validate Input's result arrives as the target list or, for large runs, its digest."""
     request, records, planned, _ = validate_run(
         raw_request, allowed_input_prefixes=settings.allowed_input_prefixes,
@@ -110,19 +127,26 @@ def stage_inputs(
         raise StagingError("inputs changed between validation and staging; submit the run again")
     root = run_scratch(settings, run_id)
     meta = posix_metadata(settings, FILE_MODE)
+    # what the jobs read, relative to input/ (the done record's names: steps.common.staged_fasta_name)
+    files: dict[str, bytes] = {
+        "targets.json": json.dumps([t.model_dump() for t in planned], indent=2).encode(),
+        "request.json": request.model_dump_json(indent=2).encode(),
+    }
+    files.update({f"targets/{record.id}.fasta": record.to_fasta().encode() for record in records})
+
+    def put(rel: str) -> None:
+        storage.write_bytes(storage.safe_join(root, "input", *rel.split("/")), files[rel], metadata=meta)
+
     try:
         make_job_dirs(settings, root, JOB_DIRS)
         for index, item in enumerate(request.inputs):
             if isinstance(item, str):
                 dest = storage.safe_join(root, "input", "sources", _source_name(index, item))
                 storage.copy(item, dest, metadata=meta)
-        for record in records:
-            storage.write_bytes(storage.safe_join(root, "input", "targets", f"{record.id}.fasta"),
-                                record.to_fasta().encode(), metadata=meta)
-        storage.write_bytes(storage.safe_join(root, "input", "targets.json"),
-                            json.dumps([t.model_dump() for t in planned], indent=2).encode(), metadata=meta)
-        storage.write_bytes(storage.safe_join(root, "input", "request.json"),
-                            request.model_dump_json(indent=2).encode(), metadata=meta)
+        put("targets.json")  # one first: the storage client is then built before the pool shares it
+        with ThreadPoolExecutor(max_workers=STAGE_WORKERS) as pool:
+            list(pool.map(put, [rel for rel in files if rel != "targets.json"]))
+        storage.write_bytes(storage.safe_join(root, *STAGE_DONE_PARTS), stage_record(run_id, files), metadata=meta)
     except FoldstackError:
         raise
     except Exception as exc:  # S3 or filesystem failure: name where, keep the cause

@@ -49,6 +49,30 @@ locals {
     Action   = ["kms:Decrypt", "kms:GenerateDataKey"]
     Resource = var.database_kms_key_arn != null ? [var.database_kms_key_arn] : var.kms_key_arns
   })
+  # Which instance type a Batch job ran on (Publish Batch, for the cost estimate; containers
+  # cannot ask the instance metadata: the launch template's hop limit is 1).
+  batch_instances_statements = [
+    jsonencode({
+      # batch:DescribeJobs supports no resource-level permissions: Resource "*" is the only
+      # form AWS accepts. It is read-only (a job's status, queue and container instance).
+      Sid      = "DescribeBatchJobs"
+      Effect   = "Allow"
+      Action   = ["batch:DescribeJobs"]
+      Resource = "*"
+    }),
+    jsonencode({
+      # Only the container instances of this stack's Batch clusters: a managed compute
+      # environment's ECS cluster is "<CE name>_Batch_<uuid>", and every CE is named
+      # "<name_prefix>-<queue>-..." (modules/batch); the ARN names the cluster (long format).
+      Sid      = "DescribeBatchContainerInstances"
+      Effect   = "Allow"
+      Action   = ["ecs:DescribeContainerInstances"]
+      Resource = "arn:${local.partition}:ecs:${local.region}:${local.account_id}:container-instance/${var.name_prefix}-*_Batch_*/*"
+      Condition = { ArnLike = {
+        "ecs:cluster" = "arn:${local.partition}:ecs:${local.region}:${local.account_id}:cluster/${var.name_prefix}-*_Batch_*"
+      } }
+    }),
+  ]
   # X-Ray has no resource-level permissions: Resource "*" is the only form AWS supports.
   xray_statement = jsonencode({
     Sid      = "XRayTracing"
@@ -186,6 +210,7 @@ resource "aws_iam_role_policy" "lambda" {
       each.value.write_scratch ? local.s3_sets.write_scratch : [],
       each.value.delete_scratch ? local.s3_sets.delete_scratch : [],
       each.value.write_outputs ? local.s3_sets.write_outputs : [],
+      each.value.describe_batch_instances ? local.batch_instances_statements : [],
     ) : jsondecode(st)]
   })
 }

@@ -88,6 +88,9 @@ variable "lambda_roles" {
     write_scratch  = optional(bool, false)
     delete_scratch = optional(bool, false)
     write_outputs  = optional(bool, false) # data-lake write locations
+    # Publish Batch: which instance type each Batch job ran on (cost estimate): Batch
+    # DescribeJobs and ECS DescribeContainerInstances on the stack's Batch clusters
+    describe_batch_instances = optional(bool, false)
   }))
 }
 

@@ -30,8 +30,9 @@ locals {
     # MSA cache lookup: reads <db>/<name>/CURRENT and the cache, copies a hit into scratch.
     msa_cache = { memory_size = 1024, timeout = 300, reserved_concurrency = -1, access = { read_cache = true, read_databases = true, write_scratch = true } }
     # Publish Batch: per batch, reads its targets' step outputs, publishes them and their
-    # reports, writes the batch summary to scratch and fills the MSA cache with new MSAs.
-    publish_batch = { memory_size = 1024, timeout = 600, reserved_concurrency = -1, access = { read_scratch = true, write_scratch = true, write_outputs = true, write_cache = true } }
+    # reports, writes the batch summary to scratch and fills the MSA cache with new MSAs;
+    # asks Batch/ECS which instance type each job ran on (cost estimate).
+    publish_batch = { memory_size = 1024, timeout = 600, reserved_concurrency = -1, access = { read_scratch = true, write_scratch = true, write_outputs = true, write_cache = true, describe_batch_instances = true } }
     # Plan Batches: packs targets into Predict jobs; writes the Distributed Map manifest.
     # Reads scratch input/targets.json when the run is too large to carry its targets in the state.
     plan_batches = { memory_size = 512, timeout = 60, reserved_concurrency = -1, access = { read_scratch = true, write_scratch = true } }
@@ -135,6 +136,9 @@ module "lambdas" {
     # the manifest's provenance names the code that collected it: CI deploys the Lambdas
     # and the images of one commit together and tags the images with its SHA
     FOLDSTACK_GIT_COMMIT = var.image_tag
+    # Publish Batch asks Batch and ECS which instance type each job ran on
+    # (foldstack.tasks.instances; the local engine leaves it unset)
+    FOLDSTACK_INSTANCE_LOOKUP = "batch"
   }
 }
 

@@ -123,7 +123,7 @@ variable "image_tag" {
 variable "job_cache_access" {
   description = "MSA-cache access per Batch job (none | read | read_write); jobs not listed get none."
   type        = map(string)
-  default     = { msa = "read_write" }
+  default     = { msa = "read_write", msa_gpu = "read_write" } # msa_gpu: the GPU chain search fills the cache
 }
 
 variable "compute_environments" {

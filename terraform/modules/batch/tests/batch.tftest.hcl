@@ -12,6 +12,7 @@ variables {
   instance_profile_arn = "arn:aws:iam::111111111111:instance-profile/foldstack-dev-batch-instance"
   job_role_arns = {
     msa     = "arn:aws:iam::111111111111:role/foldstack-dev-job-msa"
+    msa_gpu = "arn:aws:iam::111111111111:role/foldstack-dev-job-msa-gpu"
     predict = "arn:aws:iam::111111111111:role/foldstack-dev-job-predict"
   }
   repository_urls = {
@@ -39,7 +40,7 @@ run "a_job_definition_for_every_jobs_yaml_entry" {
     condition = toset([for d in aws_batch_job_definition.this : d.name]) == toset(flatten([
       for wf, path in var.job_spec_files : [
         for job, j in yamldecode(file(path)).jobs :
-        can(j.size_classes) ? [for c in keys(j.size_classes) : "foldstack-dev-${wf}-${job}-${c}"] : ["foldstack-dev-${wf}-${job}"]
+        can(j.size_classes) ? [for c in keys(j.size_classes) : "foldstack-dev-${wf}-${replace(job, "_", "-")}-${c}"] : ["foldstack-dev-${wf}-${replace(job, "_", "-")}"]
       ]
     ]))
     error_message = "Every job (per size class) of every jobs.yaml needs a job definition."
@@ -54,7 +55,7 @@ run "a_job_definition_for_every_jobs_yaml_entry" {
             one(d.retry_strategy).attempts == j.retry.attempts,
             d.parameters == tomap({ for p, v in j.parameters : p => tostring(v) }),
             jsondecode(d.container_properties).command == j.command,
-          ] if startswith(k, "${wf}/${job}")
+          ] if k == "${wf}/${job}" || contains([for c in keys(try(j.size_classes, {})) : "${wf}/${job}_${c}"], k) # exact: msa is not msa_gpu
         ]
       ]
     ]))
@@ -193,6 +194,7 @@ run "refresh_egress_reaches_only_the_queue_it_names" {
     }
     job_role_arns = {
       msa                = "arn:aws:iam::111111111111:role/foldstack-dev-job-msa"
+      msa_gpu            = "arn:aws:iam::111111111111:role/foldstack-dev-job-msa-gpu"
       predict            = "arn:aws:iam::111111111111:role/foldstack-dev-job-predict"
       refresh_db         = "arn:aws:iam::111111111111:role/foldstack-dev-job-refresh-db"
       refresh_db_cleanup = "arn:aws:iam::111111111111:role/foldstack-dev-job-refresh-db-cleanup"

@@ -18,6 +18,7 @@ variables {
   instance_profile_arn = "arn:aws:iam::111111111111:instance-profile/foldstack-dev-batch-instance"
   job_role_arns = {
     msa                = "arn:aws:iam::111111111111:role/foldstack-dev-job-msa"
+    msa_gpu            = "arn:aws:iam::111111111111:role/foldstack-dev-job-msa-gpu"
     predict            = "arn:aws:iam::111111111111:role/foldstack-dev-job-predict"
     cryoem_preprocess  = "arn:aws:iam::111111111111:role/foldstack-dev-job-cryoem-preprocess"
     cryoem_curate      = "arn:aws:iam::111111111111:role/foldstack-dev-job-cryoem-curate"
@@ -165,6 +166,7 @@ run "a_queue_two_workflows_declare_differently_fails_plan" {
     }
     job_role_arns = {
       msa               = "arn:aws:iam::111111111111:role/foldstack-dev-job-msa"
+      msa_gpu           = "arn:aws:iam::111111111111:role/foldstack-dev-job-msa-gpu"
       predict           = "arn:aws:iam::111111111111:role/foldstack-dev-job-predict"
       conflicting_probe = "arn:aws:iam::111111111111:role/foldstack-dev-job-conflicting-probe"
     }
@@ -183,6 +185,7 @@ run "a_gpu_queue_two_workflows_size_differently_fails_plan" {
     }
     job_role_arns = {
       msa               = "arn:aws:iam::111111111111:role/foldstack-dev-job-msa"
+      msa_gpu           = "arn:aws:iam::111111111111:role/foldstack-dev-job-msa-gpu"
       predict           = "arn:aws:iam::111111111111:role/foldstack-dev-job-predict"
       conflicting_probe = "arn:aws:iam::111111111111:role/foldstack-dev-job-conflicting-probe"
     }

@@ -24,6 +24,7 @@ variables {
     collect_outputs = { log_group_arn = "arn:aws:logs:eu-west-1:111111111111:log-group:/aws/lambda/foldstack-dev-collect-outputs", read_scratch = true, write_outputs = true }
     cleanup         = { log_group_arn = "arn:aws:logs:eu-west-1:111111111111:log-group:/aws/lambda/foldstack-dev-cleanup", read_scratch = true, delete_scratch = true }
     msa_cache       = { log_group_arn = "arn:aws:logs:eu-west-1:111111111111:log-group:/aws/lambda/foldstack-dev-msa-cache", read_cache = true, read_databases = true, write_scratch = true }
+    publish_batch   = { log_group_arn = "arn:aws:logs:eu-west-1:111111111111:log-group:/aws/lambda/foldstack-dev-publish-batch", read_scratch = true, write_scratch = true, write_outputs = true, describe_batch_instances = true }
   }
   state_machine = {
     job_queue_arns = [
@@ -262,5 +263,49 @@ run "trust_policies_name_one_service_and_guard_against_confused_deputies" {
       && jsondecode(aws_iam_role.instance.assume_role_policy).Statement[0].Principal.Service == "ec2.amazonaws.com"
     )
     error_message = "The state machine role trusts only our state machines; the instance role trusts EC2."
+  }
+}
+
+run "publish_batch_may_look_up_its_jobs_instances_and_nothing_more" {
+  command = plan
+
+  assert {
+    condition = [
+      for s in jsondecode(aws_iam_role_policy.lambda["publish_batch"].policy).Statement : s if s.Sid == "DescribeBatchJobs"
+      ] == [{
+        Sid = "DescribeBatchJobs", Effect = "Allow", Action = ["batch:DescribeJobs"], Resource = "*"
+    }]
+    error_message = "publish_batch gets batch:DescribeJobs alone on Resource \"*\" (AWS supports nothing narrower for it)."
+  }
+
+  assert {
+    condition = [
+      for s in jsondecode(aws_iam_role_policy.lambda["publish_batch"].policy).Statement : s if s.Sid == "DescribeBatchContainerInstances"
+      ] == [{
+        Sid       = "DescribeBatchContainerInstances"
+        Effect    = "Allow"
+        Action    = ["ecs:DescribeContainerInstances"]
+        Resource  = "arn:aws:ecs:eu-west-1:111111111111:container-instance/foldstack-dev-*_Batch_*/*"
+        Condition = { ArnLike = { "ecs:cluster" = "arn:aws:ecs:eu-west-1:111111111111:cluster/foldstack-dev-*_Batch_*" } }
+    }]
+    error_message = "ecs:DescribeContainerInstances only on this stack's Batch clusters (resource and ecs:cluster condition)."
+  }
+
+  assert {
+    condition = alltrue([
+      for k, p in aws_iam_role_policy.lambda : k == "publish_batch" || !anytrue([
+        for s in jsondecode(p.policy).Statement : anytrue([for a in s.Action : startswith(a, "batch:") || startswith(a, "ecs:")])
+      ])
+    ])
+    error_message = "Only publish_batch may describe Batch jobs or ECS container instances."
+  }
+
+  assert {
+    condition = alltrue(flatten([
+      for p in aws_iam_role_policy.lambda : [
+        for s in jsondecode(p.policy).Statement : contains(["XRayTracing", "DescribeBatchJobs"], s.Sid) if s.Resource == "*"
+      ]
+    ]))
+    error_message = "A Lambda role has Resource \"*\" only for X-Ray and batch:DescribeJobs."
   }
 }

@@ -55,7 +55,7 @@ run "composes_the_whole_stack" {
 
   assert {
     condition = (
-      length(module.batch.job_definition_arns.fold) == 4
+      length(module.batch.job_definition_arns.fold) == 5
       && toset(keys(module.batch.job_queue_arns)) == toset(flatten([
         for w in var.workflows : keys(yamldecode(file(w.job_spec_file)).queues)
       ]))
@@ -95,7 +95,7 @@ run "composes_the_whole_stack" {
   assert {
     condition = toset(keys(one(module.lambdas.functions_environment))) == toset([
       "FOLDSTACK_SCRATCH_ROOT", "FOLDSTACK_ALLOWED_INPUT_PREFIXES", "FOLDSTACK_ALLOWED_OUTPUT_PREFIXES", "FOLDSTACK_CACHE_ROOT", "FOLDSTACK_DB_ROOT", "FOLDSTACK_SIZE_CLASSES", "FOLDSTACK_SCRATCH_OWNER",
-      "FOLDSTACK_LOG_LEVEL", "FOLDSTACK_GIT_COMMIT",
+      "FOLDSTACK_LOG_LEVEL", "FOLDSTACK_GIT_COMMIT", "FOLDSTACK_INSTANCE_LOOKUP",
     ])
     error_message = "Lambdas get the FOLDSTACK_* environment."
   }

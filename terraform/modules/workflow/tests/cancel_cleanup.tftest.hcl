@@ -32,6 +32,7 @@ variables {
   }
   job_definition_arns = {
     msa            = "arn:aws:batch:eu-west-1:111111111111:job-definition/foldstack-dev-fold-msa:1"
+    msa_gpu        = "arn:aws:batch:eu-west-1:111111111111:job-definition/foldstack-dev-fold-msa_gpu:1"
     predict_small  = "arn:aws:batch:eu-west-1:111111111111:job-definition/foldstack-dev-fold-predict-small:1"
     predict_medium = "arn:aws:batch:eu-west-1:111111111111:job-definition/foldstack-dev-fold-predict-medium:1"
     predict_large  = "arn:aws:batch:eu-west-1:111111111111:job-definition/foldstack-dev-fold-predict-large:1"
