@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def load_repo_module(relative: str, name: str) -> ModuleType:
+    """A fresh module from a repository file outside any package (a script, a Lambda
+    handler), loaded the way its runtime loads it: by path."""
+    spec = importlib.util.spec_from_file_location(name, REPO / relative)
+    assert spec is not None and spec.loader is not None, relative
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_handler(name: str):
+    """The ``handler`` function of ``lambdas/<name>/handler.py``."""
+    return load_repo_module(f"lambdas/{name}/handler.py", f"handler_{name}").handler
 
 
 def pytest_collection_modifyitems(config, items):

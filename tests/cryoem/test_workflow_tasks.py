@@ -3,7 +3,6 @@ its request model and its step commands' contract. Fast: tiny header-only movies
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -18,17 +17,10 @@ from foldstack.cryoem.mrc import write_mrc
 from foldstack.cryoem.request import CryoemRunRequest, load_request, parse_run_request
 from foldstack.cryoem.submission import request_from_dataset, run_id_for, size_class_for
 from foldstack.steps.common import run_step
-from tests.conftest import REPO, files_under
+from tests.conftest import files_under, load_handler, load_repo_module
 
 OPTICS = {"pixel_size": 2.5, "voltage_kv": 300.0, "cs_mm": 2.7, "amplitude_contrast": 0.1, "dose_per_frame": 1.5}
 CLASSES = [["small", 256], ["medium", 448], ["large", 800]]
-
-
-def load_handler(name):
-    spec = importlib.util.spec_from_file_location(f"cryoem_handler_{name}", REPO / "lambdas" / name / "handler.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.handler
 
 
 @pytest.fixture
@@ -226,9 +218,7 @@ def test_lambda_zip_carries_the_cryoem_tasks_and_the_registry(tmp_path):
     import sys
     import zipfile
 
-    spec = importlib.util.spec_from_file_location("build_lambdas", REPO / "scripts" / "build_lambdas.py")
-    builder = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(builder)
+    builder = load_repo_module("scripts/build_lambdas.py", "build_lambdas")
     builder.build(tmp_path / "zips", ["validate_input"])
     root = tmp_path / "unzipped"
     with zipfile.ZipFile(tmp_path / "zips" / "validate_input.zip") as zf:

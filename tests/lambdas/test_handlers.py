@@ -4,11 +4,10 @@ against local paths and against moto's S3."""
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 
 import pytest
-from tests.conftest import REPO, files_under
+from tests.conftest import files_under, load_handler
 from tests.fake_aws import fail_writes_to
 
 from foldstack import storage
@@ -18,13 +17,6 @@ from foldstack.core.request import RunRequest
 from foldstack.core.runid import make_run_id
 
 SEQ = "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQ"
-
-
-def load_handler(name):
-    spec = importlib.util.spec_from_file_location(f"handler_{name}", REPO / "lambdas" / name / "handler.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.handler
 
 
 validate, stage, publish, collect, cleanup = (

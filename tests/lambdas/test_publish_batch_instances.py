@@ -8,13 +8,12 @@ instance), which also checks every request's parameters and that no call is left
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import logging
 import math
 
 import pytest
-from tests.conftest import REPO
+from tests.conftest import load_handler
 
 from foldstack import storage
 from foldstack.core.fasta import parse_fasta
@@ -85,11 +84,7 @@ def _lookups(caplog):
             if "instance_lookup" in r.getMessage()]
 
 
-def _handler(name):
-    spec = importlib.util.spec_from_file_location(f"handler_{name}", REPO / "lambdas" / name / "handler.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.handler
+_handler = load_handler
 
 
 def _run(local_env, n_targets=1):

@@ -3,13 +3,14 @@ templates, and a moto S3 estate (lake + scratch buckets)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.conftest import load_handler as load_handler  # re-exported for the reliability tests
 
 REPO = Path(__file__).resolve().parents[2]
 CORPUS = REPO / "tests" / "fixtures" / "malformed"
@@ -29,12 +30,6 @@ def case_id(case: dict[str, Any]) -> str:
     return Path(case["file"]).stem
 
 
-def load_handler(name: str):
-    spec = importlib.util.spec_from_file_location(f"reliability_handler_{name}",
-                                                  REPO / "lambdas" / name / "handler.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.handler
 
 
 def substitute(value: Any, mapping: dict[str, str]) -> Any:

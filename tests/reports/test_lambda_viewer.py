@@ -4,22 +4,18 @@ it, and the build fails, naming the fix, when node_modules/3dmol is not installe
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 import zipfile
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, load_repo_module
 from tests.reports.chromium import REQUIRE_TOOLS
 
 
 def _builder():
-    spec = importlib.util.spec_from_file_location("build_lambdas_viewer", REPO / "scripts" / "build_lambdas.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_repo_module("scripts/build_lambdas.py", "build_lambdas_viewer")
 
 
 def test_report_zips_carry_the_viewer_found_from_the_zip_root(tmp_path):

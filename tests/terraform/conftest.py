@@ -9,7 +9,6 @@ session, in parallel, and the individual tests read their results.
 from __future__ import annotations
 
 import concurrent.futures
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -18,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import load_repo_module
 
 REPO = Path(__file__).resolve().parents[2]
 TERRAFORM_DIR = REPO / "terraform"
@@ -33,11 +34,7 @@ REQUIRE_TOOLS = os.environ.get("FOLDSTACK_REQUIRE_TOOLS") == "1"
 
 
 def _load_script(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
-    return module
+    return load_repo_module(f"scripts/{name}.py", name)
 
 
 def terraform_bin() -> str | None:

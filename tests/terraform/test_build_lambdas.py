@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import zipfile
 
 import pytest
 
-from .conftest import REPO
+from tests.conftest import load_repo_module
 
 
 def _builder():
-    spec = importlib.util.spec_from_file_location("build_lambdas", REPO / "scripts" / "build_lambdas.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_repo_module("scripts/build_lambdas.py", "build_lambdas")
 
 
 def test_zips_are_deterministic_and_complete(tmp_path):

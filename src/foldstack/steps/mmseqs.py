@@ -416,6 +416,18 @@ def search_many_a3m(queries: list[tuple[str, str]], db: Database, *, cpus: int, 
     return a3ms, {"target_db": how, "queries": len(queries), **index_record(target.parent)}
 
 
+def paired_a3ms(queries: list[tuple[str, str]], uniref_entries: dict[str, bytes],
+                env_entries: dict[str, bytes]) -> dict[str, tuple[str, str]]:
+    """{query name: (UniRef30 A3M, env DB A3M)} from result2msa's per-query entries (NUL
+    separators dropped; a query with no entry gets its bare sequence)."""
+
+    def a3m(entries: dict[str, bytes], name: str, sequence: str) -> str:
+        text = entries.get(name, b"").replace(b"\x00", b"").decode("utf-8", errors="replace")
+        return normalize_a3m(text, name, sequence)
+
+    return {n: (a3m(uniref_entries, n, s), a3m(env_entries, n, s)) for n, s in queries}
+
+
 def colabfold_search_a3m(queries: list[tuple[str, str]], uniref: Database, envdb: Database, *, cpus: int,
                          work_dir: Path, params: dict[str, Any], binary: str | None = None,
                          log: Log = lambda msg: None) -> tuple[dict[str, tuple[str, str]], dict[str, Any]]:
@@ -458,11 +470,7 @@ def colabfold_search_a3m(queries: list[tuple[str, str]], uniref: Database, envdb
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
-    def a3m(entries: dict[str, bytes], name: str, sequence: str) -> str:
-        text = entries.get(name, b"").replace(b"\x00", b"").decode("utf-8", errors="replace")
-        return normalize_a3m(text, name, sequence)
-
-    out = {n: (a3m(uniref_entries, n, s), a3m(env_entries, n, s)) for n, s in queries}
+    out = paired_a3ms(queries, uniref_entries, env_entries)
     info = {"queries": len(queries), "expandaln": "not run: FASTA-built databases have no cluster members",
             uniref.name: {"target_db": how_u, **index_record(t_uniref.parent)},
             envdb.name: {"target_db": how_e, **index_record(t_env.parent)}}

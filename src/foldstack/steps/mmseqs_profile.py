@@ -54,7 +54,7 @@ from foldstack.steps.mmseqs import (
     index_record,
     mmseqs_binary,
     mmseqs_version,
-    normalize_a3m,
+    paired_a3ms,
     split_memory_limit,
     target_db,
 )
@@ -228,11 +228,7 @@ def colabfold_profile_search(queries: list[tuple[str, str]], uniref: Database, e
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
-    def a3m(entries: dict[str, bytes], name: str, sequence: str) -> str:
-        text = entries.get(name, b"").replace(b"\x00", b"").decode("utf-8", errors="replace")
-        return normalize_a3m(text, name, sequence)
-
-    out = {n: (a3m(uniref_entries, n, s), a3m(env_entries, n, s)) for n, s in queries}
+    out = paired_a3ms(queries, uniref_entries, env_entries)
     info["expandaln"] = ", ".join(f"{d.name}: {'run' if d.mmseqs_db is not None else 'not run (FASTA-built)'}"
                                   for d in (uniref, envdb))
     info["profile_db_params"] = prof
