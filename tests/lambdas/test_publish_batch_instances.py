@@ -70,9 +70,11 @@ def aws(monkeypatch):
 
 
 @pytest.fixture
-def task_log(caplog):
-    """The task logger's records (the runtime stops them propagating to the root logger)."""
+def task_log(caplog, monkeypatch):
+    """The task logger's records, each once: the runtime stops them propagating to the root
+    logger once it has configured logging, which a test run alone has not done yet."""
     logger = logging.getLogger("foldstack.task")
+    monkeypatch.setattr(logger, "propagate", False)
     logger.addHandler(caplog.handler)
     with caplog.at_level(logging.INFO, logger="foldstack.task"):
         yield caplog
