@@ -40,14 +40,8 @@ def _sha(path: Path) -> str:
 
 
 @pytest.mark.slow
-def test_structures_checksum_is_the_relaxed_best_models(tmp_path, size_classes, monkeypatch):
-    dirs = {n: tmp_path / n for n in ("inputs", "outputs", "scratch")}
-    for d in dirs.values():
-        d.mkdir()
-    monkeypatch.setenv("FOLDSTACK_SCRATCH_ROOT", str(dirs["scratch"]))
-    monkeypatch.setenv("FOLDSTACK_ALLOWED_INPUT_PREFIXES", str(dirs["inputs"]))
-    monkeypatch.setenv("FOLDSTACK_ALLOWED_OUTPUT_PREFIXES", str(dirs["outputs"]))
-    monkeypatch.setenv("FOLDSTACK_SIZE_CLASSES", json.dumps({k: v.model_dump() for k, v in size_classes.items()}))
+def test_structures_checksum_is_the_relaxed_best_models(local_env):
+    dirs = local_env
 
     run = _run(dirs, f">t1\n{SEQ}\n", "monomer", lambda rid: _relaxed_predict(dirs["scratch"], rid, "t1"))
 
