@@ -126,7 +126,7 @@ def test_stage_writes_what_the_steps_read(local_env, movies):
     run_id = validate(local_env, request)["run_id"]
     result = load_handler("stage_inputs")({"workflow": "cryoem", "run_id": run_id, "request": request})
     root = local_env["scratch"] / run_id / "input"
-    assert result == {"scratch": str(local_env["scratch"] / run_id), "staged": 5}
+    assert result == {"scratch": str(local_env["scratch"] / run_id), "staged": 5, "cache_root": ""}
     staged = load_request(root)
     assert [p.name for p in staged.movies] == [f"m{i}.mrcs" for i in range(5)] and staged.box_size == 64
     run = json.loads((root / "run.json").read_text())

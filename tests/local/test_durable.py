@@ -55,9 +55,21 @@ def _pgids(procs):
     return groups
 
 
+@pytest.fixture
+def sigint_as_at_a_terminal():
+    """The drivers this test starts get SIGINT's default disposition, as a command typed at a
+    terminal does. Started from a shell's background job (`.ci/run &`), the test process
+    inherits SIGINT ignored, every child would too, and the driver rightly leaves an ignored
+    SIGINT alone (driver._install)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.parametrize(("signame", "phase", "mode"), CASES, ids=["-".join(c) for c in CASES])
 @pytest.mark.slow
-def test_driver_stopped_during_a_step_leaves_nothing_running_and_resumes(local, signame, phase, mode):
+def test_driver_stopped_during_a_step_leaves_nothing_running_and_resumes(local, signame, phase, mode,
+                                                                          sigint_as_at_a_terminal):
     sleep = "msa:b" if phase == "msa" else "predict:*"
     proc = None
     if mode == "foreground":

@@ -28,11 +28,12 @@ def preprocess(
     run_id: RunId,
     scratch: Scratch,
     batch: Annotated[str, typer.Option("--batch", help="Batch of movies (input/run.json), e.g. batch-000.")],
+    cache: Annotated[str, typer.Option("--cache", help="Preprocessing cache root ('': none).")] = "",
 ) -> None:
     """Motion correction, CTF estimation, picking, extraction of one batch of movies."""
     from foldstack.cryoem.steps import preprocess_batch
 
-    _run("preprocess", batch, lambda: preprocess_batch(scratch, run_id, batch))
+    _run("preprocess", batch, lambda: preprocess_batch(scratch, run_id, batch, cache))
 
 
 @app.command("curate")

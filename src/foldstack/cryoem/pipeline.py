@@ -110,9 +110,11 @@ def bias_guard(main_refine: Path, guard_refine: Path, pixel_size: float, *,
 
 
 def run_local(dataset: Path | str, out: Path | str, *, knobs: Knobs | None = None, reference: Path | None = None,
-              batch_size: int = 10, run_id: str = "cryoem", guard: bool = True) -> dict[str, Any]:
+              batch_size: int = 10, run_id: str = "cryoem", guard: bool = True,
+              cache_root: str | None = None) -> dict[str, Any]:
     """Run the chain on a dataset directory; returns the summary also written to
-    ``results/manifest.json``."""
+    ``results/manifest.json``. `cache_root`: the preprocessing cache
+    (:mod:`foldstack.cryoem.cache`; None: none)."""
     knobs = knobs or Knobs()
     check_ids(run_id, ALL)
     dataset, out = Path(dataset), Path(out)
@@ -128,10 +130,9 @@ def run_local(dataset: Path | str, out: Path | str, *, knobs: Knobs | None = Non
         return folder
 
     for batch, movies in batches.items():
-        record(preprocess.motioncorr(scratch, run_id, batch, request, movies), "motioncorr")
-        record(preprocess.estimate_ctf(scratch, run_id, batch, request, knobs), "ctf")
-        record(preprocess.pick(scratch, run_id, batch, request, knobs), "pick")
-        record(preprocess.extract(scratch, run_id, batch, request), "extract")
+        for name, folder in preprocess.preprocess_movies(scratch, run_id, batch, request, movies, knobs,
+                                                         cache_root).items():
+            record(folder, name)
     curated = record(refine.curate(scratch, run_id, list(batches), request, knobs), "curate")
     classes = record(refine.class2d(scratch, run_id, request, knobs), "class2d")
     init = record(refine.initial_model(scratch, run_id, request, knobs, reference=reference), "initial_model")

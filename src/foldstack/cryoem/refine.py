@@ -44,6 +44,8 @@ def curate(scratch: Path, run_id: str, batches: list[str], request: CryoemReques
         save_request(ctx, request)
         kept_mics, decisions, optics, rows, columns = set(), [], None, [], None
         for batch, src in sources.items():
+            # hit | miss | off per micrograph: the preprocessing cache's (foldstack.cryoem.cache)
+            cached = read_json(src / "cache.json")["micrographs"] if (src / "cache.json").is_file() else {}
             for q in read_json(src / "qc.json"):
                 reasons = []
                 if q["total_drift_px"] > knobs.max_drift_px:
@@ -55,7 +57,8 @@ def curate(scratch: Path, run_id: str, batches: list[str], request: CryoemReques
                     reasons.append(f"CTF FOM {q['ctf_fom']:.2f} < {fom_floor:g}")
                 if q["particles"] < knobs.min_particles:
                     reasons.append(f"{q['particles']} particles < {knobs.min_particles}")
-                decisions.append({**q, "batch": batch, "kept": not reasons, "reasons": reasons})
+                decisions.append({**q, "batch": batch, "cache": cached.get(q["micrograph"], "off"), "kept": not reasons,
+                                  "reasons": reasons})
                 if not reasons:
                     kept_mics.add(q["micrograph"])
             blocks = read_star(src / "particles.star")

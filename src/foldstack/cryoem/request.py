@@ -221,6 +221,7 @@ class CryoemRunRequest(BaseModel):
     output_uri: str = Field(min_length=1)
     batch_size: int = Field(default=10, ge=1, le=1000)  # movies per preprocessing job
     bias_guard: bool = True  # with a reference: re-refine from a harder-filtered start and compare
+    reuse_cache: bool = True  # reuse (and fill) the per-micrograph preprocessing cache (foldstack.cryoem.cache)
     knobs: dict[str, float | int] = Field(default_factory=dict)
 
     @model_validator(mode="after")

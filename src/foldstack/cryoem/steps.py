@@ -39,8 +39,10 @@ def _knobs(run: dict[str, Any]) -> Knobs:
     return Knobs.with_overrides(run.get("knobs") or {})
 
 
-def preprocess_batch(scratch: Path, run_id: str, batch: str) -> Path:
-    """Motion correction, CTF, picking and extraction of one batch of movies."""
+def preprocess_batch(scratch: Path, run_id: str, batch: str, cache_root: str = "") -> Path:
+    """Motion correction, CTF, picking and extraction of one batch of movies; each
+    micrograph the preprocessing cache under `cache_root` holds is not computed again
+    (:mod:`foldstack.cryoem.cache`; empty: no cache)."""
     request, run = load_run(scratch, run_id)
     names = (run.get("batches") or {}).get(batch)
     if not names:
@@ -48,11 +50,7 @@ def preprocess_batch(scratch: Path, run_id: str, batch: str) -> Path:
     movies = [m for m in request.movies if m.name in set(names)]
     if len(movies) != len(names):
         raise BadInputError(f"batch {batch}: {len(names) - len(movies)} of its movies are not staged")
-    knobs = _knobs(run)
-    preprocess.motioncorr(scratch, run_id, batch, request, movies)
-    preprocess.estimate_ctf(scratch, run_id, batch, request, knobs)
-    preprocess.pick(scratch, run_id, batch, request, knobs)
-    return preprocess.extract(scratch, run_id, batch, request)
+    return preprocess.preprocess_movies(scratch, run_id, batch, request, movies, _knobs(run), cache_root)["extract"]
 
 
 def curate(scratch: Path, run_id: str) -> Path:

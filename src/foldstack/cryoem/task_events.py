@@ -56,6 +56,7 @@ class StageInputsEvent(_CryoemEvent):
 class StageInputsResult(_Contract):
     scratch: str
     staged: Count  # movies
+    cache_root: str = ""  # the preprocessing cache for the preprocess jobs ("": none)
 
 
 class CollectOutputsEvent(_CryoemEvent):

@@ -203,7 +203,10 @@ def stage_plan(settings: TaskSettings, plan: Plan) -> StageInputsResult:
         raise
     except Exception as exc:  # S3 or file system: name where, keep the cause
         raise StagingError(f"could not stage inputs into {root}: {exc}") from exc
-    return StageInputsResult(scratch=root, staged=len(plan.movies))
+    # the preprocessing cache's root goes to every preprocess job (foldstack.cryoem.cache):
+    # empty when the request turned it off or none is configured
+    cache = settings.cache_root if (plan.request.reuse_cache and settings.cache_root) else ""
+    return StageInputsResult(scratch=root, staged=len(plan.movies), cache_root=cache or "")
 
 
 def stage_inputs(event: StageInputsEvent, settings: TaskSettings) -> StageInputsResult:

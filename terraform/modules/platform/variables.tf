@@ -121,9 +121,10 @@ variable "image_tag" {
 }
 
 variable "job_cache_access" {
-  description = "MSA-cache access per Batch job (none | read | read_write); jobs not listed get none."
+  description = "Cache access (the database bucket's cache/ prefix) per Batch job (none | read | read_write); jobs not listed get none."
   type        = map(string)
-  default     = { msa = "read_write", msa_gpu = "read_write" } # msa_gpu: the GPU chain search fills the cache
+  # msa_gpu: the GPU chain search fills the MSA cache; cryoem_preprocess: the per-micrograph preprocessing cache
+  default = { msa = "read_write", msa_gpu = "read_write", cryoem_preprocess = "read_write" }
 }
 
 variable "compute_environments" {

@@ -161,6 +161,19 @@ run "every_workflow_is_alarmed_on_and_cleaned_up_after" {
   }
 }
 
+run "every_job_handed_a_cache_may_read_and_write_it" {
+  command = plan
+
+  assert {
+    condition = alltrue(flatten([for wf, w in var.workflows : [
+      for job, j in yamldecode(file(w.job_spec_file)).jobs :
+      lookup(var.job_cache_access, job, "none") == "read_write" && contains(keys(module.iam.job_role_arns), job)
+      if contains(try(j.command, []), "--cache")
+    ]])) && lookup(var.job_cache_access, "cryoem_preprocess", "none") == "read_write"
+    error_message = "Every job whose command takes --cache (fold's msa jobs, cryoem_preprocess) has a job role that reads and writes the cache/ prefix."
+  }
+}
+
 run "client_workflow_must_be_submitted_by_clients" {
   command = plan
 
