@@ -1,5 +1,6 @@
 """The fold options `run --local` and `submit` share (`foldstack.cli.options`: --db,
---db-preset, --num-models, --num-seeds, --relax, --max-failed-fraction), and `foldstack rerun`, through typer's
+--db-preset, --num-models, --num-seeds, --relax, --max-failed-fraction,
+--msa-gpu), and `foldstack rerun`, through typer's
 runner with the fake steps (conftest.py: `fake_local`)."""
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ def test_options_reach_the_request(fake_local, tmp_path, command):
     (["--max-failed-fraction", "1.5"], "invalid_request",
      "--max-failed-fraction: Input should be less than or equal to 1"),
     (["--engine", "esmfold", "--db", "a=1"], "invalid_request", "apply to alphafold2 only"),
+    (["--engine", "esmfold", "--msa-gpu"], "invalid_request", "apply to alphafold2 only"),
+    (["--msa-gpu"], "invalid_request", "msa_gpu searches with MMseqs2 on a GPU"),
 ])
 @pytest.mark.parametrize("command", ["run", "submit"])
 def test_bad_values_are_one_line_and_exit_2_writing_nothing(fake_local, tmp_path, command, bad, code, text):
@@ -71,6 +74,18 @@ def test_bad_values_are_one_line_and_exit_2_writing_nothing(fake_local, tmp_path
     lines = [ln for ln in stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith(f"error: [{code}] ") and text in lines[0], stderr
     assert files_under(tmp_path) == before  # nothing read into the home, nothing started
+
+
+@pytest.mark.slow
+def test_msa_gpu_reaches_the_request_with_mmseqs2(fake_local, tmp_path):
+    fasta = tmp_path / "x.fasta"
+    fasta.write_text(f">a1\n{SEQ}\n")
+    code, stdout, stderr = invoke("run", "--local", str(fasta), "--out", str(tmp_path / "out"), "--msa-tool", "mmseqs2",
+                                  "--msa-gpu", "--json")
+    assert code == 0, stderr
+    run_id = json.loads(stdout[stdout.index("{"):])["run_id"]
+    request = _record(fake_local, run_id)["request"]
+    assert (request["msa_tool"], request["msa_gpu"]) == ("mmseqs2", True)
 
 
 @pytest.mark.slow

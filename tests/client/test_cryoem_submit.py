@@ -6,6 +6,7 @@ own Validate Input (`foldstack.cryoem.tasks.plan_run`) recomputes from the uploa
 from __future__ import annotations
 
 import json
+import time
 
 import boto3
 import numpy as np
@@ -87,10 +88,14 @@ def test_local_mode_submits_a_cryoem_dataset_to_a_runner_of_that_workflow(tmp_pa
         assert record["workflow"] == "cryoem" and record["request"]["box_size"] == 64
         assert client.run(run.run_id).info.workflow == "cryoem"
         assert [r.workflow for r in client.runs()] == ["cryoem"]
+        # The run works on its own thread: on a loaded machine it may not have entered its
+        # first state yet, so wait for it before cancelling (bounded).
+        deadline = time.monotonic() + 60
+        while "validateinput" not in {s.step for s in client.run(run.run_id).steps()}:
+            assert time.monotonic() < deadline, "the run never entered validate input"
+            time.sleep(0.1)
     finally:
         status = run.cancel("test over")
     assert status in ("ABORTED", "FAILED", "SUCCEEDED")
-    steps = {s.step for s in client.run(run.run_id).steps()}
-    assert "validateinput" in steps
     with pytest.raises(InputValidationError, match="all movies must match"):
         client.submit(dataset(tmp_path / "bad", frames=(4, 3, 4)), workflow="cryoem")

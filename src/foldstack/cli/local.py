@@ -16,7 +16,16 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from foldstack.cli.options import DbOpt, DbPresetOpt, MaxFailedOpt, NumModelsOpt, NumSeedsOpt, RelaxOpt, fold_options
+from foldstack.cli.options import (
+    DbOpt,
+    DbPresetOpt,
+    MaxFailedOpt,
+    MsaGpuOpt,
+    NumModelsOpt,
+    NumSeedsOpt,
+    RelaxOpt,
+    fold_options,
+)
 from foldstack.cli.output import (
     EXIT_FAILED,
     EXIT_OK,
@@ -174,6 +183,7 @@ def register(app: typer.Typer) -> None:
         num_seeds: NumSeedsOpt = None,
         relax: RelaxOpt = None,
         max_failed_fraction: MaxFailedOpt = None,
+        msa_gpu: MsaGpuOpt = False,
         workflow: Annotated[str, typer.Option(
             help="registered workflow: fold, or e.g. cryoem (DATASET: a folder holding request.json, as "
                  "`foldstack cryoem demo-data` writes)")] = "fold",
@@ -189,7 +199,8 @@ def register(app: typer.Typer) -> None:
                                            rerun=rerun)
             report_workflow(run, as_json)
             raise typer.Exit(code)
-        options = fold_options(engine, db, db_preset, num_models, num_seeds, relax, max_failed_fraction)
+        options = fold_options(engine, db, db_preset, num_models, num_seeds, relax, max_failed_fraction, msa_gpu,
+                               msa_tool)
         run, code = run_local(inputs, out_dir, engine, preset, msa_tool, home, progress=not as_json,
                               verbose=verbose, rerun=rerun, options=options)
         report(run, as_json, home)

@@ -1,6 +1,8 @@
 """The fold options `foldstack run --local` and `foldstack submit` share, defined once:
 ``--db NAME=VERSION`` (repeatable), ``--db-preset``, ``--num-models``, ``--num-seeds``,
-``--relax`` and ``--max-failed-fraction``, each a field of the run request (:class:`foldstack.core.request.RunRequest`).
+``--relax``, ``--max-failed-fraction`` and ``--msa-gpu``, each a field of the run request
+(:class:`foldstack.core.request.RunRequest`); and ``--workflow``, with the check that keeps
+fold's options off another workflow's submission (:func:`check_workflow_args`).
 
 :func:`fold_options` checks them and returns the keyword arguments of
 ``Client.submit``; a bad value is a one-line ``invalid_request`` error (exit 2,
@@ -28,6 +30,9 @@ NumSeedsOpt = Annotated[int | None, typer.Option(
     "--num-seeds", help="alphafold2: predictions per model (1-20; default 1 monomer, 5 multimer)")]
 RelaxOpt = Annotated[str | None, typer.Option(
     "--relax", help="Amber relaxation: none | best | all (default: best for alphafold2, none for esmfold)")]
+MsaGpuOpt = Annotated[bool, typer.Option(
+    "--msa-gpu", help="alphafold2 with MMseqs2 (--msa-tool mmseqs2 or --db-preset colabfold): run the chain "
+                      "searches as one job on a GPU queue, falling back to the CPU MSA jobs")]
 MaxFailedOpt = Annotated[float | None, typer.Option(
     "--max-failed-fraction", metavar="F",
     help="failure budget: the run succeeds (outcome partial) while at most this fraction of its targets "
@@ -52,21 +57,25 @@ def parse_db_pins(values: list[str]) -> dict[str, str]:
 
 
 def fold_options(engine: str, db: list[str], db_preset: str | None, num_models: int | None,
-                 num_seeds: int | None, relax: str | None, max_failed_fraction: float | None = None) -> dict[str, Any]:
+                 num_seeds: int | None, relax: str | None, max_failed_fraction: float | None = None,
+                 msa_gpu: bool = False, msa_tool: str | None = None) -> dict[str, Any]:
     """The checked options as ``Client.submit`` keyword arguments (None: the request's default)."""
-    from foldstack.core.request import DbPreset, Engine, Relax, RunRequest
+    from foldstack.core.request import DbPreset, Engine, MsaTool, Relax, RunRequest
 
     check_choice("--engine", engine, get_args(Engine))
+    check_choice("--msa-tool", msa_tool, get_args(MsaTool))
     check_choice("--db-preset", db_preset, get_args(DbPreset))
     check_choice("--relax", relax, get_args(Relax))
     options = {"db_versions": parse_db_pins(db) or None, "db_preset": db_preset, "num_models": num_models,
-               "num_seeds": num_seeds, "relax": relax, "max_failed_fraction": max_failed_fraction}
+               "num_seeds": num_seeds, "relax": relax, "max_failed_fraction": max_failed_fraction,
+               "msa_gpu": msa_gpu or None}
     given = {k: v for k, v in options.items() if v is not None}
     if engine == "esmfold" and set(given) - {"relax", "max_failed_fraction"}:
-        raise InputValidationError("--db, --db-preset, --num-models and --num-seeds apply to alphafold2 only "
-                                   "(esmfold is single-sequence, one model)", code="invalid_request")
+        raise InputValidationError("--db, --db-preset, --num-models, --num-seeds and --msa-gpu apply to alphafold2 "
+                                   "only (esmfold is single-sequence, one model)", code="invalid_request")
     try:  # the request's own rules (ranges, database names and versions), before anything is written
-        RunRequest.model_validate({"inputs": ["x.fasta"], "output_uri": "x", "engine": engine, **given})
+        RunRequest.model_validate({"inputs": ["x.fasta"], "output_uri": "x", "engine": engine, **given,
+                                   **({"msa_tool": msa_tool} if msa_tool else {})})
     except ValueError as exc:
         raise InputValidationError(_first_line(exc), code="invalid_request") from None
     return options
@@ -82,3 +91,43 @@ def _first_line(exc: Exception) -> str:
     flag = {"db_versions": "--db"}.get(field, f"--{field.replace('_', '-')}" if field else "")
     message = str(first.get("msg", exc)).removeprefix("Value error, ")
     return f"{flag}: {message}" if flag else message
+
+
+def _client_workflows() -> list[str]:
+    """The registered workflows users submit (statemachines/workloads.yaml), for help and checks."""
+    from foldstack.workflows.registry import client_workflows
+
+    try:
+        return client_workflows()
+    except (OSError, ValueError):  # no statemachines/ beside this installation
+        return ["fold"]
+
+
+# The registered client workflows, read once when the CLI loads (its help names them).
+WorkflowOpt = Annotated[str, typer.Option("--workflow", "-w", help=f"what to run: {' | '.join(_client_workflows())}")]
+
+# The options only a fold request has (flag, keyword of submit_cmd).
+_FOLD_ONLY = (("--engine", "engine"), ("--preset", "preset"), ("--msa-tool", "msa_tool"), ("--db", "db"),
+              ("--db-preset", "db_preset"), ("--num-models", "num_models"), ("--num-seeds", "num_seeds"),
+              ("--relax", "relax"), ("--max-failed-fraction", "max_failed_fraction"), ("--msa-gpu", "msa_gpu"))
+
+
+def check_workflow_args(workflow: str, inputs: list[str], options: dict[str, Any]) -> None:
+    """`submit --workflow W`: W must be a registered client workflow; another workflow than
+    fold takes one request (a dataset folder holding request.json, or a request JSON file)
+    and none of fold's options. One-line usage errors (exit 2)."""
+    from foldstack.core.errors import InputValidationError
+
+    names = _client_workflows()
+    if workflow not in names:
+        raise InputValidationError(f"--workflow {workflow!r} is not a workflow users submit; one of: "
+                                   f"{', '.join(names)}", code="invalid_request")
+    if workflow == "fold":
+        return
+    given = [flag for flag, key in _FOLD_ONLY if options.get(key) not in (None, [], (), False)]
+    if given:
+        raise InputValidationError(f"{', '.join(given)}: fold options, not options of --workflow {workflow}",
+                                   code="invalid_request")
+    if len(inputs) != 1:
+        raise InputValidationError(f"--workflow {workflow} takes one input: a dataset folder holding request.json "
+                                   f"or a request JSON file (got {len(inputs)})", code="invalid_request")

@@ -20,7 +20,18 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from foldstack.cli.options import DbOpt, DbPresetOpt, MaxFailedOpt, NumModelsOpt, NumSeedsOpt, RelaxOpt, fold_options
+from foldstack.cli.options import (
+    DbOpt,
+    DbPresetOpt,
+    MaxFailedOpt,
+    MsaGpuOpt,
+    NumModelsOpt,
+    NumSeedsOpt,
+    RelaxOpt,
+    WorkflowOpt,
+    check_workflow_args,
+    fold_options,
+)
 from foldstack.cli.output import (
     EXIT_FAILED,
     EXIT_OK,
@@ -158,46 +169,6 @@ def _parse_tags(tags: list[str]) -> dict[str, str]:
     return parsed
 
 
-def _client_workflows() -> list[str]:
-    """The registered workflows users submit (statemachines/workloads.yaml), for help and checks."""
-    from foldstack.workflows.registry import client_workflows
-
-    try:
-        return client_workflows()
-    except (OSError, ValueError):  # no statemachines/ beside this installation
-        return ["fold"]
-
-
-# The registered client workflows, read once when the CLI loads (its help names them).
-WorkflowOpt = Annotated[str, typer.Option("--workflow", "-w", help=f"what to run: {' | '.join(_client_workflows())}")]
-
-# The options only a fold request has (flag, keyword of submit_cmd).
-_FOLD_ONLY = (("--engine", "engine"), ("--preset", "preset"), ("--msa-tool", "msa_tool"), ("--db", "db"),
-              ("--db-preset", "db_preset"), ("--num-models", "num_models"), ("--num-seeds", "num_seeds"),
-              ("--relax", "relax"), ("--max-failed-fraction", "max_failed_fraction"))
-
-
-def check_workflow_args(workflow: str, inputs: list[str], options: dict[str, Any]) -> None:
-    """`submit --workflow W`: W must be a registered client workflow; another workflow than
-    fold takes one request (a dataset folder holding request.json, or a request JSON file)
-    and none of fold's options. One-line usage errors (exit 2)."""
-    from foldstack.core.errors import InputValidationError
-
-    names = _client_workflows()
-    if workflow not in names:
-        raise InputValidationError(f"--workflow {workflow!r} is not a workflow users submit; one of: "
-                                   f"{', '.join(names)}", code="invalid_request")
-    if workflow == "fold":
-        return
-    given = [flag for flag, key in _FOLD_ONLY if options.get(key) not in (None, [], ())]
-    if given:
-        raise InputValidationError(f"{', '.join(given)}: fold options, not options of --workflow {workflow}",
-                                   code="invalid_request")
-    if len(inputs) != 1:
-        raise InputValidationError(f"--workflow {workflow} takes one input: a dataset folder holding request.json "
-                                   f"or a request JSON file (got {len(inputs)})", code="invalid_request")
-
-
 def register(app: typer.Typer) -> None:
     """Add the cloud commands to `app`."""
 
@@ -224,6 +195,7 @@ def register(app: typer.Typer) -> None:
         num_seeds: NumSeedsOpt = None,
         relax: RelaxOpt = None,
         max_failed_fraction: MaxFailedOpt = None,
+        msa_gpu: MsaGpuOpt = False,
         home: HomeOpt = None,
         as_json: JsonOpt = False,
         verbose: VerboseOpt = False,
@@ -238,7 +210,8 @@ def register(app: typer.Typer) -> None:
             return
         engine, preset = engine or "alphafold2", preset or "monomer"
         check_request_options(engine, preset, msa_tool)
-        options = fold_options(engine, db, db_preset, num_models, num_seeds, relax, max_failed_fraction)
+        options = fold_options(engine, db, db_preset, num_models, num_seeds, relax, max_failed_fraction, msa_gpu,
+                               msa_tool)
         tags = _parse_tags(tag)
         configure_task_logs()
         client = make_client(env, home, **({} if wait or env != "local" else {"detach": True}))

@@ -196,7 +196,7 @@ class Client:
                reuse_msa: bool = True, owner: str | None = None, tags: dict[str, str] | None = None,
                rerun: bool = False, db_preset: str | None = None, db_versions: Mapping[str, str] | None = None,
                num_models: int | None = None, num_seeds: int | None = None, relax: str | None = None,
-               max_failed_fraction: float | None = None, workflow: str | None = None,
+               max_failed_fraction: float | None = None, msa_gpu: bool = False, workflow: str | None = None,
                request: Any = None, **fields: Any) -> Run:
         """Validate locally (the Lambda's own checks), upload local files, start the run.
 
@@ -214,6 +214,9 @@ class Client:
         (none | best | all). `max_failed_fraction`: the failure budget (0-1; None: the
         deployment's), the share of targets that may fail while the run still succeeds as
         "partial" (`Run.outcome()`); every target that folded is published either way.
+        `msa_gpu`: the run's chain searches run as one MMseqs2 job on a GPU queue (MMseqs2
+        only: `msa_tool="mmseqs2"` or `db_preset="colabfold"`), falling back to the CPU
+        MSA jobs if it fails.
 
         Submitting the same request again returns the existing run (`run.existed`).
         `rerun=True` forces a fresh run of the same request: a new attempt
@@ -227,7 +230,7 @@ class Client:
             fold_only = {"engine": engine != "alphafold2", "preset": preset != "monomer", "msa_tool": msa_tool,
                          "reuse_msa": not reuse_msa, "db_preset": db_preset, "db_versions": db_versions,
                          "num_models": num_models, "num_seeds": num_seeds, "relax": relax,
-                         "max_failed_fraction": max_failed_fraction}
+                         "max_failed_fraction": max_failed_fraction, "msa_gpu": msa_gpu}
             given = [name for name, value in fold_only.items() if value not in (None, False)]
             if given:
                 raise InputValidationError(f"{', '.join(given)}: fold options, not options of workflow {workflow!r}",
@@ -245,7 +248,8 @@ class Client:
         request = self.request(inputs, engine=engine, output=output, preset=preset, msa_tool=msa_tool,
                                reuse_msa=reuse_msa, owner=owner, tags=tags or None, db_preset=db_preset,
                                db_versions=dict(db_versions) if db_versions else None, num_models=num_models,
-                               num_seeds=num_seeds, relax=relax, max_failed_fraction=max_failed_fraction)
+                               num_seeds=num_seeds, relax=relax, max_failed_fraction=max_failed_fraction,
+                               msa_gpu=msa_gpu or None)
         prepared = self._backend.prepare(request)  # every input check, before anything starts
         if self.is_local:
             self.check_installed(prepared.request.engine)

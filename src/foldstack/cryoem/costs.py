@@ -1,8 +1,10 @@
 """Per-stage dollar cost of a cryoem run, from :mod:`foldstack.cost` (an estimate, never a
 bill): each stage's runtime (its done record's ``timings.total``) x the hourly rate of the
-Batch job that ran it, on the queue and size class it ran on (``ran_on``, from the EC2
-instance metadata) or, without one (local mode), the queue and class jobs.yaml names,
-priced on the cheapest fitting instance type (flagged ``instance_source: cheapest_fit``).
+Batch job that ran it, on the queue and size class it ran on (``ran_on``) or, without one
+(local mode), the queue and class jobs.yaml names; priced on ``ran_on.instance_type`` where a
+step recorded one, else on the cheapest fitting instance type (flagged ``instance_source:
+cheapest_fit``). In the cloud no cryoem step can record it (instance metadata hop limit 1,
+and no instance lookup as fold's Publish Batch has: :mod:`foldstack.tasks.instances`).
 
 Stages and their jobs (jobs.yaml): motioncorr, ctf, pick, extract -> ``cryoem_preprocess``
 (one job per batch runs the four); curate -> ``cryoem_curate``; class2d, refine3d,

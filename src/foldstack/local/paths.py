@@ -5,7 +5,8 @@ One default for every entry point (the CLI, `Client.local()`, `make demo`): the
 
 Layout under the home:
   db/ weights/     demo or real databases and model weights (`foldstack demo-data`)
-  cache/           the MSA cache (``cache/msa/...``), kept across runs
+  cache/           the MSA cache (``cache/msa/...``) and cryoem's preprocessing cache
+                   (``cache/cryoem/preprocess/...``), kept across runs
   inputs/          content-addressed copies of submitted FASTA files
   scratch/         per-run scratch (what /fsx/scratch is in the cloud)
   runs/<run_id>/   run.json (the run record), events.jsonl (history as it happens),

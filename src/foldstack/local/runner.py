@@ -185,7 +185,7 @@ class LocalRunner:
         classes = workloads.lambda_size_classes(self.workflow)
         return {
             "FOLDSTACK_SCRATCH_ROOT": str(self.paths.scratch),
-            "FOLDSTACK_CACHE_ROOT": str(self.paths.cache),  # MSA cache: <home>/cache/msa/...
+            "FOLDSTACK_CACHE_ROOT": str(self.paths.cache),  # <home>/cache/msa/..., <home>/cache/cryoem/...
             "FOLDSTACK_DB_ROOT": str(self.paths.db),
             "FOLDSTACK_ALLOWED_INPUT_PREFIXES": str(self.paths.inputs),
             "FOLDSTACK_ALLOWED_OUTPUT_PREFIXES": output_uri,

@@ -89,12 +89,10 @@ from foldstack.core.provenance import build_info
 from foldstack.steps.image_digest import container_image
 from foldstack.steps.ran_on import ran_on
 from foldstack.steps.readiness import (  # noqa: F401 - re-exported: the step contract's names
-    DEFAULT_INPUT_WAIT_S,
     HIDE_ENV,
     INPUT_WAIT_ENV,
     REQUEST_NAME,
     STAGE_DIR,
-    STAGE_DONE,
     TARGETS_NAME,
     after_staged,
     await_inputs,

@@ -142,18 +142,27 @@ class Database:
     def hhsuite_prefix(self) -> Path | None:
         """HH-suite databases: the ffindex prefix (``<prefix>_a3m.ffdata`` etc.)."""
         value = self.manifest.get("hhsuite_db")
-        return self.path / value if value else None
+        return self._inside(value) if value else None
 
     @property
     def mmseqs_db(self) -> Path | None:
         """ColabFold's prebuilt expandable profile database: its MMseqs2 prefix (``<prefix>``,
         ``<prefix>_seq``, ``<prefix>_aln``, ``<prefix>.idx`` ...), or None (a FASTA database)."""
         value = self.manifest.get("mmseqs_db")
-        return self.path / value if value else None
+        return self._inside(value) if value else None
 
     @property
     def sequences(self) -> Path:
-        return self.path / self.manifest["sequences"]
+        return self._inside(self.manifest["sequences"])
+
+    def _inside(self, rel: str) -> Path:
+        """``<version dir>/<rel>`` for a manifest path; bad input if it names a place outside
+        the version directory (absolute, ``..``). Searches open databases unverified, so the
+        check is here, not only in :func:`verify_database` (which also resolves links)."""
+        norm = os.path.normpath(str(rel))
+        if os.path.isabs(norm) or norm == ".." or norm.startswith("../"):
+            raise BadInputError(f"database {self.name}: manifest path {rel!r} escapes {self.path}")
+        return self.path / rel
 
     @property
     def max_hits(self) -> int | None:

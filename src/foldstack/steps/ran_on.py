@@ -29,13 +29,19 @@ IMDS_TIMEOUT_S = 0.5
 _PURCHASE = {"spot": "spot", "on-demand": "on_demand", "scheduled": "on_demand"}
 
 
+def _open(request: Any, timeout: float) -> Any:
+    """GET/PUT a link-local metadata endpoint directly, never through ``$HTTP_PROXY`` (an image
+    that sets a proxy would otherwise hand it the IMDS token request), as steps.image_digest does."""
+    return urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=timeout)
+
+
 @functools.lru_cache(maxsize=4)
 def _task_metadata(metadata_uri: str) -> dict[str, Any]:
     """The ECS task metadata endpoint v4's ``/task`` ({} if unreachable)."""
     if not metadata_uri.startswith("http://"):
         return {}
     try:
-        with urllib.request.urlopen(metadata_uri.rstrip("/") + "/task", timeout=1) as resp:  # noqa: S310  # nosec B310 - scheme checked
+        with _open(metadata_uri.rstrip("/") + "/task", timeout=1) as resp:  # noqa: S310  # nosec B310 - scheme checked
             task = json.loads(resp.read(1 << 20))
     except Exception:  # noqa: BLE001 - best effort: where it ran is provenance, never a failure
         return {}
@@ -58,13 +64,13 @@ def instance_metadata(endpoint: str) -> dict[str, str]:
     try:
         put = urllib.request.Request(base + "/latest/api/token", method="PUT",  # noqa: S310 - scheme checked
                                      headers={"X-aws-ec2-metadata-token-ttl-seconds": "60"})
-        with urllib.request.urlopen(put, timeout=IMDS_TIMEOUT_S) as resp:  # noqa: S310  # nosec B310 - scheme checked
+        with _open(put, timeout=IMDS_TIMEOUT_S) as resp:  # noqa: S310  # nosec B310 - scheme checked
             token = resp.read(4096).decode()
         out: dict[str, str] = {}
         for key, path in (("instance_type", "instance-type"), ("life_cycle", "instance-life-cycle")):
             get = urllib.request.Request(f"{base}/latest/meta-data/{path}",  # noqa: S310 - scheme checked
                                          headers={"X-aws-ec2-metadata-token": token})
-            with urllib.request.urlopen(get, timeout=IMDS_TIMEOUT_S) as resp:  # noqa: S310  # nosec B310
+            with _open(get, timeout=IMDS_TIMEOUT_S) as resp:  # noqa: S310  # nosec B310
                 out[key] = resp.read(256).decode().strip()
     except Exception:  # noqa: BLE001 - best effort, as above
         return {}

@@ -145,6 +145,7 @@ def _materialise_links(archive: str, links: list[Any], dest: Path, files: set[st
             target = dest / rel
             if target.exists() or target.is_symlink():
                 raise BadInputError(f"{archive}: refusing member {member.name!r} (a file that is already there)")
+            target.parent.mkdir(parents=True, exist_ok=True)  # an archive need not list a link's directory
             try:
                 os.link(dest / source, target)
             except OSError:

@@ -22,7 +22,8 @@ class TaskSettings(BaseModel):
     FOLDSTACK_ALLOWED_INPUT_PREFIXES    comma-separated URIs inputs must lie under
     FOLDSTACK_ALLOWED_OUTPUT_PREFIXES   comma-separated URIs outputs must lie under
     FOLDSTACK_SIZE_CLASSES              JSON: jobs.yaml `size_classes`
-    FOLDSTACK_CACHE_ROOT                optional MSA cache root
+    FOLDSTACK_CACHE_ROOT                optional cache root: fold's MSA cache, cryoem's
+                                        per-micrograph preprocessing cache
     FOLDSTACK_DB_ROOT                   optional database root (s3://... or a directory) holding
                                         <name>/CURRENT: the MSA cache keys on those versions
     FOLDSTACK_LIMITS                    optional JSON overriding FastaLimits

@@ -32,7 +32,7 @@ FILE_MODE, DIR_MODE = "0100664", "0040775"
 # Directories the jobs write into: they must belong to the (non-root) job user.
 JOB_DIRS = ("", "input", "input/targets", "input/sources", "msa", "predict")
 TARGETS_PARTS = ("input", "targets.json")
-# The done record the jobs await (steps.common.STAGE_DIR / STAGE_DONE: tasks may not import steps).
+# The done record the jobs await (steps.readiness.STAGE_DIR / STAGE_DONE: tasks may not import steps).
 STAGE_DONE_PARTS = ("input", "stage.done.json")
 # Concurrent PUTs of one invocation: within botocore's default connection pool (10).
 STAGE_WORKERS = 10

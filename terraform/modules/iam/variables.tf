@@ -53,7 +53,7 @@ variable "data_lake_locations" {
 }
 
 variable "job_roles" {
-  description = "One job role per Batch step (keys = jobs.yaml job names). cache_access: none | read | read_write on the MSA cache. database_access: none | publish (get/put/delete objects and list under the database prefix, with the database bucket's KMS key: the refresh_databases jobs, since the DB FSx only imports the bucket). Everything else the steps need comes through FSx."
+  description = "One job role per Batch step (keys = jobs.yaml job names). cache_access: none | read | read_write on the cache prefix (fold's MSA cache, cryoem's per-micrograph preprocessing cache). database_access: none | publish (get/put/delete objects and list under the database prefix, with the database bucket's KMS key: the refresh_databases jobs, since the DB FSx only imports the bucket). Everything else the steps need comes through FSx."
   type = map(object({
     cache_access    = optional(string, "none")
     database_access = optional(string, "none")
