@@ -94,6 +94,22 @@ def test_garbled_movie_is_named(tmp_path):
         parse_request(GOOD, base=tmp_path)
 
 
+@pytest.mark.parametrize(("shapes", "box", "garble", "code"), [
+    ([(4, 160, 192)] * 2, 64, True, "unreadable_movie"),
+    ([(4, 160, 192), (4, 160, 190)], 64, False, "inconsistent_movies"),
+    ([(4, 100, 192)] * 2, 64, False, "invalid_request"),
+])
+def test_movie_checks_carry_the_workflow_checks_codes(tmp_path, shapes, box, garble, code):
+    # run-local and the workflow's Validate Input share one implementation (foldstack.cryoem.headers)
+    _movies(tmp_path, shapes)
+    if garble:
+        (tmp_path / "movies" / "m1.mrcs").write_bytes(b"\xff" * 2048)
+    with pytest.raises(BadInputError) as info:
+        parse_request({**GOOD, "box_size": box}, base=tmp_path)
+    assert info.value.code == code and str(info.value).startswith(f"[{code}] request field ")
+    assert "\n" not in str(info.value)
+
+
 def test_missing_request_file(tmp_path):
     with pytest.raises(BadInputError, match="request not found"):
         load_request(tmp_path)

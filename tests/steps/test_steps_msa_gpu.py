@@ -150,3 +150,46 @@ def test_refresh_builds_the_gpu_index_with_the_cuda_build(tmp_path, monkeypatch)
     lines = log.read_text().splitlines()
     assert all(ln.startswith("cuda") for ln in lines if "makepaddedseqdb" in ln)
     assert any(ln.startswith("cpu createdb") for ln in lines) and any(ln.startswith("cuda createdb") for ln in lines)
+
+
+def test_colabfold_search_on_fasta_built_databases_uses_the_gpu_on_a_gpu_job(tmp_path, monkeypatch):
+    """db_preset colabfold on FASTA-built UniRef30 and env DB, on a GPU job: both searches (the
+    queries against UniRef30, its last profile against the env DB) go through the one GPU-aware
+    path (mmseqs.colabfold_fasta_search): the GPU prefilter, never ``-s``; one gpuserver per DB."""
+    from foldstack.steps import mmseqs
+    from foldstack.steps.databases import Database
+    from foldstack.steps.presets import COLABFOLD_SEARCH
+    from tests.steps.test_steps_mmseqs import FAKE_MMSEQS
+
+    binary = tmp_path / "mmseqs"
+    binary.write_text(FAKE_MMSEQS)
+    binary.chmod(0o755)
+    log = tmp_path / "argv.log"
+    monkeypatch.setenv("FAKE_LOG", str(log))
+    dbs = []
+    for name in ("uniref30", "envdb"):
+        version_dir = tmp_path / "db" / name / "v1"
+        version_dir.mkdir(parents=True)
+        (version_dir / f"{name}.fasta").write_text(">a\nMKVLAAGIVG\n")
+        dbs.append(Database(name=name, version="v1", path=version_dir, manifest={"sequences": f"{name}.fasta"},
+                            manifest_sha256="0"))
+    mmseqs.mmseqs_version.cache_clear()
+    for db in dbs:
+        mmseqs.build_target_index(db, str(binary), gpu=True)
+    monkeypatch.setenv(mmseqs.GPU_ENV, "1")
+    monkeypatch.setenv(mmseqs.INDEX_ENV, "prebuilt")
+    monkeypatch.setattr(mmseqs, "_entries", lambda db, qdb: {})  # the stand-in writes no query lookup
+    log.write_text("")
+    try:
+        out, info = mmseqs.colabfold_search_a3m([("q0", "MKVLAAGIVG")], *dbs, cpus=1, work_dir=tmp_path / "work",
+                                                params=dict(COLABFOLD_SEARCH), binary=str(binary))
+    finally:
+        assert mmseqs.stop_gpu_servers() == 2
+        mmseqs.mmseqs_version.cache_clear()
+    lines = log.read_text().splitlines()
+    searches = [ln for ln in lines if ln.startswith("search ")]
+    assert len(searches) == 2 and "/prof_res " in searches[1]
+    assert all("--gpu 1 --prefilter-mode 1 --gpu-server 1" in ln and " -s " not in ln for ln in searches)
+    assert [ln.split()[0] for ln in lines if ln.split()[0] in ("mvdb", "lndb")] == ["mvdb", "lndb"]
+    assert info["uniref30"]["gpu"] is True and info["envdb"]["gpu"] is True
+    assert out["q0"][0].startswith(">q0\nMKVLAAGIVG")

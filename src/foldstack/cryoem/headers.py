@@ -10,7 +10,9 @@ what Validate Input checks before anything is written.
 
 Movies are read :data:`MAX_CONCURRENCY` at a time. Every failure is one line with a code
 (:class:`InputValidationError`): ``unreadable_movie`` for a header that is not a movie's,
-``inconsistent_movies`` when frame counts or sizes differ.
+``inconsistent_movies`` when frame counts or sizes differ, ``invalid_request`` when the box
+does not fit. This is the one implementation of these checks: ``run-local``'s request
+(:func:`foldstack.cryoem.request.check_movies`) reads its local files through it too.
 """
 
 from __future__ import annotations
@@ -53,11 +55,16 @@ def _unreadable(uri: str, why: str) -> InputValidationError:
     return InputValidationError(f"movie {uri.rsplit('/', 1)[-1]}: {why}", code="unreadable_movie")
 
 
+def _not_mrc(uri: str, why: str) -> InputValidationError:
+    return InputValidationError(f"movie {uri.rsplit('/', 1)[-1]} is not a readable MRC file ({why})",
+                                code="unreadable_movie")
+
+
 def parse_mrc_header(uri: str, header: bytes) -> MovieInfo:
     """An MRC2014 header (the first 1,024 bytes); either byte order (the machine stamp,
     else whichever order gives a plausible header)."""
     if len(header) < MRC_HEADER_BYTES:
-        raise _unreadable(uri, f"{len(header)} bytes, shorter than an MRC header ({MRC_HEADER_BYTES})")
+        raise _not_mrc(uri, f"{len(header)} bytes, shorter than an MRC header ({MRC_HEADER_BYTES})")
     stamp = header[212:214]
     orders = ["<"] if stamp in (b"\x44\x44", b"\x44\x41") else [">"] if stamp == b"\x11\x11" else ["<", ">"]
     for order in orders:
@@ -65,7 +72,7 @@ def parse_mrc_header(uri: str, header: bytes) -> MovieInfo:
         if mode in MRC_MODES and min(nx, ny, nz) > 0 and max(nx, ny) <= 1 << 17 and nz <= 1 << 16:
             break
     else:
-        raise _unreadable(uri, "not an MRC file (its header gives no valid size and mode)")
+        raise _not_mrc(uri, "its header gives no valid size and mode")
     mx = struct.unpack_from(order + "i", header, 28)[0]
     xlen = struct.unpack_from(order + "f", header, 40)[0]
     pixel = xlen / mx if mx > 0 and xlen > 0 else None

@@ -1,9 +1,10 @@
 """The CryoEM request: movies, optics, particle diameter, box size, symmetry.
 
 Read from a dataset's ``request.json`` (what ``foldstack cryoem demo-data`` writes) or
-built in code; :func:`validate_request` checks every field and the movies' headers (same
-frame count and frame size across movies, via mrcfile / Pillow, no data read) and raises
-one one-line :class:`BadInputError` naming the field. It writes nothing.
+built in code; :func:`parse_request` checks every field and the movies' headers (same
+frame count and frame size across movies, big enough for the box: the checks the workflow's
+Validate Input makes, :mod:`foldstack.cryoem.headers`, no data read) and raises one one-line
+:class:`BadInputError` naming the field. It writes nothing.
 
 ``movies`` is a directory (its ``*.mrc``, ``*.mrcs``, ``*.tif``, ``*.tiff``) or a list of
 files; relative paths are relative to the request file's folder.
@@ -24,8 +25,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from foldstack.core.errors import BadInputError, InputValidationError
+from foldstack.cryoem.headers import MovieInfo, check_consistent, read_movie_headers
 from foldstack.cryoem.knobs import Knobs
-from foldstack.cryoem.mrc import MOVIE_SUFFIXES, MovieHeader, movie_header
+from foldstack.cryoem.mrc import MOVIE_SUFFIXES
 
 SYMMETRY = re.compile(r"^(C[1-9][0-9]*|D[2-9][0-9]*|T|O|I[1-4]?)$")
 LIMITS = {
@@ -102,18 +104,31 @@ def _movie_paths(value: Any, base: Path) -> list[Path]:
     return paths
 
 
-def check_headers(paths: list[Path]) -> MovieHeader:
-    """All movies must have the same frame count (>= 2) and frame size; returns the first header."""
-    headers = [movie_header(p) for p in paths]
-    first = headers[0]
-    if first.frames < 2:
-        raise BadInputError(f"request field movies: {first.path.name} has {first.frames} frame(s); movies need >= 2")
-    for h in headers[1:]:
-        if (h.frames, h.ny, h.nx) != (first.frames, first.ny, first.nx):
-            raise BadInputError(
-                f"request field movies: {h.path.name} is {h.frames} x {h.ny} x {h.nx} (frames x y x x), "
-                f"{first.path.name} is {first.frames} x {first.ny} x {first.nx}; all movies must match")
-    return first
+class MovieCheckError(BadInputError):
+    """A movie-header check failed for a local request: a BadInputError (a step exits 2 on
+    it, the CLI reports bad input) carrying the shared check's code (``unreadable_movie``,
+    ``inconsistent_movies``, ``invalid_request``)."""
+
+    def __init__(self, message: str, *, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+    def __str__(self) -> str:
+        return f"[{self.code}] {super().__str__()}"
+
+
+def check_movies(paths: list[Path], box: int) -> MovieInfo:
+    """The movies' headers, checked as the workflow's Validate Input checks them
+    (:func:`foldstack.cryoem.headers.check_consistent`: one frame count >= 2 and one frame
+    size, at least two boxes wide); returns the first movie's header."""
+    try:
+        return check_consistent(read_movie_headers([str(p) for p in paths]), box)
+    except InputValidationError as exc:
+        text = exc.message
+        # a movie's fault is reported against the request field that lists it
+        if not text.startswith("request field"):
+            text = f"request field movies: {text.removeprefix('movie ')}"
+        raise MovieCheckError(text, code=exc.code) from None
 
 
 def check_params(optics_raw: Any, diameter_raw: Any, box: Any, symmetry: Any) -> tuple[Optics, float, int, str]:
@@ -140,11 +155,6 @@ def check_reference_name(name: str) -> None:
         raise BadInputError(f"request field reference: {name} is not a map (.mrc/.map) or model (.pdb/.cif)")
 
 
-def check_box_fits(box: int, header: MovieHeader) -> None:
-    if min(header.ny, header.nx) < 2 * box:
-        raise BadInputError(f"request field box_size={box}: micrographs ({header.nx} x {header.ny}) are too small")
-
-
 def parse_request(data: Any, *, base: Path) -> CryoemRequest:
     """Validate a request dict (see module docstring); `base` resolves relative paths."""
     if not isinstance(data, dict):
@@ -164,8 +174,7 @@ def parse_request(data: Any, *, base: Path) -> CryoemRequest:
             raise BadInputError(f"request field reference: {ref_path} does not exist")
         check_reference_name(ref_path.name)
     movies = _movie_paths(data.get("movies"), base)
-    header = check_headers(movies)
-    check_box_fits(box, header)
+    header = check_movies(movies, box)
     return CryoemRequest(movies=movies, optics=optics, particle_diameter=diameter, box_size=box,
                          symmetry=symmetry, frames=header.frames, frame_shape=(header.ny, header.nx),
                          reference=ref_path)

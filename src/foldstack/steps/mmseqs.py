@@ -52,7 +52,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -112,9 +112,11 @@ def gpu_search() -> bool:
     return os.environ.get(GPU_ENV, "").strip().lower() in ("1", "true", "yes")
 
 
-def _run(binary: str, *args: str | Path, cwd: Path | None = None) -> None:
+def _run(binary: str, *args: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None) -> None:
+    """One MMseqs2 module; `env` adds to this process's environment (e.g. ``MMSEQS_FORCE_MERGE``)."""
     cmd = [binary, *map(str, args)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd)  # nosec B603
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd,  # nosec B603
+                          env={**os.environ, **env} if env else None)
     if proc.returncode:
         tail = (proc.stderr or proc.stdout)[-2000:]
         if "out of memory" in tail.lower() or proc.returncode in (-9, 137):
@@ -428,6 +430,30 @@ def paired_a3ms(queries: list[tuple[str, str]], uniref_entries: dict[str, bytes]
     return {n: (a3m(uniref_entries, n, s), a3m(env_entries, n, s)) for n, s in queries}
 
 
+def colabfold_fasta_search(binary: str, query: Path, db: Database, result: Path, scratch: Path, *,
+                           params: dict[str, Any], cpus: int, work_dir: Path, log: Log = lambda msg: None,
+                           env: dict[str, str] | None = None) -> tuple[Path, dict[str, Any]]:
+    """colabfold_search's iterative ``search`` of `query` (the queries, or UniRef30's last
+    profile) against the FASTA-built `db`'s published index, on the GPU where this job searches
+    there (:func:`_search_args`): (the target DB result2msa reads, its run info). The one
+    path for a FASTA-built database in either role, from :func:`colabfold_search_a3m` and from
+    :func:`foldstack.steps.mmseqs_profile.colabfold_profile_search`."""
+    p = params
+    target, how = target_db(db, binary, work_dir, threads=cpus, gpu=gpu_search(), log=log)
+    _run(binary, "search", query, target, result, scratch, *_search_args(binary, target, p, log),
+         "--num-iterations", str(p["num_iterations"]), "-a", "-e", str(p["evalue"]), "--max-seqs",
+         str(p["max_seqs"]), "--db-load-mode", str(p["db_load_mode"]), "--threads", str(cpus), "-v", "1", env=env)
+    return target, {"target_db": how, **index_record(target.parent)}
+
+
+def seed_profile(binary: str, tmp: Path, scratch: str, env: dict[str, str] | None = None) -> None:
+    """The UniRef30 search's last profile (``<scratch>/latest/profile_1``) as ``prof_res``, with
+    the queries' headers: the env DB search's query (and, on a profile DB, UniRef30's
+    realignment profile), as colabfold_search does."""
+    _run(binary, "mvdb", tmp / scratch / "latest" / "profile_1", tmp / "prof_res", "-v", "1", env=env)
+    _run(binary, "lndb", tmp / "qdb_h", tmp / "prof_res_h", "-v", "1", env=env)
+
+
 def colabfold_search_a3m(queries: list[tuple[str, str]], uniref: Database, envdb: Database, *, cpus: int,
                          work_dir: Path, params: dict[str, Any], binary: str | None = None,
                          log: Log = lambda msg: None) -> tuple[dict[str, tuple[str, str]], dict[str, Any]]:
@@ -444,26 +470,18 @@ def colabfold_search_a3m(queries: list[tuple[str, str]], uniref: Database, envdb
     :func:`foldstack.steps.mmseqs_profile.colabfold_search`, the msa step's entry point."""
     binary = binary or mmseqs_binary()
     p = dict(params)
-    gpu = gpu_search()
-    t_uniref, how_u = target_db(uniref, binary, work_dir, threads=cpus, gpu=gpu, log=log)
-    t_env, how_e = target_db(envdb, binary, work_dir, threads=cpus, gpu=gpu, log=log)
     tmp = work_dir / f".colabfold-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True)
-    common = ["--num-iterations", str(p["num_iterations"]), "-a", "-e", str(p["evalue"]),
-              "--max-seqs", str(p["max_seqs"]), "--db-load-mode", str(p["db_load_mode"]), "--threads", str(cpus),
-              "-v", "1"]
     r2m = ["--msa-format-mode", "6", "--db-load-mode", str(p["db_load_mode"]), *_filter_args(p.get("filter")),
            "--threads", str(cpus), "-v", "1"]
+    search = partial(colabfold_fasta_search, binary, params=p, cpus=cpus, work_dir=work_dir, log=log)
     try:
         (tmp / "query.fasta").write_text("".join(f">{n}\n{s}\n" for n, s in queries))
         _run(binary, "createdb", tmp / "query.fasta", tmp / "qdb", "-v", "1")
-        _run(binary, "search", tmp / "qdb", t_uniref, tmp / "res", tmp / "tmp",
-             *_search_args(binary, t_uniref, p, log), *common)
-        _run(binary, "mvdb", tmp / "tmp" / "latest" / "profile_1", tmp / "prof_res", "-v", "1")
-        _run(binary, "lndb", tmp / "qdb_h", tmp / "prof_res_h", "-v", "1")
+        t_uniref, uniref_info = search(tmp / "qdb", uniref, tmp / "res", tmp / "tmp")
+        seed_profile(binary, tmp, "tmp")
         _run(binary, "result2msa", tmp / "qdb", t_uniref, tmp / "res", tmp / "uniref.a3m", *r2m)
-        _run(binary, "search", tmp / "prof_res", t_env, tmp / "res_env", tmp / "tmp_env",
-             *_search_args(binary, t_env, p, log), *common)
+        t_env, env_info = search(tmp / "prof_res", envdb, tmp / "res_env", tmp / "tmp_env")
         _run(binary, "result2msa", tmp / "qdb", t_env, tmp / "res_env", tmp / "env.a3m", *r2m)
         uniref_entries = _entries(tmp / "uniref.a3m", tmp / "qdb")
         env_entries = _entries(tmp / "env.a3m", tmp / "qdb")
@@ -472,6 +490,5 @@ def colabfold_search_a3m(queries: list[tuple[str, str]], uniref: Database, envdb
 
     out = paired_a3ms(queries, uniref_entries, env_entries)
     info = {"queries": len(queries), "expandaln": "not run: FASTA-built databases have no cluster members",
-            uniref.name: {"target_db": how_u, **index_record(t_uniref.parent)},
-            envdb.name: {"target_db": how_e, **index_record(t_env.parent)}}
+            uniref.name: uniref_info, envdb.name: env_info}
     return out, info

@@ -24,7 +24,8 @@ become alignments to their members) → ``align`` (realigned with the query prof
 ``filterresult`` → ``result2msa`` (A3M, ColabFold's filter). The env DB search starts from
 the UniRef30 search's last profile. The parameters are
 :data:`foldstack.steps.presets.COLABFOLD_PROFILE_DB`. A FASTA-built database in the
-other role is searched as :func:`foldstack.steps.mmseqs.colabfold_search_a3m` does;
+other role is searched by :func:`foldstack.steps.mmseqs.colabfold_fasta_search`, the one
+path :func:`foldstack.steps.mmseqs.colabfold_search_a3m` uses too (GPU-aware);
 :func:`colabfold_search` picks between the two for the msa step.
 """
 
@@ -48,6 +49,7 @@ from foldstack.steps.mmseqs import (
     Log,
     _entries,
     _filter_args,
+    colabfold_fasta_search,
     colabfold_search_a3m,
     gpu_search,
     index_dir,
@@ -55,8 +57,8 @@ from foldstack.steps.mmseqs import (
     mmseqs_binary,
     mmseqs_version,
     paired_a3ms,
+    seed_profile,
     split_memory_limit,
-    target_db,
 )
 from foldstack.steps.presets import COLABFOLD_PROFILE_DB
 
@@ -70,11 +72,14 @@ def missing_profile_parts(prefix: Path) -> list[str]:
             if not Path(f"{prefix}{part}{ext}").is_file()]
 
 
+#: result DBs as one data file, as setup_databases.sh exports it (for every module here)
+_MERGE = {"MMSEQS_FORCE_MERGE": "1"}
+
+
 def _run(binary: str, *args: str | Path, ignore_index: bool = False) -> None:
-    """One MMseqs2 module. ``MMSEQS_FORCE_MERGE=1``: result DBs as one data file (as
-    setup_databases.sh exports it); ``MMSEQS_IGNORE_INDEX=1`` when the search must not pick
-    up a ``<prefix>.idx`` this MMseqs2 did not build (colabfold_search's no-index case)."""
-    env = {**os.environ, "MMSEQS_FORCE_MERGE": "1", **({"MMSEQS_IGNORE_INDEX": "1"} if ignore_index else {})}
+    """One MMseqs2 module, with :data:`_MERGE`; ``MMSEQS_IGNORE_INDEX=1`` when the search must not
+    pick up a ``<prefix>.idx`` this MMseqs2 did not build (colabfold_search's no-index case)."""
+    env = {**os.environ, **_MERGE, **({"MMSEQS_IGNORE_INDEX": "1"} if ignore_index else {})}
     proc = subprocess.run([binary, *map(str, args)], capture_output=True, text=True, env=env)  # nosec B603
     if proc.returncode:
         tail = (proc.stderr or proc.stdout)[-2000:]
@@ -178,22 +183,22 @@ def colabfold_profile_search(queries: list[tuple[str, str]], uniref: Database, e
                ) -> tuple[Path, int, bool, str]:
         """search `query` (the queries for UniRef30, its last profile for the env DB) against
         `db`: (the DB result2msa reads, its load mode, ignore_index, the result for the A3M)."""
+        if db.mmseqs_db is None:  # FASTA-built: the one path colabfold_search_a3m searches it by
+            target, record = colabfold_fasta_search(binary, query, db, tmp / res, tmp / scratch, params=p,
+                                                    cpus=cpus, work_dir=work_dir, log=log, env=_MERGE)
+            info[db.name] = {**record, "profile_db": None}
+            return target, int(p["db_load_mode"]), False, res
+        # a profile DB is searched on the CPU only (checked above), so always with -s
         common = ["--num-iterations", str(p["num_iterations"]), "-a", "-e", str(p["evalue"]),
                   "--max-seqs", str(p["max_seqs"]), "-s", f"{float(p['sensitivity']):.1f}",
                   "--threads", str(cpus), "-v", "1"]
-        if db.mmseqs_db is None:  # FASTA-built: its published index, as colabfold_search_a3m searches it
-            target, how = target_db(db, binary, work_dir, threads=cpus, log=log)
-            info[db.name] = {"target_db": how, "profile_db": None, **index_record(target.parent)}
-            _run(binary, "search", query, target, tmp / res, tmp / scratch, "--db-load-mode",
-                 str(p["db_load_mode"]), *common)
-            return target, int(p["db_load_mode"]), False, res
         t = profile_target(db, binary, int(p["db_load_mode"]), log)
         info[db.name] = {**t.info, "expandaln": "run"}
         load = ["--db-load-mode", str(t.db_load_mode)]
         _run(binary, "search", query, t.search, tmp / res, tmp / scratch, *load, *common, ignore_index=t.ignore_index)
         profile_query = tmp / "prof_res" if uniref_role else tmp / scratch / "latest" / "profile_1"
         if uniref_role:  # its last profile realigns the members here and seeds the env search
-            _seed_profile(binary, tmp, scratch)
+            seed_profile(binary, tmp, scratch, env=_MERGE)
         # expandaln: UniRef30 with cluster filtering and max-seq-id; the env DB with MMseqs2's defaults
         cluster = (["--expand-filter-clusters", str(expand["expand_filter_clusters"]), "--max-seq-id",
                     str(expand["max_seq_id"])] if uniref_role else [])
@@ -221,7 +226,7 @@ def colabfold_profile_search(queries: list[tuple[str, str]], uniref: Database, e
         _run(binary, "createdb", tmp / "query.fasta", tmp / "qdb", "-v", "1")
         *u_read, u_res = search(tmp / "qdb", uniref, "res", "tmp", uniref_role=True)
         if uniref.mmseqs_db is None:
-            _seed_profile(binary, tmp, "tmp")
+            seed_profile(binary, tmp, "tmp", env=_MERGE)
         uniref_entries = to_a3m(*u_read, u_res, "uniref.a3m")
         *e_read, e_res = search(tmp / "prof_res", envdb, "res_env", "tmp_env", uniref_role=False)
         env_entries = to_a3m(*e_read, e_res, "env.a3m")
@@ -234,9 +239,3 @@ def colabfold_profile_search(queries: list[tuple[str, str]], uniref: Database, e
     info["profile_db_params"] = prof
     return out, info
 
-
-def _seed_profile(binary: str, tmp: Path, scratch: str) -> None:
-    """The UniRef30 search's last profile as ``prof_res`` (with the queries' headers): the
-    env DB search's query and UniRef30's realignment profile, as colabfold_search does."""
-    _run(binary, "mvdb", tmp / scratch / "latest" / "profile_1", tmp / "prof_res", "-v", "1")
-    _run(binary, "lndb", tmp / "qdb_h", tmp / "prof_res_h", "-v", "1")

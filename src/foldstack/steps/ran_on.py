@@ -16,10 +16,12 @@ on the bridge network).
 from __future__ import annotations
 
 import functools
-import json
 import os
 import urllib.request
 from typing import Any
+
+from foldstack.steps import ecs_metadata
+from foldstack.steps.ecs_metadata import METADATA_ENV, direct_open
 
 SIZE_CLASS_ENV = "FOLDSTACK_SIZE_CLASS"
 IMDS_ENDPOINT_ENV = "AWS_EC2_METADATA_SERVICE_ENDPOINT"  # botocore's name for the same override
@@ -29,23 +31,16 @@ IMDS_TIMEOUT_S = 0.5
 _PURCHASE = {"spot": "spot", "on-demand": "on_demand", "scheduled": "on_demand"}
 
 
-def _open(request: Any, timeout: float) -> Any:
-    """GET/PUT a link-local metadata endpoint directly, never through ``$HTTP_PROXY`` (an image
-    that sets a proxy would otherwise hand it the IMDS token request), as steps.image_digest does."""
-    return urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=timeout)
+# GET/PUT a link-local metadata endpoint directly, never through ``$HTTP_PROXY`` (an image that
+# sets a proxy would otherwise hand it the IMDS token request)
+_open = direct_open
 
 
 @functools.lru_cache(maxsize=4)
 def _task_metadata(metadata_uri: str) -> dict[str, Any]:
-    """The ECS task metadata endpoint v4's ``/task`` ({} if unreachable)."""
-    if not metadata_uri.startswith("http://"):
-        return {}
-    try:
-        with _open(metadata_uri.rstrip("/") + "/task", timeout=1) as resp:  # noqa: S310  # nosec B310 - scheme checked
-            task = json.loads(resp.read(1 << 20))
-    except Exception:  # noqa: BLE001 - best effort: where it ran is provenance, never a failure
-        return {}
-    return task if isinstance(task, dict) else {}
+    """The ECS task metadata endpoint v4's ``/task`` ({} if unreachable or past the deadline,
+    :func:`foldstack.steps.ecs_metadata.get`)."""
+    return ecs_metadata.get(metadata_uri, "/task") or {}
 
 
 def _availability_zone(metadata_uri: str) -> str | None:
@@ -84,7 +79,7 @@ def _instance() -> dict[str, str]:
     env = os.environ
     if env.get("AWS_EC2_METADATA_DISABLED", "").lower() == "true":
         return {}
-    endpoint = env.get(IMDS_ENDPOINT_ENV) or (IMDS_DEFAULT if env.get("ECS_CONTAINER_METADATA_URI_V4") else "")
+    endpoint = env.get(IMDS_ENDPOINT_ENV) or (IMDS_DEFAULT if env.get(METADATA_ENV) else "")
     return instance_metadata(endpoint) if endpoint else {}
 
 
@@ -96,7 +91,7 @@ def batch_log_stream() -> str | None:
     from foldstack.core.provenance import JOB_DEFINITION_ENV
 
     jobdef = os.environ.get(JOB_DEFINITION_ENV, "").strip()
-    task_arn = str(_task_metadata(os.environ.get("ECS_CONTAINER_METADATA_URI_V4", "")).get("TaskARN") or "")
+    task_arn = str(_task_metadata(os.environ.get(METADATA_ENV, "")).get("TaskARN") or "")
     if not jobdef or not task_arn:
         return None
     name = jobdef.rsplit("/", 1)[-1].split(":", 1)[0]  # arn:...:job-definition/<name>:<revision>
@@ -120,7 +115,7 @@ def ran_on() -> dict[str, Any] | None:
         "attempt": int(attempt) if attempt.isdigit() else None,
         "job_id": env.get("AWS_BATCH_JOB_ID") or None,
     }
-    zone = _availability_zone(env.get("ECS_CONTAINER_METADATA_URI_V4", ""))
+    zone = _availability_zone(env.get(METADATA_ENV, ""))
     if zone:
         out["availability_zone"] = zone
     out.update(_instance())

@@ -25,16 +25,15 @@ from typing import Any
 from foldstack.core.errors import BadInputError, InputsNotReadyError
 from foldstack.core.hashing import sha256_file
 
+# the run layout's names, defined in core (tasks.stage writes it); "as" ones are re-exported for steps.common
+from foldstack.core.run_layout import REQUEST_NAME as REQUEST_NAME
+from foldstack.core.run_layout import STAGE_DIR, STAGE_DONE
+from foldstack.core.run_layout import TARGETS_NAME as TARGETS_NAME
+from foldstack.core.run_layout import staged_fasta_name as staged_fasta_name
+
 INPUT_WAIT_ENV = "FOLDSTACK_INPUT_WAIT_S"
 HIDE_ENV = "FOLDSTACK_INJECT_HIDE"
-STAGE_DIR, STAGE_DONE = "input", "stage.done.json"  # Stage Inputs' files and its done record (tasks/stage.py)
-REQUEST_NAME, TARGETS_NAME = "request.json", "targets.json"  # under STAGE_DIR
 DEFAULT_INPUT_WAIT_S = 600.0
-
-
-def staged_fasta_name(target: str) -> str:
-    """A target's FASTA relative to ``<run>/input/`` (the name in ``stage.done.json``)."""
-    return f"targets/{target}.fasta"
 
 
 def in_batch_job() -> bool:

@@ -18,6 +18,14 @@ from typing import Any
 from foldstack import storage
 from foldstack.core.clock import utcnow
 from foldstack.core.errors import FoldstackError, InputValidationError, StagingError
+from foldstack.core.run_layout import (
+    REQUEST_NAME,
+    STAGE_DIR,
+    STAGE_DONE_PARTS,
+    TARGETS_NAME,
+    TARGETS_PARTS,
+    staged_fasta_name,
+)
 from foldstack.core.targets import targets_digest
 from foldstack.tasks.settings import TaskSettings
 from foldstack.tasks.validate import validate_run
@@ -30,10 +38,9 @@ def run_scratch(settings: TaskSettings, run_id: str) -> str:
 # st_mode as FSx for Lustre reads it from x-amz-meta-file-permissions: <type><mode>, octal.
 FILE_MODE, DIR_MODE = "0100664", "0040775"
 # Directories the jobs write into: they must belong to the (non-root) job user.
-JOB_DIRS = ("", "input", "input/targets", "input/sources", "msa", "predict")
-TARGETS_PARTS = ("input", "targets.json")
-# The done record the jobs await (steps.readiness.STAGE_DIR / STAGE_DONE: tasks may not import steps).
-STAGE_DONE_PARTS = ("input", "stage.done.json")
+JOB_DIRS = ("", STAGE_DIR, f"{STAGE_DIR}/targets", f"{STAGE_DIR}/sources", "msa", "predict")
+# TARGETS_PARTS and STAGE_DONE_PARTS (the done record the jobs await) come from core.run_layout,
+# which steps.readiness reads too: tasks may not import steps.
 # Concurrent PUTs of one invocation: within botocore's default connection pool (10).
 STAGE_WORKERS = 10
 # targets.json of the largest run (10,000 records x ~150 bytes, indented) is ~2 MB.
@@ -127,25 +134,25 @@ def stage_inputs(
         raise StagingError("inputs changed between validation and staging; submit the run again")
     root = run_scratch(settings, run_id)
     meta = posix_metadata(settings, FILE_MODE)
-    # what the jobs read, relative to input/ (the done record's names: steps.common.staged_fasta_name)
+    # what the jobs read, relative to input/ (the done record's names)
     files: dict[str, bytes] = {
-        "targets.json": json.dumps([t.model_dump() for t in planned], indent=2).encode(),
-        "request.json": request.model_dump_json(indent=2).encode(),
+        TARGETS_NAME: json.dumps([t.model_dump() for t in planned], indent=2).encode(),
+        REQUEST_NAME: request.model_dump_json(indent=2).encode(),
     }
-    files.update({f"targets/{record.id}.fasta": record.to_fasta().encode() for record in records})
+    files.update({staged_fasta_name(record.id): record.to_fasta().encode() for record in records})
 
     def put(rel: str) -> None:
-        storage.write_bytes(storage.safe_join(root, "input", *rel.split("/")), files[rel], metadata=meta)
+        storage.write_bytes(storage.safe_join(root, STAGE_DIR, *rel.split("/")), files[rel], metadata=meta)
 
     try:
         make_job_dirs(settings, root, JOB_DIRS)
         for index, item in enumerate(request.inputs):
             if isinstance(item, str):
-                dest = storage.safe_join(root, "input", "sources", _source_name(index, item))
+                dest = storage.safe_join(root, STAGE_DIR, "sources", _source_name(index, item))
                 storage.copy(item, dest, metadata=meta)
-        put("targets.json")  # one first: the storage client is then built before the pool shares it
+        put(TARGETS_NAME)  # one first: the storage client is then built before the pool shares it
         with ThreadPoolExecutor(max_workers=STAGE_WORKERS) as pool:
-            list(pool.map(put, [rel for rel in files if rel != "targets.json"]))
+            list(pool.map(put, [rel for rel in files if rel != TARGETS_NAME]))
         storage.write_bytes(storage.safe_join(root, *STAGE_DONE_PARTS), stage_record(run_id, files), metadata=meta)
     except FoldstackError:
         raise
