@@ -78,7 +78,9 @@ def test_mrc_header_gives_frames_size_and_pixel_size_from_1024_bytes(tmp_path):
     read = CountingReader({"m.mrcs": mrc_bytes(tmp_path, 7, 96, 128)})
     info = H.read_movie_header("m.mrcs", read)
     assert (info.frames, info.ny, info.nx, info.pixel_size) == (7, 96, 128, 2.5)
-    assert read.calls == [("m.mrcs", 0, 1024)]  # the header only
+    end = 1024 + 7 * 96 * 128 * 4
+    assert info.data_end == end == len(read.files["m.mrcs"])
+    assert read.calls == [("m.mrcs", 0, 1024), ("m.mrcs", end - 1, 1)]  # the header, then the data's last byte
 
 
 def test_mrc_header_in_big_endian_order(tmp_path):
@@ -96,6 +98,31 @@ def test_a_file_that_is_no_mrc_is_unreadable_in_one_coded_line(data):
     with pytest.raises(InputValidationError) as err:
         H.read_movie_header("bad.mrc", CountingReader({"bad.mrc": data}))
     assert err.value.code == "unreadable_movie" and "bad.mrc" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_mrc_data_end_counts_the_extended_header_and_packed_modes(tmp_path):
+    import mrcfile
+
+    path = tmp_path / "ext.mrcs"
+    with mrcfile.new(path) as m:
+        m.set_data(np.zeros((3, 40, 50), np.int16))
+        m.set_extended_header(np.zeros(16, dtype=[("x", "f4")]))  # 64 bytes of extended header
+    data = path.read_bytes()
+    info = H.read_movie_header("ext.mrcs", CountingReader({"ext.mrcs": data}))
+    assert info.data_end == len(data) == 1024 + 64 + 3 * 40 * 50 * 2
+    packed = bytearray(data[:1024])
+    struct.pack_into("<i", packed, 12, 101)  # mode 101: two 4-bit values a byte, rows padded
+    struct.pack_into("<i", packed, 0, 51)  # an odd row length
+    assert H.parse_mrc_header("p.mrc", bytes(packed)).data_end == 1024 + 64 + 3 * 40 * 26
+
+
+@pytest.mark.parametrize("cut", [1, 4096])
+def test_a_truncated_mrc_is_refused_in_one_coded_line(tmp_path, cut):
+    data = mrc_bytes(tmp_path, 4, 64, 64)
+    with pytest.raises(InputValidationError) as err:
+        H.read_movie_header("cut.mrcs", CountingReader({"cut.mrcs": data[:-cut]}))
+    assert err.value.code == "truncated_movie" and "\n" not in str(err.value)
+    assert "cut.mrcs is truncated" in str(err.value) and f"{len(data):,}" in str(err.value)
 
 
 # -- TIFF -------------------------------------------------------------------------------------------
@@ -126,6 +153,61 @@ def test_tiff_written_by_pillow_is_read_like_pillow_reads_it():
     frames[0].save(buf, format="TIFF", save_all=True, append_images=frames[1:])
     info = H.read_movie_header("p.tiff", CountingReader({"p.tiff": buf.getvalue()}))
     assert (info.frames, info.ny, info.nx) == (4, 48, 56)
+
+
+def tiff_ifds_first(frames: int, ny: int, nx: int, strips: int = 1) -> bytes:
+    """A classic TIFF with every IFD before any pixel data, each 16-bit page in `strips`
+    strips (more than one: their offsets and byte counts stored out of line, after the
+    IFDs): a cut file keeps its whole IFD chain, so only the data check can tell."""
+    ifd_size, page = 2 + 4 * 12 + 4, ny * nx * 2
+    rows = -(-ny // strips)
+    sizes = [min(rows, ny - k * rows) * nx * 2 for k in range(strips)]
+    arrays_at = 8 + frames * ifd_size  # per page: its offsets, then its byte counts (strips > 1)
+    data_at = arrays_at + (frames * strips * 8 if strips > 1 else 0)
+    out, arrays = bytearray(struct.pack("<2sHI", b"II", 42, 8)), bytearray()
+    for i in range(frames):
+        offsets = [data_at + i * page + sum(sizes[:k]) for k in range(strips)]
+        if strips > 1:
+            offsets_field, counts_field = arrays_at + len(arrays), arrays_at + len(arrays) + 4 * strips
+            arrays += struct.pack(f"<{strips}I", *offsets) + struct.pack(f"<{strips}I", *sizes)
+        else:
+            offsets_field, counts_field = offsets[0], sizes[0]
+        nxt = 8 + (i + 1) * ifd_size if i + 1 < frames else 0
+        entries = ((256, 1, nx), (257, 1, ny), (273, strips, offsets_field), (279, strips, counts_field))
+        out += struct.pack("<H", 4) + b"".join(struct.pack("<HHII", tag, 4, count, value)
+                                               for tag, count, value in entries) + struct.pack("<I", nxt)
+    return bytes(out + arrays + b"\0" * page * frames)
+
+
+def pillow_tiff(frames: int, ny: int, nx: int) -> bytes:
+    from PIL import Image
+
+    pages = [Image.fromarray(np.full((ny, nx), i, np.uint16)) for i in range(frames)]
+    buf = io.BytesIO()
+    pages[0].save(buf, format="TIFF", save_all=True, append_images=pages[1:])
+    return buf.getvalue()
+
+
+def test_tiff_data_end_is_where_the_last_pages_strips_end():
+    from PIL import Image
+
+    data = pillow_tiff(3, 48, 56)
+    info = H.read_movie_header("p.tiff", CountingReader({"p.tiff": data}))
+    with Image.open(io.BytesIO(data)) as im:
+        im.seek(2)
+        ends = [o + c for o, c in zip(im.tag_v2[273], im.tag_v2[279], strict=True)]
+    assert info.data_end == max(ends)
+
+
+@pytest.mark.parametrize("strips", [1, 4])
+def test_a_tiff_cut_short_is_refused_even_with_its_ifd_chain_intact(strips):
+    data = tiff_ifds_first(3, 64, 64, strips)
+    info = H.read_movie_header("m.tiff", CountingReader({"m.tiff": data}))
+    assert (info.frames, info.data_end) == (3, len(data))
+    with pytest.raises(InputValidationError) as err:
+        H.read_movie_header("m.tiff", CountingReader({"m.tiff": data[:-100]}))
+    assert err.value.code == "truncated_movie"
+    assert "m.tiff is truncated: its header describes 3 frames" in str(err.value)
 
 
 @pytest.mark.parametrize(("data", "why"), [
@@ -209,7 +291,9 @@ def test_validate_input_reads_s3_headers_with_one_ranged_get_per_mrc(s3_env, tmp
     request = _s3_request()
     planned = load_handler("validate_input")(_validate_event(request, [f"s3://lake/inputs/movies/{n}" for n in names]))
     assert planned["n_movies"] == 5 and planned["size_class"] == "small"
-    assert sorted(gets) == [(f"s3://lake/inputs/movies/{n}", 0, 1024) for n in names]
+    end = 1024 + 4 * 160 * 192 * 4
+    assert sorted(gets) == sorted([(f"s3://lake/inputs/movies/{n}", 0, 1024) for n in names]
+                                  + [(f"s3://lake/inputs/movies/{n}", end - 1, 1) for n in names])
 
 
 def test_validate_input_rejects_inconsistent_s3_movies_and_writes_nothing(s3_env, tmp_path):

@@ -94,6 +94,17 @@ def test_garbled_movie_is_named(tmp_path):
         parse_request(GOOD, base=tmp_path)
 
 
+def test_a_movie_cut_short_is_refused_before_anything_runs(tmp_path):
+    _movies(tmp_path, [(4, 160, 192)] * 2)
+    movie = tmp_path / "movies" / "m1.mrcs"
+    movie.write_bytes(movie.read_bytes()[:-160 * 192 * 4])  # the last frame lost in a copy
+    before = _listing(tmp_path)
+    with pytest.raises(BadInputError) as info:
+        parse_request(GOOD, base=tmp_path)
+    assert info.value.code == "truncated_movie" and "m1.mrcs is truncated" in str(info.value)
+    assert _listing(tmp_path) == before
+
+
 @pytest.mark.parametrize(("shapes", "box", "garble", "code"), [
     ([(4, 160, 192)] * 2, 64, True, "unreadable_movie"),
     ([(4, 160, 192), (4, 160, 190)], 64, False, "inconsistent_movies"),

@@ -8,10 +8,16 @@ what Validate Input checks before anything is written.
   that window when it lies there (writers that gather the IFDs cost one read in all;
   writers that put each IFD after its frame's strips cost one read per frame).
 
+Then one more ranged read of one byte: the last byte of the data the header describes (MRC:
+header, extended header and every frame; TIFF: the last page's strips or tiles). A movie cut
+short (an interrupted upload or copy) has no such byte and is refused here, before the run
+starts, rather than when preprocessing reaches it.
+
 Movies are read :data:`MAX_CONCURRENCY` at a time. Every failure is one line with a code
 (:class:`InputValidationError`): ``unreadable_movie`` for a header that is not a movie's,
-``inconsistent_movies`` when frame counts or sizes differ, ``invalid_request`` when the box
-does not fit. This is the one implementation of these checks: ``run-local``'s request
+``truncated_movie`` for a file shorter than its header says, ``inconsistent_movies`` when
+frame counts or sizes differ, ``invalid_request`` when the box does not fit. This is the one
+implementation of these checks: ``run-local``'s request
 (:func:`foldstack.cryoem.request.check_movies`) reads its local files through it too.
 """
 
@@ -31,7 +37,11 @@ TIFF_WINDOW = 64 * 1024
 MAX_TIFF_PAGES = 10_000  # more IFDs than any movie has frames: a loop or a damaged chain
 MAX_CONCURRENCY = 16  # ranged reads in flight (S3 serves thousands; a Lambda's sockets are the bound)
 _WIDTH, _LENGTH = 256, 257
-_TYPE_SIZES = {3: 2, 4: 4, 16: 8}  # SHORT, LONG, LONG8: the types width and length use
+# where a page's pixel data lies: strips (offsets, byte counts), else tiles (the same pair)
+_STRIP_OFFSETS, _STRIP_BYTES, _TILE_OFFSETS, _TILE_BYTES = 273, 279, 324, 325
+_DATA_TAGS = (_STRIP_OFFSETS, _STRIP_BYTES, _TILE_OFFSETS, _TILE_BYTES)
+_TYPE_SIZES = {3: 2, 4: 4, 16: 8}  # SHORT, LONG, LONG8: the integer types these tags use
+_TYPE_FORMATS = {3: "H", 4: "I", 16: "Q"}
 
 Reader = Callable[[str, int, int], bytes]
 
@@ -45,6 +55,7 @@ class MovieInfo:
     ny: int
     nx: int
     pixel_size: float | None = None  # Å, MRC only, when the header records one
+    data_end: int | None = None  # the byte offset where the data the header describes ends
 
     @property
     def name(self) -> str:
@@ -76,7 +87,11 @@ def parse_mrc_header(uri: str, header: bytes) -> MovieInfo:
     mx = struct.unpack_from(order + "i", header, 28)[0]
     xlen = struct.unpack_from(order + "f", header, 40)[0]
     pixel = xlen / mx if mx > 0 and xlen > 0 else None
-    return MovieInfo(uri=uri, frames=nz, ny=ny, nx=nx, pixel_size=round(pixel, 4) if pixel else None)
+    extended = max(0, struct.unpack_from(order + "i", header, 92)[0])  # NSYMBT: extended header bytes
+    # mode 101 packs two 4-bit values a byte, each row padded to a whole byte
+    frame_bytes = ny * (nx + 1) // 2 if mode == 101 else ny * nx * int(MRC_MODES[mode])
+    return MovieInfo(uri=uri, frames=nz, ny=ny, nx=nx, pixel_size=round(pixel, 4) if pixel else None,
+                     data_end=MRC_HEADER_BYTES + extended + nz * frame_bytes)
 
 
 class _Window:
@@ -113,6 +128,7 @@ def read_tiff_header(uri: str, read: Reader) -> MovieInfo:
     count_fmt, entry_size, value_fmt = ("Q", 20, "Q") if big else ("H", 12, "I")
     count_size, value_size = struct.calcsize(count_fmt), struct.calcsize(value_fmt)
     pages, size, seen = 0, None, set()
+    data: dict[int, tuple[int, int, int]] = {}  # the last page's data tags: (type, count, value field's offset)
     while offset:
         if offset in seen or pages >= MAX_TIFF_PAGES:
             raise _unreadable(uri, f"TIFF directory chain loops or exceeds {MAX_TIFF_PAGES} pages")
@@ -120,11 +136,17 @@ def read_tiff_header(uri: str, read: Reader) -> MovieInfo:
         n = struct.unpack(order + count_fmt, win.get(offset, count_size))[0]
         body = win.get(offset + count_size, n * entry_size + value_size)
         dims: dict[int, int] = {}
+        data = {}
         for i in range(n):
             tag, typ = struct.unpack_from(order + "HH", body, i * entry_size)
-            if tag in (_WIDTH, _LENGTH) and typ in _TYPE_SIZES:
-                at = i * entry_size + 4 + value_size  # the value sits in the entry (one value fits)
-                dims[tag] = struct.unpack_from(order + {2: "H", 4: "I", 8: "Q"}[_TYPE_SIZES[typ]], body, at)[0]
+            if typ not in _TYPE_SIZES:
+                continue
+            at = i * entry_size + 4 + value_size  # the value field (one value always fits)
+            if tag in (_WIDTH, _LENGTH):
+                dims[tag] = struct.unpack_from(order + _TYPE_FORMATS[typ], body, at)[0]
+            elif tag in _DATA_TAGS:
+                count = struct.unpack_from(order + ("Q" if big else "I"), body, i * entry_size + 4)[0]
+                data[tag] = (typ, count, offset + count_size + at)
         if _WIDTH not in dims or _LENGTH not in dims:
             raise _unreadable(uri, f"TIFF page {pages + 1} has no image width or length")
         page = (dims[_LENGTH], dims[_WIDTH])
@@ -134,7 +156,31 @@ def read_tiff_header(uri: str, read: Reader) -> MovieInfo:
         offset = struct.unpack_from(order + value_fmt, body, n * entry_size)[0]
     if size is None:
         raise _unreadable(uri, "TIFF file has no pages")
-    return MovieInfo(uri=uri, frames=pages, ny=size[0], nx=size[1])
+    return MovieInfo(uri=uri, frames=pages, ny=size[0], nx=size[1],
+                     data_end=_tiff_data_end(win, order, value_size, data))
+
+
+def _tiff_values(win: _Window, order: str, value_size: int, entry: tuple[int, int, int]) -> list[int]:
+    """The values of one IFD entry: in its value field when they fit, else where it points."""
+    typ, count, field_at = entry
+    if count > MAX_TIFF_PAGES * 64:  # strips or tiles per page; more is a damaged entry
+        raise _unreadable(win.uri, f"TIFF entry with {count:,} values")
+    fmt, width = order + _TYPE_FORMATS[typ] * count, _TYPE_SIZES[typ] * count
+    if width <= value_size:
+        return list(struct.unpack_from(fmt, win.get(field_at, value_size)))
+    pointer = struct.unpack(order + ("Q" if value_size == 8 else "I"), win.get(field_at, value_size))[0]
+    return list(struct.unpack(fmt, win.get(pointer, width)))
+
+
+def _tiff_data_end(win: _Window, order: str, value_size: int, data: dict[int, tuple[int, int, int]]) -> int | None:
+    """Where the last page's strips (or tiles) end; None for a page that names neither."""
+    for offsets_tag, counts_tag in ((_STRIP_OFFSETS, _STRIP_BYTES), (_TILE_OFFSETS, _TILE_BYTES)):
+        if offsets_tag in data and counts_tag in data:
+            starts = _tiff_values(win, order, value_size, data[offsets_tag])
+            lengths = _tiff_values(win, order, value_size, data[counts_tag])
+            ends = [start + length for start, length in zip(starts, lengths, strict=False) if length > 0]
+            return max(ends) if ends else None
+    return None
 
 
 def read_movie_header(uri: str, read: Reader | None = None) -> MovieInfo:
@@ -143,8 +189,14 @@ def read_movie_header(uri: str, read: Reader | None = None) -> MovieInfo:
     read = read or storage.read_range
     try:
         if uri.lower().endswith((".tif", ".tiff")):
-            return read_tiff_header(uri, read)
-        return parse_mrc_header(uri, read(uri, 0, MRC_HEADER_BYTES))
+            info = read_tiff_header(uri, read)
+        else:
+            info = parse_mrc_header(uri, read(uri, 0, MRC_HEADER_BYTES))
+        if info.data_end is not None and len(read(uri, info.data_end - 1, 1)) != 1:
+            raise InputValidationError(
+                f"movie {info.name} is truncated: its header describes {info.frames} frames of {info.nx} x "
+                f"{info.ny} ending at byte {info.data_end:,}, and the file is shorter", code="truncated_movie")
+        return info
     except InputValidationError:
         raise
     except (OSError, struct.error) as exc:

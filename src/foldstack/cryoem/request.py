@@ -107,7 +107,7 @@ def _movie_paths(value: Any, base: Path) -> list[Path]:
 class MovieCheckError(BadInputError):
     """A movie-header check failed for a local request: a BadInputError (a step exits 2 on
     it, the CLI reports bad input) carrying the shared check's code (``unreadable_movie``,
-    ``inconsistent_movies``, ``invalid_request``)."""
+    ``truncated_movie``, ``inconsistent_movies``, ``invalid_request``)."""
 
     def __init__(self, message: str, *, code: str) -> None:
         super().__init__(message)
