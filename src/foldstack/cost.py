@@ -25,6 +25,10 @@ Each job is priced where it ran. For every step a target ran (``<step>.done.json
     cost     = rate x runtime / 3600; its overhead part is the time the job waited for its
                inputs (timings.await_inputs) plus, for predict, model loading (metrics
                timings ``load``, ``import_jax``, ``*_load``)
+    earlier  = the attempts Batch ran before the one that wrote the done record (a Spot
+               reclaim, a lost host: ``ran_on.earlier_attempts``, recorded in the cloud by
+               Publish Batch), each priced the same way for its own seconds and instance
+               type, added to the job's cost as overhead (``earlier_attempts``)
 
 A job that cannot be priced (its region's table lacks its instance type, as eu-west-1's
 lacks the medium and large GPU types) is listed (``unpriced``, ``unpriced_jobs``) and left
@@ -32,10 +36,11 @@ out of the total, which then says it is partial (``complete: false``, ``partial_
 the other jobs are still summed. The CLI prints :func:`cost_message`.
 
 The run's total splits into ``msa``, ``predict`` and ``overhead`` (``by_part_usd``). It
-leaves out instance boot and idle time, queue wait, attempts before the one that
-finished (a Spot-reclaimed or fallen-back job's earlier attempts), storage, FSx, data
-transfer, Lambda and Step Functions; where the cheapest-fit instance stands in for the
-one used, it is a lower bound for the compute it counts.
+leaves out instance boot and idle time, queue wait, an out-of-memory attempt in a smaller
+class or an MSA's Spot attempt before its on-demand fallback (separate Batch jobs whose done
+record was never written), storage, FSx, data transfer, Lambda and Step Functions; where
+the cheapest-fit instance stands in for the one used, it is a lower bound for the compute
+it counts.
 
 Prices: dated tables ``foldstack/data/prices/aws-<region>-<YYYY-MM-DD>.yaml`` (older
 files are ``aws-<YYYY-MM-DD>.yaml``; the ``region`` inside each file counts). A run is
@@ -327,6 +332,32 @@ def step_cost(done: Mapping[str, Any], rate: Rate, *, overhead_s: float = 0.0) -
     return out
 
 
+def earlier_attempts_cost(jobs: JobsFile, step: str, size_class: str | None, table: PriceTable, queue: str | None,
+                          attempts: Sequence[Mapping[str, Any]], *, purchase: str | None) -> dict[str, Any]:
+    """What the attempts before the finished one cost: each for its seconds on its own
+    instance type (else the queue's cheapest fit), on the queue's purchase option."""
+    usd, seconds, cheapest_fit, unpriced = 0.0, 0.0, 0, 0
+    for attempt in attempts:
+        sec = attempt.get("seconds")
+        if not isinstance(sec, int | float) or sec < 0:
+            continue
+        try:
+            rate = rate_for(jobs, step, size_class, table, queue=queue, instance_type=attempt.get("instance_type"),
+                            purchase=purchase)
+        except LookupError:
+            unpriced += 1
+            continue
+        usd += rate.hourly_usd * sec / 3600
+        seconds += sec
+        cheapest_fit += rate.instance_source == "cheapest_fit"
+    out: dict[str, Any] = {"attempts": len(attempts), "seconds": round(seconds, 3), "usd": round(usd, 6)}
+    if cheapest_fit:
+        out["priced_by_cheapest_fit"] = cheapest_fit
+    if unpriced:
+        out["unpriced"] = unpriced
+    return out
+
+
 def target_cost(jobs: JobsFile, target: TargetResult, dones: Mapping[str, Mapping[str, Any] | None],
                 table: PriceTable) -> dict[str, Any]:
     """Cost of one target: ``dones`` maps step name (a jobs.yaml job) to its done record
@@ -347,6 +378,12 @@ def target_cost(jobs: JobsFile, target: TargetResult, dones: Mapping[str, Mappin
             continue
         metrics = target.metrics if step == "predict" else None
         steps[step] = step_cost(done, rate, overhead_s=overhead_seconds(done, metrics))
+        if isinstance(ran.get("earlier_attempts"), list) and ran["earlier_attempts"]:
+            lost = earlier_attempts_cost(jobs, step, size_class, table, queue, ran["earlier_attempts"],
+                                         purchase=rate.purchase)
+            steps[step]["earlier_attempts"] = lost
+            steps[step]["usd"] = round(steps[step]["usd"] + lost["usd"], 6)
+            steps[step]["overhead_usd"] = round(steps[step]["overhead_usd"] + lost["usd"], 6)
         steps[step]["priced_by"] = priced_by
         if size_class is not None:
             steps[step]["size_class"] = size_class

@@ -35,12 +35,15 @@ def instance_arn(n, cluster=CLUSTER):
     return f"arn:aws:ecs:{REGION}:{ACCOUNT}:container-instance/{cluster}/{n:032x}"
 
 
-def job_detail(job_id, arns, queue=QUEUE):
-    """DescribeJobs' view of a finished job: one attempt per container instance ARN."""
+def job_detail(job_id, arns, queue=QUEUE, times=None):
+    """DescribeJobs' view of a finished job: one attempt per container instance ARN
+    (`times`: each attempt's (startedAt, stoppedAt) in epoch milliseconds)."""
+    attempts = [{"container": {"containerInstanceArn": a}} for a in arns]
+    for attempt, (started, stopped) in zip(attempts, times or [], strict=False):
+        attempt.update(startedAt=started, stoppedAt=stopped)
     return {"jobName": job_id, "jobId": job_id, "jobQueue": queue, "status": "SUCCEEDED", "startedAt": 1,
             "jobDefinition": f"arn:aws:batch:{REGION}:{ACCOUNT}:job-definition/foldstack-prod-fold-predict-small:1",
-            "attempts": [{"container": {"containerInstanceArn": a}} for a in arns],
-            "container": {"containerInstanceArn": arns[-1]}}
+            "attempts": attempts, "container": {"containerInstanceArn": arns[-1]}}
 
 
 def container_instance(arn, instance_type):
@@ -151,6 +154,38 @@ def test_the_instance_type_the_job_ran_on_is_recorded_and_priced(local_env, aws)
     collected = _handler("collect_outputs")({**event, "targets": targets})
     manifest = json.loads((local_env["outputs"] / event["run_id"] / "manifest.json").read_text())
     assert collected["targets"] == 1 and "priced_by_cheapest_fit" not in manifest["cost"]
+
+
+def test_attempts_lost_before_the_finished_one_are_priced_as_overhead(local_env, aws):
+    """Attempt 1 ran 30 min on a g6.xlarge and was reclaimed; attempt 2 finished on a
+    g5.xlarge (1 h). Both instances are asked in the one ECS call; the job's cost is the
+    hour on the g5 plus the lost half hour on the g6, that half hour counted as overhead."""
+    event, _, publish_event = _run(local_env)
+    _predict_done(local_env, event["run_id"], "t0", job_id="job-p", attempt=2)
+    first, second = instance_arn(1), instance_arn(2)
+    t0 = 1_764_547_200_000
+    aws["batch"].add_response("describe_jobs", {"jobs": [job_detail(
+        "job-p", [first, second], times=[(t0, t0 + 1_800_000), (t0 + 1_900_000, t0 + 5_500_000)])]},
+        {"jobs": ["job-p"]})
+    aws["ecs"].add_response("describe_container_instances", {"containerInstances": [
+        container_instance(first, "g6.xlarge"), container_instance(second, "g5.xlarge")]},
+        {"cluster": cluster_arn(), "containerInstances": sorted([first, second])})
+
+    assert _handler("publish_batch")(publish_event)["published"] == 1
+    for stub in aws.values():
+        stub.assert_no_pending_responses()
+    target = _published(local_env, event["run_id"], "t0")
+    ran_on = target["provenance"]["predict"]["ran_on"]
+    assert ran_on["earlier_attempts"] == [{"attempt": 1, "seconds": 1800.0, "instance_type": "g6.xlarge"}]
+    from foldstack.cost import load_price_table
+
+    table = load_price_table(region=REGION)
+    step = target["cost"]["steps"]["predict"]
+    share = step["instance_share"]
+    lost = table.instances["g6.xlarge"].on_demand * share / 2
+    assert step["earlier_attempts"] == {"attempts": 1, "seconds": 1800.0, "usd": pytest.approx(lost, rel=1e-4)}
+    assert step["usd"] == pytest.approx(table.instances["g5.xlarge"].on_demand * share + lost, rel=1e-4)
+    assert step["overhead_usd"] >= lost * (1 - 1e-4)
 
 
 @pytest.mark.parametrize("trouble", ["instance_gone", "access_denied"])

@@ -12,7 +12,11 @@ with it, the instance role's credentials), and the step's ``ran_on``
 * ECS ``DescribeContainerInstances`` (100 a call, per cluster; the cluster is the one the
   container instance ARN names) → the instance's ``ecs.instance-type`` attribute;
 * the purchase option is the queue's: each queue has one compute environment, SPOT or EC2,
-  as jobs.yaml ``queues.<key>.purchase`` says.
+  as jobs.yaml ``queues.<key>.purchase`` says;
+* the attempts before the one that wrote the done record (Batch retried the job after a
+  Spot interruption or a lost host: ``attempts[]`` with ``startedAt``/``stoppedAt`` and their
+  own container instances) go into ``ran_on.earlier_attempts`` (attempt, seconds, instance
+  type), so the cost estimate charges the work they lost too.
 
 Calls per invocation: ``ceil(jobs / 100)`` + at most ``clusters + ceil(instances / 100)``,
 bounded by the batch's size, never the run's. They go through :func:`_call` (one client per
@@ -87,6 +91,8 @@ class Lookup:
 
     types: dict[tuple[str, int | None], str] = field(default_factory=dict)
     queues: dict[str, str] = field(default_factory=dict)
+    # (job_id, attempt) -> the attempts before it that ran: {attempt, seconds, instance_type}
+    earlier: dict[tuple[str, int | None], list[dict[str, Any]]] = field(default_factory=dict)
     calls: int = 0
     unresolved: list[str] = field(default_factory=list)
 
@@ -106,6 +112,20 @@ def _instance_of(job: Mapping[str, Any], attempt: int | None) -> str | None:
             return str(arn)
     arn = (job.get("container") or {}).get("containerInstanceArn")
     return str(arn) if arn else None
+
+
+def _earlier_attempts(job: Mapping[str, Any], attempt: int | None) -> list[tuple[int, str | None, float]]:
+    """(attempt number, container instance ARN, seconds) of each attempt before `attempt`
+    that started and stopped (one that never started cost nothing)."""
+    if attempt is None or attempt < 2:
+        return []
+    out = []
+    for number, earlier in enumerate((job.get("attempts") or [])[:attempt - 1], start=1):
+        started, stopped = earlier.get("startedAt"), earlier.get("stoppedAt")
+        if isinstance(started, int) and isinstance(stopped, int) and stopped >= started > 0:
+            arn = (earlier.get("container") or {}).get("containerInstanceArn")
+            out.append((number, str(arn) if arn else None, (stopped - started) / 1000.0))
+    return out
 
 
 def lookup(wanted: Iterable[tuple[str, int | None]]) -> Lookup:
@@ -133,6 +153,14 @@ def lookup(wanted: Iterable[tuple[str, int | None]]) -> Lookup:
     # (job, attempt) -> container instance ARN; cluster ARN -> its container instances
     instance_of: dict[tuple[str, int | None], str] = {}
     by_cluster: dict[str, set[str]] = defaultdict(set)
+
+    def to_describe(arn: str | None) -> bool:
+        m = _CONTAINER_INSTANCE.match(arn or "")
+        if m is not None:
+            by_cluster[f"arn:{m['partition']}:ecs:{m['region']}:{m['account']}:cluster/{m['cluster']}"].add(str(arn))
+        return m is not None
+
+    earlier_arns: dict[tuple[str, int | None], list[tuple[int, str | None, float]]] = {}
     for job_id, attempt in wanted:
         job = jobs.get(job_id)
         if job is None:
@@ -141,13 +169,14 @@ def lookup(wanted: Iterable[tuple[str, int | None]]) -> Lookup:
             continue
         if job.get("jobQueue"):
             found.queues[job_id] = str(job["jobQueue"])
+        earlier = _earlier_attempts(job, attempt)
+        if earlier:  # their types are asked in the same calls; one not resolved is priced by its queue
+            earlier_arns[(job_id, attempt)] = [(n, arn if to_describe(arn) else None, sec) for n, arn, sec in earlier]
         arn = _instance_of(job, attempt)
-        m = _CONTAINER_INSTANCE.match(arn or "")
-        if m is None:
+        if not to_describe(arn):
             found.unresolved.append(f"job {job_id}: no container instance ARN naming its cluster ({arn})")
             continue
-        instance_of[(job_id, attempt)] = arn
-        by_cluster[f"arn:{m['partition']}:ecs:{m['region']}:{m['account']}:cluster/{m['cluster']}"].add(arn)
+        instance_of[(job_id, attempt)] = str(arn)
     types: dict[str, str] = {}
     said: set[str] = set()  # container instances whose failure is already in unresolved
     for cluster in sorted(by_cluster):
@@ -172,6 +201,9 @@ def lookup(wanted: Iterable[tuple[str, int | None]]) -> Lookup:
         elif arn not in said:
             found.unresolved.append(f"container instance {arn}: no {INSTANCE_TYPE_ATTRIBUTE} attribute")
             said.add(arn)
+    for key, earlier in earlier_arns.items():
+        found.earlier[key] = [{"attempt": n, "seconds": round(sec, 3), "instance_type": types.get(arn or "")}
+                              for n, arn, sec in earlier]
     return found
 
 
@@ -206,7 +238,10 @@ def record_instance_types(ran_ons: Iterable[MutableMapping[str, Any]], *, jobs: 
 
         found = lookup((str(r["job_id"]), attempt(r)) for r in todo)
         for r in todo:
-            instance_type = found.types.get((str(r["job_id"]), attempt(r)))
+            key = (str(r["job_id"]), attempt(r))
+            if found.earlier.get(key):
+                r["earlier_attempts"] = found.earlier[key]
+            instance_type = found.types.get(key)
             if instance_type is None:
                 continue
             r["instance_type"] = instance_type
