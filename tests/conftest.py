@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
+import re
 from pathlib import Path
 from types import ModuleType
 
@@ -27,12 +29,24 @@ def load_handler(name: str):
     return load_repo_module(f"lambdas/{name}/handler.py", f"handler_{name}").handler
 
 
+MODULE_SCOPED = re.compile(r"""scope=["'](module|class)["']""")
+
+
+@functools.cache
+def _has_module_scoped_fixture(path: str) -> bool:
+    return bool(MODULE_SCOPED.search(Path(path).read_text(encoding="utf-8")))
+
+
 def pytest_collection_modifyitems(config, items):
     """Under pytest-xdist (`make test` runs two workers, `--dist loadgroup`), the Terraform
-    checks share one session's copied tree and provider inits: keep them on one worker."""
+    checks share one session's copied tree and provider inits: keep them on one worker. A
+    module with a module- or class-scoped fixture (a whole CryoEM chain, an MMseqs2 index)
+    goes to one worker as a whole too: spread over both, each worker would build it again."""
     for item in items:
         if item.nodeid.startswith("tests/terraform/"):
             item.add_marker(pytest.mark.xdist_group("terraform"))
+        elif _has_module_scoped_fixture(str(item.path)):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
 
 
 @pytest.fixture(scope="session")
