@@ -37,6 +37,7 @@ def _has_module_scoped_fixture(path: str) -> bool:
     return bool(MODULE_SCOPED.search(Path(path).read_text(encoding="utf-8")))
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups (it runs first otherwise)
 def pytest_collection_modifyitems(config, items):
     """Under pytest-xdist (`make test` runs two workers, `--dist loadgroup`), the Terraform
     checks share one session's copied tree and provider inits: keep them on one worker. A
