@@ -106,3 +106,14 @@ def test_map_vs_truth_aligns_a_map_in_its_own_frame(tmp_path):
     aligned = map_vs_truth(tmp_path, tmp_path / "denovo.mrc", PX, align=True)
     assert "alignment" not in as_is and aligned["alignment"]["mirrored"] is False
     assert aligned["resolution_fsc_0.5"] < 0.5 * as_is["resolution_fsc_0.5"], (aligned, as_is)
+
+
+def test_refine_identity_finds_a_small_turn_and_shift_without_a_global_search():
+    fixed = pseudo_protein(3)
+    turn = Rotation.from_rotvec(np.radians([4.0, -3.0, 2.0])).as_matrix()
+    moving = _noisy(A.transform(fixed, turn, np.array([0.8, -0.5, 0.0])), seed=4)
+    local = A.refine_identity(fixed, moving)
+    assert not local.mirrored and local.angle_deg < 10.0 and float(abs(local.shift).max()) < 2.0
+    assert local.correlation > A._corr(fixed, moving)  # it refined away from no turn at all
+    unrelated = A.refine_identity(fixed, _noisy(pseudo_protein(9), seed=5))
+    assert unrelated.correlation < local.correlation - 0.1

@@ -699,9 +699,10 @@ def unexplained_failures(rid: str, failed: dict[str, Any], faults: RunFaults, ba
 
 def check_run(plan: PlannedRun, execution: Any, faults: RunFaults, estate: SoakEstate, s3: Any,
               lambda_max_attempts: int, exempt_known_bugs: bool = True,
-              bad_targets: frozenset[str] = frozenset()) -> RunOutcome:
+              bad_targets: frozenset[str] = frozenset(), msa_only_bad: frozenset[str] = frozenset()) -> RunOutcome:
     """`bad_targets`: the run's targets the fake step treats as bad input (each must be
-    reported failed, never published; they explain a run failed on its budget)."""
+    reported failed, never published; they explain a run failed on its budget), except
+    those of `msa_only_bad` (bad for the msa step only) whose MSA came from the cache."""
     v: list[str] = []
     known: list[str] = []
     tally: dict[str, Any] = {}
@@ -736,8 +737,13 @@ def check_run(plan: PlannedRun, execution: Any, faults: RunFaults, estate: SoakE
             unaccounted = sorted(set(plan.targets) - published - set(failed))
             if unaccounted:
                 v.append(f"[lost-output] {rid}: targets neither published nor reported failed: {unaccounted[:5]}")
-            # a bad target fails: as bad_input, or by an injected job fault that ended it first
-            unreported = sorted(t for t in bad_targets if t not in failed or t in published)
+            # a bad target fails: as bad_input, or by an injected job fault that ended it first;
+            # one bad only for the msa step folds when its alignment came from the MSA cache
+            # (an earlier run searched that sequence: no msa job ran for it here)
+            from_cache = {t["id"] for t in manifest.get("targets", [])
+                          if ((t.get("provenance") or {}).get("msa") or {}).get("msa_cache") == "hit"}
+            unreported = sorted(t for t in bad_targets if (t not in failed or t in published)
+                                and not (t in msa_only_bad and t in from_cache))
             if unreported:
                 v.append(f"[unexplained-failure] {rid}: bad targets not reported failed: {unreported[:5]}")
             uncoded = sorted(t for t, f in failed.items() if not f.get("code"))
@@ -954,10 +960,12 @@ def run_soak(cfg: SoakConfig, workdir: Path, *, progress: bool = False) -> SoakR
                 plan, execution, _ = in_flight.pop(rid)
                 execution.wait(1.0, raise_on_runtime_error=False)
                 steps = ("msa", "predict") if plan.request.get("engine") == "alphafold2" else ("predict",)
-                bad = frozenset(t for t in plan.targets for step in steps
-                                if bad_target(step, rid, t, injector.step_env()))
+                bad_for = {t: {step for step in steps if bad_target(step, rid, t, injector.step_env())}
+                           for t in plan.targets}
+                bad = frozenset(t for t, bad_steps in bad_for.items() if bad_steps)
+                msa_only = frozenset(t for t, bad_steps in bad_for.items() if bad_steps == {"msa"})
                 outcome = check_run(plan, execution, injector.runs[rid], estate, s3, max_lambda_attempts,
-                                    cfg.exempt_known_bugs, bad)
+                                    cfg.exempt_known_bugs, bad, msa_only)
                 if not execution.done():
                     execution.stop(error="SoakTimeout", cause="the soak gave up waiting")
                     execution.wait(10, raise_on_runtime_error=False)

@@ -198,5 +198,16 @@ def align(fixed: np.ndarray, moving: np.ndarray, *, mirror: bool = True,
     return Alignment(rotation=r, shift=t * n / fine, mirrored=mirrored, correlation=score)
 
 
+def refine_identity(fixed: np.ndarray, moving: np.ndarray) -> Alignment:
+    """The best pose near no turn and no shift (local refinement only, same hand): for two
+    maps meant to share a frame, how well they fit as they are."""
+    n = fixed.shape[0]
+    fine = min(n, FINE_SIZE)
+    fine -= fine % 2
+    score, r, t = _refine(_prepare(fixed, fine), _prepare(moving, fine), np.eye(3), np.zeros(3), False,
+                          step_deg=2.0, step_px=0.5)
+    return Alignment(rotation=r, shift=t * n / fine, mirrored=False, correlation=score)
+
+
 def _angle(r1: np.ndarray, r2: np.ndarray) -> float:
     return float(np.degrees(np.arccos(np.clip((np.trace(r1.T @ r2) - 1.0) / 2.0, -1.0, 1.0))))
